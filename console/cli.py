@@ -1,0 +1,44 @@
+"""The `replaydesk` command: Django's management commands, with the embedded servers started first
+when DATABASE_URL / REDIS_URL are not set (see console/embedded.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from console import embedded
+from console.env import default_home
+
+# Commands that never touch the database or Redis start no server.
+_OFFLINE = {"help", "--help", "-h", "version", "--version", "makemigrations", "check", "startapp"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+    # Children (gunicorn, Celery) must agree on the home whatever directory they run in.
+    os.environ["REPLAYDESK_HOME"] = str(default_home())
+    services = None
+    want_db = not os.environ.get("DATABASE_URL")
+    want_redis = not os.environ.get("REDIS_URL")
+    if argv and argv[0] not in _OFFLINE and (want_db or want_redis):
+        services = embedded.start(postgres=want_db, redis=want_redis)
+        if want_db:
+            os.environ["DATABASE_URL"] = services.database_url
+        if want_redis:
+            os.environ["REDIS_URL"] = services.redis_url
+    # SIGTERM unwinds like Ctrl-C, so that the servers started here are stopped on the way out.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        from django.core.management import execute_from_command_line
+
+        execute_from_command_line(["replaydesk", *argv])
+    finally:
+        if services is not None:
+            services.stop()
+    return 0
+
+
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)

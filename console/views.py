@@ -1,0 +1,60 @@
+"""Health endpoints: /healthz says the process serves; /readyz that it can do its work."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+_ready_lock = threading.Lock()
+_ready_cache: tuple[float, int, dict] | None = None
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request):
+    """Checks the database and Redis, at most once per READYZ_CACHE_SECONDS per process."""
+    global _ready_cache
+    with _ready_lock:
+        now = time.monotonic()
+        if _ready_cache is None or now - _ready_cache[0] >= settings.READYZ_CACHE_SECONDS:
+            checks = {"database": _check_database(), "redis": _check_redis()}
+            status = 200 if all(check["ok"] for check in checks.values()) else 503
+            _ready_cache = (now, status, checks)
+        _, status, checks = _ready_cache
+    body = {"status": "ok" if status == 200 else "unavailable", "checks": checks}
+    return JsonResponse(body, status=status)
+
+
+def _check_database() -> dict:
+    started = time.monotonic()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # any failure means not ready; say which
+        connection.close()
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:300]}
+    return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def _check_redis() -> dict:
+    started = time.monotonic()
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}

@@ -1,0 +1,280 @@
+"""The event store's HTTP API (/api/v1/streams…, /api/v1/events…). Thin: parse, call, render."""
+
+from __future__ import annotations
+
+import uuid
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from console.problems import Problem, invalid_input
+from streams import selectors
+from streams.models import Event, Stream
+from streams.queries import LOG_PARAMS, QueryErrors, QueryParser, parse_log_filter
+from streams.services import append_events
+from streams.validation import STREAM_NAME_RE, InvalidAppend, WrongExpectedVersion
+
+
+class EventOut(serializers.Serializer):
+    id = serializers.UUIDField(source="event_id")
+    stream = serializers.CharField(source="stream.name")
+    sequence = serializers.IntegerField()
+    position = serializers.IntegerField()
+    type = serializers.CharField()
+    data = serializers.JSONField()
+    metadata = serializers.JSONField()
+    actor = serializers.CharField()
+    recorded_at = serializers.DateTimeField()
+
+
+class StreamOut(serializers.Serializer):
+    name = serializers.CharField()
+    category = serializers.CharField()
+    version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class StreamDetailOut(StreamOut):
+    first_recorded_at = serializers.DateTimeField(allow_null=True)
+    last_recorded_at = serializers.DateTimeField(allow_null=True)
+
+
+class EventIn(serializers.Serializer):
+    """For the schema only: the append service checks every rule itself (streams.validation)."""
+
+    id = serializers.UUIDField(required=False, help_text="Client-chosen id; the idempotency key.")
+    type = serializers.CharField(max_length=200, help_text="Starts with a letter.")
+    data = serializers.DictField()
+    metadata = serializers.DictField(
+        required=False, help_text="actor, correlation_id, causation_id, occurred_at, and anything else."
+    )
+
+
+class AppendIn(serializers.Serializer):
+    expected_version = serializers.JSONField(
+        required=False, help_text='"any" (default), "no_stream", "exists", or the current version N.'
+    )
+    events = EventIn(many=True)
+
+
+AppendOut = inline_serializer(
+    "AppendResult",
+    {
+        "stream": serializers.CharField(),
+        "version": serializers.IntegerField(),
+        "first_sequence": serializers.IntegerField(),
+        "positions": serializers.ListField(child=serializers.IntegerField()),
+    },
+)
+
+
+def _page(name: str, item: type[serializers.Serializer]):
+    return inline_serializer(name, {"results": item(many=True), "next": serializers.CharField(allow_null=True)})
+
+
+_PROBLEM = OpenApiResponse(OpenApiTypes.OBJECT, description="application/problem+json")
+_LIST_ERRORS = {400: _PROBLEM, 401: _PROBLEM}
+
+
+def _parse(request: Request, allowed: tuple[str, ...], *, allow_data: bool = False) -> QueryParser:
+    return QueryParser(request.query_params, allowed, allow_data=allow_data)
+
+
+def _finish(parser: QueryParser) -> None:
+    try:
+        parser.done()
+    except QueryErrors as exc:
+        raise invalid_input(exc.errors) from exc
+
+
+def _stream_or_404(name: str) -> Stream:
+    if not STREAM_NAME_RE.match(name):
+        raise invalid_input({"stream": ["a stream name is 1–200 characters of letters, digits and _ . : @ -"]})
+    stream = selectors.get_stream(name=name)
+    if stream is None:
+        raise Problem(status_code=404, problem_type="stream-not-found", title="Stream not found",
+                      detail=f"no stream is named {name!r}")
+    return stream
+
+
+@extend_schema(
+    operation_id="streams_list",
+    parameters=[
+        OpenApiParameter("prefix", str, description="Streams whose name starts with this."),
+        OpenApiParameter("category", str, description="Streams of one category (the part before the first -)."),
+        OpenApiParameter("cursor", str, description="`next` of the previous page."),
+        OpenApiParameter("limit", int, description="1–1000, default 50."),
+    ],
+    responses={200: _page("StreamPage", StreamOut), **_LIST_ERRORS},
+)
+@api_view(["GET"])
+def stream_list(request: Request) -> Response:
+    parser = _parse(request, ("prefix", "category", "cursor", "limit"))
+    limit = parser.limit(50)
+    cursor = parser.raw("cursor")
+    _finish(parser)
+    streams = selectors.list_streams(
+        prefix=parser.raw("prefix"), category=parser.raw("category"), after=cursor, limit=limit
+    )
+    next_cursor = streams[-1].name if len(streams) == limit else None
+    return Response({"results": StreamOut(streams, many=True).data, "next": next_cursor})
+
+
+@extend_schema(operation_id="streams_retrieve", responses={200: StreamDetailOut, 400: _PROBLEM, 404: _PROBLEM})
+@api_view(["GET"])
+def stream_detail(request: Request, stream: str) -> Response:
+    summary = selectors.stream_summary(stream=_stream_or_404(stream))
+    body = StreamOut(summary.stream).data | {
+        "first_recorded_at": serializers.DateTimeField().to_representation(summary.first_recorded_at)
+        if summary.first_recorded_at else None,
+        "last_recorded_at": serializers.DateTimeField().to_representation(summary.last_recorded_at)
+        if summary.last_recorded_at else None,
+    }
+    return Response(body, headers={"ETag": f'"{summary.stream.version}"'})
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="streams_events_list",
+    parameters=[
+        OpenApiParameter("from_sequence", int, description="First sequence to read (inclusive)."),
+        OpenApiParameter("direction", str, enum=["forward", "backward"]),
+        OpenApiParameter("cursor", str, description="`next` of the previous page."),
+        OpenApiParameter("limit", int, description="1–1000, default 100."),
+    ],
+    responses={200: _page("StreamEventPage", EventOut), **_LIST_ERRORS, 404: _PROBLEM},
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="streams_events_append",
+    request=AppendIn,
+    parameters=[
+        OpenApiParameter(
+            "If-Match", str, OpenApiParameter.HEADER,
+            description='"N" for expected version N, or * for "exists"; an alternative to expected_version.',
+        )
+    ],
+    responses={201: AppendOut, 400: _PROBLEM, 401: _PROBLEM, 409: _PROBLEM, 413: _PROBLEM},
+)
+@api_view(["GET", "POST"])
+def stream_events(request: Request, stream: str) -> Response:
+    if request.method == "POST":
+        return _append(request, stream)
+    found = _stream_or_404(stream)
+    parser = _parse(request, ("from_sequence", "direction", "cursor", "limit"))
+    direction = parser.choice("direction", ("forward", "backward"), "forward")
+    limit = parser.limit(100)
+    start = parser.integer("cursor", minimum=0) or parser.integer("from_sequence", minimum=0)
+    _finish(parser)
+    events = selectors.read_stream(stream=found, from_sequence=start, direction=direction, limit=limit)
+    next_cursor = None
+    if len(events) == limit:
+        following = events[-1].sequence + (1 if direction == "forward" else -1)
+        next_cursor = str(following) if following >= 1 else None
+    body = {"results": EventOut(events, many=True).data, "next": next_cursor}
+    return Response(body, headers={"ETag": f'"{found.version}"'})
+
+
+def _append(request: Request, stream: str) -> Response:
+    body = request.data
+    if not isinstance(body, dict):
+        raise invalid_input({"body": ['must be an object: {"expected_version": …, "events": [...]}']})
+    unknown = sorted(set(body) - {"expected_version", "events"})
+    if unknown:
+        raise invalid_input({name: ["unknown field; the body has expected_version and events"] for name in unknown})
+    if "events" not in body:
+        raise invalid_input({"events": ["is required: a list of at least one event"]})
+    expected = _expected_version(request, body)
+    actor = request.user.get_username()
+    try:
+        result = append_events(stream=stream, events=body["events"], expected_version=expected, actor=actor)
+    except InvalidAppend as exc:
+        raise invalid_input(exc.errors) from exc
+    except WrongExpectedVersion as exc:
+        raise Problem(
+            status_code=409,
+            problem_type="wrong-expected-version",
+            title="Wrong expected version",
+            detail=str(exc),
+            headers={"ETag": f'"{exc.current_version}"'},
+            current_version=exc.current_version,
+        ) from exc
+    headers = {"ETag": f'"{result.version}"'}
+    if result.duplicate:
+        headers["Idempotent-Replayed"] = "true"
+    payload = {
+        "stream": result.stream,
+        "version": result.version,
+        "first_sequence": result.first_sequence,
+        "positions": result.positions,
+    }
+    return Response(payload, status=201, headers=headers)
+
+
+def _expected_version(request: Request, body: dict):
+    if_match = request.headers.get("If-Match")
+    if if_match is None:
+        return body.get("expected_version", "any")
+    if_match = if_match.strip()
+    if if_match == "*":
+        from_header: str | int = "exists"
+    elif len(if_match) >= 2 and if_match[0] == if_match[-1] == '"' and if_match[1:-1].isdigit():
+        from_header = int(if_match[1:-1])
+    else:
+        raise invalid_input({"If-Match": ['must be one quoted version such as "5", or *']})
+    if "expected_version" in body and body["expected_version"] != from_header:
+        raise invalid_input(
+            {"If-Match": [f"says {if_match} but expected_version says {body['expected_version']!r}; send one"]}
+        )
+    return from_header
+
+
+@extend_schema(
+    operation_id="events_list",
+    parameters=[
+        OpenApiParameter("after_position", int, description="Events after this position (default 0)."),
+        OpenApiParameter("type", str, description="Event type; repeat or comma-separate for several."),
+        OpenApiParameter("actor", str),
+        OpenApiParameter("category", str),
+        OpenApiParameter("stream", str),
+        OpenApiParameter("recorded_after", OpenApiTypes.DATETIME),
+        OpenApiParameter("recorded_before", OpenApiTypes.DATETIME),
+        OpenApiParameter(
+            "data.<field>", str, description="JSON containment on data, e.g. data.resource=issueABC."
+        ),
+        OpenApiParameter("cursor", str, description="`next` of the previous page."),
+        OpenApiParameter("limit", int, description="1–1000, default 100."),
+    ],
+    responses={200: _page("EventPage", EventOut), **_LIST_ERRORS},
+)
+@api_view(["GET"])
+def event_list(request: Request) -> Response:
+    parser = _parse(request, ("after_position", "cursor", "limit", *LOG_PARAMS), allow_data=True)
+    after = parser.integer("cursor", minimum=0)
+    if after is None:
+        after = parser.integer("after_position", minimum=0, default=0)
+    limit = parser.limit(100)
+    log_filter = parse_log_filter(parser)
+    _finish(parser)
+    events = selectors.read_all(after_position=after, log_filter=log_filter, limit=limit)
+    next_cursor = str(events[-1].position) if len(events) == limit else None
+    return Response({"results": EventOut(events, many=True).data, "next": next_cursor})
+
+
+@extend_schema(operation_id="events_retrieve", responses={200: EventOut, 400: _PROBLEM, 404: _PROBLEM})
+@api_view(["GET"])
+def event_detail(request: Request, event_id: str) -> Response:
+    try:
+        parsed = uuid.UUID(event_id)
+    except ValueError:
+        raise invalid_input({"id": ["must be a UUID"]}) from None
+    event: Event | None = selectors.get_event(event_id=parsed)
+    if event is None:
+        raise Problem(status_code=404, problem_type="event-not-found", title="Event not found",
+                      detail=f"no event has id {parsed}")
+    return Response(EventOut(event).data)

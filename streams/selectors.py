@@ -1,0 +1,165 @@
+"""Reads of the event store. Every list is keyset paged: nothing here uses OFFSET on the log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from django.db.models import Max, Min, Q, QuerySet
+
+from streams.models import Event, Stream
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def head() -> int:
+    """The highest committed position (0 for an empty log)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(max(position), 0) FROM streams_event")
+        return cursor.fetchone()[0]
+
+
+def get_stream(*, name: str) -> Stream | None:
+    return Stream.objects.filter(name=name).first()
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    stream: Stream
+    first_recorded_at: dt.datetime | None
+    last_recorded_at: dt.datetime | None
+
+
+def stream_summary(*, stream: Stream) -> StreamSummary:
+    times = Event.objects.filter(stream=stream).aggregate(first=Min("recorded_at"), last=Max("recorded_at"))
+    return StreamSummary(stream=stream, first_recorded_at=times["first"], last_recorded_at=times["last"])
+
+
+def list_streams(
+    *, prefix: str | None = None, category: str | None = None, after: str | None = None, limit: int = 50
+) -> list[Stream]:
+    """Streams in name order, after the cursor name `after`."""
+    streams = Stream.objects.order_by("name")
+    if prefix:
+        streams = streams.filter(name__startswith=prefix)
+    if category:
+        streams = streams.filter(category=category)
+    if after is not None:
+        streams = streams.filter(name__gt=after)
+    return list(streams[:limit])
+
+
+def last_recorded_at(*, streams: list[Stream]) -> dict[int, dt.datetime]:
+    """Time of each stream's last event, by stream id (one index probe per stream)."""
+    if not streams:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT s.id, e.recorded_at
+              FROM unnest(%s::bigint[], %s::bigint[]) AS s(id, version)
+              JOIN streams_event e ON e.stream_id = s.id AND e.sequence = s.version
+            """,
+            [[s.id for s in streams], [s.version for s in streams]],
+        )
+        return dict(cursor.fetchall())
+
+
+def read_stream(
+    *, stream: Stream, from_sequence: int | None = None, direction: str = "forward", limit: int = DEFAULT_LIMIT
+) -> list[Event]:
+    """Events of one stream from `from_sequence` (inclusive), forward or backward."""
+    events = Event.objects.filter(stream=stream).select_related("stream")
+    if direction == "backward":
+        if from_sequence is not None:
+            events = events.filter(sequence__lte=from_sequence)
+        return list(events.order_by("-sequence")[:limit])
+    if from_sequence is not None:
+        events = events.filter(sequence__gte=from_sequence)
+    return list(events.order_by("sequence")[:limit])
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    types: tuple[str, ...] = ()
+    actor: str | None = None
+    category: str | None = None
+    stream: str | None = None
+    recorded_after: dt.datetime | None = None
+    recorded_before: dt.datetime | None = None
+    # JSON containment on data, one entry per condition, each a tuple of alternatives:
+    # ({"resource": "issueABC"},) matches events whose data holds that pair.
+    data: tuple[tuple[dict[str, Any], ...], ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return self == LogFilter()
+
+
+def filter_events(events: QuerySet[Event], log_filter: LogFilter) -> QuerySet[Event]:
+    if log_filter.types:
+        events = events.filter(type__in=log_filter.types)
+    if log_filter.actor:
+        events = events.filter(actor=log_filter.actor)
+    if log_filter.category:
+        events = events.filter(stream__category=log_filter.category)
+    if log_filter.stream:
+        events = events.filter(stream__name=log_filter.stream)
+    if log_filter.recorded_after:
+        events = events.filter(recorded_at__gte=log_filter.recorded_after)
+    if log_filter.recorded_before:
+        events = events.filter(recorded_at__lt=log_filter.recorded_before)
+    for alternatives in log_filter.data:
+        either = Q()
+        for document in alternatives:
+            either |= Q(data__contains=document)
+        events = events.filter(either)
+    return events
+
+
+def read_all(
+    *, after_position: int = 0, log_filter: LogFilter | None = None, limit: int = DEFAULT_LIMIT
+) -> list[Event]:
+    """The global log in position order after `after_position`, filtered."""
+    events = Event.objects.filter(position__gt=after_position).select_related("stream")
+    events = filter_events(events, log_filter or LogFilter())
+    return list(events.order_by("position")[:limit])
+
+
+def read_all_backward(
+    *, before_position: int | None = None, log_filter: LogFilter | None = None, limit: int = DEFAULT_LIMIT
+) -> list[Event]:
+    """The global log newest first, before `before_position` (the console's view of the log)."""
+    events = Event.objects.select_related("stream")
+    if before_position is not None:
+        events = events.filter(position__lt=before_position)
+    events = filter_events(events, log_filter or LogFilter())
+    return list(events.order_by("-position")[:limit])
+
+
+def get_event(*, event_id: uuid.UUID) -> Event | None:
+    return Event.objects.select_related("stream").filter(event_id=event_id).first()
+
+
+def data_containment(path: str, value: str) -> tuple[dict[str, Any], ...]:
+    """`data.a.b=x` as containment documents: {"a": {"b": "x"}}, and also x as JSON when it is a
+    number, true, false or null (a query string cannot say which was meant)."""
+    values: list[Any] = [value]
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    if parsed != value and not isinstance(parsed, dict | list | str):
+        values.append(parsed)
+    documents = []
+    for leaf in values:
+        document: Any = leaf
+        for key in reversed(path.split(".")):
+            document = {key: document}
+        documents.append(document)
+    return tuple(documents)

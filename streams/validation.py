@@ -1,0 +1,210 @@
+"""The rules an append must satisfy (DESIGN.md §5 limits), checked before anything is written.
+
+Errors are collected per field (`stream`, `expected_version`, `events[3].type`, …) so that a caller
+can fix everything in one go.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_BATCH = 1000
+MAX_EVENT_BYTES = 1024 * 1024
+MAX_STREAM_NAME = 200
+MAX_TYPE = 200
+MAX_ACTOR = 200
+
+STREAM_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
+TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$")
+EXPECTED_VERSION_WORDS = ("any", "no_stream", "exists")
+EVENT_FIELDS = {"id", "type", "data", "metadata"}
+
+
+class AppendError(Exception):
+    """Base for every refusal of an append."""
+
+
+class InvalidAppend(AppendError):
+    """Bad input: nothing was written. `errors` maps a field to what is wrong with it."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        first = next(iter(errors.items()))
+        super().__init__(f"{first[0]}: {first[1][0]}")
+
+
+class WrongExpectedVersion(AppendError):
+    def __init__(self, *, stream: str, expected: str | int, current_version: int):
+        self.stream = stream
+        self.expected = expected
+        self.current_version = current_version
+        super().__init__(
+            f"stream {stream!r} is at version {current_version}, the append expected {expected!r}"
+        )
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id: uuid.UUID | None = None
+
+
+@dataclass
+class _Errors:
+    by_field: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, name: str, message: str) -> None:
+        self.by_field.setdefault(name, []).append(message)
+
+    def raise_if_any(self) -> None:
+        if self.by_field:
+            raise InvalidAppend(self.by_field)
+
+
+def category_of(stream: str) -> str:
+    return stream.split("-", 1)[0]
+
+
+def check_stream_name(name: Any, errors: _Errors, field_name: str = "stream") -> None:
+    if not isinstance(name, str) or not STREAM_NAME_RE.match(name):
+        errors.add(
+            field_name,
+            "a stream name is 1–200 characters of letters, digits and _ . : @ - (for example user-123)",
+        )
+
+
+def parse_expected_version(value: Any, errors: _Errors) -> str | int:
+    if isinstance(value, bool):
+        errors.add("expected_version", 'must be "any", "no_stream", "exists" or a version number ≥ 0')
+        return "any"
+    if isinstance(value, int):
+        if value < 0:
+            errors.add("expected_version", "a version number is ≥ 0 (0 means the stream has no events)")
+        return value
+    if value in EXPECTED_VERSION_WORDS:
+        return value
+    errors.add("expected_version", 'must be "any", "no_stream", "exists" or a version number ≥ 0')
+    return "any"
+
+
+def parse_events(raw: Any, errors: _Errors) -> list[NewEvent]:
+    """Turn a JSON batch into NewEvents, checking every rule; errors are recorded, not raised."""
+    if not isinstance(raw, list):
+        errors.add("events", "must be a list of events")
+        return []
+    if not raw:
+        errors.add("events", "must hold at least one event")
+        return []
+    if len(raw) > MAX_BATCH:
+        errors.add("events", f"a batch holds at most {MAX_BATCH} events; this one has {len(raw)}")
+        return []
+    parsed: list[NewEvent] = []
+    seen: dict[uuid.UUID, int] = {}
+    for index, item in enumerate(raw):
+        event = _parse_event(item, f"events[{index}]", errors)
+        if event is None:
+            continue
+        if event.id is not None:
+            if event.id in seen:
+                errors.add(f"events[{index}].id", f"repeats the id of events[{seen[event.id]}]")
+            seen.setdefault(event.id, index)
+        parsed.append(event)
+    return parsed
+
+
+def _parse_event(item: Any, where: str, errors: _Errors) -> NewEvent | None:
+    if isinstance(item, NewEvent):
+        item = {"id": item.id, "type": item.type, "data": item.data, "metadata": item.metadata}
+    if not isinstance(item, dict):
+        errors.add(where, 'must be an object with "type", "data" and optionally "id" and "metadata"')
+        return None
+    before = len(errors.by_field)
+    unknown = sorted(set(item) - EVENT_FIELDS)
+    if unknown:
+        errors.add(where, f"unknown field(s) {', '.join(unknown)}; an event has id, type, data, metadata")
+    event_id = _parse_id(item.get("id"), f"{where}.id", errors)
+    event_type = item.get("type")
+    if not isinstance(event_type, str) or not TYPE_RE.match(event_type):
+        errors.add(
+            f"{where}.type",
+            "an event type starts with a letter and has at most 200 letters, digits and _ . : -",
+        )
+    data = item.get("data")
+    if not isinstance(data, dict):
+        errors.add(f"{where}.data", "must be a JSON object")
+    metadata = item.get("metadata", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        errors.add(f"{where}.metadata", "must be a JSON object")
+    else:
+        _check_metadata(metadata, f"{where}.metadata", errors)
+    if len(errors.by_field) > before:
+        return None
+    encoded_data, encoded_metadata = _json_text(data), _json_text(metadata)
+    if _NUL.search(encoded_data) or _NUL.search(encoded_metadata):
+        errors.add(where, "strings may not contain the NUL character (\\u0000); PostgreSQL cannot store it")
+        return None
+    size = len(event_type) + len(encoded_data.encode()) + len(encoded_metadata.encode())
+    if size > MAX_EVENT_BYTES:
+        errors.add(where, f"an event is at most 1 MiB ({MAX_EVENT_BYTES} bytes) of JSON; this one is {size}")
+        return None
+    return NewEvent(type=event_type, data=data, metadata=metadata, id=event_id)
+
+
+def _parse_id(value: Any, where: str, errors: _Errors) -> uuid.UUID | None:
+    if value is None:
+        return None
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    errors.add(where, "must be a UUID such as 3f2b8c1e-0d4a-4b6e-9a51-2f7c9d0e1a23")
+    return None
+
+
+def _check_metadata(metadata: dict, where: str, errors: _Errors) -> None:
+    actor = metadata.get("actor")
+    if actor is not None and (not isinstance(actor, str) or not 0 < len(actor) <= MAX_ACTOR):
+        errors.add(f"{where}.actor", f"must be a non-empty string of at most {MAX_ACTOR} characters")
+    for key in ("correlation_id", "causation_id"):
+        if key in metadata and metadata[key] is not None:
+            _parse_id(metadata[key], f"{where}.{key}", errors)
+    occurred_at = metadata.get("occurred_at")
+    if occurred_at is not None:
+        parsed = None
+        if isinstance(occurred_at, str):
+            try:
+                parsed = dt.datetime.fromisoformat(occurred_at.replace("Z", "+00:00"))
+            except ValueError:
+                parsed = None
+        if parsed is None:
+            errors.add(f"{where}.occurred_at", "must be an ISO 8601 time such as 2026-01-31T12:00:00Z")
+
+
+# \u0000 as JSON writes it, not preceded by an escaped backslash.
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_append(*, stream: Any, events: Any, expected_version: Any) -> tuple[str, list[NewEvent], str | int]:
+    """Check a whole append; raise InvalidAppend with every problem found, or return the parsed parts."""
+    errors = _Errors()
+    check_stream_name(stream, errors)
+    expected = parse_expected_version(expected_version, errors)
+    parsed = parse_events(events, errors)
+    errors.raise_if_any()
+    return stream, parsed, expected

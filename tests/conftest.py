@@ -1,0 +1,32 @@
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def operator(db):
+    return get_user_model().objects.create_user("olivia", email="olivia@example.com", password=PASSWORD)
+
+
+@pytest.fixture
+def api(operator):
+    """An application's client: token auth, JSON."""
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=operator)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    return client
+
+
+@pytest.fixture
+def anonymous_api():
+    return APIClient()
+
+
+@pytest.fixture
+def browser_client(client, operator):
+    """A logged-in browser session (Django's test client)."""
+    client.force_login(operator)
+    return client
