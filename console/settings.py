@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "console",
     "streams",
     "recovery",
+    "demo",
 ]
 
 MIDDLEWARE = [
