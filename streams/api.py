@@ -74,7 +74,9 @@ AppendOut = inline_serializer(
 
 
 def _page(name: str, item: type[serializers.Serializer]):
-    return inline_serializer(name, {"results": item(many=True), "next": serializers.CharField(allow_null=True)})
+    return inline_serializer(
+        name, {"results": item(many=True), "next": serializers.CharField(allow_null=True)}
+    )
 
 
 _PROBLEM = OpenApiResponse(OpenApiTypes.OBJECT, description="application/problem+json")
@@ -94,11 +96,17 @@ def _finish(parser: QueryParser) -> None:
 
 def _stream_or_404(name: str) -> Stream:
     if not STREAM_NAME_RE.match(name):
-        raise invalid_input({"stream": ["a stream name is 1–200 characters of letters, digits and _ . : @ -"]})
+        raise invalid_input(
+            {"stream": ["a stream name is 1–200 characters of letters, digits and _ . : @ -"]}
+        )
     stream = selectors.get_stream(name=name)
     if stream is None:
-        raise Problem(status_code=404, problem_type="stream-not-found", title="Stream not found",
-                      detail=f"no stream is named {name!r}")
+        raise Problem(
+            status_code=404,
+            problem_type="stream-not-found",
+            title="Stream not found",
+            detail=f"no stream is named {name!r}",
+        )
     return stream
 
 
@@ -106,7 +114,9 @@ def _stream_or_404(name: str) -> Stream:
     operation_id="streams_list",
     parameters=[
         OpenApiParameter("prefix", str, description="Streams whose name starts with this."),
-        OpenApiParameter("category", str, description="Streams of one category (the part before the first -)."),
+        OpenApiParameter(
+            "category", str, description="Streams of one category (the part before the first -)."
+        ),
         OpenApiParameter("cursor", str, description="`next` of the previous page."),
         OpenApiParameter("limit", int, description="1–1000, default 50."),
     ],
@@ -125,15 +135,19 @@ def stream_list(request: Request) -> Response:
     return Response({"results": StreamOut(streams, many=True).data, "next": next_cursor})
 
 
-@extend_schema(operation_id="streams_retrieve", responses={200: StreamDetailOut, 400: _PROBLEM, 404: _PROBLEM})
+@extend_schema(
+    operation_id="streams_retrieve", responses={200: StreamDetailOut, 400: _PROBLEM, 404: _PROBLEM}
+)
 @api_view(["GET"])
 def stream_detail(request: Request, stream: str) -> Response:
     summary = selectors.stream_summary(stream=_stream_or_404(stream))
     body = StreamOut(summary.stream).data | {
         "first_recorded_at": serializers.DateTimeField().to_representation(summary.first_recorded_at)
-        if summary.first_recorded_at else None,
+        if summary.first_recorded_at
+        else None,
         "last_recorded_at": serializers.DateTimeField().to_representation(summary.last_recorded_at)
-        if summary.last_recorded_at else None,
+        if summary.last_recorded_at
+        else None,
     }
     return Response(body, headers={"ETag": f'"{summary.stream.version}"'})
 
@@ -155,7 +169,9 @@ def stream_detail(request: Request, stream: str) -> Response:
     request=AppendIn,
     parameters=[
         OpenApiParameter(
-            "If-Match", str, OpenApiParameter.HEADER,
+            "If-Match",
+            str,
+            OpenApiParameter.HEADER,
             description='"N" for expected version N, or * for "exists"; an alternative to expected_version.',
         )
     ],
@@ -186,7 +202,9 @@ def _append(request: Request, stream: str) -> Response:
         raise invalid_input({"body": ['must be an object: {"expected_version": …, "events": [...]}']})
     unknown = sorted(set(body) - {"expected_version", "events"})
     if unknown:
-        raise invalid_input({name: ["unknown field; the body has expected_version and events"] for name in unknown})
+        raise invalid_input(
+            {name: ["unknown field; the body has expected_version and events"] for name in unknown}
+        )
     if "events" not in body:
         raise invalid_input({"events": ["is required: a list of at least one event"]})
     expected = _expected_version(request, body)
@@ -229,7 +247,11 @@ def _expected_version(request: Request, body: dict):
         raise invalid_input({"If-Match": ['must be one quoted version such as "5", or *']})
     if "expected_version" in body and body["expected_version"] != from_header:
         raise invalid_input(
-            {"If-Match": [f"says {if_match} but expected_version says {body['expected_version']!r}; send one"]}
+            {
+                "If-Match": [
+                    f"says {if_match} but expected_version says {body['expected_version']!r}; send one"
+                ]
+            }
         )
     return from_header
 
@@ -275,6 +297,10 @@ def event_detail(request: Request, event_id: str) -> Response:
         raise invalid_input({"id": ["must be a UUID"]}) from None
     event: Event | None = selectors.get_event(event_id=parsed)
     if event is None:
-        raise Problem(status_code=404, problem_type="event-not-found", title="Event not found",
-                      detail=f"no event has id {parsed}")
+        raise Problem(
+            status_code=404,
+            problem_type="event-not-found",
+            title="Event not found",
+            detail=f"no event has id {parsed}",
+        )
     return Response(EventOut(event).data)

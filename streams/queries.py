@@ -36,7 +36,9 @@ class QueryParser:
         value = self.params.get(name)
         return value if value not in (None, "") else None
 
-    def integer(self, name: str, *, minimum: int, maximum: int | None = None, default: int | None = None) -> int | None:
+    def integer(
+        self, name: str, *, minimum: int, maximum: int | None = None, default: int | None = None
+    ) -> int | None:
         value = self.raw(name)
         if value is None:
             return default

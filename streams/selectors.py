@@ -71,7 +71,11 @@ def last_recorded_at(*, streams: list[Stream]) -> dict[int, dt.datetime]:
 
 
 def read_stream(
-    *, stream: Stream, from_sequence: int | None = None, direction: str = "forward", limit: int = DEFAULT_LIMIT
+    *,
+    stream: Stream,
+    from_sequence: int | None = None,
+    direction: str = "forward",
+    limit: int = DEFAULT_LIMIT,
 ) -> list[Event]:
     """Events of one stream from `from_sequence` (inclusive), forward or backward."""
     events = Event.objects.filter(stream=stream).select_related("stream")

@@ -60,7 +60,9 @@ def append_events(
     Raises InvalidAppend (bad input or a partial retry) or WrongExpectedVersion; in both cases nothing
     is written.
     """
-    stream, batch, expected = parse_append(stream=stream, events=list(events), expected_version=expected_version)
+    stream, batch, expected = parse_append(
+        stream=stream, events=list(events), expected_version=expected_version
+    )
     ids = [event.id or uuid.uuid4() for event in batch]
     client_ids = [event.id for event in batch if event.id is not None]
     if client_ids:
@@ -78,7 +80,9 @@ def append_events(
         raise
 
 
-def _append(stream: str, batch: list[NewEvent], ids: list[uuid.UUID], expected: str | int, actor: str) -> AppendResult:
+def _append(
+    stream: str, batch: list[NewEvent], ids: list[uuid.UUID], expected: str | int, actor: str
+) -> AppendResult:
     count = len(batch)
     actors = [str(event.metadata.get("actor") or actor or "") for event in batch]
     metadata = [
@@ -154,7 +158,9 @@ def _claim_versions(cursor, stream: str, count: int, expected: str | int) -> tup
     if row is None:
         cursor.execute("SELECT version FROM streams_stream WHERE name = %s", [stream])
         current = cursor.fetchone()
-        raise WrongExpectedVersion(stream=stream, expected=expected, current_version=current[0] if current else 0)
+        raise WrongExpectedVersion(
+            stream=stream, expected=expected, current_version=current[0] if current else 0
+        )
     return row
 
 

@@ -1,0 +1,144 @@
+"""Guarantee 1: no reader ever skips a committed event (DESIGN.md §7), under real concurrency."""
+
+import multiprocessing
+import random
+import threading
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+from django.db import connection, connections, transaction
+
+from streams.selectors import head, read_all
+from streams.services import append_events
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WRITERS = 8
+READERS = 3
+ROUNDS = 30
+
+
+def one(type_="Happened"):
+    return [{"id": str(uuid.uuid4()), "type": type_, "data": {}}]
+
+
+def test_a_reader_tailing_the_log_waits_at_an_open_transaction():
+    before = append_events(stream="order-0", events=one()).last_position
+    holding, release = threading.Event(), threading.Event()
+    held: list[int] = []
+    finished: list[int] = []
+
+    def holder():
+        with transaction.atomic():
+            held.extend(append_events(stream="order-1", events=one()).positions)
+            holding.set()
+            release.wait(20)
+        connection.close()
+
+    def later(n):
+        append_events(stream=f"order-{n}", events=one())
+        finished.append(n)
+        connection.close()
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    assert holding.wait(10)
+    threads += [threading.Thread(target=later, args=(n,)) for n in (2, 3, 4)]
+    for thread in threads[1:]:
+        thread.start()
+    time.sleep(0.5)
+
+    # While position `held` is open, the reader sees nothing past the last committed one before it,
+    # and the later writers are still waiting for it: nothing behind it can commit first.
+    assert [e.position for e in read_all(after_position=0)] == [before]
+    assert head() == before
+    assert finished == []
+
+    release.set()
+    for thread in threads:
+        thread.join(20)
+    positions = [e.position for e in read_all(after_position=before)]
+    assert len(positions) == 4 and positions == sorted(positions)
+    assert positions[0] == held[0]
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _writer(worker: int, seed: int, out) -> None:
+    rng = random.Random(seed)
+    committed: list[str] = []
+    for round_ in range(ROUNDS):
+        stream = f"order-{rng.randrange(10)}"
+        batch = [
+            {"id": str(uuid.uuid4()), "type": "ItemAdded", "data": {"worker": worker, "round": round_}}
+            for _ in range(rng.randint(1, 3))
+        ]
+        try:
+            with transaction.atomic():
+                append_events(stream=stream, events=batch)
+                time.sleep(rng.uniform(0, 0.004))
+                if rng.random() < 0.25:
+                    raise _Rollback
+        except _Rollback:
+            continue
+        committed.extend(event["id"] for event in batch)
+        time.sleep(rng.uniform(0, 0.003))
+    connections.close_all()
+    out.put(("writer", committed))
+
+
+def _reader(seed: int, writers_done, out) -> None:
+    rng = random.Random(seed)
+    seen: list[tuple[int, str, str, int]] = []
+    cursor = 0
+    while True:
+        done = writers_done.is_set()
+        batch = read_all(after_position=cursor, limit=rng.randint(1, 25))
+        seen.extend((e.position, str(e.event_id), e.stream.name, e.sequence) for e in batch)
+        if batch:
+            cursor = batch[-1].position
+        elif done:
+            break  # the writers had finished before this empty read: we are at the end
+        else:
+            time.sleep(rng.uniform(0, 0.005))
+    connections.close_all()
+    out.put(("reader", seen))
+
+
+def test_concurrent_writers_with_rollbacks_are_seen_by_every_tailing_reader_exactly_once_in_order():
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    writers_done = context.Event()
+    connections.close_all()  # children must open their own connections
+    readers = [context.Process(target=_reader, args=(100 + n, writers_done, out)) for n in range(READERS)]
+    writers = [context.Process(target=_writer, args=(n, n, out)) for n in range(WRITERS)]
+    for process in readers + writers:
+        process.start()
+    results = [out.get(timeout=120) for _ in range(WRITERS)]
+    writers_done.set()
+    results += [out.get(timeout=120) for _ in range(READERS)]
+    for process in readers + writers:
+        process.join(30)
+        assert process.exitcode == 0
+
+    committed = {event_id for kind, ids in results if kind == "writer" for event_id in ids}
+    assert len(committed) > WRITERS * ROUNDS // 2  # most rounds commit, some roll back
+    seen_by_readers = [seen for kind, seen in results if kind == "reader"]
+    assert len(seen_by_readers) == READERS
+    for seen in seen_by_readers:
+        ids = [event_id for _, event_id, _, _ in seen]
+        assert len(ids) == len(set(ids)), "a reader saw an event twice"
+        assert set(ids) == committed, "a reader missed a committed event or saw a rolled-back one"
+        positions = [position for position, _, _, _ in seen]
+        assert positions == sorted(positions)
+        by_stream: dict[str, list[int]] = defaultdict(list)
+        for _, _, stream, sequence in seen:
+            by_stream[stream].append(sequence)
+        for sequences in by_stream.values():
+            assert sequences == list(range(1, len(sequences) + 1)), (
+                "per-stream order differs from position order"
+            )
