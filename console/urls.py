@@ -21,3 +21,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("streams.urls")),
 ]
+
+handler404 = "console.views.not_found"
+
+handler404 = "console.views.not_found"

@@ -11,6 +11,9 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django.views.defaults import page_not_found
+
+from console.problems import problem_response
 
 _ready_lock = threading.Lock()
 _ready_cache: tuple[float, int, dict] | None = None
@@ -58,3 +61,21 @@ def _check_redis() -> dict:
     except (redis.RedisError, OSError) as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
     return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def not_found(request, exception=None):
+    """404: problem+json for the API, the page for people."""
+    if request.path.startswith("/api/"):
+        return problem_response(
+            status_code=404, problem_type="not-found", title="Not found", detail=f"nothing at {request.path}"
+        )
+    return page_not_found(request, exception)
+
+
+def not_found(request, exception=None):
+    """404: problem+json for the API, the page for people."""
+    if request.path.startswith("/api/"):
+        return problem_response(
+            status_code=404, problem_type="not-found", title="Not found", detail=f"nothing at {request.path}"
+        )
+    return page_not_found(request, exception)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
@@ -79,8 +79,26 @@ def _page(name: str, item: type[serializers.Serializer]):
     )
 
 
-_PROBLEM = OpenApiResponse(OpenApiTypes.OBJECT, description="application/problem+json")
-_LIST_ERRORS = {400: _PROBLEM, 401: _PROBLEM}
+class ProblemOut(serializers.Serializer):
+    """RFC 9457 problem details, served as application/problem+json."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="What is wrong, per field (`events[3].type`, `expected_version`, …).",
+    )
+    current_version = serializers.IntegerField(required=False, help_text="On 409: the stream's version now.")
+
+
+def _problems(*statuses: int) -> dict:
+    return {(code, "application/problem+json"): ProblemOut for code in statuses}
+
+
+_LIST_ERRORS = _problems(400, 401)
 
 
 def _parse(request: Request, allowed: tuple[str, ...], *, allow_data: bool = False) -> QueryParser:
@@ -135,9 +153,7 @@ def stream_list(request: Request) -> Response:
     return Response({"results": StreamOut(streams, many=True).data, "next": next_cursor})
 
 
-@extend_schema(
-    operation_id="streams_retrieve", responses={200: StreamDetailOut, 400: _PROBLEM, 404: _PROBLEM}
-)
+@extend_schema(operation_id="streams_retrieve", responses={200: StreamDetailOut, **_problems(400, 401, 404)})
 @api_view(["GET"])
 def stream_detail(request: Request, stream: str) -> Response:
     summary = selectors.stream_summary(stream=_stream_or_404(stream))
@@ -161,7 +177,7 @@ def stream_detail(request: Request, stream: str) -> Response:
         OpenApiParameter("cursor", str, description="`next` of the previous page."),
         OpenApiParameter("limit", int, description="1–1000, default 100."),
     ],
-    responses={200: _page("StreamEventPage", EventOut), **_LIST_ERRORS, 404: _PROBLEM},
+    responses={200: _page("StreamEventPage", EventOut), **_problems(400, 401, 404)},
 )
 @extend_schema(
     methods=["POST"],
@@ -175,7 +191,7 @@ def stream_detail(request: Request, stream: str) -> Response:
             description='"N" for expected version N, or * for "exists"; an alternative to expected_version.',
         )
     ],
-    responses={201: AppendOut, 400: _PROBLEM, 401: _PROBLEM, 409: _PROBLEM, 413: _PROBLEM},
+    responses={201: AppendOut, **_problems(400, 401, 409, 413, 415)},
 )
 @api_view(["GET", "POST"])
 def stream_events(request: Request, stream: str) -> Response:
@@ -288,7 +304,7 @@ def event_list(request: Request) -> Response:
     return Response({"results": EventOut(events, many=True).data, "next": next_cursor})
 
 
-@extend_schema(operation_id="events_retrieve", responses={200: EventOut, 400: _PROBLEM, 404: _PROBLEM})
+@extend_schema(operation_id="events_retrieve", responses={200: EventOut, **_problems(400, 401, 404)})
 @api_view(["GET"])
 def event_detail(request: Request, event_id: str) -> Response:
     try:

@@ -60,9 +60,8 @@ def append_events(
     Raises InvalidAppend (bad input or a partial retry) or WrongExpectedVersion; in both cases nothing
     is written.
     """
-    stream, batch, expected = parse_append(
-        stream=stream, events=list(events), expected_version=expected_version
-    )
+    raw = list(events) if isinstance(events, list | tuple) else events
+    stream, batch, expected = parse_append(stream=stream, events=raw, expected_version=expected_version)
     ids = [event.id or uuid.uuid4() for event in batch]
     client_ids = [event.id for event in batch if event.id is not None]
     if client_ids:

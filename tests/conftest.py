@@ -6,6 +6,12 @@ from rest_framework.test import APIClient
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # The default hasher is slow on purpose; the tests log in hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def operator(db):
     return get_user_model().objects.create_user("olivia", email="olivia@example.com", password=PASSWORD)
