@@ -23,5 +23,3 @@ urlpatterns = [
 ]
 
 handler404 = "console.views.not_found"
-
-handler404 = "console.views.not_found"

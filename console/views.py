@@ -70,12 +70,3 @@ def not_found(request, exception=None):
             status_code=404, problem_type="not-found", title="Not found", detail=f"nothing at {request.path}"
         )
     return page_not_found(request, exception)
-
-
-def not_found(request, exception=None):
-    """404: problem+json for the API, the page for people."""
-    if request.path.startswith("/api/"):
-        return problem_response(
-            status_code=404, problem_type="not-found", title="Not found", detail=f"nothing at {request.path}"
-        )
-    return page_not_found(request, exception)
