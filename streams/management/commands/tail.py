@@ -1,0 +1,71 @@
+"""replaydesk tail [--after N] [--follow]: the global log as JSON lines, woken by NOTIFY when following."""
+
+import json
+
+import psycopg
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+
+from streams.api import EventOut
+from streams.queries import QueryErrors, QueryParser, parse_log_filter
+from streams.selectors import read_all
+from streams.services import NOTIFY_CHANNEL
+
+# A NOTIFY can be missed while a listener reconnects; a slow poll bounds how late an event shows.
+POLL_SECONDS = 5.0
+
+
+class Command(BaseCommand):
+    help = "Print the global log as JSON lines after a position; with --follow, keep printing new events."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--after", type=int, default=0, help="Start after this position (default 0).")
+        parser.add_argument(
+            "--follow", action="store_true", help="Wait for new events (NOTIFY) until Ctrl-C."
+        )
+        parser.add_argument("--type", action="append", default=[], help="Only this event type (repeatable).")
+        parser.add_argument("--category")
+        parser.add_argument("--stream")
+        parser.add_argument("--actor")
+        parser.add_argument("--max-events", type=int, help="Stop after printing this many events.")
+
+    def handle(self, *args, **options):
+        log_filter = self._filter(options)
+        position, printed, limit = options["after"], 0, options["max_events"]
+        listener = self._listen() if options["follow"] else None
+        try:
+            while limit is None or printed < limit:
+                batch = read_all(after_position=position, log_filter=log_filter, limit=500)
+                for event in batch[: None if limit is None else limit - printed]:
+                    self.stdout.write(json.dumps(EventOut(event).data))
+                    printed += 1
+                if batch:
+                    position = batch[-1].position
+                    continue
+                if listener is None:
+                    break
+                for _ in listener.notifies(timeout=POLL_SECONDS, stop_after=1):
+                    pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _filter(self, options):
+        params = {key: options[key] for key in ("category", "stream", "actor") if options[key]}
+        if options["type"]:
+            params["type"] = ",".join(options["type"])
+        parser = QueryParser(params, params.keys())
+        log_filter = parse_log_filter(parser)
+        try:
+            parser.done()
+        except QueryErrors as exc:
+            raise CommandError("; ".join(f"--{k}: {v[0]}" for k, v in exc.errors.items())) from exc
+        return log_filter
+
+    def _listen(self) -> psycopg.Connection:
+        params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
+        listener = psycopg.connect(**params, autocommit=True)
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        return listener
