@@ -37,10 +37,11 @@ class StreamSummary:
 
 def stream_summary(*, stream: Stream) -> StreamSummary:
     # Two probes of the (stream, sequence) index, whatever the stream's length.
-    ends = dict(
-        Event.objects.filter(stream=stream, sequence__in=[1, stream.version]).values_list("sequence", "recorded_at")
+    ends = Event.objects.filter(stream=stream, sequence__in=[1, stream.version])
+    times = dict(ends.values_list("sequence", "recorded_at"))
+    return StreamSummary(
+        stream=stream, first_recorded_at=times.get(1), last_recorded_at=times.get(stream.version)
     )
-    return StreamSummary(stream=stream, first_recorded_at=ends.get(1), last_recorded_at=ends.get(stream.version))
 
 
 def list_streams(
