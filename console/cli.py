@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         from django.core.management import execute_from_command_line
 
         execute_from_command_line(["replaydesk", *argv])
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C: a stop the user asked for, not a crash worth a traceback
     finally:
         if services is not None:
             services.stop()

