@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import transaction
+
 from streams.models import Event
 from streams.services import append_events
 
@@ -82,21 +84,18 @@ class DemoLoad:
 
 
 def load_demo(*, users: int = USERS) -> DemoLoad:
-    """Append the demo history; what is there already (by event id) is left as it is."""
+    """Append the demo history; what is there already (by event id) is left as it is.
+
+    One transaction: a demo stream that already holds other events (WrongExpectedVersion) leaves nothing
+    half-loaded. It holds the global-order lock for the few seconds the load takes.
+    """
     appends = list(demo_history(users=users))
     ids = [event["id"] for append in appends for event in append.events]
     present = Event.objects.filter(event_id__in=ids).count()
     added = 0
     if present < len(ids):
-        for append in appends:
-            result = append_events(
-                stream=append.stream,
-                events=append.events,
-                expected_version=append.expected_version,
-                actor=append.events[0]["metadata"]["actor"],
-            )
-            if not result.duplicate:
-                added += len(append.events)
+        with transaction.atomic():
+            added = _append_all(appends)
     streams = {append.stream for append in appends}
     return DemoLoad(
         events_added=added,
@@ -105,6 +104,20 @@ def load_demo(*, users: int = USERS) -> DemoLoad:
         users=sum(name.startswith("user-") for name in streams),
         groups=sum(name.startswith("group-") for name in streams),
     )
+
+
+def _append_all(appends: list[DemoAppend]) -> int:
+    added = 0
+    for append in appends:
+        result = append_events(
+            stream=append.stream,
+            events=append.events,
+            expected_version=append.expected_version,
+            actor=append.events[0]["metadata"]["actor"],
+        )
+        if not result.duplicate:
+            added += len(append.events)
+    return added
 
 
 def demo_history(*, users: int = USERS, seed: int = SEED) -> Iterator[DemoAppend]:
@@ -301,7 +314,8 @@ class _Request:
         if stream not in self.by_stream:
             self.by_stream[stream] = []
         sequence = history.versions.get(stream, 0) + len(self.by_stream[stream]) + 1
-        event_id = uuid.uuid5(NAMESPACE, f"{stream}/{sequence}")
+        # The size is part of the name: a smaller demo is another history, not a prefix of this one.
+        event_id = uuid.uuid5(NAMESPACE, f"{history.user_count}/{stream}/{sequence}")
         history.clock += dt.timedelta(milliseconds=history.rng.randint(5, 400))
         self.by_stream[stream].append(
             {

@@ -39,11 +39,8 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         admin = runtime.ensure_admin()
         if demo:
-            from demo.management.commands.demo import describe
-            from demo.services import load_demo
-
             self.say("Loading the demo data…")
-            self.say(describe(load_demo()))
+            call_command("demo", stdout=self.stdout)
 
         connect, host_header = runtime.probe_host(host, settings.ALLOWED_HOSTS)
         supervisor = runtime.Supervisor(

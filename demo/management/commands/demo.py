@@ -1,13 +1,21 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from demo.services import DemoLoad, load_demo
+from streams.validation import WrongExpectedVersion
 
 
 class Command(BaseCommand):
     help = "Load the identity demo data (users, groups, permissions); running it again adds nothing."
 
     def handle(self, *args, **options) -> None:
-        self.stdout.write(describe(load_demo()))
+        try:
+            result = load_demo()
+        except WrongExpectedVersion as exc:
+            raise CommandError(
+                f"stream {exc.stream} already has events that are not demo data, so the demo was not loaded "
+                "into it; load the demo into a store of its own (another REPLAYDESK_HOME or database)"
+            ) from None
+        self.stdout.write(describe(result))
 
 
 def describe(result: DemoLoad) -> str:
