@@ -42,9 +42,10 @@ def free_port() -> int:
 def up_environment(home: Path, **overrides: str) -> dict[str, str]:
     """The user's environment for a zero-config start: none of the test session's servers or settings."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    # The session turns these off for its test client; `up` must turn them off by itself.
-    env.pop("SECURE_SSL_REDIRECT", None)
-    env.pop("SECURE_COOKIES", None)
+    # The session sets these for its own clients; `up` must do without them (the HTTPS ones it turns
+    # off by itself).
+    for name in ("SECURE_SSL_REDIRECT", "SECURE_COOKIES", "DJANGO_ALLOW_ASYNC_UNSAFE"):
+        env.pop(name, None)
     return {**env, "REPLAYDESK_HOME": str(home), **overrides}
 
 
