@@ -28,8 +28,10 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["DATABASE_URL"] = services.database_url
         if want_redis:
             os.environ["REDIS_URL"] = services.redis_url
-    # SIGTERM unwinds like Ctrl-C, so that the servers started here are stopped on the way out.
+    # SIGTERM (and a closed terminal's SIGHUP) unwinds like Ctrl-C, so that the servers started here
+    # are stopped on the way out.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
     try:
         from django.core.management import execute_from_command_line
 

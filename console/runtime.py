@@ -145,7 +145,8 @@ class Supervisor:
         self._previous_handlers: dict[int, object] = {}
 
     def __enter__(self) -> Supervisor:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: a closed terminal should stop everything, not orphan it.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
         return self
 
@@ -212,26 +213,31 @@ class Supervisor:
         """SIGTERM every child, wait for its whole tree, SIGKILL what is left. Returns the survivors
         that could not be killed (none, in practice)."""
         started = [child for child in self.children if child.process is not None]
-        tree = _trees([child.process.pid for child in started])
+        alive = self._tree(started)
         for child in started:
             if child.process.poll() is None:
-                _signal(child.process.pid, signal.SIGTERM)
+                child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
-        alive = tree
         while alive and time.monotonic() < deadline and not self._hurry.is_set():
-            # Children may fork while stopping (a gunicorn master replacing a worker): look again.
-            alive = [p for p in _union(alive, _trees([c.process.pid for c in started])) if _alive(p)]
-            self._reap(started)
             time.sleep(0.1)
+            # Children may fork while stopping (a gunicorn master replacing a worker): look again.
+            alive = [p for p in _union(alive, self._tree(started)) if _alive(p)]
         for process in alive:
-            _signal(process.pid, signal.SIGKILL, process)
-        _, survivors = psutil.wait_procs([p for p in alive if _alive(p)], timeout=5)
-        self._reap(started)
-        return survivors
-
-    def _reap(self, started: list[Child]) -> None:
+            _signal(process, signal.SIGKILL)
+        own = {child.process.pid for child in started}
         for child in started:
-            child.process.poll()
+            # Popen reaps its own children, so that their exit codes stay known.
+            try:
+                child.process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        _, survivors = psutil.wait_procs([p for p in alive if p.pid not in own and _alive(p)], timeout=5)
+        return survivors + [psutil.Process(c.process.pid) for c in started if c.process.poll() is None]
+
+    @staticmethod
+    def _tree(started: list[Child]) -> list[psutil.Process]:
+        # Only children not yet reaped: the pid of a reaped one may already belong to someone else.
+        return _trees([child.process.pid for child in started if child.process.poll() is None])
 
 
 def die_with_parent() -> None:
@@ -301,11 +307,8 @@ def _alive(process: psutil.Process) -> bool:
         return False
 
 
-def _signal(pid: int, signum: int, process: psutil.Process | None = None) -> None:
+def _signal(process: psutil.Process, signum: int) -> None:
     try:
-        if process is not None:
-            process.send_signal(signum)  # refuses a pid that now belongs to another process
-        else:
-            os.kill(pid, signum)
-    except (ProcessLookupError, psutil.NoSuchProcess):
+        process.send_signal(signum)  # refuses a pid that now belongs to another process
+    except psutil.NoSuchProcess:
         pass

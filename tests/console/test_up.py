@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from console import runtime
 from demo.services import demo_history
 
 REPLAYDESK = str(Path(sys.executable).with_name("replaydesk"))
@@ -31,6 +32,40 @@ READY = re.compile(r"Replaydesk is up at (http://\S+)")
 PASSWORD = re.compile(r"Log in as admin with password (\S+)")
 
 pytestmark = pytest.mark.timeout(180)
+
+
+def test_children_get_plain_http_settings_unless_the_user_chose_otherwise():
+    assert runtime.child_environment({"PATH": "/bin"}) | {"PATH": "/bin"} == {
+        "PATH": "/bin",
+        "SECURE_SSL_REDIRECT": "false",
+        "SECURE_COOKIES": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    chosen = runtime.child_environment({"SECURE_SSL_REDIRECT": "true", "SECURE_COOKIES": "1"})
+    assert (chosen["SECURE_SSL_REDIRECT"], chosen["SECURE_COOKIES"]) == ("true", "1")
+
+
+def test_stop_kills_a_child_tree_that_ignores_sigterm(tmp_path):
+    stubborn = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)']); time.sleep(60)"
+    )
+    child = runtime.Child("stubborn", [sys.executable, "-c", stubborn], tmp_path / "stubborn.log")
+    supervisor = runtime.Supervisor([child], env=dict(os.environ), stop_timeout=1)
+    supervisor.start()
+    deadline = time.monotonic() + 10
+    while len(psutil.Process(child.process.pid).children()) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tree = [psutil.Process(child.process.pid), *psutil.Process(child.process.pid).children(recursive=True)]
+    assert len(tree) == 2
+
+    started = time.monotonic()
+    assert supervisor.stop() == []
+
+    assert time.monotonic() - started < 8
+    assert survivors(tree, timeout=1) == []
+    assert child.process.returncode == -signal.SIGKILL
 
 
 def free_port() -> int:
