@@ -6,6 +6,7 @@ they are skipped, except on CI (CI=true), where a missing browser is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -13,27 +14,41 @@ import pytest
 
 from tests.conftest import PASSWORD
 
-# Playwright's sync API keeps an event loop running in this thread; the test code's ORM calls (fixtures,
-# appends while a page is open) are still plain synchronous calls, so Django must not refuse them.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1280, "height": 800}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """One browser per test module, gone before other modules run: the suite forks processes elsewhere,
+    and a child forked while Playwright's driver and event loop are alive hangs."""
     if not CHROMIUM.exists():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{CHROMIUM} is missing: CI must run the browser tests (apt-get install chromium)")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); browser tests skipped")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
+    with async_unsafe_allowed(), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@contextlib.contextmanager
+def async_unsafe_allowed():
+    """Playwright's sync API keeps an event loop running in this thread, and Django then refuses ORM
+    calls here ("SynchronousOnlyOperation"); the test code's calls (fixtures, appends while a page is
+    open) are plain synchronous ones, so allow them while the browser runs, and only then."""
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

@@ -142,3 +142,21 @@ def test_keyboard_reaches_the_skip_link_the_search_field_and_the_stream_links(op
 
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="user-1", level=1)).to_be_visible()
+
+
+def test_stream_page_pages_older_and_newer_in_place(operator_page):
+    page = operator_page
+    append_events(stream="user-1", events=[{"type": f"Step{n}", "data": {"n": n}} for n in range(1, 6)])
+    page.goto("/streams/user-1/?limit=2")
+    page.evaluate("window.loadedOnce = true")
+    first_rows = page.locator("table.events tbody tr")
+
+    page.get_by_role("navigation", name="Pages of events, top").get_by_role("link", name="Older").click()
+    expect(first_rows.first).to_have_attribute("data-sequence", "3")
+    expect(page).to_have_url(re.compile(r"before=4"))
+    page.get_by_role("navigation", name="Pages of events, top").get_by_role("link", name="Newer").click()
+    expect(first_rows.first).to_have_attribute("data-sequence", "5")
+    assert page.evaluate("window.loadedOnce === true"), "paging reloaded the page"
+
+    page.go_back()
+    expect(first_rows.first).to_have_attribute("data-sequence", "3")
