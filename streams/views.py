@@ -246,14 +246,15 @@ def log_context(request: HttpRequest, errors: dict[str, list[str]]) -> dict[str,
     form["data"] = [term for term in params.getlist("data") if term] + [
         f"{key.removeprefix('data.')}={value}" for key, value in params.items() if key.startswith("data.")
     ]
-    return {"section": "events", "form": form, "errors": errors, "rows": [], "filtered": bool(params)}
+    filtered = any(key in LOG_PARAMS or key.startswith("data") for key in params)
+    return {"section": "events", "form": form, "errors": errors, "rows": [], "filtered": filtered}
 
 
 def canonical_log_query(params: QueryDict) -> QueryDict | None:
     """The filter form sends every field, blank or not, and data conditions as `data=<field>=<value>`;
     the log's URLs leave blanks out and use the API's names (`data.<field>=<value>`). None when the
     query already is canonical."""
-    if "data" not in params and all(value != "" for _, value in params.items()):
+    if "data" not in params and all("" not in values for _, values in params.lists()):
         return None
     canonical = QueryDict(mutable=True)
     for key, values in params.lists():

@@ -391,6 +391,16 @@ def test_log_form_sends_data_conditions_to_the_same_data_field_query_the_api_use
     assertRedirects(response, "/events/?actor=olivia&data.resource=issueABC", fetch_redirect_response=False)
 
 
+def test_log_offers_to_clear_filters_only_while_filtering(browser_client):
+    appended = [append("user-1") for _ in range(3)]
+
+    paging = browser_client.get("/events/", {"limit": 1, "before": appended[2]})
+    filtering = browser_client.get("/events/", {"limit": 1, "data.resource": "x"})
+
+    assertNotContains(paging, "Clear filters")
+    assertContains(filtering, "Clear filters")
+
+
 def test_log_form_with_a_data_condition_without_equals_shows_the_problem_with_400(browser_client):
     response = browser_client.get("/events/", {"data": "issueABC"})
 
