@@ -46,3 +46,11 @@ def test_readyz_keeps_its_answer_for_a_few_seconds(client, settings, tmp_path):
 
 def test_health_endpoints_are_never_cached_by_proxies(client):
     assert "no-cache" in client.get("/readyz")["Cache-Control"]
+
+
+def test_an_unknown_page_is_a_404_page_in_the_layout(browser_client):
+    response = browser_client.get("/no/such/page/")
+    assert response.status_code == 404
+    page = response.content.decode()
+    assert "Nothing is at <code>/no/such/page/</code>" in page
+    assert 'href="/streams/"' in page
