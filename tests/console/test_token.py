@@ -49,7 +49,10 @@ def test_inactive_user_gets_no_token(operator):
 def test_command_line_exits_non_zero_for_an_unknown_user(db):
     # The test database, reached by a separate process: nothing needs to be committed for "unknown".
     url = urlsplit(os.environ["DATABASE_URL"])
-    env = {**os.environ, "DATABASE_URL": urlunsplit(url._replace(path="/" + connection.settings_dict["NAME"]))}
+    env = {
+        **os.environ,
+        "DATABASE_URL": urlunsplit(url._replace(path="/" + connection.settings_dict["NAME"])),
+    }
 
     done = subprocess.run(
         [str(Path(sys.executable).with_name("replaydesk")), "token", "nobody"],

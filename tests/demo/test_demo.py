@@ -82,7 +82,8 @@ def test_permissions_are_revoked_only_after_being_granted(db):
     load_demo(users=SMALL)
 
     granted = set()
-    for event in Event.objects.filter(type__in=["PermissionGranted", "PermissionRevoked"]).order_by("position"):
+    changes = Event.objects.filter(type__in=["PermissionGranted", "PermissionRevoked"])
+    for event in changes.order_by("position"):
         key = (event.data["user_id"], event.data["resource"], event.data["permission"])
         if event.type == "PermissionGranted":
             assert key not in granted
