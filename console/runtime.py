@@ -43,10 +43,6 @@ class Child:
     log: Path
     process: subprocess.Popen | None = field(default=None, repr=False)
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
 
 @dataclass(frozen=True)
 class Admin:
@@ -93,7 +89,8 @@ def child_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def children(*, host: str, port: int, home: Path, schedule: Path) -> list[Child]:
+def children(*, host: str, port: int, home: Path, schedule: Path | str) -> list[Child]:
+    """gunicorn, a Celery worker for every queue and Celery beat, each logging to home/logs/."""
     python = sys.executable
     logs = home / "logs"
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
