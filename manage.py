@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility; the same commands as `replaydesk`."""
+
 import sys
 
 from console.cli import main
