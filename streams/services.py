@@ -59,6 +59,9 @@ def append_events(
     actor: who appends, used when an event's metadata names no actor.
     Raises InvalidAppend (bad input or a partial retry) or WrongExpectedVersion; in both cases nothing
     is written.
+
+    Called inside a caller's transaction, the append commits with it; keep that transaction short,
+    because positions are assigned under one lock held until commit and every other append waits.
     """
     raw = list(events) if isinstance(events, list | tuple) else events
     stream, batch, expected = parse_append(stream=stream, events=raw, expected_version=expected_version)
