@@ -280,6 +280,9 @@ def _expected_version(request: Request, body: dict):
         OpenApiParameter("actor", str),
         OpenApiParameter("category", str),
         OpenApiParameter("stream", str),
+        OpenApiParameter(
+            "correlation_id", OpenApiTypes.UUID, description="Events whose metadata.correlation_id is this."
+        ),
         OpenApiParameter("recorded_after", OpenApiTypes.DATETIME),
         OpenApiParameter("recorded_before", OpenApiTypes.DATETIME),
         OpenApiParameter(

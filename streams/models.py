@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
+from django.db.models.fields.json import KT
 from django.db.models.functions import Now
 
 
@@ -43,6 +44,8 @@ class Event(models.Model):
             models.Index(fields=["actor", "recorded_at"], name="streams_event_actor_recorded"),
             models.Index(fields=["recorded_at"], name="streams_event_recorded_at"),
             GinIndex(OpClass("data", name="jsonb_path_ops"), name="streams_event_data"),
+            # "Everything one request did": events sharing metadata.correlation_id.
+            models.Index(KT("metadata__correlation_id"), "position", name="streams_event_correlation"),
         ]
 
     def __str__(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterable, Mapping
 
 from django.utils.dateparse import parse_date, parse_datetime
@@ -95,7 +96,7 @@ class QueryParser:
             raise QueryErrors(self.errors)
 
 
-LOG_PARAMS = ("type", "actor", "category", "stream", "recorded_after", "recorded_before")
+LOG_PARAMS = ("type", "actor", "category", "stream", "correlation_id", "recorded_after", "recorded_before")
 
 
 def parse_log_filter(parser: QueryParser) -> LogFilter:
@@ -120,6 +121,12 @@ def parse_log_filter(parser: QueryParser) -> LogFilter:
     category = parser.raw("category")
     if category is not None and not STREAM_NAME_RE.match(category):
         parser.error("category", "a category is the part of a stream name before the first -")
+    correlation_id = None
+    if (raw_correlation := parser.raw("correlation_id")) is not None:
+        try:
+            correlation_id = uuid.UUID(raw_correlation)
+        except ValueError:
+            parser.error("correlation_id", "must be a UUID (metadata.correlation_id of an event)")
     after, before = parser.time("recorded_after"), parser.time("recorded_before")
     if after and before and after >= before:
         parser.error("recorded_before", "must be later than recorded_after")
@@ -128,6 +135,7 @@ def parse_log_filter(parser: QueryParser) -> LogFilter:
         actor=parser.raw("actor"),
         category=category,
         stream=parser.stream_name("stream"),
+        correlation_id=correlation_id,
         recorded_after=after,
         recorded_before=before,
         data=tuple(data),

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KT
 
 from streams.models import Event, Stream
 
@@ -98,6 +99,7 @@ class LogFilter:
     actor: str | None = None
     category: str | None = None
     stream: str | None = None
+    correlation_id: uuid.UUID | None = None
     recorded_after: dt.datetime | None = None
     recorded_before: dt.datetime | None = None
     # JSON containment on data, one entry per condition, each a tuple of alternatives:
@@ -118,6 +120,10 @@ def filter_events(events: QuerySet[Event], log_filter: LogFilter) -> QuerySet[Ev
         events = events.filter(stream__category=log_filter.category)
     if log_filter.stream:
         events = events.filter(stream__name=log_filter.stream)
+    if log_filter.correlation_id:
+        events = events.annotate(correlation=KT("metadata__correlation_id")).filter(
+            correlation=str(log_filter.correlation_id)
+        )
     if log_filter.recorded_after:
         events = events.filter(recorded_at__gte=log_filter.recorded_after)
     if log_filter.recorded_before:

@@ -16,7 +16,9 @@ from django.contrib.auth.decorators import login_required as django_login_requir
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
+from django.utils.http import urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
 from streams import selectors
@@ -146,17 +148,30 @@ def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     if event is None:
         return not_found(request, f"No event has the id {event_id}.")
     metadata = event.metadata if isinstance(event.metadata, dict) else {}
+    correlation = related_event(event, metadata.get("correlation_id"))
     context = {
         "section": "events",
         "event": event,
         "data": pretty_json(event.data),
         "metadata": pretty_json(event.metadata),
         "related": [
-            ("Correlation", related_event(event, metadata.get("correlation_id"))),
+            ("Correlation", correlation),
             ("Causation", related_event(event, metadata.get("causation_id"))),
         ],
+        "correlated_url": correlated_events_url(correlation),
     }
     return render(request, "streams/event_detail.html", context)
+
+
+def correlated_events_url(correlation: RelatedEvent | None) -> str | None:
+    """The log filtered to every event of this event's correlation (one request, one saga…)."""
+    if correlation is None:
+        return None
+    try:
+        correlation_id = uuid.UUID(correlation.raw)
+    except ValueError:
+        return None
+    return f"{reverse('streams:log')}?{urlencode({'correlation_id': str(correlation_id)})}"
 
 
 @dataclass(frozen=True)

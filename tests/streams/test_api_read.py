@@ -226,6 +226,16 @@ def test_the_global_log_filters_by_data_containment(api, db):
     assert matching(**{"data.resource": "nothing"}) == []
 
 
+def test_the_global_log_filters_by_correlation_id(api, db):
+    request_id = str(uuid.uuid4())
+    for stream in ("user-1", "user-2", "group-ops"):
+        metadata = {"correlation_id": request_id} if stream != "user-2" else {}
+        append_events(stream=stream, events=[{"type": "Changed", "data": {}, "metadata": metadata}])
+    found = api.get("/api/v1/events", {"correlation_id": request_id}).json()["results"]
+    assert [e["stream"] for e in found] == ["user-1", "group-ops"]
+    assert_problem(api.get("/api/v1/events", {"correlation_id": "abc"}), 400, "correlation_id")
+
+
 def test_the_global_log_filters_by_time(api, db):
     add("user-1", "UserCreated")
     first = Event.objects.get()

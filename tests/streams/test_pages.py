@@ -280,7 +280,7 @@ def test_event_page_shows_data_metadata_and_links_to_correlation_and_causation_e
 def test_event_page_shows_correlation_ids_that_are_not_events_without_a_link(browser_client):
     missing = uuid.uuid4()
     position = append("order-1", "OrderPlaced", {}, metadata={"correlation_id": str(missing)})
-    # Appends insist on UUIDs now; events recorded before that rule may hold anything.
+    # Appends insist on UUIDs; rows written straight to the table (an import) may hold anything.
     Event.objects.filter(position=position).update(
         metadata={"correlation_id": str(missing), "causation_id": "cli"}
     )
@@ -291,7 +291,21 @@ def test_event_page_shows_correlation_ids_that_are_not_events_without_a_link(bro
     html = response.content.decode()
     assert f"<code>{missing}</code>" in html and f'href="/events/{missing}/"' not in html
     assert "<code>cli</code>" in html
-    assert html.count("no such event in this store") == 2
+    assert html.count("an id, not an event of this store") == 2
+    assert f'href="/events/?correlation_id={missing}">every event of this correlation</a>' in html
+
+
+def test_the_log_lists_every_event_of_one_correlation(browser_client):
+    request_id = uuid.uuid4()
+    append("user-1", "UserCreated", {}, metadata={"correlation_id": str(request_id)})
+    append("user-2", "UserCreated", {})
+    append("group-1", "MemberAdded", {}, metadata={"correlation_id": str(request_id)})
+
+    html = browser_client.get(f"/events/?correlation_id={request_id}").content.decode()
+
+    assert "group-1" in html and "user-1" in html and 'href="/streams/user-2/"' not in html
+    assert f'value="{request_id}"' in html
+    assert browser_client.get("/events/?correlation_id=nope").status_code == 400
 
 
 def test_event_page_says_when_an_event_starts_its_own_correlation(browser_client):
