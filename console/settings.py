@@ -166,7 +166,14 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(REPLAYDESK_HOME / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # The safety net under NOTIFY (see streams/tasks.py).
+    "consumers-tick": {
+        "task": "streams.tasks.tick",
+        "schedule": 5.0,
+        "options": {"queue": "live", "expires": 5},
+    },
+}
 
 LOGGING = {
     "version": 1,

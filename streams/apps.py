@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class StreamsConfig(AppConfig):
     name = "streams"
     verbose_name = "Event store"
+
+    def ready(self) -> None:
+        from django.utils.module_loading import autodiscover_modules
+
+        autodiscover_modules("projections")

@@ -50,3 +50,84 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stream_id}@{self.sequence} {self.type}"
+
+
+class Consumer(models.Model):
+    """Anything that reads the log in order and keeps a checkpoint: a projection or a sink.
+
+    A projection's checkpoint lives in its own schema (proj_<name>.checkpoint), written with its effects;
+    a sink's lives here, in `position`, because its effects happen elsewhere.
+    """
+
+    class Kind(models.TextChoices):
+        PROJECTION = "projection"
+        SINK = "sink"
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        PAUSED = "paused"
+        # Stopped after its last retry: an event kept failing and the policy is to stop.
+        FAILED = "failed"
+
+    name = models.CharField(max_length=60, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.RUNNING)
+    position = models.BigIntegerField(null=True, blank=True)
+    # The last time the checkpoint moved; "stalled" is measured from here.
+    progressed_at = models.DateTimeField(null=True, blank=True)
+    # Consecutive failed attempts at the event at `failing_position`; 0 when all is well.
+    attempts = models.IntegerField(default=0)
+    failing_position = models.BigIntegerField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    # Health thresholds: over lag_threshold events behind is "lagging"; not moving for stall_seconds
+    # while behind is "stalled".
+    lag_threshold = models.IntegerField(default=100)
+    stall_seconds = models.IntegerField(default=60)
+    created_at = models.DateTimeField(db_default=Now())
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ParkedEvent(models.Model):
+    """An event a consumer gave up on after its last retry, set aside so that the rest could go on."""
+
+    class State(models.TextChoices):
+        PARKED = "parked"
+        RETRIED = "retried"
+        SKIPPED = "skipped"
+
+    consumer = models.ForeignKey(Consumer, on_delete=models.CASCADE, related_name="parked")
+    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="+")
+    error = models.TextField()
+    attempts = models.IntegerField()
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PARKED)
+    parked_at = models.DateTimeField(db_default=Now())
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["consumer", "event"], name="streams_parked_once")]
+        indexes = [models.Index(fields=["consumer", "state", "event"], name="streams_parked_by_state")]
+
+    def __str__(self) -> str:
+        return f"{self.consumer_id}: {self.event_id}"
+
+
+class LagSample(models.Model):
+    """A consumer's lag at one moment, for charts (sampled every 10 s, kept 7 days)."""
+
+    consumer = models.ForeignKey(Consumer, on_delete=models.CASCADE, related_name="samples")
+    sampled_at = models.DateTimeField(db_default=Now())
+    head = models.BigIntegerField()
+    checkpoint = models.BigIntegerField()
+    lag_events = models.BigIntegerField()
+    lag_seconds = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["consumer", "sampled_at"], name="streams_lag_sample_time")]
+
+    def __str__(self) -> str:
+        return f"{self.consumer_id}@{self.sampled_at}"

@@ -98,6 +98,8 @@ class LogFilter:
     types: tuple[str, ...] = ()
     actor: str | None = None
     category: str | None = None
+    # Any of these categories (a consumer's subscription); `category` is the API's single one.
+    categories: tuple[str, ...] = ()
     stream: str | None = None
     correlation_id: uuid.UUID | None = None
     recorded_after: dt.datetime | None = None
@@ -118,6 +120,8 @@ def filter_events(events: QuerySet[Event], log_filter: LogFilter) -> QuerySet[Ev
         events = events.filter(actor=log_filter.actor)
     if log_filter.category:
         events = events.filter(stream__category=log_filter.category)
+    if log_filter.categories:
+        events = events.filter(stream__category__in=log_filter.categories)
     if log_filter.stream:
         events = events.filter(stream__name=log_filter.stream)
     if log_filter.correlation_id:
@@ -137,10 +141,16 @@ def filter_events(events: QuerySet[Event], log_filter: LogFilter) -> QuerySet[Ev
 
 
 def read_all(
-    *, after_position: int = 0, log_filter: LogFilter | None = None, limit: int = DEFAULT_LIMIT
+    *,
+    after_position: int = 0,
+    log_filter: LogFilter | None = None,
+    limit: int = DEFAULT_LIMIT,
+    up_to_position: int | None = None,
 ) -> list[Event]:
-    """The global log in position order after `after_position`, filtered."""
+    """The global log in position order after `after_position` (and up to `up_to_position`), filtered."""
     events = Event.objects.filter(position__gt=after_position).select_related("stream")
+    if up_to_position is not None:
+        events = events.filter(position__lte=up_to_position)
     events = filter_events(events, log_filter or LogFilter())
     return list(events.order_by("position")[:limit])
 

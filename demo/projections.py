@@ -1,0 +1,147 @@
+"""The identity demo's read models: a users directory, and an access table of who may do what where.
+
+Both fold a batch with a few set-based statements: within a batch the last event per key wins, which is
+what applying the events one by one in position order would leave behind.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.db.backends.utils import CursorWrapper
+
+from streams.models import Event
+from streams.projections import Projection
+
+_BATCH = """
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::jsonb[], %s::timestamptz[])
+        AS e(position, type, data, recorded_at)
+"""
+
+
+def _columns(events: list[Event]) -> list:
+    return [
+        [e.position for e in events],
+        [e.type for e in events],
+        [json.dumps(e.data) for e in events],
+        [e.recorded_at for e in events],
+    ]
+
+
+class UsersDirectory(Projection):
+    name = "users_directory"
+    version = 1
+    categories = ("user",)
+    types = ("UserCreated", "UserNameSet", "UserEmailSet")
+    tables = (
+        """CREATE TABLE users (
+               user_id text PRIMARY KEY,
+               username text NOT NULL,
+               name text NOT NULL,
+               email text NOT NULL,
+               updated_at timestamptz NOT NULL
+           )""",
+        "CREATE INDEX users_email ON users (lower(email))",
+    )
+
+    def apply(self, cursor: CursorWrapper, events: list[Event]) -> None:
+        params = _columns(events)
+        cursor.execute(
+            f"""
+            INSERT INTO users (user_id, username, name, email, updated_at)
+            SELECT data->>'user_id', data->>'username', data->>'name', data->>'email', recorded_at
+              FROM ({_BATCH}) e WHERE type = 'UserCreated' ORDER BY position
+            """,
+            params,
+        )
+        for event_type, column in (("UserNameSet", "name"), ("UserEmailSet", "email")):
+            cursor.execute(
+                f"""
+                UPDATE users u SET {column} = last.value, updated_at = last.recorded_at
+                  FROM (SELECT DISTINCT ON (data->>'user_id') data->>'user_id' AS user_id,
+                               data->>'{column}' AS value, recorded_at
+                          FROM ({_BATCH}) e WHERE type = %s
+                         ORDER BY data->>'user_id', position DESC) last
+                 WHERE u.user_id = last.user_id
+                """,
+                [*params, event_type],
+            )
+
+
+class AccessTable(Projection):
+    name = "access"
+    version = 1
+    categories = ("user", "group")
+    types = ("PermissionGranted", "PermissionRevoked", "MemberAdded", "MemberRemoved")
+    tables = (
+        """CREATE TABLE grants (
+               user_id text NOT NULL,
+               resource text NOT NULL,
+               permission text NOT NULL,
+               granted_at timestamptz NOT NULL,
+               PRIMARY KEY (resource, user_id, permission)
+           )""",
+        "CREATE INDEX grants_user ON grants (user_id)",
+        """CREATE TABLE memberships (
+               group_id text NOT NULL,
+               user_id text NOT NULL,
+               added_at timestamptz NOT NULL,
+               PRIMARY KEY (group_id, user_id)
+           )""",
+        "CREATE INDEX memberships_user ON memberships (user_id)",
+    )
+
+    def apply(self, cursor: CursorWrapper, events: list[Event]) -> None:
+        params = _columns(events)
+        # The last grant or revoke per (user, resource, permission) decides; likewise per membership.
+        cursor.execute(
+            f"""
+            CREATE TEMP TABLE last_grants ON COMMIT DROP AS
+            SELECT DISTINCT ON (data->>'user_id', data->>'resource', data->>'permission')
+                   data->>'user_id' AS user_id, data->>'resource' AS resource,
+                   data->>'permission' AS permission, type, recorded_at
+              FROM ({_BATCH}) e WHERE type IN ('PermissionGranted', 'PermissionRevoked')
+             ORDER BY data->>'user_id', data->>'resource', data->>'permission', position DESC
+            """,
+            params,
+        )
+        cursor.execute(
+            """
+            DELETE FROM grants g USING last_grants l
+             WHERE l.type = 'PermissionRevoked'
+               AND (g.user_id, g.resource, g.permission) = (l.user_id, l.resource, l.permission)
+            """
+        )
+        cursor.execute(
+            """
+            INSERT INTO grants (user_id, resource, permission, granted_at)
+            SELECT user_id, resource, permission, recorded_at
+              FROM last_grants WHERE type = 'PermissionGranted'
+            ON CONFLICT (resource, user_id, permission) DO NOTHING
+            """
+        )
+        cursor.execute("DROP TABLE last_grants")
+        cursor.execute(
+            f"""
+            CREATE TEMP TABLE last_members ON COMMIT DROP AS
+            SELECT DISTINCT ON (data->>'group_id', data->>'user_id')
+                   data->>'group_id' AS group_id, data->>'user_id' AS user_id, type, recorded_at
+              FROM ({_BATCH}) e WHERE type IN ('MemberAdded', 'MemberRemoved')
+             ORDER BY data->>'group_id', data->>'user_id', position DESC
+            """,
+            params,
+        )
+        cursor.execute(
+            """
+            DELETE FROM memberships m USING last_members l
+             WHERE l.type = 'MemberRemoved' AND (m.group_id, m.user_id) = (l.group_id, l.user_id)
+            """
+        )
+        cursor.execute(
+            """
+            INSERT INTO memberships (group_id, user_id, added_at)
+            SELECT group_id, user_id, recorded_at FROM last_members WHERE type = 'MemberAdded'
+            ON CONFLICT (group_id, user_id) DO NOTHING
+            """
+        )
+        cursor.execute("DROP TABLE last_members")

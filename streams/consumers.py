@@ -1,0 +1,372 @@
+"""Running consumers: the projection runner, failures and parking, pause and resume.
+
+One runner per projection at a time: every batch is one transaction that first takes a
+transaction-scoped advisory lock named after the projection, reads the checkpoint, applies the batch and
+moves the checkpoint. A runner that dies mid-batch takes its transaction with it, and the next runner
+starts from the same checkpoint, so no event is applied twice and none is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+import time
+import traceback
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
+
+from console import audit
+from streams import selectors
+from streams.models import Consumer, Event, ParkedEvent
+from streams.projections import Projection, create_schema, get_projection, quote, read_checkpoint
+
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 60.0
+
+
+class ConsumerError(Exception):
+    """An operator action that cannot be done; the message says why."""
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    applied: int = 0
+    caught_up: bool = False
+    # Another runner holds the projection, or it is paused, failed, or waiting to retry.
+    idle: bool = False
+    retry_in: float | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    applied: int
+    caught_up: bool
+    idle: bool
+    retry_in: float | None = None
+
+
+def lock_key(name: str) -> int:
+    """A stable 64-bit advisory lock key per consumer name."""
+    return int.from_bytes(
+        hashlib.blake2b(f"consumer:{name}".encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+def ensure_projection(projection: Projection) -> Consumer:
+    """The projection's consumer row and schema, created on first use."""
+    with transaction.atomic():
+        consumer, _ = Consumer.objects.get_or_create(
+            name=projection.name, defaults={"kind": Consumer.Kind.PROJECTION}
+        )
+        create_schema(projection)
+    return consumer
+
+
+def run_projection(name: str, *, budget_seconds: float = 5.0) -> RunResult:
+    """Apply batches until caught up, out of time, or unable to go on."""
+    projection = get_projection(name)
+    if projection is None:
+        raise ConsumerError(f"no projection is named {name!r}")
+    ensure_projection(projection)
+    deadline = time.monotonic() + budget_seconds
+    applied = 0
+    while True:
+        outcome = _projection_batch(projection)
+        applied += outcome.applied
+        if outcome.caught_up or outcome.idle or outcome.retry_in is not None or time.monotonic() >= deadline:
+            return RunResult(applied, outcome.caught_up, outcome.idle, outcome.retry_in)
+
+
+def _projection_batch(projection: Projection) -> BatchOutcome:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_key(projection.name)])
+        if not cursor.fetchone()[0]:
+            return BatchOutcome(idle=True)
+        consumer = Consumer.objects.get(name=projection.name)
+        now = timezone.now()
+        if consumer.state != Consumer.State.RUNNING:
+            return BatchOutcome(idle=True)
+        if consumer.retry_at is not None and consumer.retry_at > now:
+            return BatchOutcome(retry_in=(consumer.retry_at - now).total_seconds())
+        position, version = read_checkpoint(projection)
+        if version != projection.version:
+            _stop(
+                consumer,
+                f"the schema {projection.schema} holds version {version}, the code is version "
+                f"{projection.version}: replay the projection to rebuild it",
+            )
+            return BatchOutcome(idle=True)
+        head = selectors.head()
+        events = selectors.read_all(
+            after_position=position,
+            up_to_position=head,
+            log_filter=_subscription(projection),
+            limit=projection.batch_size,
+        )
+        if not events:
+            if head > position:
+                _write_checkpoint(cursor, projection, head, [])
+                _progressed(consumer, now)
+            return BatchOutcome(caught_up=True)
+        try:
+            with transaction.atomic():
+                _apply(cursor, projection, events)
+        except Exception:
+            return _isolate_failure(cursor, projection, consumer, events, now)
+        full = len(events) == projection.batch_size
+        _write_checkpoint(cursor, projection, events[-1].position if full else head, events)
+        _progressed(consumer, now)
+        return BatchOutcome(applied=len(events), caught_up=not full)
+
+
+def _subscription(projection: Projection) -> selectors.LogFilter:
+    return selectors.LogFilter(types=tuple(projection.types), categories=tuple(projection.categories))
+
+
+def _apply(cursor: CursorWrapper, projection: Projection, events: list[Event]) -> None:
+    cursor.execute(f"SET LOCAL search_path TO {quote(projection.schema)}, public")
+    projection.apply(cursor, events)
+    cursor.execute("SET LOCAL search_path TO DEFAULT")
+
+
+def _write_checkpoint(
+    cursor: CursorWrapper, projection: Projection, position: int, events: list[Event]
+) -> None:
+    schema = quote(projection.schema)
+    cursor.execute(f"UPDATE {schema}.checkpoint SET position = %s", [position])
+    if events:
+        cursor.execute(
+            f"""
+            INSERT INTO {schema}.stream_checkpoint (stream_id, sequence)
+            SELECT stream_id, max(sequence) FROM unnest(%s::bigint[], %s::bigint[]) AS e(stream_id, sequence)
+             GROUP BY stream_id
+            ON CONFLICT (stream_id) DO UPDATE
+               SET sequence = GREATEST({schema}.stream_checkpoint.sequence, EXCLUDED.sequence)
+            """,
+            [[e.stream_id for e in events], [e.sequence for e in events]],
+        )
+
+
+def _progressed(consumer: Consumer, now: dt.datetime) -> None:
+    consumer.progressed_at = now
+    if consumer.attempts or consumer.retry_at or consumer.failing_position:
+        consumer.attempts, consumer.retry_at, consumer.failing_position = 0, None, None
+    consumer.save(update_fields=["progressed_at", "attempts", "retry_at", "failing_position"])
+
+
+def _isolate_failure(
+    cursor: CursorWrapper, projection: Projection, consumer: Consumer, events: list[Event], now: dt.datetime
+) -> BatchOutcome:
+    """The batch failed: apply its events one by one to find the first that fails, keep the ones
+    before it, and count an attempt against it."""
+    applied: list[Event] = []
+    for event in events:
+        try:
+            with transaction.atomic():
+                _apply(cursor, projection, [event])
+        except Exception as exc:
+            if applied:
+                _write_checkpoint(cursor, projection, applied[-1].position, applied)
+                _progressed(consumer, now)
+            return _count_attempt(cursor, projection, consumer, event, exc, now)
+        applied.append(event)
+    # Each event went through alone: the batch failed only as a whole (rare; e.g. two events of the
+    # batch collide in one set-based statement). Keep them applied one by one.
+    _write_checkpoint(cursor, projection, applied[-1].position, applied)
+    _progressed(consumer, now)
+    return BatchOutcome(applied=len(applied))
+
+
+def _count_attempt(
+    cursor: CursorWrapper,
+    projection: Projection,
+    consumer: Consumer,
+    event: Event,
+    exc: Exception,
+    now: dt.datetime,
+) -> BatchOutcome:
+    attempts = consumer.attempts + 1 if consumer.failing_position == event.position else 1
+    error = _describe(exc, event)
+    consumer.attempts, consumer.failing_position = attempts, event.position
+    consumer.last_error, consumer.last_error_at = error, now
+    if attempts < projection.max_attempts:
+        delay = backoff(attempts)
+        consumer.retry_at = now + dt.timedelta(seconds=delay)
+        consumer.save(
+            update_fields=["attempts", "failing_position", "last_error", "last_error_at", "retry_at"]
+        )
+        return BatchOutcome(retry_in=delay)
+    if projection.on_failure == "park":
+        ParkedEvent.objects.create(consumer=consumer, event=event, error=error, attempts=attempts)
+        _write_checkpoint(cursor, projection, event.position, [])
+        consumer.attempts, consumer.failing_position, consumer.retry_at = 0, None, None
+        consumer.progressed_at = now
+        consumer.save(
+            update_fields=[
+                "attempts",
+                "failing_position",
+                "retry_at",
+                "progressed_at",
+                "last_error",
+                "last_error_at",
+            ]
+        )
+        return BatchOutcome()
+    _stop(consumer, error)
+    return BatchOutcome(idle=True)
+
+
+def _stop(consumer: Consumer, error: str) -> None:
+    """Failed for good: nothing more runs until an operator resumes it."""
+    consumer.state, consumer.last_error, consumer.last_error_at = Consumer.State.FAILED, error, timezone.now()
+    consumer.save(update_fields=["state", "last_error", "last_error_at", "attempts", "failing_position"])
+
+
+def _describe(exc: Exception, event: Event) -> str:
+    where = f"event {event.event_id} ({event.type}, {event.stream.name}@{event.sequence}, "
+    where += f"position {event.position})"
+    last = traceback.format_exception_only(exc)[-1].strip()
+    return f"{where}: {last}"[:2000]
+
+
+def backoff(attempts: int) -> float:
+    """Exponential backoff with full jitter: a random wait up to base·2^attempts, capped."""
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempts))
+
+
+# --- operator actions (audited)
+
+
+def pause_consumer(*, name: str, actor: str, request=None) -> Consumer:
+    with transaction.atomic():
+        consumer = _locked(name)
+        if consumer.state == Consumer.State.PAUSED:
+            raise ConsumerError(f"{name} is paused already")
+        consumer.state = Consumer.State.PAUSED
+        consumer.save(update_fields=["state"])
+        audit.record(
+            subject=f"consumer.{name}",
+            type="ConsumerPaused",
+            actor=actor,
+            data={"consumer": name},
+            request=request,
+        )
+    return consumer
+
+
+def resume_consumer(*, name: str, actor: str, request=None) -> Consumer:
+    """Run a paused consumer again, or a failed one from the event it stopped at (attempts reset)."""
+    with transaction.atomic():
+        consumer = _locked(name)
+        if consumer.state == Consumer.State.RUNNING:
+            raise ConsumerError(f"{name} is running already")
+        was = consumer.state
+        consumer.state = Consumer.State.RUNNING
+        consumer.attempts, consumer.retry_at = 0, None
+        consumer.save(update_fields=["state", "attempts", "retry_at"])
+        audit.record(
+            subject=f"consumer.{name}",
+            type="ConsumerResumed",
+            actor=actor,
+            data={"consumer": name, "was": was},
+            request=request,
+        )
+        transaction.on_commit(lambda: _wake(name))
+    return consumer
+
+
+def skip_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
+    with transaction.atomic():
+        parked = _parked(parked_id)
+        parked.state, parked.resolved_at, parked.resolved_by = (
+            ParkedEvent.State.SKIPPED,
+            timezone.now(),
+            actor,
+        )
+        parked.save(update_fields=["state", "resolved_at", "resolved_by"])
+        audit.record(
+            subject=f"consumer.{parked.consumer.name}",
+            type="ParkedEventSkipped",
+            actor=actor,
+            data=_parked_data(parked),
+            request=request,
+        )
+    return parked
+
+
+def retry_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
+    """Apply a parked event now. On failure nothing changes but its error, and ConsumerError says why."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        parked = _parked(parked_id)
+        consumer = parked.consumer
+        projection = get_projection(consumer.name)
+        if projection is None:
+            raise ConsumerError(f"{consumer.name} has no code to apply events with")
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(consumer.name)])
+        try:
+            with transaction.atomic():
+                _apply(cursor, projection, [parked.event])
+        except Exception as exc:
+            error = _describe(exc, parked.event)
+            failed = True
+        else:
+            failed = False
+        if failed:
+            ParkedEvent.objects.filter(pk=parked.pk).update(error=error, attempts=parked.attempts + 1)
+        else:
+            parked.state, parked.resolved_at, parked.resolved_by = (
+                ParkedEvent.State.RETRIED,
+                timezone.now(),
+                actor,
+            )
+            parked.save(update_fields=["state", "resolved_at", "resolved_by"])
+            audit.record(
+                subject=f"consumer.{consumer.name}",
+                type="ParkedEventRetried",
+                actor=actor,
+                data=_parked_data(parked),
+                request=request,
+            )
+    if failed:
+        raise ConsumerError(f"the retry failed again: {error}")
+    return parked
+
+
+def _locked(name: str) -> Consumer:
+    consumer = Consumer.objects.select_for_update().filter(name=name).first()
+    if consumer is None:
+        raise ConsumerError(f"no consumer is named {name!r}")
+    return consumer
+
+
+def _parked(parked_id: int) -> ParkedEvent:
+    parked = (
+        ParkedEvent.objects.select_for_update(of=("self",))
+        .select_related("consumer", "event", "event__stream")
+        .filter(pk=parked_id)
+        .first()
+    )
+    if parked is None:
+        raise ConsumerError(f"no parked event has id {parked_id}")
+    if parked.state != ParkedEvent.State.PARKED:
+        raise ConsumerError(f"that event was {parked.state} already, by {parked.resolved_by or 'someone'}")
+    return parked
+
+
+def _parked_data(parked: ParkedEvent) -> dict:
+    return {
+        "consumer": parked.consumer.name,
+        "event_id": str(parked.event.event_id),
+        "position": parked.event.position,
+        "stream": parked.event.stream.name,
+    }
+
+
+def _wake(name: str) -> None:
+    from streams.tasks import enqueue_consumer
+
+    enqueue_consumer(name)

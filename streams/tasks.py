@@ -1,0 +1,51 @@
+"""Thin Celery tasks for consumers, on the `live` queue (bulk recovery work has a queue of its own).
+
+Redis carries only the trigger; what to do next is read from PostgreSQL each time, so a lost or
+duplicated message costs nothing: the tick enqueues every running consumer again within seconds.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from console.redis import client as redis_client
+from streams.consumers import ensure_projection, run_projection
+from streams.models import Consumer
+from streams.projections import projections
+
+# While set, a run is queued for the consumer and another enqueue would only pile up messages.
+QUEUED_KEY = "replaydesk:consumer-queued:{}"
+QUEUED_TTL_SECONDS = 30
+
+
+def enqueue_consumer(name: str) -> bool:
+    """Queue a run unless one is queued already. True when this call queued it."""
+    if not redis_client().set(QUEUED_KEY.format(name), "1", nx=True, ex=QUEUED_TTL_SECONDS):
+        return False
+    run_consumer.apply_async((name,), queue="live")
+    return True
+
+
+@shared_task(queue="live", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_consumer(name: str) -> None:
+    # Cleared first: events that arrive while this run works must be able to queue the next one.
+    redis_client().delete(QUEUED_KEY.format(name))
+    result = run_projection(name)
+    if result.retry_in is not None:
+        run_consumer.apply_async((name,), queue="live", countdown=result.retry_in)
+    elif not result.caught_up and not result.idle:
+        enqueue_consumer(name)  # out of time with more to do: go on in a fresh slice
+
+
+@shared_task(queue="live", ignore_result=True)
+def tick() -> None:
+    """The safety net under NOTIFY: every running consumer gets a run queued."""
+    for name in running_consumers():
+        enqueue_consumer(name)
+
+
+def running_consumers() -> list[str]:
+    """Names of the consumers to run: new projections get their row and schema here."""
+    for projection in projections().values():
+        ensure_projection(projection)
+    return list(Consumer.objects.filter(state=Consumer.State.RUNNING).values_list("name", flat=True))

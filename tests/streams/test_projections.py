@@ -1,0 +1,249 @@
+"""The projection runner: batches, checkpoints, failures (retry, stop, park), pause and resume."""
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from demo.services import load_demo
+from streams import consumers
+from streams.consumers import ConsumerError, lock_key, run_projection
+from streams.models import Consumer, Event, ParkedEvent, Stream
+from streams.projections import Projection, drop_schemas, unregister
+from streams.selectors import head
+from streams.services import append_events
+from tests.streams.projection_helpers import (
+    checkpoint,
+    fold_access,
+    fold_users,
+    projected_access,
+    projected_users,
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_projection_schemas(django_db_blocker):
+    """Projection schemas live outside Django's tables, so tests that commit must drop them."""
+    with django_db_blocker.unblock():
+        drop_schemas()
+    yield
+    with django_db_blocker.unblock():
+        drop_schemas()
+
+
+@pytest.fixture
+def no_backoff(monkeypatch):
+    monkeypatch.setattr(consumers, "BACKOFF_CAP_SECONDS", 0.0)
+
+
+class Flaky(Projection):
+    """Records event positions; fails on events whose data says so, until told otherwise."""
+
+    name = "test_flaky"
+    categories = ("order",)
+    tables = ("CREATE TABLE applied (position bigint PRIMARY KEY)",)
+    max_attempts = 3
+    failing = True
+
+    def apply(self, cursor, events):
+        if Flaky.failing and any(e.data.get("poison") for e in events):
+            raise ValueError("cannot apply a poisoned order")
+        cursor.execute("INSERT INTO applied SELECT unnest(%s::bigint[])", [[e.position for e in events]])
+
+
+class ParkingFlaky(Flaky):
+    name = "test_parking"
+    on_failure = "park"
+
+
+@pytest.fixture
+def flaky():
+    Flaky.failing = True
+    yield Flaky
+    Flaky.failing = True
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forget_test_projections():
+    yield
+    unregister("test_flaky")
+    unregister("test_parking")
+
+
+def applied(schema):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT position FROM {schema}.applied ORDER BY position")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def orders(*data):
+    return [
+        append_events(stream=f"order-{n}", events=[{"type": "Placed", "data": d}]).last_position
+        for n, d in enumerate(data)
+    ]
+
+
+@pytest.mark.django_db
+def test_the_demo_projections_equal_a_fold_of_the_log_and_reach_the_head():
+    load_demo(users=60)
+    for name in ("users_directory", "access"):
+        result = run_projection(name, budget_seconds=60)
+        assert result.caught_up and result.applied > 0
+    assert projected_users() == fold_users()
+    assert projected_access() == fold_access()
+    assert checkpoint("proj_users_directory") == checkpoint("proj_access") == head()
+
+
+@pytest.mark.django_db
+def test_small_batches_and_a_second_run_apply_each_event_once(flaky, monkeypatch):
+    monkeypatch.setattr(Flaky, "batch_size", 2)
+    positions = orders({}, {}, {}, {}, {})
+    assert run_projection("test_flaky").applied == 5
+    assert run_projection("test_flaky").applied == 0
+    assert applied("proj_test_flaky") == positions
+
+
+@pytest.mark.django_db
+def test_each_streams_applied_sequence_is_kept_with_the_checkpoint(flaky):
+    append_events(stream="order-1", events=[{"type": "Placed", "data": {}}] * 3)
+    append_events(stream="user-1", events=[{"type": "Ignored", "data": {}}])
+    run_projection("test_flaky")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT stream_id, sequence FROM proj_test_flaky.stream_checkpoint")
+        assert cursor.fetchall() == [(Stream.objects.get(name="order-1").id, 3)]
+    assert checkpoint("proj_test_flaky") == head()  # the event it does not follow is passed too
+
+
+@pytest.mark.django_db
+def test_a_failing_event_is_retried_then_the_projection_stops_after_its_last_attempt(flaky, no_backoff):
+    good, poison, after = orders({}, {"poison": True}, {})
+    for attempt in (1, 2):
+        result = run_projection("test_flaky")
+        assert result.retry_in is not None
+        consumer = Consumer.objects.get(name="test_flaky")
+        assert (consumer.attempts, consumer.failing_position) == (attempt, poison)
+    assert applied("proj_test_flaky") == [good]  # the events before the poisoned one went through
+    run_projection("test_flaky")
+    consumer = Consumer.objects.get(name="test_flaky")
+    assert consumer.state == Consumer.State.FAILED
+    assert "cannot apply a poisoned order" in consumer.last_error and str(poison) in consumer.last_error
+    assert checkpoint("proj_test_flaky") == good
+    assert run_projection("test_flaky").applied == 0  # failed: nothing runs until an operator acts
+
+    Flaky.failing = False
+    consumers.resume_consumer(name="test_flaky", actor="olivia")
+    run_projection("test_flaky")
+    assert applied("proj_test_flaky") == [good, poison, after]
+    assert Consumer.objects.get(name="test_flaky").attempts == 0
+
+
+@pytest.mark.django_db
+def test_a_retry_waits_for_its_backoff(flaky):
+    orders({"poison": True})
+    first = run_projection("test_flaky")
+    assert first.retry_in is not None and 0 <= first.retry_in <= consumers.BACKOFF_BASE_SECONDS * 2
+    Consumer.objects.filter(name="test_flaky").update(retry_at="2999-01-01T00:00:00Z")
+    assert run_projection("test_flaky").retry_in > 0
+    assert Consumer.objects.get(name="test_flaky").attempts == 1  # waiting is not an attempt
+
+
+def test_backoff_is_full_jitter_under_a_cap():
+    waits = [consumers.backoff(attempt) for attempt in range(1, 12) for _ in range(20)]
+    assert all(0 <= wait <= consumers.BACKOFF_CAP_SECONDS for wait in waits)
+    assert max(consumers.backoff(2) for _ in range(200)) <= 4
+    assert len({round(wait, 6) for wait in waits}) > 100
+
+
+@pytest.mark.django_db
+def test_a_parking_projection_sets_the_event_aside_and_goes_on(flaky, no_backoff):
+    good, poison, after = orders({}, {"poison": True}, {})
+    for _ in range(ParkingFlaky.max_attempts):
+        run_projection("test_parking")
+    run_projection("test_parking")
+    assert applied("proj_test_parking") == [good, after]
+    parked = ParkedEvent.objects.get()
+    assert (parked.event_id, parked.state, parked.attempts) == (poison, "parked", 3)
+    assert Consumer.objects.get(name="test_parking").state == Consumer.State.RUNNING
+
+
+@pytest.mark.django_db
+def test_a_parked_event_retried_after_a_fix_is_applied_and_audited(flaky, no_backoff):
+    _, poison, _ = orders({}, {"poison": True}, {})
+    for _ in range(ParkingFlaky.max_attempts):
+        run_projection("test_parking")
+    parked = ParkedEvent.objects.get()
+
+    with pytest.raises(ConsumerError, match="failed again"):
+        consumers.retry_parked(parked_id=parked.pk, actor="olivia")
+    assert ParkedEvent.objects.get().state == "parked"
+
+    Flaky.failing = False
+    consumers.retry_parked(parked_id=parked.pk, actor="olivia")
+    assert poison in applied("proj_test_parking")
+    parked.refresh_from_db()
+    assert (parked.state, parked.resolved_by) == ("retried", "olivia")
+    audit = Event.objects.get(type="ParkedEventRetried")
+    assert (audit.stream.name, audit.actor) == ("console-consumer.test_parking", "olivia")
+    assert audit.data["position"] == poison
+    with pytest.raises(ConsumerError, match="retried already"):
+        consumers.skip_parked(parked_id=parked.pk, actor="olivia")
+
+
+@pytest.mark.django_db
+def test_a_parked_event_can_be_skipped_and_that_is_audited(flaky, no_backoff):
+    orders({"poison": True})
+    for _ in range(ParkingFlaky.max_attempts):
+        run_projection("test_parking")
+    parked = consumers.skip_parked(parked_id=ParkedEvent.objects.get().pk, actor="olivia")
+    assert parked.state == "skipped"
+    assert Event.objects.get(type="ParkedEventSkipped").actor == "olivia"
+
+
+@pytest.mark.django_db
+def test_a_paused_consumer_applies_nothing_until_resumed(flaky):
+    run_projection("test_flaky")
+    consumers.pause_consumer(name="test_flaky", actor="olivia")
+    orders({}, {})
+    assert run_projection("test_flaky").applied == 0
+    with pytest.raises(ConsumerError, match="paused already"):
+        consumers.pause_consumer(name="test_flaky", actor="olivia")
+    consumers.resume_consumer(name="test_flaky", actor="olivia")
+    assert run_projection("test_flaky").applied == 2
+    assert [e.type for e in Event.objects.filter(stream__category="console").order_by("position")] == [
+        "ConsumerPaused",
+        "ConsumerResumed",
+    ]
+
+
+@pytest.mark.django_db
+def test_operator_actions_on_unknown_consumers_are_refused():
+    with pytest.raises(ConsumerError, match="no consumer"):
+        consumers.pause_consumer(name="nobody", actor="olivia")
+    with pytest.raises(ConsumerError, match="no parked event"):
+        consumers.skip_parked(parked_id=12345, actor="olivia")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_one_runner_works_a_projection_at_a_time(flaky):
+    orders({}, {})
+    run_projection("test_flaky")  # creates the schema
+    orders({}, {})
+    holding, release = threading.Event(), threading.Event()
+
+    def other_runner():
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key("test_flaky")])
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    thread = threading.Thread(target=other_runner)
+    thread.start()
+    assert holding.wait(10)
+    try:
+        assert run_projection("test_flaky").idle
+        assert len(applied("proj_test_flaky")) == 2
+    finally:
+        release.set()
+        thread.join(10)
+    assert run_projection("test_flaky").applied == 2
