@@ -36,7 +36,7 @@ class Projection:
     max_attempts: ClassVar[int] = 5
     batch_size: ClassVar[int] = 500
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             return  # an abstract base
@@ -46,10 +46,8 @@ class Projection:
             )
         if cls.on_failure not in ("stop", "park"):
             raise ValueError(f"projection {cls.name}: on_failure is 'stop' or 'park', not {cls.on_failure!r}")
-        existing = _registry.get(cls.name)
-        if existing is not None and type(existing).__qualname__ != cls.__qualname__:
-            raise ValueError(f"two projections are named {cls.name!r}")
-        _registry[cls.name] = cls()
+        if register:
+            add(cls)
 
     def apply(self, cursor: CursorWrapper, events: list[Event]) -> None:
         """Fold a batch of events (in position order) into this projection's tables."""
@@ -108,8 +106,15 @@ def read_checkpoint(projection: Projection, schema: str | None = None) -> tuple[
         return cursor.fetchone()
 
 
-def unregister(name: str) -> None:
-    """Forget a projection (tests declare throwaway ones)."""
+def add(cls: type[Projection]) -> None:
+    existing = _registry.get(cls.name)
+    if existing is not None and type(existing).__qualname__ != cls.__qualname__:
+        raise ValueError(f"two projections are named {cls.name!r}")
+    _registry[cls.name] = cls()
+
+
+def remove(name: str) -> None:
+    """Forget a projection (tests declare throwaway ones with register=False and add them)."""
     _registry.pop(name, None)
 
 

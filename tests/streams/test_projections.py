@@ -9,7 +9,7 @@ from demo.services import load_demo
 from streams import consumers
 from streams.consumers import ConsumerError, lock_key, run_projection
 from streams.models import Consumer, Event, ParkedEvent, Stream
-from streams.projections import Projection, drop_schemas, unregister
+from streams.projections import Projection, add, drop_schemas, remove
 from streams.selectors import head
 from streams.services import append_events
 from tests.streams.projection_helpers import (
@@ -36,7 +36,7 @@ def no_backoff(monkeypatch):
     monkeypatch.setattr(consumers, "BACKOFF_CAP_SECONDS", 0.0)
 
 
-class Flaky(Projection):
+class Flaky(Projection, register=False):
     """Records event positions; fails on events whose data says so, until told otherwise."""
 
     name = "test_flaky"
@@ -51,7 +51,7 @@ class Flaky(Projection):
         cursor.execute("INSERT INTO applied SELECT unnest(%s::bigint[])", [[e.position for e in events]])
 
 
-class ParkingFlaky(Flaky):
+class ParkingFlaky(Flaky, register=False):
     name = "test_parking"
     on_failure = "park"
 
@@ -59,15 +59,11 @@ class ParkingFlaky(Flaky):
 @pytest.fixture
 def flaky():
     Flaky.failing = True
+    add(Flaky)
+    add(ParkingFlaky)
     yield Flaky
-    Flaky.failing = True
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _forget_test_projections():
-    yield
-    unregister("test_flaky")
-    unregister("test_parking")
+    remove(Flaky.name)
+    remove(ParkingFlaky.name)
 
 
 def applied(schema):
