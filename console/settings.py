@@ -173,6 +173,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": 5.0,
         "options": {"queue": "live", "expires": 5},
     },
+    "consumers-lag-sample": {
+        "task": "streams.tasks.sample_lag",
+        "schedule": float(os.environ.get("REPLAYDESK_LAG_SAMPLE_SECONDS", 10)),
+        "options": {"queue": "live", "expires": 10},
+    },
 }
 
 LOGGING = {

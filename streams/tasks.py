@@ -30,11 +30,28 @@ def enqueue_consumer(name: str) -> bool:
 def run_consumer(name: str) -> None:
     # Cleared first: events that arrive while this run works must be able to queue the next one.
     redis_client().delete(QUEUED_KEY.format(name))
-    result = run_projection(name)
+    result = _run(name)
     if result.retry_in is not None:
         run_consumer.apply_async((name,), queue="live", countdown=result.retry_in)
     elif not result.caught_up and not result.idle:
         enqueue_consumer(name)  # out of time with more to do: go on in a fresh slice
+
+
+def _run(name: str):
+    kind = Consumer.objects.filter(name=name).values_list("kind", flat=True).first()
+    if kind == Consumer.Kind.SINK:
+        from streams.sinks import run_sink
+
+        return run_sink(name)
+    return run_projection(name)
+
+
+@shared_task(queue="live", ignore_result=True)
+def sample_lag() -> None:
+    """A lag sample of every consumer for the charts; samples older than 7 days are dropped."""
+    from streams.lag import sample_all
+
+    sample_all()
 
 
 @shared_task(queue="live", ignore_result=True)
