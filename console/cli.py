@@ -46,3 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -121,6 +121,8 @@ def children(*, host: str, port: int, home: Path, schedule: Path | str) -> list[
             ],
             logs / "beat.log",
         ),
+        # Wakes consumers the moment events are appended (LISTEN/NOTIFY).
+        Child("dispatch", [python, "-m", "console.cli", "dispatch"], logs / "dispatch.log"),
     ]
 
 

@@ -267,7 +267,7 @@ def test_first_up_prints_the_admin_password_that_logs_in_over_plain_http(first_r
     assert "behind HTTPS" in first_run.output
 
 
-def test_first_up_runs_embedded_servers_the_web_server_a_worker_and_beat(first_run):
+def test_first_up_runs_embedded_servers_the_web_server_a_worker_beat_and_the_dispatcher(first_run):
     home = str(first_run.home)
 
     def running(*parts: str) -> list[str]:
@@ -279,6 +279,7 @@ def test_first_up_runs_embedded_servers_the_web_server_a_worker_and_beat(first_r
     assert len(running("gunicorn", "console.wsgi")) == 3  # the master and two workers
     assert len(running("celery", "worker", "--queues default,live,recovery")) == 3  # and its pool of two
     assert running("celery", "beat", f"--schedule {home}/celerybeat-schedule")
+    assert running("console.cli", "dispatch")
 
 
 def test_demo_flag_loads_the_demo(first_run):

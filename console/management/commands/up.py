@@ -13,6 +13,7 @@ _ROLES = {
     "web": "the web server (gunicorn)",
     "worker": "the Celery worker",
     "beat": "Celery beat",
+    "dispatch": "the consumer dispatcher",
 }
 
 
