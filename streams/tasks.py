@@ -15,7 +15,8 @@ from streams.projections import projections
 
 # While set, a run is queued for the consumer and another enqueue would only pile up messages.
 QUEUED_KEY = "replaydesk:consumer-queued:{}"
-QUEUED_TTL_SECONDS = 30
+# Short: a run queued to a worker that then died must not hold back the next one for long.
+QUEUED_TTL_SECONDS = 5
 
 
 def enqueue_consumer(name: str) -> bool:
