@@ -4,10 +4,29 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from console import views
+from console import metrics, views
+from streams import api_consumers
 from streams.urls import api_urlpatterns as streams_api
 
-api_v1 = [*streams_api]
+api_v1 = [
+    *streams_api,
+    path("consumers", api_consumers.consumer_list, name="api-consumer-list"),
+    path("consumers/<str:name>", api_consumers.consumer_detail, name="api-consumer-detail"),
+    path("consumers/<str:name>/lagging-streams", api_consumers.lagging_streams, name="api-consumer-lagging"),
+    path("consumers/<str:name>/pause", api_consumers.pause, name="api-consumer-pause"),
+    path("consumers/<str:name>/resume", api_consumers.resume, name="api-consumer-resume"),
+    path("consumers/<str:name>/parked", api_consumers.parked_list, name="api-consumer-parked"),
+    path(
+        "consumers/<str:name>/parked/<int:parked_id>/retry",
+        api_consumers.parked_retry,
+        name="api-consumer-parked-retry",
+    ),
+    path(
+        "consumers/<str:name>/parked/<int:parked_id>/skip",
+        api_consumers.parked_skip,
+        name="api-consumer-parked-skip",
+    ),
+]
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="streams:list", permanent=False), name="home"),
@@ -15,6 +34,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("api/v1/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

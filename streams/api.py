@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from console.problems import Problem, invalid_input
-from streams import selectors
+from streams import lag, selectors
 from streams.models import Event, Stream
 from streams.queries import LOG_PARAMS, QueryErrors, QueryParser, parse_log_filter
 from streams.services import append_events
@@ -39,9 +39,20 @@ class StreamOut(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
+class StreamConsumerOut(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    checkpoint = serializers.IntegerField()
+    applied_sequence = serializers.IntegerField(
+        help_text="The stream's last sequence at or before the consumer's checkpoint."
+    )
+    lag_events = serializers.IntegerField(help_text="Events of this stream it follows and has yet to apply.")
+
+
 class StreamDetailOut(StreamOut):
     first_recorded_at = serializers.DateTimeField(allow_null=True)
     last_recorded_at = serializers.DateTimeField(allow_null=True)
+    consumers = StreamConsumerOut(many=True, help_text="Each consumer that follows the stream's category.")
 
 
 class EventIn(serializers.Serializer):
@@ -164,6 +175,7 @@ def stream_detail(request: Request, stream: str) -> Response:
         "last_recorded_at": serializers.DateTimeField().to_representation(summary.last_recorded_at)
         if summary.last_recorded_at
         else None,
+        "consumers": StreamConsumerOut(lag.stream_consumers(stream=summary.stream), many=True).data,
     }
     return Response(body, headers={"ETag": f'"{summary.stream.version}"'})
 

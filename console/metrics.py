@@ -1,0 +1,111 @@
+"""/metrics for Prometheus: the head, and each consumer's checkpoint, lag and health, read from the
+database at scrape time (nothing is kept in process memory, so every web process answers the same).
+
+Access: a logged-in session, an API token (`Authorization: Bearer <token>`), or, for a scraper without
+a user, the token in REPLAYDESK_METRICS_TOKEN (`bearer_token` in the Prometheus scrape config). Consumer
+names and lag are operational data; they are not served to anyone who asks.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Iterator
+
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from rest_framework.exceptions import AuthenticationFailed
+
+from console.auth import BearerTokenAuthentication
+from console.problems import problem_response
+from streams import lag, selectors
+from streams.models import Consumer
+
+METRICS_TOKEN_ENV = "REPLAYDESK_METRICS_TOKEN"
+
+
+class StoreCollector:
+    """Reads the store on each collect(); registered in a registry of its own (no process metrics)."""
+
+    def collect(self) -> Iterator[Metric]:
+        head = selectors.head()
+        statuses = lag.consumer_statuses(with_rate=False)
+        yield GaugeMetricFamily(
+            "replaydesk_head_position", "The highest committed position of the event log.", value=head
+        )
+        gauges = {
+            "checkpoint": GaugeMetricFamily(
+                "replaydesk_consumer_checkpoint",
+                "Position up to which the consumer has read.",
+                labels=["consumer"],
+            ),
+            "lag_events": GaugeMetricFamily(
+                "replaydesk_consumer_lag_events",
+                "Events the consumer follows committed after its checkpoint (exact count).",
+                labels=["consumer"],
+            ),
+            "lag_seconds": GaugeMetricFamily(
+                "replaydesk_consumer_lag_seconds",
+                "Age of the oldest event the consumer has yet to apply; 0 when caught up.",
+                labels=["consumer"],
+            ),
+        }
+        health = GaugeMetricFamily(
+            "replaydesk_consumer_health",
+            "1 for the consumer's current health, 0 for the others.",
+            labels=["consumer", "health"],
+        )
+        state = GaugeMetricFamily(
+            "replaydesk_consumer_state",
+            "1 for the consumer's current state (running, paused, failed), 0 for the others.",
+            labels=["consumer", "state"],
+        )
+        for status in statuses:
+            for field, gauge in gauges.items():
+                gauge.add_metric([status.name], getattr(status, field))
+            for name in lag.HEALTHS:
+                health.add_metric([status.name, name], 1 if status.health == name else 0)
+            for name in Consumer.State.values:
+                state.add_metric([status.name, name], 1 if status.state == name else 0)
+        yield from gauges.values()
+        yield health
+        yield state
+
+
+_registry = CollectorRegistry(auto_describe=False)
+_registry.register(StoreCollector())
+
+
+def _allowed(request: HttpRequest) -> bool:
+    if request.user.is_authenticated:
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return False
+    expected = os.environ.get(METRICS_TOKEN_ENV, "")
+    if expected and hmac.compare_digest(credential.strip().encode(), expected.encode()):
+        return True
+    try:
+        return BearerTokenAuthentication().authenticate(request) is not None
+    except AuthenticationFailed:
+        return False
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not _allowed(request):
+        response = problem_response(
+            status_code=401,
+            problem_type="not-authenticated",
+            title="Not authenticated",
+            detail=f"send an API token or the {METRICS_TOKEN_ENV} token as `Authorization: Bearer …`, "
+            "or log in",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)

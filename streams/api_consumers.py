@@ -1,0 +1,213 @@
+"""The consumers API (/api/v1/consumers…): lag and health, lagging streams, pause and resume, and the
+parking lot. Thin: parse, call a selector or a service, render."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from console.problems import Problem
+from streams import lag
+from streams.api import EventOut, _finish, _parse, _problems
+from streams.consumers import ConsumerError, pause_consumer, resume_consumer, retry_parked, skip_parked
+from streams.models import Consumer, ParkedEvent
+
+
+class ConsumerOut(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=Consumer.Kind.choices)
+    state = serializers.ChoiceField(choices=Consumer.State.choices)
+    checkpoint = serializers.IntegerField(help_text="The position up to which it has read the log.")
+    head = serializers.IntegerField(help_text="The highest committed position.")
+    lag_events = serializers.IntegerField(
+        help_text="Events it follows committed after its checkpoint (an exact count)."
+    )
+    lag_seconds = serializers.FloatField(help_text="Age of the oldest of those events; 0 when caught up.")
+    rate = serializers.FloatField(
+        allow_null=True,
+        help_text="Events it follows applied per second over about the last minute, from the lag "
+        "samples; null until there is a sample of the last minute.",
+    )
+    health = serializers.ChoiceField(choices=[(h, h) for h in lag.HEALTHS])
+    last_error = serializers.CharField(help_text="Empty when it never failed.")
+    last_error_at = serializers.DateTimeField(allow_null=True)
+    progressed_at = serializers.DateTimeField(allow_null=True, help_text="When its checkpoint last moved.")
+    lag_threshold = serializers.IntegerField(help_text="Over this many events behind, it is lagging.")
+    stall_seconds = serializers.IntegerField(
+        help_text="Behind and not moving for this many seconds, it is stalled."
+    )
+
+
+class StreamLagOut(serializers.Serializer):
+    stream = serializers.CharField()
+    version = serializers.IntegerField()
+    applied_sequence = serializers.IntegerField(
+        help_text="The stream's last sequence at or before the consumer's checkpoint."
+    )
+    lag_events = serializers.IntegerField(help_text="Events of the stream it follows and has yet to apply.")
+
+
+class ParkedOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=ParkedEvent.State.choices)
+    error = serializers.CharField()
+    attempts = serializers.IntegerField()
+    parked_at = serializers.DateTimeField()
+    resolved_at = serializers.DateTimeField(allow_null=True)
+    resolved_by = serializers.CharField()
+    event = EventOut()
+
+
+def _page(name: str, item: type[serializers.Serializer]):
+    return inline_serializer(
+        name, {"results": item(many=True), "next": serializers.CharField(allow_null=True)}
+    )
+
+
+def _consumer_or_404(name: str) -> Consumer:
+    consumer = Consumer.objects.filter(name=name).first()
+    if consumer is None:
+        raise Problem(
+            status_code=404,
+            problem_type="consumer-not-found",
+            title="Consumer not found",
+            detail=f"no consumer is named {name!r}",
+        )
+    return consumer
+
+
+def _conflict(exc: ConsumerError) -> Problem:
+    return Problem(
+        status_code=409, problem_type="consumer-conflict", title="Cannot do that now", detail=str(exc)
+    )
+
+
+def _status(consumer: Consumer) -> dict:
+    return ConsumerOut(lag.consumer_status(consumer=consumer)).data
+
+
+@extend_schema(
+    operation_id="consumers_list", responses={200: _page("ConsumerPage", ConsumerOut), **_problems(401)}
+)
+@api_view(["GET"])
+def consumer_list(request: Request) -> Response:
+    # Consumers are few (one per projection and sink): one page, so `next` is always null.
+    return Response({"results": ConsumerOut(lag.consumer_statuses(), many=True).data, "next": None})
+
+
+@extend_schema(operation_id="consumers_retrieve", responses={200: ConsumerOut, **_problems(401, 404)})
+@api_view(["GET"])
+def consumer_detail(request: Request, name: str) -> Response:
+    return Response(_status(_consumer_or_404(name)))
+
+
+@extend_schema(
+    operation_id="consumers_lagging_streams",
+    parameters=[OpenApiParameter("limit", int, description="1–1000, default 10.")],
+    responses={200: _page("StreamLagPage", StreamLagOut), **_problems(400, 401, 404)},
+)
+@api_view(["GET"])
+def lagging_streams(request: Request, name: str) -> Response:
+    consumer = _consumer_or_404(name)
+    parser = _parse(request, ("limit",))
+    limit = parser.limit(10)
+    _finish(parser)
+    streams = lag.top_lagging_streams(consumer=consumer, limit=limit)
+    return Response({"results": StreamLagOut(streams, many=True).data, "next": None})
+
+
+@extend_schema(
+    operation_id="consumers_pause", request=None, responses={200: ConsumerOut, **_problems(401, 404, 409)}
+)
+@api_view(["POST"])
+def pause(request: Request, name: str) -> Response:
+    _consumer_or_404(name)
+    try:
+        consumer = pause_consumer(name=name, actor=request.user.get_username(), request=request)
+    except ConsumerError as exc:
+        raise _conflict(exc) from exc
+    return Response(_status(consumer))
+
+
+@extend_schema(
+    operation_id="consumers_resume", request=None, responses={200: ConsumerOut, **_problems(401, 404, 409)}
+)
+@api_view(["POST"])
+def resume(request: Request, name: str) -> Response:
+    _consumer_or_404(name)
+    try:
+        consumer = resume_consumer(name=name, actor=request.user.get_username(), request=request)
+    except ConsumerError as exc:
+        raise _conflict(exc) from exc
+    return Response(_status(consumer))
+
+
+@extend_schema(
+    operation_id="consumers_parked_list",
+    parameters=[
+        OpenApiParameter(
+            "state", str, enum=[s for s, _ in ParkedEvent.State.choices], description="Default parked."
+        ),
+        OpenApiParameter("cursor", str, description="`next` of the previous page."),
+        OpenApiParameter("limit", int, description="1–1000, default 50."),
+    ],
+    responses={200: _page("ParkedPage", ParkedOut), **_problems(400, 401, 404)},
+)
+@api_view(["GET"])
+def parked_list(request: Request, name: str) -> Response:
+    consumer = _consumer_or_404(name)
+    parser = _parse(request, ("state", "cursor", "limit"))
+    state = parser.choice("state", tuple(ParkedEvent.State.values), ParkedEvent.State.PARKED)
+    after = parser.integer("cursor", minimum=0)
+    limit = parser.limit(50)
+    _finish(parser)
+    # Keyset by the event's position, in log order, along the (consumer, state, event) index.
+    parked = ParkedEvent.objects.filter(consumer=consumer, state=state).select_related("event__stream")
+    if after is not None:
+        parked = parked.filter(event_id__gt=after)
+    page = list(parked.order_by("event_id")[:limit])
+    next_cursor = str(page[-1].event_id) if len(page) == limit else None
+    return Response({"results": ParkedOut(page, many=True).data, "next": next_cursor})
+
+
+def _parked_action(request: Request, name: str, parked_id: int, action) -> Response:
+    consumer = _consumer_or_404(name)
+    if not ParkedEvent.objects.filter(pk=parked_id, consumer=consumer).exists():
+        raise Problem(
+            status_code=404,
+            problem_type="parked-event-not-found",
+            title="Parked event not found",
+            detail=f"{name} has no parked event with id {parked_id}",
+        )
+    try:
+        parked = action(parked_id=parked_id, actor=request.user.get_username(), request=request)
+    except ConsumerError as exc:
+        raise _conflict(exc) from exc
+    parked = ParkedEvent.objects.select_related("event__stream").get(pk=parked.pk)
+    return Response(ParkedOut(parked).data)
+
+
+@extend_schema(
+    operation_id="consumers_parked_retry",
+    request=None,
+    responses={200: ParkedOut, **_problems(401, 404, 409)},
+    description="Apply the parked event now. 409 when it fails again (its error is updated) or was "
+    "resolved already.",
+)
+@api_view(["POST"])
+def parked_retry(request: Request, name: str, parked_id: int) -> Response:
+    return _parked_action(request, name, parked_id, retry_parked)
+
+
+@extend_schema(
+    operation_id="consumers_parked_skip",
+    request=None,
+    responses={200: ParkedOut, **_problems(401, 404, 409)},
+    description="Give up on the parked event for good (audited). 409 when it was resolved already.",
+)
+@api_view(["POST"])
+def parked_skip(request: Request, name: str, parked_id: int) -> Response:
+    return _parked_action(request, name, parked_id, skip_parked)
