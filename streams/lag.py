@@ -218,7 +218,7 @@ def health_of(*, consumer: Consumer, measure: _Measure, now: dt.datetime, sink: 
     if measure.lag_events > 0:
         # Not moving for stall_seconds while behind for as long: a consumer idle for an hour that has
         # just been handed one event is not stalled.
-        moved_at = max(filter(None, (consumer.progressed_at, consumer.created_at)))
+        moved_at = consumer.progressed_at or consumer.created_at
         since = max(moved_at, measure.oldest_unapplied_at or moved_at)
         if (now - since).total_seconds() >= consumer.stall_seconds:
             return "stalled"
