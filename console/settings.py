@@ -189,5 +189,8 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# Read-your-writes: how long a projection read with min_position waits before answering 503.
+REPLAYDESK_READ_WAIT_SECONDS = float(os.environ.get("REPLAYDESK_READ_WAIT_SECONDS", 5))
+
 # How long /readyz keeps a result, so that a busy prober cannot hammer the database.
 READYZ_CACHE_SECONDS = float(os.environ.get("READYZ_CACHE_SECONDS", 3))

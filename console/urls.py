@@ -6,10 +6,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from console import metrics, views
 from streams import api_consumers
+from demo.urls import api_urlpatterns as demo_api
 from streams.urls import api_urlpatterns as streams_api
 
 api_v1 = [
     *streams_api,
+    *demo_api,
     path("consumers", api_consumers.consumer_list, name="api-consumer-list"),
     path("consumers/<str:name>", api_consumers.consumer_detail, name="api-consumer-detail"),
     path("consumers/<str:name>/lagging-streams", api_consumers.lagging_streams, name="api-consumer-lagging"),

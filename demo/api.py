@@ -1,0 +1,120 @@
+"""Reads of the demo's projections, with read-your-writes: pass `min_position` (the position an append
+returned) and the read waits until the projection has applied it, or answers 503 with Retry-After."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from console.problems import Problem, invalid_input
+from streams.api import _problems
+from streams.projections import Projection, get_projection, wait_until_applied
+from streams.queries import QueryErrors, QueryParser
+
+_MIN_POSITION = OpenApiParameter(
+    "min_position", int, description="Wait until the projection has applied this position (read-your-writes)."
+)
+
+
+class UserOut(serializers.Serializer):
+    user_id = serializers.CharField()
+    username = serializers.CharField()
+    name = serializers.CharField()
+    email = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+
+
+class GrantOut(serializers.Serializer):
+    user_id = serializers.CharField()
+    resource = serializers.CharField()
+    permission = serializers.CharField()
+    granted_at = serializers.DateTimeField()
+
+
+class GrantPage(serializers.Serializer):
+    results = GrantOut(many=True)
+    checkpoint = serializers.IntegerField(help_text="The position the projection had applied for this read.")
+
+
+def _read(request: Request, projection_name: str, allowed: tuple[str, ...]) -> tuple[QueryParser, int]:
+    """Parse the query, wait for min_position; return the parser and the checkpoint the read sees."""
+    parser = QueryParser(request.query_params, ("min_position", *allowed))
+    min_position = parser.integer("min_position", minimum=0, default=0)
+    try:
+        parser.done()
+    except QueryErrors as exc:
+        raise invalid_input(exc.errors) from exc
+    projection: Projection = get_projection(projection_name)
+    reached = wait_until_applied(projection, min_position, timeout=settings.REPLAYDESK_READ_WAIT_SECONDS)
+    if reached < min_position:
+        raise Problem(
+            status_code=503,
+            problem_type="not-yet-applied",
+            title="Not applied yet",
+            detail=f"{projection_name} has applied up to position {reached}, not yet {min_position}; "
+            "retry shortly",
+            headers={"Retry-After": "1"},
+            checkpoint=reached,
+            min_position=min_position,
+        )
+    return parser, reached
+
+
+def _rows(sql: str, params: list) -> list[dict]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        columns = [column.name for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+@extend_schema(
+    operation_id="demo_user_retrieve",
+    parameters=[_MIN_POSITION],
+    responses={200: UserOut, **_problems(400, 401, 404, 503)},
+)
+@api_view(["GET"])
+def user_detail(request: Request, user_id: str) -> Response:
+    _, checkpoint = _read(request, "users_directory", ())
+    rows = _rows(
+        "SELECT user_id, username, name, email, updated_at FROM proj_users_directory.users "
+        "WHERE user_id = %s",
+        [user_id],
+    )
+    if not rows:
+        raise Problem(
+            status_code=404,
+            problem_type="not-found",
+            title="Not found",
+            detail=f"no user {user_id!r} as of position {checkpoint}",
+        )
+    return Response(UserOut(rows[0]).data, headers={"X-Replaydesk-Checkpoint": str(checkpoint)})
+
+
+@extend_schema(
+    operation_id="demo_access_list",
+    parameters=[_MIN_POSITION, OpenApiParameter("user_id", str), OpenApiParameter("resource", str)],
+    responses={
+        200: GrantPage,
+        **_problems(400, 401, 503),
+    },
+)
+@api_view(["GET"])
+def access_list(request: Request) -> Response:
+    parser, checkpoint = _read(request, "access", ("user_id", "resource"))
+    user_id, resource = parser.raw("user_id"), parser.raw("resource")
+    if not user_id and not resource:
+        raise invalid_input({"user_id": ["give user_id, resource, or both"]})
+    rows = _rows(
+        """
+        SELECT user_id, resource, permission, granted_at FROM proj_access.grants
+         WHERE (%s::text IS NULL OR user_id = %s) AND (%s::text IS NULL OR resource = %s)
+         ORDER BY resource, user_id, permission LIMIT 1000
+        """,
+        [user_id, user_id, resource, resource],
+    )
+    return Response({"results": GrantOut(rows, many=True).data, "checkpoint": checkpoint})
