@@ -1,0 +1,90 @@
+"""/metrics: Prometheus text with the head and each consumer's checkpoint, lag and health, for those
+allowed to see it."""
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.consumers import ensure_projection, pause_consumer, run_projection
+from streams.projections import Projection, add, drop_schemas, remove
+from streams.selectors import head
+from streams.services import append_events
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_projection_schemas(django_db_blocker):
+    with django_db_blocker.unblock():
+        drop_schemas()
+    yield
+    with django_db_blocker.unblock():
+        drop_schemas()
+
+
+class Carts(Projection, register=False):
+    name = "test_metrics_carts"
+    categories = ("cart",)
+
+    def apply(self, cursor, events):
+        pass
+
+
+@pytest.fixture
+def carts():
+    add(Carts)
+    ensure_projection(Carts())
+    yield
+    remove(Carts.name)
+
+
+def samples(response) -> dict:
+    text = response.content.decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_show_head_checkpoint_lag_and_health(browser_client, carts):
+    append_events(stream="cart-1", events=[{"type": "Added", "data": {}}] * 2)
+    run_projection("test_metrics_carts")
+    append_events(stream="cart-2", events=[{"type": "Added", "data": {}}] * 3)
+    pause_consumer(name="test_metrics_carts", actor="olivia")
+
+    response = browser_client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=")
+    found = samples(response)
+    consumer = (("consumer", "test_metrics_carts"),)
+    assert found[("replaydesk_head_position", ())] == head()
+    assert found[("replaydesk_consumer_lag_events", consumer)] == 3
+    assert found[("replaydesk_consumer_checkpoint", consumer)] < head()
+    assert found[("replaydesk_consumer_lag_seconds", consumer)] >= 0
+    health = {
+        dict(labels)["health"]: v for (n, labels), v in found.items() if n == "replaydesk_consumer_health"
+    }
+    assert health == {"healthy": 0, "lagging": 0, "stalled": 0, "failing": 0, "paused": 1, "rebuilding": 0}
+    state = {dict(labels)["state"]: v for (n, labels), v in found.items() if n == "replaydesk_consumer_state"}
+    assert state == {"running": 0, "paused": 1, "failed": 0}
+
+
+def test_metrics_need_a_login_or_a_token(anonymous_api, client):
+    response = client.get("/metrics")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert b"replaydesk_" not in response.content
+    assert anonymous_api.get("/metrics", HTTP_AUTHORIZATION="Bearer not-a-token").status_code == 401
+
+
+def test_an_api_token_may_read_the_metrics(api):
+    assert api.get("/metrics").status_code == 200
+
+
+def test_the_metrics_token_lets_a_scraper_in_without_a_user(client, monkeypatch):
+    monkeypatch.setenv("REPLAYDESK_METRICS_TOKEN", "scrape-me")
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-you").status_code == 401
+    monkeypatch.delenv("REPLAYDESK_METRICS_TOKEN")
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
