@@ -1,4 +1,11 @@
-"""Health endpoints: /healthz says the process serves; /readyz that it can do its work."""
+"""Health endpoints: /healthz says the process serves; /readyz that it can do its work.
+
+/readyz asks the workers directly: a Celery `ping` broadcast through the broker, answered by the first
+worker that hears it. A worker answers from its main process even while its pool is busy, it needs no
+code of ours in the worker and no beat, and it proves the whole path a task takes (broker, a worker
+consuming). It costs one round trip when a worker is up and READYZ_WORKER_TIMEOUT (1 s) when none is,
+which the short cache absorbs.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.defaults import page_not_found
 
+from console.celery import app
 from console.problems import problem_response
 
 _ready_lock = threading.Lock()
@@ -28,12 +36,13 @@ def healthz(request):
 @never_cache
 @require_GET
 def readyz(request):
-    """Checks the database and Redis, at most once per READYZ_CACHE_SECONDS per process."""
+    """Checks the database, Redis and a live worker, at most once per READYZ_CACHE_SECONDS per process."""
     global _ready_cache
     with _ready_lock:
         now = time.monotonic()
         if _ready_cache is None or now - _ready_cache[0] >= settings.READYZ_CACHE_SECONDS:
             checks = {"database": _check_database(), "redis": _check_redis()}
+            checks["worker"] = _check_worker(broker_ok=checks["redis"]["ok"])
             status = 200 if all(check["ok"] for check in checks.values()) else 503
             _ready_cache = (now, status, checks)
         _, status, checks = _ready_cache
@@ -60,6 +69,25 @@ def _check_redis() -> dict:
         client.ping()
     except (redis.RedisError, OSError) as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def _check_worker(*, broker_ok: bool) -> dict:
+    if not broker_ok:
+        # Kombu would retry an unreachable broker for a long time; the Redis check has said why.
+        return {"ok": False, "error": "not checked: the broker (Redis) is unreachable"}
+    timeout = float(getattr(settings, "READYZ_WORKER_TIMEOUT", 1.0))
+    started = time.monotonic()
+    try:
+        replies = app.control.ping(timeout=timeout, limit=1)
+    except Exception as exc:  # any failure to reach a worker means not ready; say which
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()[:300]}
+    if not replies:
+        return {
+            "ok": False,
+            "error": f"no Celery worker answered a ping within {timeout:g} s; start one "
+            "(celery -A console worker), or run replaydesk up, which starts one",
+        }
     return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
 
 
