@@ -300,6 +300,11 @@ def skip_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
 
 def retry_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
     """Apply a parked event now. On failure nothing changes but its error, and ConsumerError says why."""
+    if ParkedEvent.objects.filter(pk=parked_id, consumer__kind=Consumer.Kind.SINK).exists():
+        # A sink re-delivers over HTTP, which must not happen inside this function's transaction.
+        from streams.sinks import retry_parked_delivery
+
+        return retry_parked_delivery(parked_id=parked_id, actor=actor, request=request)
     with transaction.atomic(), connection.cursor() as cursor:
         parked = _parked(parked_id)
         consumer = parked.consumer

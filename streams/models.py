@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models.fields.json import KT
@@ -131,3 +132,57 @@ class LagSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer_id}@{self.sampled_at}"
+
+
+class Sink(models.Model):
+    """A consumer that POSTs events to an HTTP endpoint: at-least-once, paced, behind a circuit breaker.
+
+    The checkpoint is the consumer's `position`; this row holds the endpoint, the policy, and the state
+    that must be shared by every worker: the breaker and the pacing clock.
+    """
+
+    class Breaker(models.TextChoices):
+        CLOSED = "closed"
+        OPEN = "open"
+        # Cooled down: the next delivery is one event, a probe whose outcome closes or re-opens it.
+        HALF_OPEN = "half_open"
+
+    consumer = models.OneToOneField(Consumer, on_delete=models.CASCADE, primary_key=True, related_name="sink")
+    url = models.URLField(max_length=2000)
+    # Kept in clear: it signs every delivery (HMAC-SHA256), so it must be readable; never shown or audited.
+    secret = models.CharField(max_length=500)
+    categories = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    types = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    rate_per_second = models.FloatField()
+    batch_size = models.IntegerField(default=100)
+    timeout_seconds = models.FloatField(default=5.0)
+    max_attempts = models.IntegerField(default=8)
+    breaker_threshold = models.IntegerField(default=5)
+    breaker_cooldown_seconds = models.FloatField(default=30.0)
+    breaker_state = models.CharField(max_length=20, choices=Breaker.choices, default=Breaker.CLOSED)
+    breaker_opened_at = models.DateTimeField(null=True, blank=True)
+    # Failed deliveries since the last success; the breaker opens when this reaches breaker_threshold.
+    breaker_failures = models.IntegerField(default=0)
+    # Events refused (4xx) in a row: an endpoint that refuses everything is misconfigured, not fed bad
+    # events, and the sink stops instead of parking the whole log.
+    refusals = models.IntegerField(default=0)
+    # After a failed batch, events up to this position go one at a time, to find the one that fails.
+    single_until = models.BigIntegerField(null=True, blank=True)
+    # The pacing clock: the earliest time the next delivery may be sent (the rate limit's only state).
+    next_send_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(rate_per_second__gt=0), name="streams_sink_rate"),
+            models.CheckConstraint(
+                condition=models.Q(batch_size__gte=1, batch_size__lte=1000), name="streams_sink_batch"
+            ),
+            models.CheckConstraint(condition=models.Q(timeout_seconds__gt=0), name="streams_sink_timeout"),
+            models.CheckConstraint(condition=models.Q(max_attempts__gte=1), name="streams_sink_attempts"),
+            models.CheckConstraint(condition=models.Q(breaker_threshold__gte=1), name="streams_sink_breaker"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer_id} → {self.url}"
