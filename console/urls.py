@@ -5,8 +5,8 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from console import metrics, views
-from streams import api_consumers
 from demo.urls import api_urlpatterns as demo_api
+from streams import api_consumers
 from streams.urls import api_urlpatterns as streams_api
 
 api_v1 = [

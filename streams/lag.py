@@ -168,7 +168,9 @@ def consumer_statuses(*, with_rate: bool = True, now: dt.datetime | None = None)
     ]
 
 
-def _rate(consumer: Consumer, subscription: selectors.LogFilter, checkpoint: int, now: dt.datetime):
+def _rate(
+    consumer: Consumer, subscription: selectors.LogFilter, checkpoint: int, now: dt.datetime
+) -> float | None:
     """Events it follows between the checkpoint of the oldest sample of the last minute and now,
     counted exactly (not positions, which count holes and the events it skips), per second."""
     baseline = (
@@ -218,7 +220,7 @@ def health_of(*, consumer: Consumer, measure: _Measure, now: dt.datetime, sink: 
     if measure.lag_events > 0:
         # Not moving for stall_seconds while behind for as long: a consumer idle for an hour that has
         # just been handed one event is not stalled.
-        moved_at = consumer.progressed_at or consumer.created_at
+        moved_at = consumer.progressed_at or consumer.created_at or now
         since = max(moved_at, measure.oldest_unapplied_at or moved_at)
         if (now - since).total_seconds() >= consumer.stall_seconds:
             return "stalled"
