@@ -15,10 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
-
 from streams.models import Event
-from streams.services import append_events
+from streams.services import ImportBatch, import_events
 
 SEED = 20260105
 # Ids of demo events and requests are uuid5 names under this namespace.
@@ -83,19 +81,27 @@ class DemoLoad:
         return self.events_added == 0
 
 
-def load_demo(*, users: int = USERS) -> DemoLoad:
-    """Append the demo history; what is there already (by event id) is left as it is.
+def load_demo(*, users: int = USERS, events: int | None = None) -> DemoLoad:
+    """Load the demo history unless it is loaded already, in one import (COPY).
 
-    One transaction: a demo stream that already holds other events (WrongExpectedVersion) leaves nothing
-    half-loaded. It holds the global-order lock for the few seconds the load takes.
+    All or nothing: a demo stream that already holds other events (WrongExpectedVersion) leaves nothing
+    half-loaded. Events keep the time the history says they happened as their recorded_at.
     """
-    appends = list(demo_history(users=users))
+    appends = list(demo_history(users=users, events=events))
     ids = [event["id"] for append in appends for event in append.events]
-    present = Event.objects.filter(event_id__in=ids).count()
     added = 0
-    if present < len(ids):
-        with transaction.atomic():
-            added = _append_all(appends)
+    if not Event.objects.filter(event_id__in=[ids[0], ids[-1]]).exists():
+        batches = [
+            ImportBatch(
+                stream=append.stream,
+                expected_version=append.expected_version,
+                events=[
+                    {**event, "recorded_at": event["metadata"]["occurred_at"]} for event in append.events
+                ],
+            )
+            for append in appends
+        ]
+        added = import_events(batches=batches).events
     streams = {append.stream for append in appends}
     return DemoLoad(
         events_added=added,
@@ -106,23 +112,10 @@ def load_demo(*, users: int = USERS) -> DemoLoad:
     )
 
 
-def _append_all(appends: list[DemoAppend]) -> int:
-    added = 0
-    for append in appends:
-        result = append_events(
-            stream=append.stream,
-            events=append.events,
-            expected_version=append.expected_version,
-            actor=append.events[0]["metadata"]["actor"],
-        )
-        if not result.duplicate:
-            added += len(append.events)
-    return added
-
-
-def demo_history(*, users: int = USERS, seed: int = SEED) -> Iterator[DemoAppend]:
-    """The whole demo history as append calls, in the order they are made."""
-    return _History(random.Random(seed), users).run()
+def demo_history(*, users: int = USERS, events: int | None = None, seed: int = SEED) -> Iterator[DemoAppend]:
+    """The whole demo history as append calls, in the order they are made: `users` people, and about
+    `events` events in all when given (else five changes per user)."""
+    return _History(random.Random(seed), users, events).run()
 
 
 @dataclass
@@ -136,10 +129,14 @@ class _User:
 
 
 class _History:
-    def __init__(self, rng: random.Random, users: int):
+    def __init__(self, rng: random.Random, users: int, events: int | None = None):
         self.rng = rng
         self.user_count = users
+        self.target_events = events
+        self.emitted = 0
+        self.minutes = 95.0
         self.users: dict[str, _User] = {}
+        self.user_ids: list[str] = []
         self.groups: dict[str, set[str]] = {}
         self.versions: dict[str, int] = {}
         self.clock = STARTED_AT
@@ -150,14 +147,18 @@ class _History:
             for role, label in _ROLES.items():
                 yield from self._create_group(f"{area}-{role}", f"{area.capitalize()} {label}")
         # Everyone is onboarded in the first two thirds of the history; changes follow throughout.
-        steps = self.user_count * 5
-        for step in range(steps):
-            self.clock += dt.timedelta(minutes=self.rng.randint(5, 90))
+        # About 2.5 events a step; a large history is spread over six weeks rather than years.
+        steps = self.user_count * 5 if self.target_events is None else max(1, int(self.target_events / 2.5))
+        self.minutes = minutes = 95 if self.target_events is None else max(0.01, 2 * 6 * 7 * 24 * 60 / steps)
+        step = 0
+        while step < steps if self.target_events is None else self.emitted < self.target_events:
+            self.clock += dt.timedelta(minutes=self.rng.uniform(0.1, minutes))
             onboarding_due = len(self.users) < self.user_count * min(1.0, 1.5 * (step + 1) / steps)
             if onboarding_due or not self.users:
                 yield from self._onboard(len(self.users) + 1)
             else:
                 yield from self.rng.choice(self._changes)(self)
+            step += 1
 
     def _request(self) -> _Request:
         self.requests += 1
@@ -174,6 +175,7 @@ class _History:
         username = f"{first[0]}{last}{number}".lower()
         user = _User(str(number), username, f"{first} {last}", f"{username}@example.com")
         self.users[user.user_id] = user
+        self.user_ids.append(user.user_id)
         request = self._request()
         stream = f"user-{user.user_id}"
         request.emit(
@@ -270,8 +272,25 @@ class _History:
             self._remove_member(request, group_id, user)
         return request.appends()
 
+    def _mistake(self) -> list[DemoAppend]:
+        """Admin rights granted to the wrong person, and taken back by a colleague minutes later."""
+        user = self._some_user()
+        resource = self.rng.choice(RESOURCES)
+        if (resource, "admin") in user.grants:
+            return []
+        stream = f"user-{user.user_id}"
+        data = {"user_id": user.user_id, "resource": resource, "permission": "admin"}
+        oops = self._request()
+        oops.emit(stream, "PermissionGranted", data)
+        appends = oops.appends()
+        self.clock += dt.timedelta(minutes=self.rng.uniform(2, 30) * min(1.0, self.minutes / 95))
+        fix = self._request()
+        fix.emit(stream, "PermissionRevoked", data)
+        return appends + fix.appends()
+
     # Weighted by repetition: grants and memberships change most often, people leave rarely.
     _changes = (
+        _mistake,
         _grant,
         _grant,
         _grant,
@@ -286,7 +305,8 @@ class _History:
     )
 
     def _some_user(self) -> _User:
-        return self.users[self.rng.choice(sorted(self.users, key=int))]
+        # Skewed: a few early accounts (admins, bots, busy teams) see most of the changes.
+        return self.users[self.user_ids[int(len(self.user_ids) * self.rng.random() ** 3)]]
 
     def _add_member(self, request: _Request, group_id: str, user: _User) -> None:
         self.groups[group_id].add(user.user_id)
@@ -317,6 +337,7 @@ class _Request:
         # The size is part of the name: a smaller demo is another history, not a prefix of this one.
         event_id = uuid.uuid5(NAMESPACE, f"{history.user_count}/{stream}/{sequence}")
         history.clock += dt.timedelta(milliseconds=history.rng.randint(5, 400))
+        history.emitted += 1
         self.by_stream[stream].append(
             {
                 "id": str(event_id),

@@ -26,6 +26,8 @@ from streams.projections import Projection, create_schema, get_projection, quote
 
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
+# A batch reads at most batch_size × this many positions of the log.
+WINDOW_FACTOR = 4
 
 
 class ConsumerError(Exception):
@@ -100,27 +102,30 @@ def _projection_batch(projection: Projection) -> BatchOutcome:
                 f"{projection.version}: replay the projection to rebuild it",
             )
             return BatchOutcome(idle=True)
+        # A window of positions, not "the next N that match": the read walks the primary key and costs
+        # the same however selective the subscription is.
         head = selectors.head()
+        window_end = min(head, position + projection.batch_size * WINDOW_FACTOR)
         events = selectors.read_all(
             after_position=position,
-            up_to_position=head,
+            up_to_position=window_end,
             log_filter=_subscription(projection),
             limit=projection.batch_size,
         )
         if not events:
-            if head > position:
-                _write_checkpoint(cursor, projection, head, [])
+            if window_end > position:
+                _write_checkpoint(cursor, projection, window_end, [])
                 _progressed(consumer, now)
-            return BatchOutcome(caught_up=True)
+            return BatchOutcome(caught_up=window_end == head)
         try:
             with transaction.atomic():
                 _apply(cursor, projection, events)
         except Exception:
             return _isolate_failure(cursor, projection, consumer, events, now)
         full = len(events) == projection.batch_size
-        _write_checkpoint(cursor, projection, events[-1].position if full else head, events)
+        _write_checkpoint(cursor, projection, events[-1].position if full else window_end, events)
         _progressed(consumer, now)
-        return BatchOutcome(applied=len(events), caught_up=not full)
+        return BatchOutcome(applied=len(events), caught_up=not full and window_end == head)
 
 
 def _subscription(projection: Projection) -> selectors.LogFilter:

@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from streams.validation import (
@@ -214,3 +216,131 @@ def _recorded_result(stream: str, batch: list[NewEvent], ids: list[uuid.UUID]) -
         positions=[row[3] for row in rows],
         duplicate=True,
     )
+
+
+@dataclass(frozen=True)
+class ImportBatch:
+    """Events for one stream in an import; each event may carry its original `recorded_at`."""
+
+    stream: str
+    events: list[dict[str, Any]]
+    expected_version: str | int = "any"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    events: int
+    streams: int
+    last_position: int
+
+
+def import_events(*, batches: Sequence[ImportBatch], actor: str = "") -> ImportResult:
+    """Append many streams' events in one transaction with COPY: for loading history (a migration from
+    another store, the demo), where one append call per stream would take minutes.
+
+    Every batch is checked as an append would be, expected versions included, and the whole import is
+    written or none of it. Event ids must be new: an import is not a retry. Events may keep the time
+    they were first recorded (`recorded_at`, ISO 8601); by default it is now.
+    """
+    errors: dict[str, list[str]] = {}
+    parsed: list[tuple[str, list[NewEvent], str | int, list[Any]]] = []
+    for index, batch in enumerate(batches):
+        try:
+            stream, events, expected = parse_append(
+                stream=batch.stream,
+                events=[{k: v for k, v in e.items() if k != "recorded_at"} for e in batch.events],
+                expected_version=batch.expected_version,
+            )
+        except InvalidAppend as exc:
+            errors.update({f"batches[{index}].{name}": messages for name, messages in exc.errors.items()})
+            continue
+        parsed.append((stream, events, expected, [e.get("recorded_at") for e in batch.events]))
+    if errors:
+        raise InvalidAppend(errors)
+    if not parsed:
+        return ImportResult(events=0, streams=0, last_position=0)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            return _import(cursor, parsed, actor)
+    except (IntegrityError, psycopg.errors.UniqueViolation) as exc:  # COPY raises psycopg's own
+        message = "an event id is recorded already; an import only adds new events"
+        raise InvalidAppend({"events": [message]}) from exc
+
+
+def _import(cursor, parsed, actor: str) -> ImportResult:
+    names = list(dict.fromkeys(stream for stream, _, _, _ in parsed))
+    cursor.execute(
+        "SELECT name, id, version FROM streams_stream WHERE name = ANY(%s) ORDER BY name FOR UPDATE", [names]
+    )
+    existing = {name: (stream_id, version) for name, stream_id, version in cursor.fetchall()}
+    versions = {name: existing.get(name, (None, 0))[1] for name in names}
+    first_sequences = []
+    for stream, events, expected, _ in parsed:
+        current = versions[stream]
+        if not _expected_holds(expected, current):
+            raise WrongExpectedVersion(stream=stream, expected=expected, current_version=current)
+        first_sequences.append(current + 1)
+        versions[stream] = current + len(events)
+    new = [name for name in names if name not in existing]
+    if new:
+        cursor.execute(
+            """
+            INSERT INTO streams_stream (name, category, version, created_at, updated_at)
+            SELECT name, category, version, now(), now()
+              FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS s(name, category, version)
+            RETURNING name, id
+            """,
+            [new, [category_of(name) for name in new], [versions[name] for name in new]],
+        )
+        existing.update({name: (stream_id, 0) for name, stream_id in cursor.fetchall()})
+    old = [name for name in names if name not in new]
+    if old:
+        cursor.execute(
+            """
+            UPDATE streams_stream s SET version = v.version, updated_at = now()
+              FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, version) WHERE s.id = v.id
+            """,
+            [[existing[name][0] for name in old], [versions[name] for name in old]],
+        )
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GLOBAL_ORDER_LOCK])
+    count = 0
+    copy_sql = (
+        "COPY streams_event (stream_id, sequence, id, type, data, metadata, actor, recorded_at) FROM STDIN"
+    )
+    with cursor.cursor.copy(copy_sql) as copy:
+        for (stream, events, _, times), first in zip(parsed, first_sequences, strict=True):
+            stream_id = existing[stream][0]
+            for offset, (event, recorded_at) in enumerate(zip(events, times, strict=True)):
+                who = str(event.metadata.get("actor") or actor or "")
+                metadata = {**event.metadata, "actor": who} if who else event.metadata
+                copy.write_row(
+                    (
+                        stream_id,
+                        first + offset,
+                        event.id or uuid.uuid4(),
+                        event.type,
+                        json.dumps(event.data),
+                        json.dumps(metadata),
+                        who,
+                        recorded_at or timezone.now(),
+                    )
+                )
+                count += 1
+    cursor.execute("SELECT max(position) FROM streams_event")
+    last = cursor.fetchone()[0]
+    if count >= 10_000:
+        # The planner's statistics would otherwise describe the store before the import for a while.
+        cursor.execute("ANALYZE streams_event")
+        cursor.execute("ANALYZE streams_stream")
+    cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, str(last)])
+    return ImportResult(events=count, streams=len(names), last_position=last)
+
+
+def _expected_holds(expected: str | int, current: int) -> bool:
+    if expected == "any":
+        return True
+    if expected in ("no_stream", 0):
+        return current == 0
+    if expected == "exists":
+        return current > 0
+    return current == expected

@@ -1,21 +1,32 @@
+import time
+
 from django.core.management.base import BaseCommand, CommandError
 
-from demo.services import DemoLoad, load_demo
+from demo.services import USERS, DemoLoad, load_demo
 from streams.validation import WrongExpectedVersion
 
 
 class Command(BaseCommand):
     help = "Load the identity demo data (users, groups, permissions); running it again adds nothing."
 
+    def add_arguments(self, parser):
+        parser.add_argument("--users", type=int, default=USERS, help=f"How many people (default {USERS}).")
+        parser.add_argument(
+            "--events", type=int, help="About how many events in all (default: five changes per person)."
+        )
+
     def handle(self, *args, **options) -> None:
+        if options["users"] < 1 or (options["events"] is not None and options["events"] < 1):
+            raise CommandError("--users and --events must be at least 1")
+        started = time.monotonic()
         try:
-            result = load_demo()
+            result = load_demo(users=options["users"], events=options["events"])
         except WrongExpectedVersion as exc:
             raise CommandError(
                 f"stream {exc.stream} already has events that are not demo data, so the demo was not loaded "
                 "into it; load the demo into a store of its own (another REPLAYDESK_HOME or database)"
             ) from None
-        self.stdout.write(describe(result))
+        self.stdout.write(describe(result) + f" ({time.monotonic() - started:.1f} s)")
 
 
 def describe(result: DemoLoad) -> str:
