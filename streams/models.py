@@ -168,7 +168,9 @@ class Sink(models.Model):
     refusals = models.IntegerField(default=0)
     # After a failed batch, events up to this position go one at a time, to find the one that fails.
     single_until = models.BigIntegerField(null=True, blank=True)
-    # The pacing clock: the earliest time the next delivery may be sent (the rate limit's only state).
+    # The rate limit's state: [epoch seconds, events] of the sends claimed in the last window, and the
+    # latest claimed slot (or a receiver's Retry-After): no send is sent before it.
+    recent_sends = models.JSONField(default=list, blank=True)
     next_send_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(db_default=Now())

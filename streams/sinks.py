@@ -24,10 +24,12 @@ Failures (see `_failed`):
   `breaker_cooldown_seconds`, then one probe with a single event; success closes it, failure re-opens it.
   Probes count as attempts, so an event that fails every probe is parked in the end.
 
-Rate limit: every POST (delivered or not) first claims `count / rate` seconds of the pacing clock
-`Sink.next_send_at` in one UPDATE, with the database's clock, and is sent no earlier than its slot. A
-batch holds at most a second's worth of events, so no 1-second window sees more than `rate` events,
-across runs, workers and operator retries.
+Rate limit: a sliding window, kept in PostgreSQL. Every POST (delivered or not) first claims a send
+slot: the earliest time at which its events, added to those sent or claimed in the second before, stay
+within `rate` (`Sink.recent_sends` is that log, `Sink.next_send_at` the latest slot; both change in one
+short locked transaction, on the database's clock). So no 1-second window ever sees more than `rate`
+events, across runs, workers and operator retries, whatever the mix of full batches and single events.
+A POST holds at most a second's worth of events. (Below 1 event/s: one event per 1/rate seconds.)
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import httpx
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import connection, transaction
+from django.db.models.functions import Greatest
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -342,12 +345,12 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
     now = timezone.now()
     if consumer.state != Consumer.State.RUNNING:
         return BatchOutcome(idle=True)
-    if consumer.retry_at is not None and consumer.retry_at > now:
-        return BatchOutcome(retry_in=(consumer.retry_at - now).total_seconds())
+    go_at = consumer.retry_at or now
     if sink.breaker_state == Sink.Breaker.OPEN:
-        closes_at = sink.breaker_opened_at + dt.timedelta(seconds=sink.breaker_cooldown_seconds)
-        if closes_at > now:
-            return BatchOutcome(retry_in=(closes_at - now).total_seconds())
+        go_at = max(go_at, sink.breaker_opened_at + dt.timedelta(seconds=sink.breaker_cooldown_seconds))
+    if go_at > now:
+        return BatchOutcome(retry_in=(go_at - now).total_seconds())
+    if sink.breaker_state == Sink.Breaker.OPEN:
         Sink.objects.filter(pk=sink.pk).update(breaker_state=Sink.Breaker.HALF_OPEN)
         sink.breaker_state = Sink.Breaker.HALF_OPEN
     # Still half-open from an earlier run means its probe never finished (a killed worker): probe again.
@@ -364,7 +367,7 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
     )
     if not events:
         if head > position:  # events outside the filter are passed over too
-            Consumer.objects.filter(pk=consumer.pk).update(position=head)
+            Consumer.objects.filter(pk=consumer.pk).update(position=head, progressed_at=now)
         return BatchOutcome(caught_up=True)
     wait = _claim_slot(sink, len(events), max(0.0, deadline - time.monotonic()))
     if wait is None:
@@ -379,25 +382,54 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
 
 
 def _claim_slot(sink: Sink, count: int, within: float) -> float | None:
-    """Claim `count` events' share of the pacing clock; the seconds until the claimed slot, or None
-    (nothing claimed) when the slot is further away than `within`.
-
-    The database's clock_timestamp() is the one clock every worker agrees on (and, unlike now(), it moves
-    inside a transaction)."""
-    spacing = count / sink.rate_per_second
-    with connection.cursor() as cursor:
+    """Claim a send slot for `count` events; the seconds until it, or None (nothing claimed) when it
+    is further away than `within`. The database's clock is the one every worker agrees on."""
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            """
-            UPDATE streams_sink
-               SET next_send_at = GREATEST(next_send_at, clock_timestamp()) + make_interval(secs => %s)
-             WHERE consumer_id = %s
-               AND (next_send_at IS NULL OR next_send_at <= clock_timestamp() + make_interval(secs => %s))
-            RETURNING GREATEST(0, extract(epoch FROM next_send_at - clock_timestamp()) - %s)
-            """,
-            [spacing, sink.pk, within, spacing],
+            "SELECT recent_sends, extract(epoch FROM next_send_at), extract(epoch FROM clock_timestamp())"
+            " FROM streams_sink WHERE consumer_id = %s FOR UPDATE",
+            [sink.pk],
         )
-        row = cursor.fetchone()
-    return None if row is None else float(row[0])
+        sent, not_before, now = cursor.fetchone()
+        now = float(now)
+        window, limit = rate_window(sink.rate_per_second)
+        slot, sent = pace(
+            sent=json.loads(sent) if isinstance(sent, str) else sent,
+            now=now,
+            not_before=float(not_before or 0),
+            count=count,
+            window=window,
+            limit=limit,
+        )
+        if slot - now > within:
+            return None
+        cursor.execute(
+            "UPDATE streams_sink SET recent_sends = %s, next_send_at = to_timestamp(%s)"
+            " WHERE consumer_id = %s",
+            [json.dumps(sent), slot, sink.pk],
+        )
+    return slot - now
+
+
+def rate_window(rate: float) -> tuple[float, int]:
+    """(seconds, events): at most `events` in any window of `seconds`."""
+    return (1.0, math.floor(rate)) if rate >= 1 else (1 / rate, 1)
+
+
+def pace(
+    *, sent: list[list[float]], now: float, not_before: float, count: int, window: float, limit: int
+) -> tuple[float, list[list[float]]]:
+    """The earliest time, not before `now` nor `not_before` (slots keep their order), at which `count`
+    more events keep every window of `window` seconds within `limit`; and the log of sends
+    ([time, events], oldest first) with this one added and those that can no longer matter dropped."""
+    slot = max(now, not_before)
+    recent = [entry for entry in sent if entry[0] > now - window]
+    while True:
+        inside = [entry for entry in recent if entry[0] > slot - window]
+        if sum(events for _, events in inside) + count <= limit:
+            break
+        slot = inside[0][0] + window  # when the oldest send in the window leaves it
+    return slot, [*recent, [slot, count]]
 
 
 def _slot_wait(sink: Sink) -> float:
@@ -514,7 +546,7 @@ def _failed(
             # The receiver is alive and said when: wait that long, and hold every sender to it.
             consumer.retry_at = now + dt.timedelta(seconds=delivery.retry_after)
             consumer.save(update_fields=["last_error", "last_error_at", "retry_at"])
-            Sink.objects.filter(pk=sink.pk).update(next_send_at=consumer.retry_at)
+            Sink.objects.filter(pk=sink.pk).update(next_send_at=Greatest("next_send_at", consumer.retry_at))
             return BatchOutcome(retry_in=delivery.retry_after)
         if len(events) > 1:
             # Which event is to blame is unknown: go one at a time through this batch's events.
