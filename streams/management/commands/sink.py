@@ -50,8 +50,8 @@ class Command(BaseCommand):
         except ConsumerError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
-            f"sink {sink.consumer.name} delivers to {sink.url} from position {sink.consumer.position}, "
-            f"at most {sink.rate_per_second:g} events/s"
+            f"sink {sink.consumer.name} delivers to {sinks.public_url(sink.url)} from position "
+            f"{sink.consumer.position}, at most {sink.rate_per_second:g} events/s"
         )
 
     def _list(self):
@@ -71,6 +71,5 @@ class Command(BaseCommand):
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
         for row in rows:
-            self.stdout.write(
-                "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + row[-1]
-            )
+            padded = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            self.stdout.write("  ".join([*padded, row[-1]]))
