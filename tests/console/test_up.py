@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from console import runtime
-from demo.services import demo_history
+from demo.services import UP_EVENTS, UP_USERS, demo_history
 
 REPLAYDESK = str(Path(sys.executable).with_name("replaydesk"))
 READY = re.compile(r"Replaydesk is up at (http://\S+)")
@@ -220,6 +220,21 @@ def count_events(url: str, token: str) -> int:
             return count
 
 
+def caught_up_consumers(url: str, token: str, timeout: float = 90) -> list[dict]:
+    """The consumers, once every one has applied the whole log (the worker and dispatcher at work)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        request = urllib.request.Request(
+            f"{url}api/v1/consumers", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            consumers = json.load(response)["results"]
+        if consumers and all(c["lag_events"] == 0 and c["checkpoint"] == c["head"] for c in consumers):
+            return consumers
+        assert time.monotonic() < deadline, consumers
+        time.sleep(0.5)
+
+
 @dataclass
 class FirstRun:
     home: Path
@@ -229,6 +244,7 @@ class FirstRun:
     commands: list[str]
     events: int
     group_streams: int
+    consumers: list[dict]
 
 
 @pytest.fixture(scope="module")
@@ -252,13 +268,15 @@ def first_run(home) -> FirstRun:
         session = log_in(url, "admin", password.group(1))
         with session.open(url + "api/v1/streams?category=group&limit=1000", timeout=10) as response:
             group_streams = len(json.load(response)["results"])
-        events = count_events(url, token_for(env, "admin"))
+        token = token_for(env, "admin")
+        events = count_events(url, token)
+        consumers = caught_up_consumers(url, token)
         processes = run.tree() + processes_of(home)
         commands = [" ".join(p.cmdline()) for p in processes]
         exit_code = run.stop()
     finally:
         clean_up(run, home)
-    return FirstRun(home, run.output, exit_code, processes, commands, events, group_streams)
+    return FirstRun(home, run.output, exit_code, processes, commands, events, group_streams, consumers)
 
 
 def test_first_up_prints_the_admin_password_that_logs_in_over_plain_http(first_run):
@@ -282,8 +300,15 @@ def test_first_up_runs_embedded_servers_the_web_server_a_worker_beat_and_the_dis
     assert running("console.cli", "dispatch")
 
 
+def test_the_demo_projections_catch_up_with_the_demo_on_their_own(first_run):
+    by_name = {c["name"]: c for c in first_run.consumers}
+    assert {"users_directory", "access"} <= set(by_name)
+    assert all(c["head"] == first_run.events for c in by_name.values())
+    assert all(c["health"] == "healthy" for c in by_name.values())
+
+
 def test_demo_flag_loads_the_demo(first_run):
-    expected = sum(len(append.events) for append in demo_history())
+    expected = sum(len(append.events) for append in demo_history(users=UP_USERS, events=UP_EVENTS))
 
     assert first_run.events == expected
     assert f"Loaded demo data: {expected:,} events" in first_run.output

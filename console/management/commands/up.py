@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from console import embedded, runtime
+from demo.services import UP_EVENTS, UP_USERS
 
 _ROLES = {
     "web": "the web server (gunicorn)",
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         admin = runtime.ensure_admin()
         if demo:
             self.say("Loading the demo data…")
-            call_command("demo", stdout=self.stdout)
+            call_command("demo", "--users", str(UP_USERS), "--events", str(UP_EVENTS), stdout=self.stdout)
 
         connect, host_header = runtime.probe_host(host, settings.ALLOWED_HOSTS)
         supervisor = runtime.Supervisor(
