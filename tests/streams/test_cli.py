@@ -92,3 +92,44 @@ def test_tail_follow_prints_events_appended_while_it_waits():
         "UserCreated",
         "UserNameSet",
     ]
+
+
+@pytest.mark.django_db
+def test_lag_shows_each_consumer_and_its_lag():
+    from streams.consumers import ensure_projection, run_projection
+    from streams.projections import get_projection
+
+    ensure_projection(get_projection("users_directory"))
+    ensure_projection(get_projection("access"))
+    append_events(
+        stream="user-1",
+        events=[
+            {
+                "type": "UserCreated",
+                "data": {"user_id": "1", "username": "a", "name": "A", "email": "a@x.org"},
+            }
+        ],
+    )
+    run_projection("access")
+    lines = run("lag").splitlines()
+    assert lines[0].split() == [
+        "consumer",
+        "kind",
+        "health",
+        "checkpoint",
+        "head",
+        "lag",
+        "lag",
+        "s",
+        "rate/s",
+    ]
+    access = next(line.split() for line in lines if line.startswith("access"))
+    users = next(line.split() for line in lines if line.startswith("users_directory"))
+    assert access[5] == "0" and users[5] == "1"
+    as_json = [json.loads(line) for line in run("lag", "--json").splitlines()]
+    assert {(s["name"], s["lag_events"]) for s in as_json} == {("access", 0), ("users_directory", 1)}
+
+
+@pytest.mark.django_db
+def test_lag_says_when_there_are_no_consumers():
+    assert "No consumers yet" in run("lag")
