@@ -1,6 +1,6 @@
 from django.urls import path
 
-from streams import api, views
+from streams import api, consumer_views, views
 
 app_name = "streams"
 
@@ -13,6 +13,13 @@ api_urlpatterns = [
 ]
 
 urlpatterns = [
+    path("dashboard/", consumer_views.dashboard, name="dashboard"),
+    path("consumers/", consumer_views.consumer_list, name="consumers"),
+    path("consumers/<str:name>/", consumer_views.consumer_detail, name="consumer"),
+    path("consumers/<str:name>/pause", consumer_views.pause, name="consumer-pause"),
+    path("consumers/<str:name>/resume", consumer_views.resume, name="consumer-resume"),
+    path("consumers/<str:name>/parked/<int:parked_id>/retry", consumer_views.retry, name="parked-retry"),
+    path("consumers/<str:name>/parked/<int:parked_id>/skip", consumer_views.skip, name="parked-skip"),
     path("streams/", views.stream_list, name="list"),
     path("streams/<str:name>/", views.stream_detail, name="detail"),
     path("events/", views.event_log, name="log"),

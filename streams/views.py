@@ -21,7 +21,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
-from streams import selectors
+from streams import lag, selectors
 from streams.models import Event, Stream
 from streams.queries import LOG_PARAMS, QueryErrors, QueryParser, parse_log_filter
 
@@ -115,6 +115,7 @@ def stream_detail(request: HttpRequest, name: str) -> HttpResponse:
     if before is not None and after is not None:
         parser.error("after", "give before or after, not both")
     context = {"section": "streams", "stream": stream, "summary": selectors.stream_summary(stream=stream)}
+    context["consumers"] = lag.stream_consumers(stream=stream)
     context |= {"rows": [], "errors": parser.errors, "at_newest": before is None and after is None}
     if not parser.errors:
         events = stream_window(stream=stream, before=before, after=after, limit=limit)

@@ -1,0 +1,190 @@
+"""Pages of consumers: the dashboard, the consumers list, one consumer with its lag chart and parking
+lot, and the operator actions on them (pause, resume, retry and skip a parked event).
+
+The tables poll themselves through htmx; an action answers htmx with the consumer's panel re-rendered
+(its outcome on top) and a plain form post with a redirect back and a message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.db.models import Count, Max, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from streams import consumers, lag, selectors
+from streams.lag_chart import RANGES, lag_chart, parse_range
+from streams.models import Consumer, Event, ParkedEvent
+from streams.views import login_required, not_found, render_page
+
+PARKED_SHOWN = 100
+RESOLVED_SHOWN = 20
+LAGGING_STREAMS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class AppendRate:
+    """Events recorded in the last minute and the last ten, by recorded_at: an import that keeps the
+    original times of its events adds nothing here, which is the truth about appends now."""
+
+    last_minute: int
+    last_ten_minutes: int
+    last_recorded_at: dt.datetime | None
+
+    @property
+    def per_second_minute(self) -> float:
+        return self.last_minute / 60
+
+    @property
+    def per_second_ten_minutes(self) -> float:
+        return self.last_ten_minutes / 600
+
+
+def append_rate(*, now: dt.datetime) -> AppendRate:
+    found = Event.objects.filter(recorded_at__gt=now - dt.timedelta(minutes=10)).aggregate(
+        ten=Count("position"), one=Count("position", filter=Q(recorded_at__gt=now - dt.timedelta(minutes=1)))
+    )
+    newest = Event.objects.aggregate(at=Max("recorded_at"))["at"]
+    return AppendRate(found["one"], found["ten"], newest)
+
+
+def parked_counts() -> dict[int, int]:
+    rows = (
+        ParkedEvent.objects.filter(state=ParkedEvent.State.PARKED).values("consumer").annotate(n=Count("pk"))
+    )
+    return {row["consumer"]: row["n"] for row in rows}
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    context = {
+        "section": "dashboard",
+        "head": selectors.head(),
+        "rate": append_rate(now=now),
+        "statuses": lag.consumer_statuses(now=now),
+        "now": now,
+    }
+    return render_page(request, "streams/dashboard.html", "streams/partials/dashboard_live.html", context)
+
+
+@login_required
+def consumer_list(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    counts = parked_counts()
+    ids = dict(Consumer.objects.values_list("name", "pk"))
+    statuses = lag.consumer_statuses(now=now)
+    context = {
+        "section": "consumers",
+        "statuses": statuses,
+        "parked": {status.name: counts.get(ids.get(status.name), 0) for status in statuses},
+        "now": now,
+    }
+    return render_page(request, "streams/consumers.html", "streams/partials/consumer_table.html", context)
+
+
+@login_required
+def consumer_detail(request: HttpRequest, name: str) -> HttpResponse:
+    consumer = Consumer.objects.filter(name=name).first()
+    if consumer is None:
+        return not_found(request, f"No consumer is named “{name}”.")
+    context = consumer_context(request, consumer)
+    return render_page(
+        request, "streams/consumer_detail.html", "streams/partials/consumer_panel.html", context
+    )
+
+
+def consumer_context(request: HttpRequest, consumer: Consumer) -> dict[str, Any]:
+    now = timezone.now()
+    range_key = parse_range(request.GET.get("range"))
+    parked = ParkedEvent.objects.filter(consumer=consumer).select_related("event", "event__stream")
+    waiting = parked.filter(state=ParkedEvent.State.PARKED).order_by("event__position")
+    return {
+        "section": "consumers",
+        "consumer": consumer,
+        "status": lag.consumer_status(consumer=consumer, now=now),
+        "chart": lag_chart(consumer=consumer, range_key=range_key, now=now),
+        "ranges": [(key, label) for key, (_, label) in RANGES.items()],
+        "lagging_streams": lag.top_lagging_streams(consumer=consumer, limit=LAGGING_STREAMS_SHOWN),
+        "parked": list(waiting[:PARKED_SHOWN]),
+        "parked_total": waiting.count(),
+        "resolved": list(
+            parked.exclude(state=ParkedEvent.State.PARKED).order_by("-resolved_at")[:RESOLVED_SHOWN]
+        ),
+        "now": now,
+    }
+
+
+# --- operator actions
+
+
+@require_POST
+@login_required
+def pause(request: HttpRequest, name: str) -> HttpResponse:
+    return act(
+        request,
+        name,
+        lambda actor: consumers.pause_consumer(name=name, actor=actor, request=request),
+        f"Paused {name}: it applies nothing until resumed.",
+    )
+
+
+@require_POST
+@login_required
+def resume(request: HttpRequest, name: str) -> HttpResponse:
+    return act(
+        request,
+        name,
+        lambda actor: consumers.resume_consumer(name=name, actor=actor, request=request),
+        f"Resumed {name}: it goes on from its checkpoint.",
+    )
+
+
+@require_POST
+@login_required
+def retry(request: HttpRequest, name: str, parked_id: int) -> HttpResponse:
+    if not ParkedEvent.objects.filter(pk=parked_id, consumer__name=name).exists():
+        return not_found(request, f"{name} has no parked event {parked_id}.")
+    return act(
+        request,
+        name,
+        lambda actor: consumers.retry_parked(parked_id=parked_id, actor=actor, request=request),
+        "Retried the parked event: it is applied now.",
+    )
+
+
+@require_POST
+@login_required
+def skip(request: HttpRequest, name: str, parked_id: int) -> HttpResponse:
+    if not ParkedEvent.objects.filter(pk=parked_id, consumer__name=name).exists():
+        return not_found(request, f"{name} has no parked event {parked_id}.")
+    return act(
+        request,
+        name,
+        lambda actor: consumers.skip_parked(parked_id=parked_id, actor=actor, request=request),
+        f"Skipped the parked event: {name} will never apply it.",
+    )
+
+
+def act(request: HttpRequest, name: str, action, done: str) -> HttpResponse:
+    """Run one operator action and say how it went: htmx gets the consumer's panel re-rendered with the
+    message on top, a plain form post a redirect back to the consumer's page."""
+    consumer = Consumer.objects.filter(name=name).first()
+    if consumer is None:
+        return not_found(request, f"No consumer is named “{name}”.")
+    try:
+        action(request.user.get_username())
+    except consumers.ConsumerError as exc:
+        messages.error(request, f"Not done: {exc}.")
+    else:
+        messages.success(request, done)
+    if not request.htmx:
+        return redirect("streams:consumer", name=name)
+    consumer.refresh_from_db()
+    return render(request, "streams/partials/consumer_panel.html", consumer_context(request, consumer))

@@ -1,0 +1,157 @@
+"""The lag chart of a consumer page: its samples over a range, thinned to what a chart can show, and
+the geometry of an inline SVG drawn by the server (no chart library, nothing from a CDN)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+from streams.lag import lag_history
+from streams.models import Consumer, LagSample
+
+RANGES: dict[str, tuple[dt.timedelta, str]] = {
+    "1h": (dt.timedelta(hours=1), "last hour"),
+    "24h": (dt.timedelta(hours=24), "last 24 hours"),
+    "7d": (dt.timedelta(days=7), "last 7 days"),
+}
+DEFAULT_RANGE = "1h"
+WIDTH, HEIGHT = 760, 240
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 24, 34
+# More points than this would be thinner than a pixel column; each keeps the highest lag of its slice.
+MAX_POINTS = 380
+# Samples are taken every 10 s; a longer silence (sampler down) breaks the line rather than bridging it.
+SAMPLE_GAP = dt.timedelta(seconds=35)
+
+
+@dataclass(frozen=True)
+class Tick:
+    at: float
+    label: str
+
+
+@dataclass(frozen=True)
+class LagChart:
+    range: str
+    label: str
+    since: dt.datetime
+    until: dt.datetime
+    samples: int
+    # One SVG path per unbroken run of samples.
+    lines: list[str]
+    # Lone points (a run of one sample) drawn as dots: (x, y).
+    dots: list[tuple[float, float]]
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    min_lag: int | None
+    max_lag: int | None
+    latest_lag: int | None
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    right_edge: int = WIDTH - RIGHT
+    top: int = TOP
+    bottom_edge: int = HEIGHT - BOTTOM
+
+    @property
+    def mid_x(self) -> int:
+        return (self.left + self.right_edge) // 2
+
+    @property
+    def mid_y(self) -> int:
+        return (self.top + self.bottom_edge) // 2
+
+
+def parse_range(value: str | None) -> str:
+    return value if value in RANGES else DEFAULT_RANGE
+
+
+def lag_chart(*, consumer: Consumer, range_key: str, now: dt.datetime) -> LagChart:
+    span, label = RANGES[range_key]
+    since = now - span
+    samples = lag_history(consumer=consumer, since=since)
+    points = thin(samples, since=since, span=span)
+    top = nice_ceiling(max((s.lag_events for s in points), default=0))
+    x_of = _scale(0.0, span.total_seconds(), LEFT, WIDTH - RIGHT)
+    y_of = _scale(0.0, float(top), HEIGHT - BOTTOM, TOP)
+    lines, dots = [], []
+    for run in runs(points, gap=max(SAMPLE_GAP, 3 * span / MAX_POINTS)):
+        xy = [(x_of((s.sampled_at - since).total_seconds()), y_of(s.lag_events)) for s in run]
+        if len(xy) == 1:
+            dots.append(xy[0])
+        else:
+            lines.append("M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in xy))
+    lags = [s.lag_events for s in samples]
+    return LagChart(
+        range=range_key,
+        label=label,
+        since=since,
+        until=now,
+        samples=len(samples),
+        lines=lines,
+        dots=dots,
+        x_ticks=[
+            Tick(x_of(i * span.total_seconds() / 4), _time_label(since + i * span / 4, span))
+            for i in range(5)
+        ],
+        y_ticks=[Tick(y_of(top * i / 4), _count_label(top * i / 4)) for i in range(5)],
+        min_lag=min(lags) if lags else None,
+        max_lag=max(lags) if lags else None,
+        latest_lag=lags[-1] if lags else None,
+    )
+
+
+def thin(samples: list[LagSample], *, since: dt.datetime, span: dt.timedelta) -> list[LagSample]:
+    """At most MAX_POINTS samples: the one with the highest lag of each slice of the range, so that a
+    short spike still shows."""
+    if len(samples) <= MAX_POINTS:
+        return samples
+    slice_seconds = span.total_seconds() / MAX_POINTS
+    kept: dict[int, LagSample] = {}
+    for sample in samples:
+        key = int((sample.sampled_at - since).total_seconds() // slice_seconds)
+        if key not in kept or sample.lag_events > kept[key].lag_events:
+            kept[key] = sample
+    return [kept[key] for key in sorted(kept)]
+
+
+def runs(points: list[LagSample], *, gap: dt.timedelta) -> list[list[LagSample]]:
+    found: list[list[LagSample]] = []
+    for point in points:
+        if found and point.sampled_at - found[-1][-1].sampled_at <= gap:
+            found[-1].append(point)
+        else:
+            found.append([point])
+    return found
+
+
+def nice_ceiling(value: float) -> int:
+    """The smallest of 1, 2, 4, 5 × 10ⁿ (at least 4, so that quarter ticks are whole) not below value."""
+    if value <= 4:
+        return 4
+    magnitude = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 4, 5, 10):
+        if step * magnitude >= value:
+            return int(step * magnitude)
+    return int(10 * magnitude)
+
+
+def _scale(lo: float, hi: float, out_lo: float, out_hi: float):
+    def scale(value: float) -> float:
+        return out_lo + (value - lo) / (hi - lo) * (out_hi - out_lo)
+
+    return scale
+
+
+def _time_label(moment: dt.datetime, span: dt.timedelta) -> str:
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%m-%d %H:%M" if span > dt.timedelta(days=1) else "%H:%M")
+
+
+def _count_label(value: float) -> str:
+    value = round(value)
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:g}M"
+    if value >= 10_000:
+        return f"{value / 1000:g}k"
+    return f"{value:,}"
