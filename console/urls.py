@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from console import metrics, views
 from demo.urls import api_urlpatterns as demo_api
+from demo.urls import urlpatterns as demo_pages
 from streams import api_consumers
 from streams.urls import api_urlpatterns as streams_api
 
@@ -42,6 +43,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("", include("streams.urls")),
+    path("", include(demo_pages)),
 ]
 
 handler404 = "console.views.not_found"

@@ -105,7 +105,10 @@ def _projection_batch(projection: Projection) -> BatchOutcome:
         # A window of positions, not "the next N that match": the read walks the primary key and costs
         # the same however selective the subscription is.
         head = selectors.head()
-        window_end = min(head, position + projection.batch_size * WINDOW_FACTOR)
+        # The window starts at the next event there is: holes (rolled-back appends) cost nothing.
+        window_end = min(
+            head, selectors.next_position(after=position) - 1 + projection.batch_size * WINDOW_FACTOR
+        )
         events = selectors.read_all(
             after_position=position,
             up_to_position=window_end,

@@ -25,6 +25,14 @@ def head() -> int:
         return cursor.fetchone()[0]
 
 
+def next_position(*, after: int) -> int:
+    """The first committed position after `after` (one index probe), or after + 1 when there is none."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT min(position) FROM streams_event WHERE position > %s", [after])
+        found = cursor.fetchone()[0]
+    return after + 1 if found is None else found
+
+
 def get_stream(*, name: str) -> Stream | None:
     return Stream.objects.filter(name=name).first()
 

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from console import embedded, runtime
+from demo import search_index
 from demo.services import UP_EVENTS, UP_USERS
 
 _ROLES = {
@@ -45,6 +46,9 @@ class Command(BaseCommand):
             call_command("demo", "--users", str(UP_USERS), "--events", str(UP_EVENTS), stdout=self.stdout)
 
         connect, host_header = runtime.probe_host(host, settings.ALLOWED_HOSTS)
+        if demo:
+            # The demo's downstream search index is served by this same web server.
+            search_index.ensure_sink(base_url=runtime.url_for(connect, port))
         supervisor = runtime.Supervisor(
             runtime.children(
                 host=host, port=port, home=home, schedule=settings.CELERY_BEAT_SCHEDULE_FILENAME
