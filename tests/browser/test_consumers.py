@@ -82,6 +82,25 @@ def test_dashboard_shows_a_projection_go_from_lagging_to_healthy_as_it_catches_u
     assert page.evaluate("window.notReloaded") is True
 
 
+def test_the_dashboards_refresh_keeps_keyboard_focus_on_the_consumer_link(operator_page):
+    page = operator_page
+    run_projection("users_directory")
+    page.goto("/dashboard/")
+    link = page.get_by_role("link", name="users_directory")
+    link.focus()
+    stamp = page.locator("#dashboard-consumers-title .muted").inner_text()
+
+    sign_up(1)  # the next refresh shows a different head and lag
+
+    expect(page.locator('tr[data-consumer="users_directory"] td.num').nth(1)).to_have_text("1")
+    assert page.locator("#dashboard-consumers-title .muted").inner_text() != stamp
+    expect(link).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="users_directory", level=1)).to_be_visible()
+    page.goto("/consumers/")
+    page.screenshot(path="/tmp/consumers.png", full_page=True)
+
+
 def test_operator_retries_a_parked_event_from_its_consumers_page_after_a_fix(operator_page, fussy):
     page = operator_page
     append_events(stream="order-1", events=[{"type": "Placed", "data": {"poison": True}}])
