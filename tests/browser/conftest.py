@@ -69,7 +69,8 @@ def log_in(page, username: str = "olivia", password: str = PASSWORD) -> None:
 
 @pytest.fixture
 def operator_page(page, operator):
-    """A page whose browser has logged in as the operator through the login form."""
+    """A page whose browser has logged in as the operator through the login form, on the streams list."""
     log_in(page)
-    page.wait_for_url("**/streams/")
+    page.wait_for_url("**/dashboard/")
+    page.goto("/streams/")
     return page

@@ -31,8 +31,10 @@ def test_operator_logs_in_through_the_form_and_sees_the_streams(page, operator):
     expect(page.get_by_role("alert")).to_contain_text("Please enter a correct username and password")
 
     log_in(page)
-    expect(page.get_by_role("heading", name="Streams", level=1)).to_be_visible()
+    expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
     expect(page.locator(".account")).to_contain_text("olivia")
+    page.get_by_role("link", name="Streams").click()
+    expect(page.get_by_role("heading", name="Streams", level=1)).to_be_visible()
 
 
 def test_operator_finds_a_stream_by_prefix_and_opens_an_event(operator_page):

@@ -194,7 +194,7 @@ def log_in(url: str, username: str, password: str) -> urllib.request.OpenerDirec
     ).encode()
     with session.open(url + "login/", data=form, timeout=10) as landed:
         assert landed.status == 200
-        assert urllib.parse.urlsplit(landed.url).path == "/streams/", "the login did not go through"
+        assert urllib.parse.urlsplit(landed.url).path == "/dashboard/", "the login did not go through"
     return session
 
 

@@ -61,11 +61,11 @@ def test_anonymous_tail_poll_sends_the_whole_window_to_login_instead_of_swapping
     assert response.content == b""
 
 
-def test_login_with_the_right_password_lands_on_the_streams_list(client, operator):
+def test_login_with_the_right_password_lands_on_the_dashboard(client, operator):
     response = client.post("/login/", {"username": "olivia", "password": PASSWORD}, follow=True)
 
-    assert response.redirect_chain[-1][0] == reverse("streams:list")
-    assertContains(response, "<h1>Streams</h1>", html=True)
+    assert response.redirect_chain[-1][0] == reverse("streams:dashboard")
+    assertContains(response, "Dashboard")
 
 
 def test_login_with_a_wrong_password_says_so_and_keeps_the_username(client, operator):
