@@ -36,3 +36,15 @@ def browser_client(client, operator):
     """A logged-in browser session (Django's test client)."""
     client.force_login(operator)
     return client
+
+
+@pytest.fixture
+def fresh_projection_schemas(django_db_blocker):
+    """Projection schemas are not Django tables, so tests that commit must drop them before and after."""
+    from streams.projections import drop_schemas
+
+    with django_db_blocker.unblock():
+        drop_schemas()
+    yield
+    with django_db_blocker.unblock():
+        drop_schemas()

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from streams import consumers
 from streams.consumers import run_projection
 from streams.models import Consumer, LagSample, ParkedEvent
-from streams.projections import Projection, add, drop_schemas, remove
+from streams.projections import Projection, add, remove
 from streams.services import append_events
 from tests.browser.test_journeys import has_no_horizontal_scroll
 
@@ -20,12 +20,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(autouse=True)
-def _no_projection_schemas(django_db_blocker):
-    with django_db_blocker.unblock():
-        drop_schemas()
-    yield
-    with django_db_blocker.unblock():
-        drop_schemas()
+def _no_projection_schemas(fresh_projection_schemas):
+    """Projection schemas live outside Django's tables: each test starts without any."""
 
 
 class Fussy(Projection, register=False):

@@ -5,7 +5,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.consumers import ensure_projection, pause_consumer, run_projection
-from streams.projections import Projection, add, drop_schemas, remove
+from streams.projections import Projection, add, remove
 from streams.selectors import head
 from streams.services import append_events
 
@@ -13,12 +13,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _no_projection_schemas(django_db_blocker):
-    with django_db_blocker.unblock():
-        drop_schemas()
-    yield
-    with django_db_blocker.unblock():
-        drop_schemas()
+def _no_projection_schemas(fresh_projection_schemas):
+    """Projection schemas live outside Django's tables: each test starts without any."""
 
 
 class Carts(Projection, register=False):

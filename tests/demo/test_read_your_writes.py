@@ -7,18 +7,13 @@ import pytest
 from django.db import connection
 
 from streams.consumers import run_projection
-from streams.projections import drop_schemas
 from streams.services import append_events
 from tests.streams.test_api_append import assert_problem
 
 
 @pytest.fixture(autouse=True)
-def _no_projection_schemas(django_db_blocker):
-    with django_db_blocker.unblock():
-        drop_schemas()
-    yield
-    with django_db_blocker.unblock():
-        drop_schemas()
+def _no_projection_schemas(fresh_projection_schemas):
+    """Projection schemas live outside Django's tables: each test starts without any."""
 
 
 def create_user(uid, name="Ann"):

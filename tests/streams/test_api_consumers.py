@@ -4,7 +4,7 @@ import pytest
 
 from streams.consumers import ensure_projection, run_projection
 from streams.models import Consumer, Event, ParkedEvent
-from streams.projections import Projection, add, drop_schemas, remove
+from streams.projections import Projection, add, remove
 from streams.services import append_events
 
 pytestmark = pytest.mark.django_db
@@ -28,12 +28,8 @@ FIELDS = {
 
 
 @pytest.fixture(autouse=True)
-def _no_projection_schemas(django_db_blocker):
-    with django_db_blocker.unblock():
-        drop_schemas()
-    yield
-    with django_db_blocker.unblock():
-        drop_schemas()
+def _no_projection_schemas(fresh_projection_schemas):
+    """Projection schemas live outside Django's tables: each test starts without any."""
 
 
 class Invoices(Projection, register=False):

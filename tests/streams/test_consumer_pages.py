@@ -14,7 +14,7 @@ from streams import consumers
 from streams.consumers import run_projection
 from streams.lag_chart import MAX_POINTS, thin
 from streams.models import Consumer, Event, LagSample, ParkedEvent
-from streams.projections import Projection, add, drop_schemas, remove
+from streams.projections import Projection, add, remove
 from streams.services import append_events
 from streams.templatetags.consumer_format import duration, per_second
 
@@ -24,12 +24,8 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture(autouse=True)
-def _no_projection_schemas(django_db_blocker):
-    with django_db_blocker.unblock():
-        drop_schemas()
-    yield
-    with django_db_blocker.unblock():
-        drop_schemas()
+def _no_projection_schemas(fresh_projection_schemas):
+    """Projection schemas live outside Django's tables: each test starts without any."""
 
 
 class Picky(Projection, register=False):

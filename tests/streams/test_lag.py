@@ -10,7 +10,7 @@ from django.utils import timezone
 from streams import lag, models
 from streams.consumers import ensure_projection, pause_consumer, run_projection
 from streams.models import Consumer, Event, LagSample, Stream
-from streams.projections import Projection, add, drop_schemas, remove
+from streams.projections import Projection, add, remove
 from streams.selectors import head
 from streams.services import append_events
 
@@ -18,12 +18,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _no_projection_schemas(django_db_blocker):
-    with django_db_blocker.unblock():
-        drop_schemas()
-    yield
-    with django_db_blocker.unblock():
-        drop_schemas()
+def _no_projection_schemas(fresh_projection_schemas):
+    """Projection schemas live outside Django's tables: each test starts without any."""
 
 
 class Orders(Projection, register=False):

@@ -24,7 +24,6 @@ from django.db import connection
 
 from console.redis import client as redis_client
 from streams.models import Consumer
-from streams.projections import drop_schemas
 from streams.selectors import head
 from streams.services import append_events
 from tests.streams.projection_helpers import (
@@ -92,17 +91,13 @@ class Processes:
 
 
 @pytest.fixture
-def processes(tmp_path, django_db_blocker):
-    with django_db_blocker.unblock():
-        drop_schemas()
+def processes(tmp_path, fresh_projection_schemas):
     redis_client().delete("live")  # runs queued by earlier tests are not this test's
     for key in redis_client().scan_iter("replaydesk:consumer-queued:*"):
         redis_client().delete(key)
     running = Processes(tmp_path)
     yield running
     running.stop_all()
-    with django_db_blocker.unblock():
-        drop_schemas()
 
 
 class Writer:

@@ -9,7 +9,7 @@ from demo.services import load_demo
 from streams import consumers
 from streams.consumers import ConsumerError, lock_key, run_projection
 from streams.models import Consumer, Event, ParkedEvent, Stream
-from streams.projections import Projection, add, drop_schemas, remove
+from streams.projections import Projection, add, remove
 from streams.selectors import head
 from streams.services import append_events
 from tests.streams.projection_helpers import (
@@ -22,13 +22,8 @@ from tests.streams.projection_helpers import (
 
 
 @pytest.fixture(autouse=True)
-def _no_projection_schemas(django_db_blocker):
-    """Projection schemas live outside Django's tables, so tests that commit must drop them."""
-    with django_db_blocker.unblock():
-        drop_schemas()
-    yield
-    with django_db_blocker.unblock():
-        drop_schemas()
+def _no_projection_schemas(fresh_projection_schemas):
+    """Projection schemas live outside Django's tables: each test starts without any."""
 
 
 @pytest.fixture
