@@ -290,20 +290,21 @@ def resume_consumer(*, name: str, actor: str, request=None) -> Consumer:
 def skip_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
     with transaction.atomic():
         parked = _parked(parked_id)
-        parked.state, parked.resolved_at, parked.resolved_by = (
-            ParkedEvent.State.SKIPPED,
-            timezone.now(),
-            actor,
-        )
-        parked.save(update_fields=["state", "resolved_at", "resolved_by"])
-        audit.record(
-            subject=f"consumer.{parked.consumer.name}",
-            type="ParkedEventSkipped",
-            actor=actor,
-            data=_parked_data(parked),
-            request=request,
-        )
+        resolve_parked(parked, state=ParkedEvent.State.SKIPPED, actor=actor, request=request)
     return parked
+
+
+def resolve_parked(parked: ParkedEvent, *, state: str, actor: str, request=None) -> None:
+    """Mark a parked event retried or skipped, audited, in the caller's transaction."""
+    parked.state, parked.resolved_at, parked.resolved_by = state, timezone.now(), actor
+    parked.save(update_fields=["state", "resolved_at", "resolved_by"])
+    audit.record(
+        subject=f"consumer.{parked.consumer.name}",
+        type="ParkedEventRetried" if state == ParkedEvent.State.RETRIED else "ParkedEventSkipped",
+        actor=actor,
+        data=_parked_data(parked),
+        request=request,
+    )
 
 
 def retry_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
@@ -331,19 +332,7 @@ def retry_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
         if failed:
             ParkedEvent.objects.filter(pk=parked.pk).update(error=error, attempts=parked.attempts + 1)
         else:
-            parked.state, parked.resolved_at, parked.resolved_by = (
-                ParkedEvent.State.RETRIED,
-                timezone.now(),
-                actor,
-            )
-            parked.save(update_fields=["state", "resolved_at", "resolved_by"])
-            audit.record(
-                subject=f"consumer.{consumer.name}",
-                type="ParkedEventRetried",
-                actor=actor,
-                data=_parked_data(parked),
-                request=request,
-            )
+            resolve_parked(parked, state=ParkedEvent.State.RETRIED, actor=actor, request=request)
     if failed:
         raise ConsumerError(f"the retry failed again: {error}")
     return parked

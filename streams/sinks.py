@@ -663,19 +663,7 @@ def retry_parked_delivery(*, parked_id: int, actor: str, request: HttpRequest | 
             error = _where([parked.event]) + delivery.error
             ParkedEvent.objects.filter(pk=parked.pk).update(error=error, attempts=parked.attempts + 1)
         else:
-            parked.state, parked.resolved_at, parked.resolved_by = (
-                ParkedEvent.State.RETRIED,
-                timezone.now(),
-                actor,
-            )
-            parked.save(update_fields=["state", "resolved_at", "resolved_by"])
-            audit.record(
-                subject=f"consumer.{parked.consumer.name}",
-                type="ParkedEventRetried",
-                actor=actor,
-                data=consumers._parked_data(parked),
-                request=request,
-            )
+            consumers.resolve_parked(parked, state=ParkedEvent.State.RETRIED, actor=actor, request=request)
     if not delivery.ok:
         raise ConsumerError(f"the retry failed again: {error}")
     return parked
