@@ -1,6 +1,6 @@
 from django.urls import path
 
-from streams import api, consumer_views, views
+from streams import api, consumer_views, sink_views, views
 
 app_name = "streams"
 
@@ -15,7 +15,9 @@ api_urlpatterns = [
 urlpatterns = [
     path("dashboard/", consumer_views.dashboard, name="dashboard"),
     path("consumers/", consumer_views.consumer_list, name="consumers"),
+    path("consumers/sinks/new", sink_views.sink_new, name="sink-new"),
     path("consumers/<str:name>/", consumer_views.consumer_detail, name="consumer"),
+    path("consumers/<str:name>/sink", sink_views.sink_edit, name="sink-edit"),
     path("consumers/<str:name>/pause", consumer_views.pause, name="consumer-pause"),
     path("consumers/<str:name>/resume", consumer_views.resume, name="consumer-resume"),
     path("consumers/<str:name>/parked/<int:parked_id>/retry", consumer_views.retry, name="parked-retry"),
