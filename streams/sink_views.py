@@ -74,6 +74,8 @@ class SinkForm(forms.Form):
             del self.fields["name"]
             del self.fields["start"]
             self.fields["secret"].help_text = "Blank keeps the current secret."
+            if sinks.public_url(sink.url) != sink.url:
+                self.fields["url"].help_text = "The password in it is shown as ***: left so, it is kept."
 
     def settings(self) -> dict[str, Any]:
         """The parsed values, named as the service names them."""
@@ -95,7 +97,7 @@ class SinkForm(forms.Form):
 
 def settings_of(sink: Sink) -> dict[str, Any]:
     return {
-        "url": sink.url,
+        "url": sinks.public_url(sink.url),
         "categories": ", ".join(sink.categories),
         "types": ", ".join(sink.types),
         "rate_per_second": sink.rate_per_second,
@@ -134,8 +136,11 @@ def sink_edit(request: HttpRequest, name: str) -> HttpResponse:
     form = SinkForm(request.POST or None, sink=sink)
     if request.method == "POST" and form.is_valid():
         settings = form.settings()
-        # Write-only: a blank secret keeps the one the sink has.
+        # Write-only: a blank secret keeps the one the sink has, and so does the URL shown with its
+        # password masked.
         settings["secret"] = settings["secret"] or None
+        if settings["url"] == sinks.public_url(sink.url):
+            settings["url"] = None
         try:
             saved = sinks.update_sink(
                 name=name, **settings, actor=request.user.get_username(), request=request

@@ -146,8 +146,10 @@ def test_edit_form_is_prefilled_without_the_secret(browser_client, crm_hook):
     assertContains(response, "Sink settings: crm_hook")
     assertContains(response, 'name="categories" value="order"')
     assertContains(response, "Blank keeps the current secret.")
+    assertContains(response, 'name="url" value="https://hook:***@hooks.example.com/replaydesk"')
     assertNotContains(response, 'name="name"')
     assertNotContains(response, SECRET)
+    assertNotContains(response, "hunter2")
 
 
 def test_editing_with_a_blank_secret_keeps_it_and_changes_the_url(browser_client, crm_hook):
@@ -181,12 +183,15 @@ def test_editing_with_a_new_secret_replaces_it_without_auditing_it(browser_clien
     assert updated.data["changed"] == ["secret"] and new_secret not in json.dumps(updated.data)
 
 
-def test_saving_unchanged_settings_says_so_and_audits_nothing(browser_client, crm_hook):
+def test_saving_the_form_as_shown_keeps_the_masked_password_and_audits_nothing(browser_client, crm_hook):
+    masked = "https://hook:***@hooks.example.com/replaydesk"
     response = browser_client.post(
-        "/consumers/crm_hook/sink", form(url=PASSWORD_URL, categories="order", secret=""), follow=True
+        "/consumers/crm_hook/sink", form(url=masked, categories="order", secret=""), follow=True
     )
 
     assertContains(response, "Nothing changed.")
+    crm_hook.refresh_from_db()
+    assert crm_hook.url == PASSWORD_URL
     assert len(audit_events("crm_hook")) == 1
 
 
