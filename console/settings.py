@@ -189,6 +189,9 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# Where snapshots of projections are kept (back this directory up).
+REPLAYDESK_SNAPSHOT_DIR = Path(os.environ.get("REPLAYDESK_SNAPSHOT_DIR") or REPLAYDESK_HOME / "snapshots")
+
 # Read-your-writes: how long a projection read with min_position waits before answering 503.
 REPLAYDESK_READ_WAIT_SECONDS = float(os.environ.get("REPLAYDESK_READ_WAIT_SECONDS", 5))
 
