@@ -359,16 +359,18 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
     single = probe or (sink.single_until is not None and sink.single_until > position)
     limit = 1 if single else batch_limit(sink)
     head = selectors.head()
+    # A window of positions, as projections read: the cost does not grow with how selective the filter is.
+    window_end = min(head, selectors.next_position(after=position) - 1 + limit * consumers.WINDOW_FACTOR)
     events = selectors.read_all(
         after_position=position,
-        up_to_position=head,
+        up_to_position=window_end,
         log_filter=selectors.LogFilter(types=tuple(sink.types), categories=tuple(sink.categories)),
         limit=limit,
     )
     if not events:
-        if head > position:  # events outside the filter are passed over too
-            Consumer.objects.filter(pk=consumer.pk).update(position=head, progressed_at=now)
-        return BatchOutcome(caught_up=True)
+        if window_end > position:  # events outside the filter are passed over too
+            Consumer.objects.filter(pk=consumer.pk).update(position=window_end, progressed_at=now)
+        return BatchOutcome(caught_up=window_end == head)
     wait = _claim_slot(sink, len(events), max(0.0, deadline - time.monotonic()))
     if wait is None:
         return BatchOutcome(retry_in=_slot_wait(sink))
@@ -377,8 +379,8 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
     if not delivery.ok:
         return _failed(sink, consumer, events, delivery, probe)
     full = len(events) == limit
-    _delivered(sink, consumer, events[-1].position if full else head)
-    return BatchOutcome(applied=len(events), caught_up=not full)
+    _delivered(sink, consumer, events[-1].position if full else window_end)
+    return BatchOutcome(applied=len(events), caught_up=not full and window_end == head)
 
 
 def _claim_slot(sink: Sink, count: int, within: float) -> float | None:
