@@ -567,21 +567,23 @@ def _failed(
         else:
             retry_in = consumers.backoff(attempts)
             consumer.retry_at = now + dt.timedelta(seconds=retry_in)
-        consumer.save(
-            update_fields=[
-                "position",
-                "progressed_at",
-                "attempts",
-                "failing_position",
-                "retry_at",
-                "last_error",
-                "last_error_at",
-            ]
-        )
+        consumer.save(update_fields=_FAILURE_FIELDS)
         sink.save(update_fields=["single_until", "breaker_failures", "breaker_state", "breaker_opened_at"])
     if sink.breaker_state == Sink.Breaker.OPEN:
         retry_in = max(retry_in or 0.0, sink.breaker_cooldown_seconds)
     return BatchOutcome(retry_in=retry_in)
+
+
+# What a failed or refused delivery changes on the sink's consumer (parking moves its position).
+_FAILURE_FIELDS = [
+    "position",
+    "progressed_at",
+    "attempts",
+    "failing_position",
+    "retry_at",
+    "last_error",
+    "last_error_at",
+]
 
 
 def _refused(
@@ -609,17 +611,7 @@ def _refused(
         return BatchOutcome(idle=True)
     attempts = consumer.attempts + 1 if consumer.failing_position == events[0].position else 1
     _park(consumer, events[0], consumer.last_error, attempts, now)
-    consumer.save(
-        update_fields=[
-            "position",
-            "progressed_at",
-            "attempts",
-            "failing_position",
-            "retry_at",
-            "last_error",
-            "last_error_at",
-        ]
-    )
+    consumer.save(update_fields=_FAILURE_FIELDS)
     return BatchOutcome()
 
 

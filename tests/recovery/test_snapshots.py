@@ -15,27 +15,14 @@ from recovery.snapshots import (
 )
 from streams.consumers import run_projection
 from streams.projections import get_projection
-from streams.services import append_events
+from tests.streams.projection_helpers import create_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_projection_schemas")]
 
 
 def create_users(*uids):
     for uid in uids:
-        append_events(
-            stream=f"user-{uid}",
-            events=[
-                {
-                    "type": "UserCreated",
-                    "data": {
-                        "user_id": uid,
-                        "username": f"u{uid}",
-                        "name": f"User {uid}",
-                        "email": f"{uid}@x.org",
-                    },
-                }
-            ],
-        )
+        create_user(uid)
 
 
 def rows(schema, table):

@@ -3,6 +3,7 @@
 from django.db import connection
 
 from streams.models import Event
+from streams.services import append_events
 
 
 def fold_users() -> dict[str, tuple]:
@@ -52,3 +53,9 @@ def checkpoint(schema: str) -> int:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT position FROM {schema}.checkpoint")
         return cursor.fetchone()[0]
+
+
+def create_user(uid: str) -> int:
+    """Append a demo-shaped UserCreated for `uid`; its position."""
+    data = {"user_id": uid, "username": f"u{uid}", "name": f"User {uid}", "email": f"u{uid}@example.com"}
+    return append_events(stream=f"user-{uid}", events=[{"type": "UserCreated", "data": data}]).last_position

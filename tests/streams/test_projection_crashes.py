@@ -28,6 +28,7 @@ from streams.selectors import head
 from streams.services import append_events
 from tests.streams.projection_helpers import (
     checkpoint,
+    create_user,
     fold_access,
     fold_users,
     projected_access,
@@ -112,20 +113,7 @@ class Writer:
             if self.users < 5 or self.rng.random() < 0.2:
                 self.users += 1
                 uid = str(self.users)
-                append_events(
-                    stream=f"user-{uid}",
-                    events=[
-                        {
-                            "type": "UserCreated",
-                            "data": {
-                                "user_id": uid,
-                                "username": f"u{uid}",
-                                "name": f"User {uid}",
-                                "email": f"u{uid}@example.com",
-                            },
-                        }
-                    ],
-                )
+                create_user(uid)
                 continue
             uid = str(self.rng.randint(1, self.users))
             kind = self.rng.choice(["name", "grant", "revoke", "join", "leave"])
