@@ -108,7 +108,7 @@ def children(*, host: str, port: int, home: Path, schedule: Path | str) -> list[
             "worker",
             [
                 *(python, "-m", "celery", "-A", "console", "worker"),
-                *("--queues", "default,live,recovery", "--concurrency", "2", "--loglevel", "INFO"),
+                *("--queues", "default,live,recovery", "--concurrency", "4", "--loglevel", "INFO"),
                 *("--hostname", f"replaydesk-{port}@%h"),
             ],
             logs / "worker.log",

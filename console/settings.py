@@ -178,6 +178,17 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": float(os.environ.get("REPLAYDESK_LAG_SAMPLE_SECONDS", 10)),
         "options": {"queue": "live", "expires": 10},
     },
+    # Jobs whose worker died or whose message Redis lost are nudged again (see recovery/runner.py).
+    "jobs-reconcile": {
+        "task": "recovery.tasks.reconcile",
+        "schedule": 10.0,
+        "options": {"queue": "recovery", "expires": 10},
+    },
+    "jobs-schedule": {
+        "task": "recovery.tasks.scheduled_jobs",
+        "schedule": 60.0,
+        "options": {"queue": "recovery", "expires": 60},
+    },
 }
 
 LOGGING = {
@@ -191,6 +202,15 @@ LOGGING = {
 
 # Where snapshots of projections are kept (back this directory up).
 REPLAYDESK_SNAPSHOT_DIR = Path(os.environ.get("REPLAYDESK_SNAPSHOT_DIR") or REPLAYDESK_HOME / "snapshots")
+
+# Scheduled snapshots: every N minutes (0 = off), keeping the newest M; a nightly verify at HH:MM UTC.
+REPLAYDESK_SNAPSHOT_EVERY_MINUTES = float(os.environ.get("REPLAYDESK_SNAPSHOT_EVERY_MINUTES", 60))
+REPLAYDESK_SNAPSHOT_KEEP = int(os.environ.get("REPLAYDESK_SNAPSHOT_KEEP", 24))
+REPLAYDESK_VERIFY_NIGHTLY_AT = os.environ.get("REPLAYDESK_VERIFY_NIGHTLY_AT", "")
+# Replays and restores split the streams into this many lanes, run in parallel by the workers.
+REPLAYDESK_REPLAY_SHARDS = int(os.environ.get("REPLAYDESK_REPLAY_SHARDS", 4))
+# How long a job works before it checkpoints and re-enqueues itself (a killed worker costs at most this).
+REPLAYDESK_JOB_SLICE_SECONDS = float(os.environ.get("REPLAYDESK_JOB_SLICE_SECONDS", 5))
 
 # Read-your-writes: how long a projection read with min_position waits before answering 503.
 REPLAYDESK_READ_WAIT_SECONDS = float(os.environ.get("REPLAYDESK_READ_WAIT_SECONDS", 5))

@@ -44,6 +44,11 @@ class UsersDirectory(Projection):
         "CREATE INDEX users_email ON users (lower(email))",
     )
 
+    def forget(self, cursor: CursorWrapper, stream: str) -> None:
+        """What one stream put here, before a single-stream repair applies it again."""
+        if stream.startswith("user-"):
+            cursor.execute("DELETE FROM users WHERE user_id = %s", [stream.removeprefix("user-")])
+
     def apply(self, cursor: CursorWrapper, events: list[Event]) -> None:
         params = _columns(events)
         cursor.execute(
@@ -90,6 +95,13 @@ class AccessTable(Projection):
            )""",
         "CREATE INDEX memberships_user ON memberships (user_id)",
     )
+
+    def forget(self, cursor: CursorWrapper, stream: str) -> None:
+        # Grants are written by a user's stream, memberships by a group's.
+        if stream.startswith("user-"):
+            cursor.execute("DELETE FROM grants WHERE user_id = %s", [stream.removeprefix("user-")])
+        elif stream.startswith("group-"):
+            cursor.execute("DELETE FROM memberships WHERE group_id = %s", [stream.removeprefix("group-")])
 
     def apply(self, cursor: CursorWrapper, events: list[Event]) -> None:
         params = _columns(events)

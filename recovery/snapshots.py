@@ -101,6 +101,10 @@ def _copy_out(cursor, schema: str, table: str, directory: Path) -> TableFile:
     return TableFile(table=table, file=path.name, rows=rows, sha256=digest.hexdigest())
 
 
+def manifest_dict(manifest: Manifest) -> dict:
+    return asdict(manifest)
+
+
 def read_manifest(path: Path) -> Manifest:
     try:
         raw = json.loads((path / MANIFEST).read_text())

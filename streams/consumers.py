@@ -136,7 +136,12 @@ def _subscription(projection: Projection) -> selectors.LogFilter:
 
 
 def _apply(cursor: CursorWrapper, projection: Projection, events: list[Event]) -> None:
-    cursor.execute(f"SET LOCAL search_path TO {quote(projection.schema)}, public")
+    apply_batch(cursor, projection, events, schema=projection.schema)
+
+
+def apply_batch(cursor: CursorWrapper, projection: Projection, events: list[Event], *, schema: str) -> None:
+    """Run the projection's code over `events` with `schema` (live or a rebuild) first on the path."""
+    cursor.execute(f"SET LOCAL search_path TO {quote(schema)}, public")
     projection.apply(cursor, events)
     cursor.execute("SET LOCAL search_path TO DEFAULT")
 
@@ -144,8 +149,13 @@ def _apply(cursor: CursorWrapper, projection: Projection, events: list[Event]) -
 def _write_checkpoint(
     cursor: CursorWrapper, projection: Projection, position: int, events: list[Event]
 ) -> None:
-    schema = quote(projection.schema)
-    cursor.execute(f"UPDATE {schema}.checkpoint SET position = %s", [position])
+    cursor.execute(f"UPDATE {quote(projection.schema)}.checkpoint SET position = %s", [position])
+    record_streams(cursor, projection.schema, events)
+
+
+def record_streams(cursor: CursorWrapper, schema_name: str, events: list[Event]) -> None:
+    """Move the per-stream checkpoints of `schema_name` past `events`."""
+    schema = quote(schema_name)
     if events:
         cursor.execute(
             f"""
@@ -198,7 +208,7 @@ def _count_attempt(
     now: dt.datetime,
 ) -> BatchOutcome:
     attempts = consumer.attempts + 1 if consumer.failing_position == event.position else 1
-    error = _describe(exc, event)
+    error = describe(exc, event)
     consumer.attempts, consumer.failing_position = attempts, event.position
     consumer.last_error, consumer.last_error_at = error, now
     if attempts < projection.max_attempts:
@@ -234,7 +244,7 @@ def _stop(consumer: Consumer, error: str) -> None:
     consumer.save(update_fields=["state", "last_error", "last_error_at", "attempts", "failing_position"])
 
 
-def _describe(exc: Exception, event: Event) -> str:
+def describe(exc: Exception, event: Event) -> str:
     where = f"event {event.event_id} ({event.type}, {event.stream.name}@{event.sequence}, "
     where += f"position {event.position})"
     last = traceback.format_exception_only(exc)[-1].strip()
@@ -325,7 +335,7 @@ def retry_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
             with transaction.atomic():
                 _apply(cursor, projection, [parked.event])
         except Exception as exc:
-            error = _describe(exc, parked.event)
+            error = describe(exc, parked.event)
             failed = True
         else:
             failed = False

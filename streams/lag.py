@@ -191,9 +191,12 @@ def _rate(
 
 
 def is_rebuilding(*, consumer: Consumer) -> bool:
-    """Whether a replay is rebuilding this consumer into a fresh schema. Replays do not exist yet;
-    when they do, their job rows answer this (a running replay job for the consumer)."""
-    return False
+    """Whether a replay or restore is rebuilding this consumer into a fresh schema right now."""
+    from recovery.models import Job
+
+    return Job.objects.filter(
+        target=consumer.name, kind__in=(Job.Kind.REPLAY, Job.Kind.RESTORE), state=Job.State.RUNNING
+    ).exists()
 
 
 def _breaker_open(sink: Any) -> bool:

@@ -375,7 +375,7 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
     if wait is None:
         return BatchOutcome(retry_in=_slot_wait(sink))
     time.sleep(wait)
-    delivery = _post(client, sink, events)
+    delivery = deliver(client, sink, events)
     if not delivery.ok:
         return _failed(sink, consumer, events, delivery, probe)
     full = len(events) == limit
@@ -444,7 +444,8 @@ def _slot_wait(sink: Sink) -> float:
         return float(cursor.fetchone()[0] or 0)
 
 
-def _post(client: httpx.Client, sink: Sink, events: list[Event]) -> Delivery:
+def deliver(client: httpx.Client, sink: Sink, events: list[Event]) -> Delivery:
+    """One signed POST of `events` to the sink's endpoint (the live runner's and a resync's)."""
     body = json.dumps(
         {"sink": sink.consumer.name, "events": [event_payload(event) for event in events]},
         separators=(",", ":"),
@@ -650,7 +651,7 @@ def retry_parked_delivery(*, parked_id: int, actor: str, request: HttpRequest | 
         )
     time.sleep(wait)
     with httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT}) as client:
-        delivery = _post(client, sink, [parked.event])
+        delivery = deliver(client, sink, [parked.event])
     with transaction.atomic():
         parked = consumers._parked(parked_id)
         if not delivery.ok:

@@ -1,0 +1,149 @@
+"""Jobs and snapshots. The job row is the truth about a job; Celery only carries the nudges."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+
+class Job(models.Model):
+    class Kind(models.TextChoices):
+        SNAPSHOT = "snapshot"
+        RESTORE = "restore"
+        REPLAY = "replay"
+        RESYNC = "resync"
+        VERIFY = "verify"
+
+    class State(models.TextChoices):
+        PENDING_APPROVAL = "pending_approval"
+        APPROVED = "approved"
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        REJECTED = "rejected"
+
+    # A job in one of these holds its target (projection or sink): one at a time per target.
+    ACTIVE = (State.QUEUED, State.RUNNING)
+    FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.REJECTED)
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # The projection or sink the job works on.
+    target = models.CharField(max_length=60)
+    # Canonical: validated, defaults filled in, so that the hash covers exactly what will run.
+    params = models.JSONField()
+    params_sha256 = models.CharField(max_length=64)
+    state = models.CharField(max_length=20, choices=State.choices)
+    reason = models.TextField()
+    requested_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(db_default=Now())
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Written by whichever slice is working, at most every 0.5 s; the reconciler reads it.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    progress_at = models.DateTimeField(null=True, blank=True)
+    stage = models.CharField(max_length=40, blank=True, default="")
+    stage_started_at = models.DateTimeField(null=True, blank=True)
+    done = models.BigIntegerField(default=0)
+    total = models.BigIntegerField(null=True, blank=True)
+    rate = models.FloatField(null=True, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    # Completed slices of the job's main line. A slice task carries the number it expects, so a
+    # duplicated or stale delivery finds another number and does nothing.
+    slice = models.IntegerField(default=0)
+    # Failed slices in a row; past the cap the job fails (and can be retried from its checkpoint).
+    failures = models.IntegerField(default=0)
+    # What the runner needs between slices: the schema it builds, the positions it works between.
+    work = models.JSONField(default=dict, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target"],
+                condition=Q(state__in=["queued", "running"]),
+                name="recovery_job_one_active_per_target",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "heartbeat_at"], name="recovery_job_state_heartbeat"),
+            models.Index(fields=["kind", "state", "id"], name="recovery_job_kind_state"),
+            models.Index(fields=["target", "id"], name="recovery_job_target"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.kind} {self.target}, {self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in self.FINISHED
+
+
+class JobLane(models.Model):
+    """One shard of a job's parallel work: the streams whose id hashes to `lane`, each in sequence order.
+
+    A lane's position moves in the same transaction as the effects of the events it covers, so a killed
+    worker loses at most the batch it was in and never applies an event twice.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="lanes")
+    lane = models.IntegerField()
+    position = models.BigIntegerField()
+    done = models.BigIntegerField(default=0)
+    slice = models.IntegerField(default=0)
+    finished = models.BooleanField(default=False)
+    # A resync's delivery failures in a row and when it may try again.
+    attempts = models.IntegerField(default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "lane"], name="recovery_lane_once")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} lane {self.lane}"
+
+
+class JobLogLine(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_lines")
+    at = models.DateTimeField(db_default=Now())
+    level = models.CharField(max_length=10, default="info")
+    message = models.TextField()
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "id"], name="recovery_log_job")]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Snapshot(models.Model):
+    """The catalogue of the snapshot store; the files under REPLAYDESK_SNAPSHOT_DIR are the snapshot,
+    and their checksums are checked again whenever one is used."""
+
+    projection = models.CharField(max_length=60)
+    # The directory under <snapshot dir>/<projection>/.
+    name = models.CharField(max_length=200)
+    position = models.BigIntegerField()
+    version = models.IntegerField()
+    taken_at = models.DateTimeField()
+    rows = models.BigIntegerField()
+    bytes = models.BigIntegerField()
+    manifest = models.JSONField()
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Taken by the schedule (subject to retention) or asked for by someone (kept until deleted).
+    scheduled = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["projection", "name"], name="recovery_snapshot_name"),
+        ]
+        indexes = [models.Index(fields=["projection", "-taken_at"], name="recovery_snapshot_taken")]
+
+    def __str__(self) -> str:
+        return f"{self.projection}/{self.name}"

@@ -1,0 +1,308 @@
+"""The job runner: slices, lanes, progress, failure, cancellation. Each kind only says what it does.
+
+A job runs as a chain of slices (its main line) and, for parallel work, lanes. A slice holds a session
+advisory lock named after the job (a lane, after the job and the lane) for as long as it works: a
+duplicated delivery finds the lock taken, or finds the slice number moved on, and does nothing; a
+killed worker's connection closes and its lock with it, so the next delivery (Celery's redelivery, or
+the reconciler's) goes on from the last checkpoint. Checkpoints are written with the effects they
+cover, in PostgreSQL; Celery carries only the nudges.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from recovery import services
+from recovery.models import Job, JobLane
+
+logger = logging.getLogger(__name__)
+
+MAX_FAILURES = 3
+# Progress and heartbeat are written at most this often per job, whoever writes them.
+PROGRESS_EVERY_SECONDS = 0.5
+
+
+def slice_seconds() -> float:
+    return float(getattr(settings, "REPLAYDESK_JOB_SLICE_SECONDS", 5.0))
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a main slice did: go on in another slice, wait for the lanes, or nothing more to do."""
+
+    again: bool = False
+    lanes: bool = False
+    done: bool = False
+
+
+class Kind(Protocol):
+    def main(self, job: Job, deadline: float) -> Step: ...
+
+    def lane(self, job: Job, lane: JobLane, deadline: float) -> None: ...
+
+    def cancelled(self, job: Job) -> None: ...
+
+
+def lock_key(job_id: int, lane: int | None = None) -> int:
+    name = f"job:{job_id}" if lane is None else f"job:{job_id}:lane:{lane}"
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+@contextmanager
+def held(key: int) -> Iterator[bool]:
+    """A session advisory lock, tried once; released at the end (or with the connection, if it dies)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        got = cursor.fetchone()[0]
+    try:
+        yield got
+    finally:
+        if got:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+            except Exception:  # noqa: BLE001 — a broken connection has released it already
+                connection.close()
+
+
+def run_slice(job_id: int, expected_slice: int) -> None:
+    from recovery.kinds import kind_of
+
+    with held(lock_key(job_id)) as got:
+        if not got:
+            return  # another delivery of this job is working: it carries on
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None or job.state not in Job.ACTIVE or job.slice != expected_slice:
+            return
+        if job.state == Job.State.QUEUED and not _start(job):
+            return
+        kind = kind_of(job)
+        if job.cancel_requested_at is not None:
+            _cancel(job, kind)
+            return
+        try:
+            step = kind.main(job, time.monotonic() + slice_seconds())
+        except Exception as exc:
+            _failed_slice(job, exc, lambda delay: enqueue_slice(job.pk, expected_slice, countdown=delay))
+            return
+        advanced = Job.objects.filter(pk=job.pk, slice=expected_slice).update(
+            slice=F("slice") + 1, failures=0
+        )
+        if not advanced or step.done:
+            return
+        if step.lanes:
+            for lane in JobLane.objects.filter(job=job, finished=False):
+                enqueue_lane(job.pk, lane.lane, lane.slice)
+            if not JobLane.objects.filter(job=job, finished=False).exists():
+                enqueue_slice(job.pk, expected_slice + 1)
+        elif step.again:
+            enqueue_slice(job.pk, expected_slice + 1)
+
+
+def run_lane(job_id: int, lane_no: int, expected_slice: int) -> None:
+    from recovery.kinds import kind_of
+
+    with held(lock_key(job_id, lane_no)) as got:
+        if not got:
+            return
+        job = Job.objects.filter(pk=job_id).first()
+        lane = JobLane.objects.filter(job_id=job_id, lane=lane_no).first()
+        if job is None or lane is None or job.state != Job.State.RUNNING:
+            return
+        if lane.slice != expected_slice or lane.finished:
+            return
+        if job.cancel_requested_at is not None:
+            enqueue_slice(job.pk, job.slice)  # the main line finishes the cancellation
+            return
+        try:
+            kind_of(job).lane(job, lane, time.monotonic() + slice_seconds())
+        except Exception as exc:
+            _failed_slice(
+                job, exc, lambda delay: enqueue_lane(job_id, lane_no, expected_slice, countdown=delay)
+            )
+            return
+        JobLane.objects.filter(pk=lane.pk, slice=expected_slice).update(slice=F("slice") + 1)
+        if not lane.finished:
+            enqueue_lane(job_id, lane_no, expected_slice + 1)
+        elif not JobLane.objects.filter(job_id=job_id, finished=False).exists():
+            enqueue_slice(job_id, Job.objects.values_list("slice", flat=True).get(pk=job_id))
+
+
+def cancel_requested(job: Job) -> bool:
+    """Asked between batches: a cancel is honoured within a slice."""
+    return Job.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).exists()
+
+
+def report(job: Job, *, force: bool = False) -> bool:
+    """Write the job's progress (done = its lanes' events), rate, ETA and heartbeat, unless it was
+    written less than PROGRESS_EVERY_SECONDS ago by anyone. True when this call wrote it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE recovery_job j
+               SET done = x.done,
+                   rate = x.done / GREATEST(extract(epoch FROM now() - j.stage_started_at), 0.001),
+                   eta_seconds = CASE WHEN x.done > 0 AND j.total IS NOT NULL
+                       THEN GREATEST(j.total - x.done, 0) * extract(epoch FROM now() - j.stage_started_at)
+                            / x.done END,
+                   heartbeat_at = now(), progress_at = now()
+              FROM (SELECT COALESCE(sum(done), 0) AS done FROM recovery_joblane WHERE job_id = %s) x
+             WHERE j.id = %s
+               AND (%s OR j.progress_at IS NULL OR j.progress_at <= now() - make_interval(secs => %s))
+            """,
+            [job.pk, job.pk, force, PROGRESS_EVERY_SECONDS],
+        )
+        return cursor.rowcount == 1
+
+
+def set_stage(job: Job, stage: str, *, total: int | None = None, work: dict | None = None) -> None:
+    """Enter a stage (in the caller's transaction): progress counts from here."""
+    job.stage, job.stage_started_at = stage, timezone.now()
+    fields = ["stage", "stage_started_at"]
+    if total is not None:
+        job.total = total
+        fields.append("total")
+    if work is not None:
+        job.work = work
+        fields.append("work")
+    Job.objects.filter(pk=job.pk).update(**{field: getattr(job, field) for field in fields})
+    services.log(job, f"stage: {stage}" + (f" ({total} events)" if total is not None else ""))
+
+
+def finish(job: Job, *, result: dict, message: str) -> None:
+    """Succeeded (in the caller's transaction, with whatever made it so)."""
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk).update(
+        state=Job.State.SUCCEEDED, finished_at=now, result=result, stage="done", heartbeat_at=now
+    )
+    job.state, job.result = Job.State.SUCCEEDED, result
+    report(job, force=True)
+    services.log(job, message)
+    services.record(job, "JobSucceeded", "system", result=result)
+
+
+def _start(job: Job) -> bool:
+    with transaction.atomic():
+        now = timezone.now()
+        started = Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+            state=Job.State.RUNNING, heartbeat_at=now
+        )
+        if not started:
+            return False
+        Job.objects.filter(pk=job.pk, started_at__isnull=True).update(started_at=now)
+        job.refresh_from_db()
+        services.log(job, "started")
+        services.record(job, "JobStarted", "system")
+    return True
+
+
+def _cancel(job: Job, kind: Kind) -> None:
+    kind.cancelled(job)
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(
+            state=Job.State.CANCELLED, finished_at=timezone.now(), stage="cancelled"
+        )
+        services.log(job, f"cancelled (asked by {job.cancel_requested_by}) during {job.stage or 'start'}")
+        services.record(job, "JobCancelled", job.cancel_requested_by or "system")
+
+
+def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None]) -> None:
+    """A slice raised: try it again (with a pause) up to MAX_FAILURES times in a row, then fail the job.
+    A failed job keeps its checkpoints; retrying it goes on from them."""
+    error = _describe(exc)
+    logger.warning("job %s: slice failed: %s", job.pk, error)
+    try:
+        connection.close()  # whatever the error did to the connection, the next step starts clean
+    except Exception:  # noqa: BLE001
+        pass
+    with transaction.atomic():
+        current = Job.objects.select_for_update().get(pk=job.pk)
+        if current.state != Job.State.RUNNING:
+            return
+        failures = current.failures + 1
+        if failures < MAX_FAILURES and not getattr(exc, "final", False):
+            Job.objects.filter(pk=job.pk).update(failures=failures, error=error)
+            services.log(job, f"attempt {failures} failed, trying again: {error}", level="warning")
+            transaction.on_commit(lambda: again(min(2.0**failures, 30.0)))
+            return
+        Job.objects.filter(pk=job.pk).update(
+            state=Job.State.FAILED, failures=failures, error=error, finished_at=timezone.now()
+        )
+        services.log(job, f"failed: {error}", level="error")
+        services.record(job, "JobFailed", "system", error=error[:2000])
+
+
+def _describe(exc: Exception) -> str:
+    if exc.__class__.__module__.startswith("recovery"):
+        return str(exc)[:4000]
+    return "".join(traceback.format_exception_only(exc)).strip()[:4000]
+
+
+# While set, nudges are not sent: run_inline does the work in this process instead.
+_inline: contextvars.ContextVar[bool] = contextvars.ContextVar("recovery_inline", default=False)
+LANE_STAGES = ("replaying", "delivering")
+
+
+def run_inline(job_id: int, *, max_steps: int = 100_000) -> Job:
+    """Run a job to its end in this process, reading what to do next from its row as the reconciler
+    does (the command line's --inline, and tests). Returns the finished job."""
+    token = _inline.set(True)
+    try:
+        for _ in range(max_steps):
+            job = Job.objects.get(pk=job_id)
+            if job.state not in Job.ACTIVE:
+                return job
+            lanes = list(JobLane.objects.filter(job=job, finished=False).order_by("lane"))
+            if job.state == Job.State.RUNNING and job.stage in LANE_STAGES and lanes:
+                for lane in lanes:
+                    run_lane(job.pk, lane.lane, lane.slice)
+            else:
+                run_slice(job.pk, job.slice)
+        raise RuntimeError(f"job {job_id} did not finish in {max_steps} steps")
+    finally:
+        _inline.reset(token)
+
+
+def enqueue_slice(job_id: int, slice_no: int, *, countdown: float = 0) -> None:
+    from recovery.tasks import run_job_slice
+
+    if _inline.get():
+        return
+    run_job_slice.apply_async((job_id, slice_no), queue="recovery", countdown=countdown or None)
+
+
+def enqueue_lane(job_id: int, lane: int, slice_no: int, *, countdown: float = 0) -> None:
+    from recovery.tasks import run_job_lane
+
+    if _inline.get():
+        return
+    run_job_lane.apply_async((job_id, lane, slice_no), queue="recovery", countdown=countdown or None)
+
+
+def reconcile(*, stale_seconds: float = 30.0) -> list[int]:
+    """Nudge every queued or running job whose heartbeat stopped (its worker died, or Redis lost its
+    message). A nudge to a job that is in fact working finds its lock taken and does nothing."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=stale_seconds)
+    stale = list(
+        Job.objects.filter(state__in=Job.ACTIVE)
+        .exclude(heartbeat_at__gt=cutoff)
+        .exclude(heartbeat_at__isnull=True, queued_at__gt=cutoff)
+        .values_list("pk", "slice")
+    )
+    for job_id, slice_no in stale:
+        Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())  # one nudge per stale period
+        enqueue_slice(job_id, slice_no)
+    return [job_id for job_id, _ in stale]

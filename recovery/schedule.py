@@ -1,0 +1,100 @@
+"""Jobs the console starts by itself: scheduled snapshots with retention, and a nightly verification.
+
+Settings (environment): REPLAYDESK_SNAPSHOT_EVERY_MINUTES (60; 0 turns scheduled snapshots off),
+REPLAYDESK_SNAPSHOT_KEEP (24 scheduled snapshots per projection; those asked for by a person are kept
+until deleted), REPLAYDESK_VERIFY_NIGHTLY_AT ("HH:MM" UTC; empty, the default, turns it off).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from recovery import services, snapshots
+from recovery.models import Job, Snapshot
+from streams.projections import projections, read_checkpoint
+
+SCHEDULE = "schedule"
+STAGING_MAX_AGE_SECONDS = 3600
+
+
+def run_schedule(*, now: dt.datetime | None = None) -> list[Job]:
+    now = now or timezone.now()
+    started = [*_due_snapshots(now), *_due_verifications(now)]
+    prune()
+    return started
+
+
+def _due_snapshots(now: dt.datetime) -> list[Job]:
+    every = float(getattr(settings, "REPLAYDESK_SNAPSHOT_EVERY_MINUTES", 60))
+    if every <= 0:
+        return []
+    started = []
+    for projection in projections().values():
+        if read_checkpoint(projection) is None:
+            continue  # nothing to copy yet
+        latest = (
+            Snapshot.objects.filter(projection=projection.name, scheduled=True).order_by("-taken_at").first()
+        )
+        if latest is not None and latest.taken_at > now - dt.timedelta(minutes=every):
+            continue
+        if _asked_since(Job.Kind.SNAPSHOT, projection.name, now - dt.timedelta(minutes=every)):
+            continue
+        started += _request(
+            Job.Kind.SNAPSHOT, projection.name, f"scheduled snapshot (every {every:g} minutes)"
+        )
+    return started
+
+
+def _due_verifications(now: dt.datetime) -> list[Job]:
+    at = getattr(settings, "REPLAYDESK_VERIFY_NIGHTLY_AT", "")
+    if not at:
+        return []
+    hour, minute = (int(part) for part in at.split(":"))
+    today = now.astimezone(dt.UTC).replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if now < today:
+        return []
+    started = []
+    for projection in projections().values():
+        if read_checkpoint(projection) is None or _asked_since(Job.Kind.VERIFY, projection.name, today):
+            continue
+        started += _request(Job.Kind.VERIFY, projection.name, f"nightly verification ({at} UTC)")
+    return started
+
+
+def _asked_since(kind: str, target: str, since: dt.datetime) -> bool:
+    return Job.objects.filter(kind=kind, target=target, requested_by=SCHEDULE, created_at__gte=since).exists()
+
+
+def _request(kind: str, projection: str, reason: str) -> list[Job]:
+    try:
+        return [
+            services.request_job(
+                kind=kind, params={"projection": projection}, requested_by=SCHEDULE, reason=reason
+            )
+        ]
+    except services.JobConflict:
+        return []  # another job has the projection; the next run of the schedule tries again
+
+
+def prune() -> list[str]:
+    """Drop scheduled snapshots beyond the retention count, and half-written ones a killed job left."""
+    keep = int(getattr(settings, "REPLAYDESK_SNAPSHOT_KEEP", 24))
+    root = snapshots.snapshot_root()
+    dropped = []
+    for projection in Snapshot.objects.values_list("projection", flat=True).distinct():
+        old = Snapshot.objects.filter(projection=projection, scheduled=True).order_by("-taken_at")[keep:]
+        for snapshot in list(old):
+            with transaction.atomic():
+                snapshot.delete()
+                shutil.rmtree(root / snapshot.projection / snapshot.name, ignore_errors=True)
+            dropped.append(f"{snapshot.projection}/{snapshot.name}")
+    for staging in root.glob("*/.taking-*"):
+        if time.time() - staging.stat().st_mtime > STAGING_MAX_AGE_SECONDS:
+            shutil.rmtree(staging, ignore_errors=True)
+    return dropped

@@ -1,0 +1,196 @@
+"""Writes about jobs: request, cancel, retry, and the rollback of a swapped projection.
+
+Each runs in one transaction with its audit event (category `console`); Celery is nudged on commit.
+State machine: pending_approval → approved → queued → running → succeeded | failed | cancelled, with
+rejected from pending_approval. A kind that needs no approval starts at queued.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from console import audit
+from recovery import params as job_params
+from recovery.models import Job, JobLogLine
+from streams.consumers import lock_key
+from streams.projections import get_projection, quote
+
+MAX_REASON = 2000
+
+
+class JobError(Exception):
+    """An action on a job that cannot be done now; the message says why."""
+
+
+class JobConflict(JobError):
+    """Another job holds the same projection or sink."""
+
+    def __init__(self, message: str, job: Job):
+        super().__init__(message)
+        self.job = job
+
+
+def approvals_required(kind: str) -> int:
+    """Approvals a kind needs before it may run (four-eyes approvals arrive with roles; none until then)."""
+    return 0
+
+
+def request_job(
+    *, kind: str, params: dict[str, Any], requested_by: str, reason: str, request: HttpRequest | None = None
+) -> Job:
+    reason = (reason or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not reason:
+        errors["reason"] = ["say why this job should run (it is shown to whoever approves it)"]
+    elif len(reason) > MAX_REASON:
+        errors["reason"] = [f"at most {MAX_REASON} characters"]
+    try:
+        canonical = job_params.check(kind, params)
+    except job_params.JobParamsError as exc:
+        raise job_params.JobParamsError({**errors, **exc.errors}) from None
+    if errors:
+        raise job_params.JobParamsError(errors)
+    target = job_params.target_of(kind, canonical)
+    queued = approvals_required(kind) == 0
+    try:
+        with transaction.atomic():
+            if queued:
+                _refuse_if_busy(target)
+            job = Job.objects.create(
+                kind=kind,
+                target=target,
+                params=canonical,
+                params_sha256=job_params.params_sha256(canonical),
+                state=Job.State.QUEUED if queued else Job.State.PENDING_APPROVAL,
+                reason=reason,
+                requested_by=requested_by,
+                queued_at=timezone.now() if queued else None,
+            )
+            _record(job, "JobRequested", requested_by, request, reason=reason, params=canonical)
+            if queued:
+                _record(job, "JobQueued", requested_by, request)
+                transaction.on_commit(lambda: _nudge(job))
+    except IntegrityError:
+        # Two requests raced past the check; the constraint let one through.
+        _refuse_if_busy(target)
+        raise
+    return job
+
+
+def cancel_job(*, job_id: int, actor: str, request: HttpRequest | None = None) -> Job:
+    """A job not yet running is cancelled at once; a running one stops at its next batch."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job.finished:
+            raise JobError(f"job {job.pk} has {job.state} already")
+        if job.cancel_requested_at is not None:
+            raise JobError(f"job {job.pk} is being cancelled already (asked by {job.cancel_requested_by})")
+        job.cancel_requested_at, job.cancel_requested_by = timezone.now(), actor
+        if job.state == Job.State.RUNNING:
+            job.save(update_fields=["cancel_requested_at", "cancel_requested_by"])
+            log(job, f"cancel asked by {actor}; stopping at the next batch")
+            _record(job, "JobCancelRequested", actor, request)
+            transaction.on_commit(lambda: _nudge(job))
+        else:
+            job.state, job.finished_at = Job.State.CANCELLED, timezone.now()
+            job.save(update_fields=["cancel_requested_at", "cancel_requested_by", "state", "finished_at"])
+            log(job, f"cancelled by {actor} before it started")
+            _record(job, "JobCancelled", actor, request)
+    return job
+
+
+def retry_job(*, job_id: int, actor: str, request: HttpRequest | None = None) -> Job:
+    """Queue a failed job again; it goes on from its last checkpoint, not from the start."""
+    try:
+        with transaction.atomic():
+            job = _locked(job_id)
+            if job.state != Job.State.FAILED:
+                raise JobError(f"only a failed job can be retried; job {job.pk} is {job.state}")
+            _refuse_if_busy(job.target)
+            job.state, job.failures, job.finished_at = Job.State.QUEUED, 0, None
+            job.queued_at, job.heartbeat_at = timezone.now(), None
+            job.save(update_fields=["state", "failures", "finished_at", "queued_at", "heartbeat_at"])
+            log(job, f"retried by {actor} from its last checkpoint (stage {job.stage or 'start'})")
+            _record(job, "JobRetried", actor, request, previous_error=job.error[:500])
+            transaction.on_commit(lambda: _nudge(job))
+    except IntegrityError:
+        _refuse_if_busy(job.target)
+        raise
+    return job
+
+
+def rollback_projection(*, projection: str, actor: str, request: HttpRequest | None = None) -> str:
+    """Swap a projection back to the schema the last replay or restore replaced (and that one becomes the
+    previous, so a rollback can itself be rolled back). The live runner catches it up from its own
+    checkpoint. Returns the name of the schema now live."""
+    found = get_projection(projection)
+    if found is None:
+        raise JobError(f"no projection is named {projection!r}")
+    live, previous = found.schema, previous_schema(found.schema)
+    with transaction.atomic(), connection.cursor() as cursor:
+        if Job.objects.filter(target=projection, state__in=Job.ACTIVE).exists():
+            raise JobError(f"a job is working on {projection}; wait for it or cancel it first")
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(projection)])
+        cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [previous])
+        if cursor.fetchone() is None:
+            raise JobError(f"{projection} has no previous schema to roll back to (no replay has swapped it)")
+        swap_aside = f"{live}__swap"
+        cursor.execute(f"ALTER SCHEMA {quote(live)} RENAME TO {quote(swap_aside)}")
+        cursor.execute(f"ALTER SCHEMA {quote(previous)} RENAME TO {quote(live)}")
+        cursor.execute(f"ALTER SCHEMA {quote(swap_aside)} RENAME TO {quote(previous)}")
+        audit.record(
+            subject=f"consumer.{projection}",
+            type="ProjectionRolledBack",
+            actor=actor,
+            data={"consumer": projection},
+            request=request,
+        )
+    from streams.tasks import enqueue_consumer
+
+    transaction.on_commit(lambda: enqueue_consumer(projection))
+    return live
+
+
+def previous_schema(live: str) -> str:
+    return f"{live}__previous"
+
+
+def log(job: Job, message: str, *, level: str = "info") -> None:
+    JobLogLine.objects.create(job=job, message=message[:4000], level=level)
+
+
+def record(job: Job, type: str, actor: str, request: HttpRequest | None = None, **data: Any) -> None:
+    """The audit event of a job's state change, in the caller's transaction."""
+    _record(job, type, actor, request, **data)
+
+
+def _record(job: Job, type: str, actor: str, request: HttpRequest | None, **data: Any) -> None:
+    payload = {"job": job.pk, "kind": job.kind, "target": job.target, "params_sha256": job.params_sha256}
+    audit.record(subject=f"job.{job.pk}", type=type, actor=actor, data={**payload, **data}, request=request)
+
+
+def _refuse_if_busy(target: str) -> None:
+    busy = Job.objects.filter(target=target, state__in=Job.ACTIVE).order_by("pk").first()
+    if busy is not None:
+        raise JobConflict(
+            f"job {busy.pk} ({busy.kind}, {busy.state}) is working on {target}; one job at a time per "
+            "projection or sink: wait for it or cancel it",
+            busy,
+        )
+
+
+def _locked(job_id: int) -> Job:
+    job = Job.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        raise JobError(f"no job has id {job_id}")
+    return job
+
+
+def _nudge(job: Job) -> None:
+    from recovery.tasks import enqueue_job
+
+    enqueue_job(job.pk)
