@@ -1,0 +1,166 @@
+"""Reads about jobs and snapshots: lists (keyset paged), a job's log, and the dry-run estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from recovery import params as job_params
+from recovery import rebuild
+from recovery.models import Job, JobLogLine, Snapshot
+from streams import selectors
+from streams.models import Event, Sink
+from streams.projections import get_projection
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+# Until a job of the kind has finished on the target, its speed is assumed (events per second).
+ASSUMED_RATE = 5_000.0
+
+
+def list_jobs(
+    *,
+    kind: str | None = None,
+    state: str | None = None,
+    target: str | None = None,
+    before: int | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> list[Job]:
+    """Newest first, before the cursor job id `before`."""
+    jobs: QuerySet[Job] = Job.objects.order_by("-pk")
+    if kind:
+        jobs = jobs.filter(kind=kind)
+    if state:
+        jobs = jobs.filter(state=state)
+    if target:
+        jobs = jobs.filter(target=target)
+    if before is not None:
+        jobs = jobs.filter(pk__lt=before)
+    return list(jobs[:limit])
+
+
+def get_job(*, job_id: int) -> Job | None:
+    return Job.objects.filter(pk=job_id).first()
+
+
+def job_log(*, job: Job, after: int | None = None, limit: int = 500) -> list[JobLogLine]:
+    lines = JobLogLine.objects.filter(job=job).order_by("pk")
+    if after is not None:
+        lines = lines.filter(pk__gt=after)
+    return list(lines[:limit])
+
+
+def running_jobs() -> list[Job]:
+    """Jobs queued or running, oldest first (the dashboard's list)."""
+    return list(Job.objects.filter(state__in=Job.ACTIVE).order_by("pk"))
+
+
+def list_snapshots(
+    *, projection: str | None = None, before: int | None = None, limit: int = DEFAULT_LIMIT
+) -> list[Snapshot]:
+    snapshots = Snapshot.objects.order_by("-pk")
+    if projection:
+        snapshots = snapshots.filter(projection=projection)
+    if before is not None:
+        snapshots = snapshots.filter(pk__lt=before)
+    return list(snapshots[:limit])
+
+
+def get_snapshot(*, snapshot_id: int) -> Snapshot | None:
+    return Snapshot.objects.filter(pk=snapshot_id).first()
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a job would do, before it runs: the events and streams it touches and how long it may take."""
+
+    params: dict[str, Any]
+    params_sha256: str
+    events: int
+    streams: int
+    excluded: int
+    rate: float | None
+    seconds: float | None
+    # Where the rate comes from: finished jobs measured, or an assumption (said so).
+    basis: str
+
+
+def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
+    """The dry run: checks the parameters as a request would (JobParamsError), writes nothing."""
+    canonical = job_params.check(kind, params)
+    events, excluded = _affected(kind, canonical)
+    stream_count = _streams(kind, canonical)
+    rate, basis = _measured_rate(kind, job_params.target_of(kind, canonical))
+    if kind == Job.Kind.RESYNC and canonical["rate_per_second"]:
+        rate = min(rate, canonical["rate_per_second"]) if rate else canonical["rate_per_second"]
+        basis += f"; at most {canonical['rate_per_second']:g} events/s (the rate limit)"
+    seconds = round(events / rate, 1) if rate and kind != Job.Kind.SNAPSHOT else None
+    return Estimate(
+        params=canonical,
+        params_sha256=job_params.params_sha256(canonical),
+        events=events,
+        streams=stream_count,
+        excluded=excluded,
+        rate=rate,
+        seconds=seconds,
+        basis=basis,
+    )
+
+
+def _events(kind: str, params: dict[str, Any]) -> QuerySet[Event]:
+    if kind == Job.Kind.RESYNC:
+        sink = Sink.objects.get(consumer__name=params["sink"])
+        log_filter = selectors.LogFilter(types=tuple(sink.types), categories=tuple(sink.categories))
+        events = selectors.filter_events(
+            Event.objects.filter(
+                position__gt=params["from_position"], position__lte=params["up_to_position"]
+            ),
+            log_filter,
+        )
+        if params["streams"]:
+            events = events.filter(stream__name__in=params["streams"])
+        return events
+    projection = get_projection(params["projection"])
+    base = 0
+    if params.get("snapshot") is not None:
+        base = Snapshot.objects.values_list("position", flat=True).get(pk=params["snapshot"])
+    events = rebuild.matching(projection, after=base, up_to=selectors.head())
+    if params.get("stream"):
+        events = events.filter(stream__name=params["stream"])
+    return events
+
+
+def _affected(kind: str, params: dict[str, Any]) -> tuple[int, int]:
+    if kind == Job.Kind.SNAPSHOT:
+        return 0, 0
+    events = _events(kind, params)
+    rule = rebuild.excluded(params.get("exclude") or {})
+    dropped = events.filter(rule).count() if rule is not None else 0
+    return events.count() - dropped, dropped
+
+
+def _streams(kind: str, params: dict[str, Any]) -> int:
+    if kind == Job.Kind.SNAPSHOT:
+        return 0
+    return _events(kind, params).values("stream_id").distinct().count()
+
+
+def _measured_rate(kind: str, target: str) -> tuple[float | None, str]:
+    """Events per second of the last finished jobs of this kind on this target (or of this kind)."""
+    finished = Job.objects.filter(kind=kind, state=Job.State.SUCCEEDED, started_at__isnull=False)
+    for scope, jobs in (("on " + target, finished.filter(target=target)), ("of this kind", finished)):
+        rates = []
+        for job in jobs.filter(~Q(done=0)).order_by("-pk")[:3]:
+            seconds = (job.finished_at - job.started_at).total_seconds()
+            if seconds > 0:
+                rates.append(job.done / seconds)
+        if rates:
+            rate = sum(rates) / len(rates)
+            return round(
+                rate, 1
+            ), f"measured: {rate:,.0f} events/s over the last {len(rates)} {kind} jobs {scope}"
+    if kind == Job.Kind.SNAPSHOT:
+        return None, "no snapshot measured yet"
+    return ASSUMED_RATE, f"assumed {ASSUMED_RATE:,.0f} events/s (no {kind} job has finished yet to measure)"
