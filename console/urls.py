@@ -7,12 +7,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from console import metrics, views
 from demo.urls import api_urlpatterns as demo_api
 from demo.urls import urlpatterns as demo_pages
+from recovery.api_urls import api_urlpatterns as recovery_api
 from streams import api_consumers
 from streams.urls import api_urlpatterns as streams_api
 
 api_v1 = [
     *streams_api,
     *demo_api,
+    *recovery_api,
     path("consumers", api_consumers.consumer_list, name="api-consumer-list"),
     path("consumers/<str:name>", api_consumers.consumer_detail, name="api-consumer-detail"),
     path("consumers/<str:name>/lagging-streams", api_consumers.lagging_streams, name="api-consumer-lagging"),
@@ -43,6 +45,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("", include("streams.urls")),
+    path("", include("recovery.urls")),
     path("", include(demo_pages)),
 ]
 
