@@ -253,13 +253,15 @@ class _Checker:
             return 1  # its rows mix streams: it replays in one lane, in position order
         return shards
 
-    def time(self, field: str) -> str | None:
-        value = self.raw.get(field)
+    def time(self, field: str, *, source: dict | None = None, field_name: str | None = None) -> str | None:
+        value = (self.raw if source is None else source).get(field)
         if value is None or value == "":
             return None
         parsed = parse_datetime(value) if isinstance(value, str) else None
         if parsed is None or parsed.tzinfo is None:
-            self.bad(field, "must be an ISO 8601 time with a zone, such as 2026-11-22T14:00:00Z")
+            self.bad(
+                field_name or field, "must be an ISO 8601 time with a zone, such as 2026-11-22T14:00:00Z"
+            )
             return None
         return parsed.astimezone(dt.UTC).isoformat()
 
@@ -271,28 +273,29 @@ class _Checker:
             )
             return {}
         for unknown in sorted(set(raw) - EXCLUDE_FIELDS):
-            self.bad("exclude", f"unknown field {unknown!r}; use {', '.join(sorted(EXCLUDE_FIELDS))}")
+            self.bad(f"exclude.{unknown}", f"unknown; use {', '.join(sorted(EXCLUDE_FIELDS))}")
         ids = raw.get("event_ids") or []
         event_ids: list[str] = []
         if not isinstance(ids, list) or len(ids) > MAX_EXCLUDED_IDS:
-            self.bad("exclude", f"event_ids must be a list of at most {MAX_EXCLUDED_IDS} event ids")
+            self.bad("exclude.event_ids", f"must be a list of at most {MAX_EXCLUDED_IDS} event ids")
         else:
             for value in ids:
                 try:
                     event_ids.append(str(uuid.UUID(str(value))))
                 except ValueError:
-                    self.bad("exclude", f"{value!r} is not an event id (a UUID)")
+                    self.bad("exclude.event_ids", f"{value!r} is not an event id (a UUID)")
         actor = raw.get("actor") or None
         if actor is not None and not isinstance(actor, str):
-            self.bad("exclude", "actor must be a string")
+            self.bad("exclude.actor", "must be a string")
+            actor = None
         types = raw.get("types") or []
         if not isinstance(types, list) or not all(isinstance(t, str) and t for t in types):
-            self.bad("exclude", "types must be a list of event types")
+            self.bad("exclude.types", "must be a list of event types")
             types = []
-        window = _Checker(raw, self.errors)
-        after, before = window.time("recorded_after"), window.time("recorded_before")
+        after = self.time("recorded_after", source=raw, field_name="exclude.recorded_after")
+        before = self.time("recorded_before", source=raw, field_name="exclude.recorded_before")
         if after and before and after >= before:
-            self.bad("exclude", "recorded_after must be before recorded_before")
+            self.bad("exclude.recorded_before", "must be after recorded_after")
         return {
             "event_ids": sorted(set(event_ids)),
             "actor": actor,
