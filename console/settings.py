@@ -182,12 +182,13 @@ CELERY_BEAT_SCHEDULE: dict = {
     "jobs-reconcile": {
         "task": "recovery.tasks.reconcile",
         "schedule": 10.0,
-        "options": {"queue": "recovery", "expires": 10},
+        # Not on `recovery`: busy lanes there must not delay the nudge that revives a dead job.
+        "options": {"queue": "default", "expires": 10},
     },
     "jobs-schedule": {
         "task": "recovery.tasks.scheduled_jobs",
         "schedule": 60.0,
-        "options": {"queue": "recovery", "expires": 60},
+        "options": {"queue": "default", "expires": 60},
     },
 }
 

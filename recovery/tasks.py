@@ -28,13 +28,13 @@ def run_job_lane(job_id: int, lane: int, slice_no: int) -> None:
     runner.run_lane(job_id, lane, slice_no)
 
 
-@shared_task(queue="recovery", ignore_result=True)
+@shared_task(queue="default", ignore_result=True)
 def reconcile() -> None:
     """Re-send the nudge of every job whose heartbeat stopped."""
     runner.reconcile()
 
 
-@shared_task(queue="recovery", ignore_result=True)
+@shared_task(queue="default", ignore_result=True)
 def scheduled_jobs() -> None:
     """Scheduled snapshots (with retention) and the nightly verification, when turned on."""
     schedule.run_schedule()
