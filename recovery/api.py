@@ -1,0 +1,378 @@
+"""The jobs and snapshots API (/api/v1/jobs…, /api/v1/snapshots…, and a projection's rollback).
+Thin: parse, call a service or a selector, render. The services check every rule about a job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.decorators import api_view
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from console.problems import Problem, invalid_input
+from recovery import selectors, services
+from recovery.models import Job, Snapshot
+from recovery.params import JobParamsError
+from streams.api import ProblemOut, _finish, _page, _parse, _problems
+from streams.projections import get_projection
+
+MAX_NAME = 60  # Job.target and Snapshot.projection
+
+
+class ProgressOut(serializers.Serializer):
+    stage = serializers.CharField(help_text="Empty until the job starts; `done` when it has succeeded.")
+    done = serializers.IntegerField(help_text="Events (or rows, for a snapshot) done in this stage.")
+    total = serializers.IntegerField(allow_null=True, help_text="Null until the job knows it.")
+    rate = serializers.FloatField(allow_null=True, help_text="Events per second in this stage.")
+    eta_seconds = serializers.FloatField(allow_null=True)
+
+
+class JobLogLineOut(serializers.Serializer):
+    at = serializers.DateTimeField()
+    level = serializers.CharField(help_text="info, warning or error.")
+    message = serializers.CharField()
+
+
+class JobOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=Job.Kind.choices)
+    target = serializers.CharField(help_text="The projection or sink the job works on.")
+    params = serializers.JSONField(help_text="Canonical: checked, with defaults filled in.")
+    params_sha256 = serializers.CharField(help_text="sha256 of the canonical params (what is approved).")
+    state = serializers.ChoiceField(choices=Job.State.choices)
+    reason = serializers.CharField()
+    requested_by = serializers.CharField()
+    approvals = serializers.SerializerMethodField(
+        help_text="Always empty for now: no kind needs an approval yet (four-eyes approvals come next)."
+    )
+    progress = ProgressOut(source="*")
+    result = serializers.JSONField(help_text="What the job did, once it has succeeded; {} before.")
+    error = serializers.CharField(help_text="Why it failed (or its last failed attempt); empty otherwise.")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    heartbeat_at = serializers.DateTimeField(
+        allow_null=True, help_text="Last sign of life of the worker running it."
+    )
+    finished_at = serializers.DateTimeField(allow_null=True)
+    cancel_requested_by = serializers.CharField(help_text="Who asked to cancel it; empty if nobody.")
+    # One component for lists and the detail, so that the kind and state enums are named once.
+    log = JobLogLineOut(
+        many=True,
+        required=False,
+        help_text="Only in GET /jobs/{id}: the job's log, oldest first (its first 500 lines).",
+    )
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_approvals(self, job: Job) -> list[dict[str, Any]]:
+        return []
+
+
+class JobIn(serializers.Serializer):
+    kind = serializers.CharField(help_text=", ".join(Job.Kind.values))
+    params = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text="Per kind — snapshot: projection; replay: projection, snapshot, stream, exclude, "
+        "shards; restore: projection, snapshot or before, exclude, shards; verify: projection, repair, "
+        "shards; resync: sink, from_position or from_time or streams, rate_per_second.",
+    )
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="Why it should run (required to request)."
+    )
+
+
+class EstimateOut(serializers.Serializer):
+    params = serializers.JSONField(help_text="The canonical params the job would run with.")
+    params_sha256 = serializers.CharField()
+    events = serializers.IntegerField(help_text="Events it would apply or deliver.")
+    streams = serializers.IntegerField(help_text="Streams those events belong to.")
+    excluded = serializers.IntegerField(help_text="Events the exclusions would drop.")
+    rate = serializers.FloatField(allow_null=True, help_text="Events per second expected.")
+    seconds = serializers.FloatField(allow_null=True, help_text="How long it may take.")
+    basis = serializers.CharField(help_text="Where the rate comes from: measured, or assumed.")
+
+
+class SnapshotOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    projection = serializers.CharField()
+    name = serializers.CharField(help_text="Its directory in the snapshot store.")
+    position = serializers.IntegerField(help_text="The log position the copy is consistent at.")
+    version = serializers.IntegerField(help_text="The projection's version when it was taken.")
+    taken_at = serializers.DateTimeField()
+    rows = serializers.IntegerField()
+    bytes = serializers.IntegerField()
+    job = serializers.IntegerField(source="job_id", allow_null=True, help_text="The job that took it.")
+    scheduled = serializers.BooleanField(help_text="Taken by the schedule (subject to retention).")
+
+
+class SnapshotDetailOut(SnapshotOut):
+    manifest = serializers.JSONField(help_text="Position, version, and each table's file, rows and sha256.")
+
+
+class SnapshotIn(serializers.Serializer):
+    projection = serializers.CharField()
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RollbackIn(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RollbackResultOut(serializers.Serializer):
+    projection = serializers.CharField()
+    schema = serializers.CharField(help_text="The schema now live (it holds what was the previous one).")
+
+
+class JobConflictOut(ProblemOut):
+    job = serializers.IntegerField(help_text="The job in the way (on a request for a busy target).")
+
+
+# --- helpers
+
+
+def _body(request: Request, serializer: type[serializers.Serializer]) -> dict[str, Any]:
+    """The request body checked against `serializer`, refusing fields it does not know."""
+    if not isinstance(request.data, dict):
+        raise invalid_input({"body": ["must be a JSON object"]})
+    allowed = set(serializer().fields)
+    unknown = sorted(set(request.data) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed))
+        raise invalid_input({name: [f"unknown field; the body takes {takes}"] for name in unknown})
+    parsed = serializer(data=request.data)
+    parsed.is_valid(raise_exception=True)
+    return parsed.validated_data
+
+
+def _job_or_404(job_id: int) -> Job:
+    job = selectors.get_job(job_id=job_id)
+    if job is None:
+        raise Problem(
+            status_code=404,
+            problem_type="job-not-found",
+            title="Job not found",
+            detail=f"no job has id {job_id}",
+        )
+    return job
+
+
+def _request(request: Request, *, kind: str, params: dict[str, Any], reason: str) -> Job:
+    try:
+        return services.request_job(
+            kind=kind, params=params, reason=reason, requested_by=request.user.get_username(), request=request
+        )
+    except JobParamsError as exc:
+        raise invalid_input(exc.errors) from exc
+    except services.JobConflict as exc:
+        raise Problem(
+            status_code=409,
+            problem_type="job-conflict",
+            title="Another job is in the way",
+            detail=str(exc),
+            job=exc.job.pk,
+        ) from exc
+
+
+def _conflict(exc: services.JobError) -> Problem:
+    return Problem(status_code=409, problem_type="job-conflict", title="Cannot do that now", detail=str(exc))
+
+
+def _created(job: Job, status: int) -> Response:
+    location = reverse("api:api-job-detail", args=[job.pk])
+    return Response(JobOut(job).data, status=status, headers={"Location": location})
+
+
+def _name(parser, field: str) -> str | None:
+    value = parser.raw(field)
+    if value is not None and len(value) > MAX_NAME:
+        parser.error(field, f"at most {MAX_NAME} characters")
+        return None
+    return value
+
+
+# --- jobs
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="jobs_list",
+    parameters=[
+        OpenApiParameter("kind", str, enum=Job.Kind.values),
+        OpenApiParameter("state", str, enum=Job.State.values),
+        OpenApiParameter("target", str, description="Jobs on this projection or sink."),
+        OpenApiParameter("cursor", str, description="`next` of the previous page."),
+        OpenApiParameter("limit", int, description=f"1–{selectors.MAX_LIMIT}, default 50."),
+    ],
+    responses={200: _page("JobPage", JobOut), **_problems(400, 401)},
+    description="Jobs, newest first.",
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="jobs_create",
+    request=JobIn,
+    responses={201: JobOut, **_problems(400, 401), (409, "application/problem+json"): JobConflictOut},
+    description="Request a job. Errors about params are named by the param's field (`projection`, "
+    "`exclude`, …). 409 when another job is queued or running on the same projection or sink; `job` "
+    "names it. Nothing is written on a refusal.",
+)
+@api_view(["GET", "POST"])
+def job_list(request: Request) -> Response:
+    if request.method == "POST":
+        body = _body(request, JobIn)
+        return _created(_request(request, **body), 201)
+    parser = _parse(request, ("kind", "state", "target", "cursor", "limit"))
+    kind = parser.choice("kind", tuple(Job.Kind.values), "")
+    state = parser.choice("state", tuple(Job.State.values), "")
+    target = _name(parser, "target")
+    before = parser.integer("cursor", minimum=1)
+    limit = parser.integer("limit", minimum=1, maximum=selectors.MAX_LIMIT, default=50)
+    _finish(parser)
+    jobs = selectors.list_jobs(kind=kind, state=state, target=target, before=before, limit=limit)
+    next_cursor = str(jobs[-1].pk) if len(jobs) == limit else None
+    return Response({"results": JobOut(jobs, many=True).data, "next": next_cursor})
+
+
+@extend_schema(
+    operation_id="jobs_estimate",
+    request=JobIn,
+    responses={200: EstimateOut, **_problems(400, 401)},
+    description="The dry run: what the job would do and how long it may take. Takes the body of a "
+    "request (its reason is not needed) and writes nothing.",
+)
+@api_view(["POST"])
+def job_estimate(request: Request) -> Response:
+    body = _body(request, JobIn)
+    try:
+        estimate = selectors.estimate(kind=body["kind"], params=body["params"])
+    except JobParamsError as exc:
+        raise invalid_input(exc.errors) from exc
+    return Response(EstimateOut(estimate).data)
+
+
+@extend_schema(operation_id="jobs_retrieve", responses={200: JobOut, **_problems(401, 404)})
+@api_view(["GET"])
+def job_detail(request: Request, job_id: int) -> Response:
+    job = _job_or_404(job_id)
+    job.log = selectors.job_log(job=job)
+    return Response(JobOut(job).data)
+
+
+@extend_schema(
+    operation_id="jobs_cancel",
+    request=None,
+    responses={200: JobOut, **_problems(401, 404, 409)},
+    description="A job not yet running is cancelled at once; a running one stops at its next batch "
+    "(`cancel_requested_by` is set until then). 409 when it has finished already.",
+)
+@api_view(["POST"])
+def job_cancel(request: Request, job_id: int) -> Response:
+    _job_or_404(job_id)
+    try:
+        job = services.cancel_job(job_id=job_id, actor=request.user.get_username(), request=request)
+    except services.JobError as exc:
+        raise _conflict(exc) from exc
+    return Response(JobOut(job).data)
+
+
+@extend_schema(
+    operation_id="jobs_retry",
+    request=None,
+    responses={200: JobOut, **_problems(401, 404, 409)},
+    description="Queue a failed job again; it goes on from its last checkpoint. 409 for any other state, "
+    "or when another job now holds its target.",
+)
+@api_view(["POST"])
+def job_retry(request: Request, job_id: int) -> Response:
+    _job_or_404(job_id)
+    try:
+        job = services.retry_job(job_id=job_id, actor=request.user.get_username(), request=request)
+    except services.JobError as exc:
+        raise _conflict(exc) from exc
+    return Response(JobOut(job).data)
+
+
+# --- snapshots
+
+
+@extend_schema(
+    methods=["GET"],
+    operation_id="snapshots_list",
+    parameters=[
+        OpenApiParameter("projection", str, description="Snapshots of this projection."),
+        OpenApiParameter("cursor", str, description="`next` of the previous page."),
+        OpenApiParameter("limit", int, description=f"1–{selectors.MAX_LIMIT}, default 50."),
+    ],
+    responses={200: _page("SnapshotPage", SnapshotOut), **_problems(400, 401)},
+    description="The snapshot catalogue, newest first.",
+)
+@extend_schema(
+    methods=["POST"],
+    operation_id="snapshots_create",
+    request=SnapshotIn,
+    responses={202: JobOut, **_problems(400, 401), (409, "application/problem+json"): JobConflictOut},
+    description="Take a snapshot: requests a `snapshot` job (answered 202 with the job; the snapshot "
+    "is listed here once the job has succeeded, and the job's result names it).",
+)
+@api_view(["GET", "POST"])
+def snapshot_list(request: Request) -> Response:
+    if request.method == "POST":
+        body = _body(request, SnapshotIn)
+        job = _request(
+            request, kind=Job.Kind.SNAPSHOT, params={"projection": body["projection"]}, reason=body["reason"]
+        )
+        return _created(job, 202)
+    parser = _parse(request, ("projection", "cursor", "limit"))
+    projection = _name(parser, "projection")
+    before = parser.integer("cursor", minimum=1)
+    limit = parser.integer("limit", minimum=1, maximum=selectors.MAX_LIMIT, default=50)
+    _finish(parser)
+    snapshots = selectors.list_snapshots(projection=projection, before=before, limit=limit)
+    next_cursor = str(snapshots[-1].pk) if len(snapshots) == limit else None
+    return Response({"results": SnapshotOut(snapshots, many=True).data, "next": next_cursor})
+
+
+@extend_schema(operation_id="snapshots_retrieve", responses={200: SnapshotDetailOut, **_problems(401, 404)})
+@api_view(["GET"])
+def snapshot_detail(request: Request, snapshot_id: int) -> Response:
+    snapshot: Snapshot | None = selectors.get_snapshot(snapshot_id=snapshot_id)
+    if snapshot is None:
+        raise Problem(
+            status_code=404,
+            problem_type="snapshot-not-found",
+            title="Snapshot not found",
+            detail=f"no snapshot has id {snapshot_id}",
+        )
+    return Response(SnapshotDetailOut(snapshot).data)
+
+
+# --- rollback
+
+
+@extend_schema(
+    operation_id="consumers_rollback",
+    request=RollbackIn,
+    responses={200: RollbackResultOut, **_problems(400, 401, 404, 409)},
+    description="Swap a projection back to the schema its last replay or restore replaced (audited). "
+    "The live runner catches it up from its own checkpoint. 409 when there is no previous schema or a "
+    "job is working on it.",
+)
+@api_view(["POST"])
+def consumer_rollback(request: Request, name: str) -> Response:
+    _body(request, RollbackIn)
+    if get_projection(name) is None:
+        raise Problem(
+            status_code=404,
+            problem_type="projection-not-found",
+            title="Projection not found",
+            detail=f"no projection is named {name!r}; only a projection can be rolled back",
+        )
+    try:
+        schema = services.rollback_projection(
+            projection=name, actor=request.user.get_username(), request=request
+        )
+    except services.JobError as exc:
+        raise _conflict(exc) from exc
+    return Response({"projection": name, "schema": schema})
