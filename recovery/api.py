@@ -118,7 +118,10 @@ class SnapshotIn(serializers.Serializer):
 
 
 class RollbackIn(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    # services.rollback_projection takes no reason yet, so it is checked here but not recorded.
+    reason = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=services.MAX_REASON
+    )
 
 
 class RollbackResultOut(serializers.Serializer):

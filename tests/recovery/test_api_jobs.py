@@ -80,6 +80,7 @@ def test_a_requested_replay_is_listed_and_finishes_with_its_result(api):
     assert (job["requested_by"], job["reason"], job["approvals"]) == ("olivia", "bad deploy", [])
     assert job["params"]["projection"] == "users_directory" and len(job["params_sha256"]) == 64
     assert set(job["progress"]) == {"stage", "done", "total", "rate", "eta_seconds"}
+    assert dt.datetime.fromisoformat(job["created_at"]) <= dt.datetime.now(dt.UTC)
     assert [j["id"] for j in api.get("/api/v1/jobs").json()["results"]] == [job["id"]]
 
     run_inline(job["id"])
