@@ -218,8 +218,8 @@ def _name(parser, field: str) -> str | None:
     request=JobIn,
     responses={201: JobOut, **_problems(400, 401), (409, "application/problem+json"): JobConflictOut},
     description="Request a job. Errors about params are named by the param's field (`projection`, "
-    "`exclude`, …). 409 when another job is queued or running on the same projection or sink; `job` "
-    "names it. Nothing is written on a refusal.",
+    "`exclude.event_ids`, …). 409 when another job is queued or running on the same projection or "
+    "sink; `job` names it. Nothing is written on a refusal.",
 )
 @api_view(["GET", "POST"])
 def job_list(request: Request) -> Response:

@@ -346,7 +346,7 @@ def test_a_rollback_after_a_replay_swaps_the_previous_schema_back(api):
 def test_a_rollback_with_no_previous_schema_is_409_and_changes_nothing(api):
     users("1")
     before = writes()
-    response = api.post("/api/v1/consumers/users_directory/rollback", {}, format="json")
+    response = api.post("/api/v1/consumers/users_directory/rollback")  # no body: no reason given
     assert is_problem(response, 409)
     assert "no previous schema" in response.json()["detail"]
     assert writes() == before
