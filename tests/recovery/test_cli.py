@@ -189,6 +189,12 @@ def test_resync_inline_resends_events_to_the_sink(receiver):  # noqa: F811
     )
     assert len(receiver.applied) == 5
 
+    output = run(
+        "resync", "crm_hook", "--stream", "user-1", "--stream", "user-3", "--reason", "two", "--inline"
+    )
+    assert "re-sent 2 events to crm_hook" in output
+    assert len(receiver.requests[-1]["ids"]) == 2
+
 
 def test_json_prints_the_finished_job_as_one_object_and_progress_elsewhere():
     live_projection(3)
@@ -302,7 +308,8 @@ def test_a_failed_job_exits_1_with_its_error_and_how_to_retry():
     assert f"replaydesk jobs --retry {job.pk}" in str(failed.value)
 
 
-def test_a_job_cancelled_while_followed_exits_1():
+def test_a_job_cancelled_while_followed_exits_1(monkeypatch):
+    monkeypatch.setattr(follow, "NO_WORKER_HINT_SECONDS", 0.3)
     live_projection(2)
     job_id = int(run("replay", "users_directory", "--reason", "r", "--no-wait"))
 
@@ -312,9 +319,12 @@ def test_a_job_cancelled_while_followed_exits_1():
         connection.close()
 
     threading.Thread(target=cancel_soon).start()
+    output = io.StringIO()
     with pytest.raises(CommandError) as stopped:
-        run("jobs", "--follow", str(job_id))
+        run("jobs", "--follow", str(job_id), stdout=output)
 
+    assert f"no worker has started job {job_id} yet" in output.getvalue()  # said once, while queued
+    assert output.getvalue().count("no worker has started") == 1
     assert stopped.value.returncode == 1
     assert f"job {job_id} (replay users_directory) was cancelled by olivia" in str(stopped.value)
 
