@@ -180,7 +180,11 @@ def _request(request: Request, *, kind: str, params: dict[str, Any], reason: str
 
 
 def _conflict(exc: services.JobError) -> Problem:
-    return Problem(status_code=409, problem_type="job-conflict", title="Cannot do that now", detail=str(exc))
+    # A retry can find its target taken too: name the job in the way, as a request does.
+    extra = {"job": exc.job.pk} if isinstance(exc, services.JobConflict) else {}
+    return Problem(
+        status_code=409, problem_type="job-conflict", title="Cannot do that now", detail=str(exc), **extra
+    )
 
 
 def _created(job: Job, status: int) -> Response:
@@ -283,9 +287,9 @@ def job_cancel(request: Request, job_id: int) -> Response:
 @extend_schema(
     operation_id="jobs_retry",
     request=None,
-    responses={200: JobOut, **_problems(401, 404, 409)},
+    responses={200: JobOut, **_problems(401, 404), (409, "application/problem+json"): JobConflictOut},
     description="Queue a failed job again; it goes on from its last checkpoint. 409 for any other state, "
-    "or when another job now holds its target.",
+    "or when another job now holds its target (`job` names it).",
 )
 @api_view(["POST"])
 def job_retry(request: Request, job_id: int) -> Response:

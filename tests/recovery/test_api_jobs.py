@@ -256,6 +256,10 @@ def test_only_a_failed_job_is_retried(api):
     run_inline(job["id"])
     failed = api.get(f"/api/v1/jobs/{job['id']}").json()
     assert failed["state"] == "failed" and "no longer in the catalogue" in failed["error"]
+    other = request_replay(api).json()  # a failed job does not hold its projection
+    busy = api.post(f"/api/v1/jobs/{job['id']}/retry")
+    assert is_problem(busy, 409) and busy.json()["job"] == other["id"]
+    api.post(f"/api/v1/jobs/{other['id']}/cancel")
 
     response = api.post(f"/api/v1/jobs/{job['id']}/retry")
 
