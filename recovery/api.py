@@ -118,7 +118,6 @@ class SnapshotIn(serializers.Serializer):
 
 
 class RollbackIn(serializers.Serializer):
-    # services.rollback_projection takes no reason yet, so it is checked here but not recorded.
     reason = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=services.MAX_REASON
     )
@@ -368,7 +367,7 @@ def snapshot_detail(request: Request, snapshot_id: int) -> Response:
 )
 @api_view(["POST"])
 def consumer_rollback(request: Request, name: str) -> Response:
-    _body(request, RollbackIn)
+    body = _body(request, RollbackIn)
     if get_projection(name) is None:
         raise Problem(
             status_code=404,
@@ -378,7 +377,7 @@ def consumer_rollback(request: Request, name: str) -> Response:
         )
     try:
         schema = services.rollback_projection(
-            projection=name, actor=request.user.get_username(), request=request
+            projection=name, actor=request.user.get_username(), reason=body["reason"], request=request
         )
     except services.JobError as exc:
         raise _conflict(exc) from exc

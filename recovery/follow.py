@@ -7,6 +7,7 @@ worker runs the job or this process does (--inline). Stopping the follower never
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import json
@@ -18,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import connections
 from django.utils import timezone
 
-from recovery import selectors, services
+from recovery import runner, selectors, services
 from recovery.models import Job
 from recovery.params import JobParamsError
 from recovery.runner import run_inline
@@ -114,9 +115,11 @@ def request_and_follow(command: BaseCommand, *, kind: str, params: dict[str, Any
         print_estimate(command, kind=kind, params=params, as_json=options["json"])
         return
     try:
-        job = services.request_job(
-            kind=kind, params=params, requested_by=options["actor"], reason=options["reason"]
-        )
+        # --inline: no worker is to take it, so Celery is not told.
+        with runner.inline() if options["inline"] else contextlib.nullcontext():
+            job = services.request_job(
+                kind=kind, params=params, requested_by=options["actor"], reason=options["reason"]
+            )
     except JobParamsError as exc:
         raise params_error(kind, exc) from exc
     except services.JobConflict as exc:

@@ -48,6 +48,8 @@ class Job(models.Model):
     stage = models.CharField(max_length=40, blank=True, default="")
     stage_started_at = models.DateTimeField(null=True, blank=True)
     done = models.BigIntegerField(default=0)
+    # `done` when the stage began: the stage's rate and ETA count from here.
+    stage_done = models.BigIntegerField(default=0)
     total = models.BigIntegerField(null=True, blank=True)
     rate = models.FloatField(null=True, blank=True)
     eta_seconds = models.FloatField(null=True, blank=True)

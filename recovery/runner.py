@@ -22,7 +22,7 @@ from typing import Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from recovery import services
@@ -147,23 +147,29 @@ def cancel_requested(job: Job) -> bool:
 
 
 def report(job: Job, *, force: bool = False) -> bool:
-    """Write the job's progress (done = its lanes' events), rate, ETA and heartbeat, unless it was
-    written less than PROGRESS_EVERY_SECONDS ago by anyone. True when this call wrote it."""
+    """Write the job's progress (done = its lanes' events; a job without lanes sets its own), the rate
+    and ETA of the current stage, and the heartbeat, unless someone wrote them less than
+    PROGRESS_EVERY_SECONDS ago. True when this call wrote them."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
             UPDATE recovery_job j
                SET done = x.done,
-                   rate = x.done / GREATEST(extract(epoch FROM now() - j.stage_started_at), 0.001),
-                   eta_seconds = CASE WHEN x.done > 0 AND j.total IS NOT NULL
+                   rate = CASE WHEN x.done > j.stage_done
+                       THEN (x.done - j.stage_done)
+                            / GREATEST(extract(epoch FROM now() - j.stage_started_at), 0.001) END,
+                   eta_seconds = CASE WHEN x.done > j.stage_done AND j.total IS NOT NULL
                        THEN GREATEST(j.total - x.done, 0) * extract(epoch FROM now() - j.stage_started_at)
-                            / x.done END,
+                            / (x.done - j.stage_done) END,
                    heartbeat_at = now(), progress_at = now()
-              FROM (SELECT COALESCE(sum(done), 0) AS done FROM recovery_joblane WHERE job_id = %s) x
+              FROM (SELECT CASE WHEN count(*) > 0 THEN sum(done) END AS lanes_done
+                      FROM recovery_joblane WHERE job_id = %s) l,
+                   LATERAL (SELECT COALESCE(l.lanes_done, (SELECT done FROM recovery_job WHERE id = %s))
+                              AS done) x
              WHERE j.id = %s
                AND (%s OR j.progress_at IS NULL OR j.progress_at <= now() - make_interval(secs => %s))
             """,
-            [job.pk, job.pk, force, PROGRESS_EVERY_SECONDS],
+            [job.pk, job.pk, job.pk, force, PROGRESS_EVERY_SECONDS],
         )
         return cursor.rowcount == 1
 
@@ -171,7 +177,10 @@ def report(job: Job, *, force: bool = False) -> bool:
 def set_stage(job: Job, stage: str, *, total: int | None = None, work: dict | None = None) -> None:
     """Enter a stage (in the caller's transaction): progress counts from here."""
     job.stage, job.stage_started_at = stage, timezone.now()
-    fields = ["stage", "stage_started_at"]
+    # The stage's rate counts from what was done when it began.
+    lanes = JobLane.objects.filter(job=job).aggregate(done=Sum("done"))["done"]
+    job.stage_done = lanes if lanes is not None else Job.objects.values_list("done", flat=True).get(pk=job.pk)
+    fields = ["stage", "stage_started_at", "stage_done"]
     if total is not None:
         job.total = total
         fields.append("total")
@@ -254,6 +263,16 @@ def _describe(exc: Exception) -> str:
 # While set, nudges are not sent: run_inline does the work in this process instead.
 _inline: contextvars.ContextVar[bool] = contextvars.ContextVar("recovery_inline", default=False)
 LANE_STAGES = ("replaying", "delivering")
+
+
+@contextmanager
+def inline() -> Iterator[None]:
+    """Within it, jobs are not handed to Celery (request one here, then run_inline it)."""
+    token = _inline.set(True)
+    try:
+        yield
+    finally:
+        _inline.reset(token)
 
 
 def run_inline(job_id: int, *, max_steps: int = 100_000) -> Job:

@@ -46,10 +46,11 @@ def get_job(*, job_id: int) -> Job | None:
 
 
 def job_log(*, job: Job, after: int | None = None, limit: int = 500) -> list[JobLogLine]:
-    lines = JobLogLine.objects.filter(job=job).order_by("pk")
+    """The log in order: the last `limit` lines, or the lines after the cursor line id `after`."""
+    lines = JobLogLine.objects.filter(job=job)
     if after is not None:
-        lines = lines.filter(pk__gt=after)
-    return list(lines[:limit])
+        return list(lines.filter(pk__gt=after).order_by("pk")[:limit])
+    return list(reversed(lines.order_by("-pk")[:limit]))
 
 
 def running_jobs() -> list[Job]:

@@ -77,7 +77,9 @@ def request_job(
     except IntegrityError:
         # Two requests raced past the check; the constraint let one through.
         _refuse_if_busy(target)
-        raise
+        raise JobError(
+            f"another job took {target} at the same moment and has finished since; try again"
+        ) from None
     return job
 
 
@@ -119,11 +121,15 @@ def retry_job(*, job_id: int, actor: str, request: HttpRequest | None = None) ->
             transaction.on_commit(lambda: _nudge(job))
     except IntegrityError:
         _refuse_if_busy(job.target)
-        raise
+        raise JobError(
+            f"another job took {job.target} at the same moment and has finished since; try again"
+        ) from None
     return job
 
 
-def rollback_projection(*, projection: str, actor: str, request: HttpRequest | None = None) -> str:
+def rollback_projection(
+    *, projection: str, actor: str, reason: str = "", request: HttpRequest | None = None
+) -> str:
     """Swap a projection back to the schema the last replay or restore replaced (and that one becomes the
     previous, so a rollback can itself be rolled back). The live runner catches it up from its own
     checkpoint. Returns the name of the schema now live."""
@@ -146,7 +152,7 @@ def rollback_projection(*, projection: str, actor: str, request: HttpRequest | N
             subject=f"consumer.{projection}",
             type="ProjectionRolledBack",
             actor=actor,
-            data={"consumer": projection},
+            data={"consumer": projection, "reason": reason.strip()[:MAX_REASON]},
             request=request,
         )
     from streams.tasks import enqueue_consumer

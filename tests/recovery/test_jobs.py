@@ -459,3 +459,14 @@ def test_a_snapshot_job_catalogues_the_snapshot():
     )
     assert snapshot.rows == 1 + 3 + 3 and snapshot.bytes > 0 and not snapshot.scheduled
     assert get_projection("users_directory").version == snapshot.version
+
+
+def test_a_stage_rate_counts_only_the_stage_and_a_job_without_lanes_keeps_its_count():
+    users(30)
+    run_projection("users_directory")
+    replay = run("replay", projection="users_directory")
+    elapsed = (replay.finished_at - replay.stage_started_at).total_seconds()
+    assert replay.stage_done == 30 and replay.done == 30  # nothing was left for the last stage
+    assert replay.rate is None or replay.rate <= 30 / max(elapsed, 0.001) + 1
+    snapshot = run("snapshot", projection="users_directory")
+    assert snapshot.done == snapshot.total == snapshot.result["rows"]
