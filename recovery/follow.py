@@ -267,6 +267,9 @@ class Follower:
         if not self.as_json:
             for text in summary(job):
                 self.command.stdout.write(text)
+        if job.kind == Job.Kind.VERIFY and not job.result.get("equal") and not job.result.get("repaired"):
+            # Like diff(1): a nightly cron or a script sees the difference in the exit code.
+            raise CommandError("the projection differs from the log (repair with --repair)", returncode=2)
 
 
 class InlineRun(threading.Thread):

@@ -166,7 +166,11 @@ def test_verify_says_equal_or_names_the_differing_tables_and_repairs_when_asked(
     )
 
     damage_users()
-    output = run("verify", "users_directory", "--reason", "after the incident", "--inline")
+    out = io.StringIO()
+    with pytest.raises(CommandError) as differs:
+        run("verify", "users_directory", "--reason", "after the incident", "--inline", stdout=out)
+    assert differs.value.returncode == 2  # like diff(1), for scripts and cron
+    output = out.getvalue()
     assert "users_directory differs from the log at position" in output
     assert "  users: 0 missing, 0 extra, 1 different" in output
     assert "nothing was changed; replaydesk verify users_directory --repair swaps in" in output
