@@ -1,5 +1,22 @@
 """The recovery pages: jobs, a job, the new-job form, snapshots."""
 
+from django.urls import path
+
+from recovery import views
+
 app_name = "recovery"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("jobs/", views.job_list, name="jobs"),
+    path("jobs/new", views.job_new, name="job-new"),
+    path("jobs/new/dry-run", views.job_estimate, name="job-estimate"),
+    path("jobs/running", views.running_jobs, name="running-jobs"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job"),
+    path("jobs/<int:job_id>/progress", views.job_progress, name="job-progress"),
+    path("jobs/<int:job_id>/cancel", views.job_cancel, name="job-cancel"),
+    path("jobs/<int:job_id>/retry", views.job_retry, name="job-retry"),
+    path("snapshots/", views.snapshot_list, name="snapshots"),
+    path("snapshots/<int:snapshot_id>/", views.snapshot_detail, name="snapshot"),
+    path("consumers/<str:name>/jobs", views.consumer_recovery, name="consumer-recovery"),
+    path("consumers/<str:name>/rollback", views.rollback, name="rollback"),
+]

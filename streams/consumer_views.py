@@ -18,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from recovery import selectors as recovery_selectors
 from streams import consumers, lag, selectors
 from streams.lag_chart import RANGES, lag_chart, parse_range
 from streams.models import Consumer, Event, ParkedEvent
@@ -70,6 +71,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "rate": append_rate(now=now),
         "statuses": lag.consumer_statuses(now=now),
         "now": now,
+        "running_jobs": recovery_selectors.running_jobs(),
     }
     return render_page(request, "streams/dashboard.html", "streams/partials/dashboard_live.html", context)
 

@@ -1,0 +1,407 @@
+"""The recovery pages: jobs, one job with its live progress, the new-job form with its dry run, snapshots,
+and a consumer's recovery panel (its latest jobs, and the rollback of a swapped projection).
+
+The form only turns text into values; every rule about a job lives in `recovery.params` (through
+`services.request_job` and `selectors.estimate`), whose errors are shown next to the fields they name.
+The progress fragment answers 286 once its job is finished: htmx then stops polling it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from recovery import params as job_params
+from recovery import rebuild, selectors, services
+from recovery.models import Job
+from streams.models import Consumer
+from streams.projections import get_projection, projections
+from streams.queries import QueryParser
+from streams.views import login_required, not_found, render_page
+
+PAGE_SIZE = 50
+LOG_SHOWN = 500
+CONSUMER_JOBS_SHOWN = 5
+# htmx stops polling an element whose request is answered with this status.
+STOP_POLLING = 286
+KIND_HELP = {
+    Job.Kind.SNAPSHOT: "Copy the projection's tables at one position, with a checksum per table.",
+    Job.Kind.REPLAY: "Rebuild the projection from the log in a fresh schema and swap it in (or repair "
+    "one stream in place).",
+    Job.Kind.RESTORE: "Load a snapshot into a fresh schema, replay the log after it, and swap it in.",
+    Job.Kind.VERIFY: "Rebuild the projection aside and compare it with the live one, table by table.",
+    Job.Kind.RESYNC: "Send a range of the log to a sink again, in order, at a rate limit.",
+}
+
+
+def split_list(text: str) -> list[str]:
+    """'a, b\nc' → ['a', 'b', 'c']."""
+    return [part for part in re.split(r"[\s,]+", text) if part]
+
+
+class UtcTimeField(forms.CharField):
+    """An ISO 8601 time; one typed without a zone is UTC, as every time on the console is."""
+
+    def to_python(self, value: Any) -> str:
+        text = super().to_python(value)
+        parsed = parse_datetime(text) if text else None
+        if parsed is not None and parsed.tzinfo is None:
+            return parsed.isoformat() + "+00:00"
+        return text
+
+
+def number_input() -> forms.TextInput:
+    return forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"})
+
+
+class JobForm(forms.Form):
+    kind = forms.ChoiceField(choices=Job.Kind.choices, widget=forms.RadioSelect, initial=Job.Kind.REPLAY)
+    projection = forms.ChoiceField(required=False)
+    sink = forms.ChoiceField(required=False)
+    snapshot = forms.IntegerField(
+        label="Snapshot id", required=False, min_value=1, widget=number_input(), help_text="See Snapshots."
+    )
+    before = UtcTimeField(
+        label="Latest snapshot taken before",
+        required=False,
+        help_text="Instead of a snapshot id; blank with no id: the latest snapshot.",
+    )
+    stream = forms.CharField(
+        label="Only this stream", required=False, help_text="Repairs one stream in place, e.g. user-123."
+    )
+    exclude_event_ids = forms.CharField(
+        label="Event ids", required=False, widget=forms.Textarea(attrs={"rows": 2}), help_text="One a line."
+    )
+    exclude_actor = forms.CharField(label="Actor", required=False)
+    exclude_types = forms.CharField(label="Event types", required=False, help_text="Comma-separated.")
+    exclude_recorded_after = UtcTimeField(label="Recorded after", required=False)
+    exclude_recorded_before = UtcTimeField(label="Recorded before", required=False)
+    repair = forms.BooleanField(
+        label="Repair: swap the rebuilt projection in when they differ", required=False
+    )
+    shards = forms.IntegerField(
+        label="Shards", required=False, widget=number_input(), help_text="Parallel lanes; blank: the default."
+    )
+    from_position = forms.IntegerField(
+        label="From position", required=False, widget=number_input(), help_text="0 re-sends every event."
+    )
+    from_time = UtcTimeField(label="From time", required=False)
+    streams = forms.CharField(
+        label="Only these streams", required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    rate_per_second = forms.FloatField(
+        label="Rate (events per second)",
+        required=False,
+        widget=number_input(),
+        help_text="Blank: the sink's.",
+    )
+    # Not required here: the service refuses a blank reason and says why it wants one.
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why this job should run; kept with the job and its audit events.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.exclude_errors: list[str] = []
+        self.fields["projection"].choices = [("", "Choose a projection")] + [
+            (name, name) for name in sorted(projections())
+        ]
+        sinks = (
+            Consumer.objects.filter(kind=Consumer.Kind.SINK).order_by("name").values_list("name", flat=True)
+        )
+        self.fields["sink"].choices = [("", "Choose a sink")] + [(name, name) for name in sinks]
+
+    def params(self) -> dict[str, Any]:
+        """The parameters the chosen kind takes, named as recovery.params names them; blanks left out
+        so that defaults apply."""
+        data = self.cleaned_data
+        candidate = {
+            **{name: data[name] for name in ("projection", "sink", "snapshot", "before", "stream", "shards")},
+            **{name: data[name] for name in ("repair", "from_position", "from_time", "rate_per_second")},
+            "exclude": self.exclusions(),
+            "streams": split_list(data["streams"]),
+        }
+        taken = job_params.FIELDS[data["kind"]]
+        return {key: value for key, value in candidate.items() if key in taken and not blank(value)}
+
+    def exclusions(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        exclude = {
+            "event_ids": split_list(data["exclude_event_ids"]),
+            "actor": data["exclude_actor"],
+            "types": split_list(data["exclude_types"]),
+            "recorded_after": data["exclude_recorded_after"],
+            "recorded_before": data["exclude_recorded_before"],
+        }
+        return {key: value for key, value in exclude.items() if not blank(value)}
+
+    def show_errors(self, exc: job_params.JobParamsError) -> None:
+        for key, found in exc.errors.items():
+            field = key.replace(".", "_")  # exclude.event_ids is the field exclude_event_ids
+            for message in found:
+                if field == "exclude":
+                    self.exclude_errors.append(message)
+                elif field in self.fields:
+                    self.add_error(field, message)
+                else:
+                    self.add_error(None, f"{key}: {message}")
+
+    @property
+    def has_errors(self) -> bool:
+        return bool(self.errors or self.exclude_errors)
+
+    def chosen_kind(self) -> str:
+        return (self.data.get("kind") if self.is_bound else self.initial.get("kind")) or Job.Kind.REPLAY
+
+    def kind_choices(self) -> list[tuple[forms.BoundWidget, str]]:
+        return [(choice, KIND_HELP[choice.data["value"]]) for choice in self["kind"]]
+
+
+def blank(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def prefill(query: dict[str, str]) -> dict[str, Any]:
+    """?kind=replay&projection=access, ?kind=restore&snapshot=12: the form as a link asks for it."""
+    initial = {name: query[name] for name in JobForm.base_fields if query.get(name)}
+    if initial.get("kind") not in Job.Kind.values:
+        initial.pop("kind", None)
+    return initial
+
+
+# --- jobs
+
+
+@login_required
+def job_list(request: HttpRequest) -> HttpResponse:
+    parser = QueryParser(request.GET, ("kind", "state", "target", "before", "limit"))
+    kind = parser.choice("kind", tuple(Job.Kind.values), "")
+    state = parser.choice("state", tuple(Job.State.values), "")
+    target = (parser.raw("target") or "").strip()
+    before, limit = parser.integer("before", minimum=1), parser.limit(PAGE_SIZE)
+    context = {"section": "jobs", "errors": parser.errors, "jobs": [], "older": None}
+    context |= {"search": {"kind": kind, "state": state, "target": target}, "paged": before is not None}
+    context |= {"kinds": Job.Kind.values, "states": Job.State.values}
+    if not parser.errors:
+        jobs = selectors.list_jobs(
+            kind=kind or None, state=state or None, target=target or None, before=before, limit=limit + 1
+        )
+        context["jobs"] = jobs[:limit]
+        context["older"] = jobs[limit - 1].pk if len(jobs) > limit else None
+    return render(request, "recovery/job_list.html", context, status=400 if parser.errors else 200)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def job_new(request: HttpRequest) -> HttpResponse:
+    form = JobForm(request.POST or None, initial=prefill(request.GET))
+    conflict = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = services.request_job(
+                kind=form.cleaned_data["kind"],
+                params=form.params(),
+                requested_by=request.user.get_username(),
+                reason=form.cleaned_data["reason"],
+                request=request,
+            )
+        except job_params.JobParamsError as exc:
+            form.show_errors(exc)
+        except services.JobConflict as exc:
+            conflict = exc
+        except services.JobError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Job {job.pk} is {job.state}: {job.kind} of {job.target}.")
+            return redirect("recovery:job", job_id=job.pk)
+    return form_page(request, form, conflict=conflict)
+
+
+@require_POST
+@login_required
+def job_estimate(request: HttpRequest) -> HttpResponse:
+    """The dry run: what the job would do and how long it may take; nothing is written."""
+    form = JobForm(request.POST)
+    estimate = None
+    if form.is_valid():
+        try:
+            estimate = selectors.estimate(kind=form.cleaned_data["kind"], params=form.params())
+        except job_params.JobParamsError as exc:
+            form.show_errors(exc)
+    return form_page(request, form, estimate=estimate, dry_run=True)
+
+
+def form_page(
+    request: HttpRequest,
+    form: JobForm,
+    *,
+    estimate: selectors.Estimate | None = None,
+    conflict: services.JobConflict | None = None,
+    dry_run: bool = False,
+) -> HttpResponse:
+    context = {"section": "jobs", "form": form, "conflict": conflict, "dry_run": dry_run}
+    context |= {"estimate": estimate, "estimate_params": pretty_json(estimate.params) if estimate else ""}
+    refused = form.has_errors or conflict is not None
+    # htmx swaps only 2xx answers in: a refused dry run still has to show its errors.
+    status = 400 if refused and not request.htmx else 200
+    return render_page(
+        request, "recovery/job_form.html", "recovery/partials/job_form.html", context, status=status
+    )
+
+
+@login_required
+def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = selectors.get_job(job_id=job_id)
+    if job is None:
+        return not_found(request, f"No job has the id {job_id}.")
+    context = job_context(job) | {"section": "jobs", "params": pretty_json(job.params)}
+    return render(request, "recovery/job_detail.html", context)
+
+
+@login_required
+def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = selectors.get_job(job_id=job_id)
+    if job is None:
+        return not_found(request, f"No job has the id {job_id}.")
+    response = render(request, "recovery/partials/job_progress.html", job_context(job))
+    if job.finished:
+        response.status_code = STOP_POLLING
+    return response
+
+
+def job_context(job: Job) -> dict[str, Any]:
+    lines = selectors.job_log(job=job, limit=LOG_SHOWN)
+    return {"job": job, "log": lines, "result": pretty_json(job.result) if job.result else ""}
+
+
+@require_POST
+@login_required
+def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
+    return act(
+        request,
+        job_id,
+        lambda actor: services.cancel_job(job_id=job_id, actor=actor, request=request),
+        "Cancel asked: a job that had not started is cancelled; a running one stops at its next batch.",
+    )
+
+
+@require_POST
+@login_required
+def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
+    return act(
+        request,
+        job_id,
+        lambda actor: services.retry_job(job_id=job_id, actor=actor, request=request),
+        "Queued again: it goes on from its last checkpoint.",
+    )
+
+
+def act(request: HttpRequest, job_id: int, action, done: str) -> HttpResponse:
+    if selectors.get_job(job_id=job_id) is None:
+        return not_found(request, f"No job has the id {job_id}.")
+    try:
+        action(request.user.get_username())
+    except services.JobError as exc:
+        messages.error(request, f"Not done: {exc}.")
+    else:
+        messages.success(request, done)
+    return back_to(request, reverse("recovery:job", args=[job_id]))
+
+
+def back_to(request: HttpRequest, url: str) -> HttpResponse:
+    """After an action, the page again with its outcome: htmx (a confirmed action) is told to load it."""
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+def running_jobs(request: HttpRequest) -> HttpResponse:
+    """The dashboard's panel of queued and running jobs, polled on its own."""
+    return render(request, "recovery/partials/running_jobs.html", {"running_jobs": selectors.running_jobs()})
+
+
+# --- snapshots
+
+
+@login_required
+def snapshot_list(request: HttpRequest) -> HttpResponse:
+    parser = QueryParser(request.GET, ("projection", "before", "limit"))
+    projection = parser.choice("projection", tuple(sorted(projections())), "")
+    before, limit = parser.integer("before", minimum=1), parser.limit(PAGE_SIZE)
+    context = {"section": "snapshots", "errors": parser.errors, "snapshots": [], "older": None}
+    context |= {"projection": projection, "projections": sorted(projections()), "paged": before is not None}
+    if not parser.errors:
+        found = selectors.list_snapshots(projection=projection or None, before=before, limit=limit + 1)
+        context["snapshots"] = found[:limit]
+        context["older"] = found[limit - 1].pk if len(found) > limit else None
+    return render(request, "recovery/snapshot_list.html", context, status=400 if parser.errors else 200)
+
+
+@login_required
+def snapshot_detail(request: HttpRequest, snapshot_id: int) -> HttpResponse:
+    snapshot = selectors.get_snapshot(snapshot_id=snapshot_id)
+    if snapshot is None:
+        return not_found(request, f"No snapshot has the id {snapshot_id}.")
+    context = {"section": "snapshots", "snapshot": snapshot, "tables": snapshot.manifest.get("tables", [])}
+    return render(request, "recovery/snapshot_detail.html", context)
+
+
+# --- a consumer's recovery panel
+
+
+@login_required
+def consumer_recovery(request: HttpRequest, name: str) -> HttpResponse:
+    """Loaded into the consumer's page: its latest jobs, and Roll back when a replay or restore left the
+    schema it replaced."""
+    consumer = Consumer.objects.filter(name=name).first()
+    if consumer is None:
+        return not_found(request, f"No consumer is named “{name}”.")
+    context = {
+        "consumer": consumer,
+        "jobs": selectors.list_jobs(target=name, limit=CONSUMER_JOBS_SHOWN),
+        "can_roll_back": has_previous_schema(name),
+    }
+    return render(request, "recovery/partials/consumer_recovery.html", context)
+
+
+def has_previous_schema(name: str) -> bool:
+    projection = get_projection(name)
+    if projection is None:
+        return False
+    with connection.cursor() as cursor:
+        return rebuild.schema_exists(cursor, services.previous_schema(projection.schema))
+
+
+@require_POST
+@login_required
+def rollback(request: HttpRequest, name: str) -> HttpResponse:
+    if get_projection(name) is None:
+        return not_found(request, f"No projection is named “{name}”.")
+    reason = request.POST.get("reason", "")
+    try:
+        services.rollback_projection(
+            projection=name, actor=request.user.get_username(), reason=reason, request=request
+        )
+    except services.JobError as exc:
+        messages.error(request, f"Not done: {exc}.")
+    else:
+        messages.success(
+            request, f"Rolled {name} back to the schema the last swap replaced; it catches up from there."
+        )
+    return back_to(request, reverse("streams:consumer", args=[name]))
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
