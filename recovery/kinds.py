@@ -410,10 +410,16 @@ class Resync:
                     .order_by("position")[:limit]
                 )
                 if events:
-                    wait = started + (sent + len(events)) / rate - time.monotonic()
-                    if wait > max(0.0, deadline - time.monotonic()):
+                    within = max(0.0, deadline - time.monotonic())
+                    own = started + (sent + len(events)) / rate - time.monotonic()
+                    if own > within:
                         return  # the next slice sends them, on time
-                    time.sleep(max(0.0, wait))
+                    # The sink's own window too: live deliveries and this resync together keep to the
+                    # rate the receiver was promised.
+                    shared = sinks.claim_slot(sink, len(events), within)
+                    if shared is None:
+                        return
+                    time.sleep(max(0.0, own, shared))
                     delivery = sinks.deliver(client, sink, events)
                     if not delivery.ok:
                         self._retry(job, lane, sink, delivery.error, deadline)
@@ -421,7 +427,11 @@ class Resync:
                     sent += len(events)
                 reached = events[-1].position if len(events) == limit else window_end
                 JobLane.objects.filter(pk=lane.pk).update(
-                    position=reached, done=lane.done + len(events), finished=reached >= end, attempts=0
+                    position=reached,
+                    done=lane.done + len(events),
+                    finished=reached >= end,
+                    attempts=0,
+                    moved_at=timezone.now(),
                 )
                 lane.position, lane.done, lane.finished = reached, lane.done + len(events), reached >= end
                 runner.report(job)

@@ -100,6 +100,8 @@ class JobLane(models.Model):
     done = models.BigIntegerField(default=0)
     slice = models.IntegerField(default=0)
     finished = models.BooleanField(default=False)
+    # When the lane last moved: the reconciler nudges a lane that stopped while others went on.
+    moved_at = models.DateTimeField(db_default=Now())
     # A resync's delivery failures in a row and when it may try again.
     attempts = models.IntegerField(default=0)
     retry_at = models.DateTimeField(null=True, blank=True)

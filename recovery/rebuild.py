@@ -16,6 +16,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import F, Max, Q, QuerySet
+from django.db.models.functions import Now
 
 from recovery.models import Job, JobLane
 from recovery.services import previous_schema
@@ -94,7 +95,7 @@ def lane_batch(
         full = len(batch) == projection.batch_size
         reached = batch[-1].position if full else window_end
         JobLane.objects.filter(pk=lane.pk).update(
-            position=reached, done=F("done") + len(batch), finished=reached >= up_to
+            position=reached, done=F("done") + len(batch), finished=reached >= up_to, moved_at=Now()
         )
         lane.position, lane.done, lane.finished = reached, lane.done + len(batch), reached >= up_to
     return len(batch)

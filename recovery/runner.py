@@ -313,8 +313,10 @@ def enqueue_lane(job_id: int, lane: int, slice_no: int, *, countdown: float = 0)
 
 def reconcile(*, stale_seconds: float = 30.0) -> list[int]:
     """Nudge every queued or running job whose heartbeat stopped (its worker died, or Redis lost its
-    message). A nudge to a job that is in fact working finds its lock taken and does nothing."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=stale_seconds)
+    message), and every lane that stopped moving while the others went on. A nudge to work that is in
+    fact going on finds its lock taken and does nothing. Returns the ids of the jobs nudged."""
+    now = timezone.now()
+    cutoff = now - timezone.timedelta(seconds=stale_seconds)
     stale = list(
         Job.objects.filter(state__in=Job.ACTIVE)
         .exclude(heartbeat_at__gt=cutoff)
@@ -322,6 +324,14 @@ def reconcile(*, stale_seconds: float = 30.0) -> list[int]:
         .values_list("pk", "slice")
     )
     for job_id, slice_no in stale:
-        Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now())  # one nudge per stale period
+        Job.objects.filter(pk=job_id).update(heartbeat_at=now)  # one nudge per stale period
         enqueue_slice(job_id, slice_no)
-    return [job_id for job_id, _ in stale]
+    stuck = list(
+        JobLane.objects.filter(
+            job__state=Job.State.RUNNING, job__stage__in=LANE_STAGES, finished=False, moved_at__lte=cutoff
+        ).exclude(job_id__in=[job_id for job_id, _ in stale])
+    )
+    for lane in stuck:
+        JobLane.objects.filter(pk=lane.pk).update(moved_at=now)
+        enqueue_lane(lane.job_id, lane.lane, lane.slice)
+    return [job_id for job_id, _ in stale] + sorted({lane.job_id for lane in stuck})

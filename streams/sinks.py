@@ -371,7 +371,7 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
         if window_end > position:  # events outside the filter are passed over too
             Consumer.objects.filter(pk=consumer.pk).update(position=window_end, progressed_at=now)
         return BatchOutcome(caught_up=window_end == head)
-    wait = _claim_slot(sink, len(events), max(0.0, deadline - time.monotonic()))
+    wait = claim_slot(sink, len(events), max(0.0, deadline - time.monotonic()))
     if wait is None:
         return BatchOutcome(retry_in=_slot_wait(sink))
     time.sleep(wait)
@@ -383,7 +383,7 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
     return BatchOutcome(applied=len(events), caught_up=not full and window_end == head)
 
 
-def _claim_slot(sink: Sink, count: int, within: float) -> float | None:
+def claim_slot(sink: Sink, count: int, within: float) -> float | None:
     """Claim a send slot for `count` events; the seconds until it, or None (nothing claimed) when it
     is further away than `within`. The database's clock is the one every worker agrees on."""
     with transaction.atomic(), connection.cursor() as cursor:
@@ -643,7 +643,7 @@ def retry_parked_delivery(*, parked_id: int, actor: str, request: HttpRequest | 
     with transaction.atomic():
         parked = consumers._parked(parked_id)
     sink = Sink.objects.select_related("consumer").get(pk=parked.consumer_id)
-    wait = _claim_slot(sink, 1, RETRY_PACING_WAIT_SECONDS)
+    wait = claim_slot(sink, 1, RETRY_PACING_WAIT_SECONDS)
     if wait is None:
         raise ConsumerError(
             f"{sink.consumer.name}'s rate limit allows its next delivery in {_slot_wait(sink):.0f} s; "

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from recovery import runner, schedule
-from recovery.models import Job, Snapshot
+from recovery.models import Job, JobLane, Snapshot
 from streams.consumers import run_projection
 from tests.streams.projection_helpers import create_user
 
@@ -130,3 +130,29 @@ def test_the_reconciler_nudges_jobs_whose_heartbeat_stopped_and_leaves_live_ones
     )
     assert sorted(runner.reconcile(stale_seconds=30)) == sorted([stale.pk, lost.pk])
     assert runner.reconcile(stale_seconds=30) == []  # one nudge per stale period
+
+
+def test_the_reconciler_nudges_a_lane_that_stopped_while_the_others_went_on():
+    job = Job.objects.create(
+        kind="replay",
+        target="users_directory",
+        params={"projection": "users_directory"},
+        params_sha256="",
+        state="running",
+        stage="replaying",
+        reason="r",
+        requested_by="o",
+        heartbeat_at=timezone.now(),  # the other lanes keep the job's heartbeat fresh
+    )
+    moving = JobLane.objects.create(job=job, lane=0, position=0)
+    stopped = JobLane.objects.create(job=job, lane=1, position=0)
+    JobLane.objects.filter(pk=stopped.pk).update(moved_at=timezone.now() - dt.timedelta(minutes=2))
+    JobLane.objects.create(
+        job=job, lane=2, position=0, finished=True, moved_at=timezone.now() - dt.timedelta(minutes=2)
+    )
+
+    assert runner.reconcile(stale_seconds=30) == [job.pk]
+    moving.refresh_from_db()
+    stopped.refresh_from_db()
+    assert stopped.moved_at > moving.moved_at - dt.timedelta(seconds=1)  # nudged once, then left to work
+    assert runner.reconcile(stale_seconds=30) == []
