@@ -225,7 +225,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
         except services.JobError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Job {job.pk} is {job.state}: {job.kind} of {job.target}.")
+            messages.success(request, f"Requested job {job.pk}, a {job.kind} of {job.target}: {job.state}.")
             return redirect("recovery:job", job_id=job.pk)
     return form_page(request, form, conflict=conflict)
 
@@ -284,7 +284,13 @@ def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
 
 def job_context(job: Job) -> dict[str, Any]:
     lines = selectors.job_log(job=job, limit=LOG_SHOWN)
-    return {"job": job, "log": lines, "result": pretty_json(job.result) if job.result else ""}
+    took = None
+    if job.finished_at and job.started_at:
+        took = (job.finished_at - job.started_at).total_seconds()
+    # A stage's rate while it runs; once finished, the whole job's.
+    rate = (job.done / took if took else None) if job.finished else job.rate
+    context = {"job": job, "log": lines, "took": took, "rate": rate}
+    return context | {"result": pretty_json(job.result) if job.result else ""}
 
 
 @require_POST

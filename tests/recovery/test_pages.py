@@ -238,7 +238,7 @@ def test_start_creates_the_job_and_shows_its_page(browser_client, directory):
     assert job.params["shards"] == 2 and job.reason == "names were damaged"
     assert Event.objects.filter(stream__name=f"console-job.{job.pk}", type="JobRequested").exists()
     page = browser_client.get(response["Location"], secure=True)
-    assertContains(page, f"Job {job.pk} is queued: replay of users_directory.")
+    assertContains(page, f"Requested job {job.pk}, a replay of users_directory: queued.")
 
 
 def test_only_the_fields_of_the_chosen_kind_are_sent(browser_client, directory):
@@ -307,6 +307,8 @@ def test_a_finished_replay_shows_its_facts_log_and_swapped_position(browser_clie
     assertContains(
         response, f'<progress value="{job.total}" max="{job.total}" aria-label="Progress of job {job.pk}">'
     )
+    assertContains(response, "<dt>Rate, overall</dt>")
+    assertContains(response, "<dt>Took</dt>")
     assertNotContains(response, "hx-trigger")  # finished: nothing polls
     assertNotContains(response, 'id="cancel-job"')
 
