@@ -163,9 +163,6 @@ class JobForm(forms.Form):
     def has_errors(self) -> bool:
         return bool(self.errors or self.exclude_errors)
 
-    def chosen_kind(self) -> str:
-        return (self.data.get("kind") if self.is_bound else self.initial.get("kind")) or Job.Kind.REPLAY
-
     def kind_choices(self) -> list[tuple[forms.BoundWidget, str]]:
         return [(choice, KIND_HELP[choice.data["value"]]) for choice in self["kind"]]
 
