@@ -79,6 +79,8 @@ TEMPLATES = [
 DATABASE_URL = os.environ.get("DATABASE_URL") or "postgresql://localhost/replaydesk"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = "replaydesk"
+# Parameters travel apart from the SQL (no client-side quoting): bulk statements pass large arrays.
+DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://localhost:6379/0"

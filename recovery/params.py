@@ -153,13 +153,15 @@ class _Checker:
         if from_position is None and from_time is not None:
             from_position = _position_before(dt.datetime.fromisoformat(from_time))
         if from_position is None:
-            if not streams:
+            if not streams and not {"from_position", "from_time"} & set(self.errors):
                 self.bad("from_position", "say where to start: from_position, from_time, or streams")
             from_position = 0
         rate = self.raw.get("rate_per_second")
         if rate is None and sink:
             rate = Consumer.objects.get(name=sink).sink.rate_per_second
-        if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= MAX_RESYNC_RATE:
+        if rate is None:
+            pass  # no sink to take the rate from: the sink's own error says what to fix
+        elif not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= MAX_RESYNC_RATE:
             self.bad("rate_per_second", f"must be a number above 0 and at most {MAX_RESYNC_RATE:g}")
             rate = None
         return {

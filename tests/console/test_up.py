@@ -302,7 +302,7 @@ def test_first_up_runs_embedded_servers_the_web_server_a_worker_beat_and_the_dis
     assert running("postgres", "-D", f"{home}/postgres")
     assert running("redis-server", home)
     assert len(running("gunicorn", "console.wsgi")) == 3  # the master and two workers
-    assert len(running("celery", "worker", "--queues default,live,recovery")) == 3  # and its pool of two
+    assert len(running("celery", "worker", "--queues default,live,recovery")) == 5  # and its pool of four
     assert running("celery", "beat", f"--schedule {home}/celerybeat-schedule")
     assert running("console.cli", "dispatch")
 
