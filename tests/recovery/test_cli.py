@@ -16,8 +16,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from recovery import follow, services
-from recovery.follow import render_progress
 from recovery.models import Job, Snapshot
+from recovery.terminal import format_bytes, render_progress
 from streams.consumers import run_projection
 from streams.services import append_events
 from tests.streams.projection_helpers import create_user, fold_users, projected_users
@@ -133,7 +133,7 @@ def test_snapshot_inline_takes_a_snapshot_and_says_where():
     snapshot = Snapshot.objects.get()
     assert output.splitlines()[-1] == (
         f"snapshot {snapshot.pk} of users_directory: {snapshot.name} at position {snapshot.position:,}, "
-        f"{snapshot.rows:,} rows, {follow.format_bytes(snapshot.bytes)}"
+        f"{snapshot.rows:,} rows, {format_bytes(snapshot.bytes)}"
     )
     assert snapshot.rows == 4 + 4 + 1  # users, stream checkpoints, the checkpoint
 

@@ -6,7 +6,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from recovery import follow, selectors, services
+from recovery import follow, selectors, services, terminal
 from recovery.models import Job
 
 REASON_WIDTH = 40
@@ -80,7 +80,7 @@ class Command(BaseCommand):
         )
         if options["json"]:
             for job in jobs:
-                self.stdout.write(json.dumps(follow.job_json(job)))
+                self.stdout.write(json.dumps(terminal.job_json(job)))
             return
         if not jobs:
             filtered = options["kind"] or options["state"] or options["target"]

@@ -1,12 +1,5 @@
-"""What each kind of job does, stage by stage; the runner (recovery/runner.py) does the rest.
-
-- snapshot: one slice, one REPEATABLE READ transaction (recovery/snapshots.py), catalogued.
-- replay, restore, verify: a rebuild (recovery/rebuild.py): prepare a fresh schema (empty, or loaded from
-  a snapshot), replay the log into it in parallel lanes up to the head at the start, follow the tail in
-  order, then swap it in (replay, restore) or compare it with the live schema (verify).
-- replay of one stream: a repair in place, in one transaction under the projection's lock.
-- resync: re-deliver a range of the log to a sink, in order, at a rate limit.
-"""
+"""replay, restore and verify rebuild a projection aside (recovery/rebuild.py) and swap it in or compare;
+a replay of one stream repairs it in place."""
 
 from __future__ import annotations
 
@@ -14,81 +7,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from django.db import connection, transaction
 from django.utils import timezone
 
 from recovery import rebuild, runner, snapshots
+from recovery.kinds.common import FinalError, projection_of
 from recovery.models import Job, JobLane, Snapshot
-from recovery.rebuild import RebuildError
 from recovery.runner import Step
 from streams import selectors
-from streams.consumers import apply_batch, backoff
-from streams.models import Consumer, Event, Sink, Stream
-from streams.projections import Projection, create_schema, get_projection, quote
-
-
-class FinalError(RebuildError):
-    """A failure that trying again cannot fix (a corrupt snapshot, a failed check): the job fails now."""
-
-    final = True
-
-
-def kind_of(job: Job) -> runner.Kind:
-    if job.kind == Job.Kind.SNAPSHOT:
-        return TakeSnapshot()
-    if job.kind == Job.Kind.RESYNC:
-        return Resync()
-    if job.kind == Job.Kind.REPLAY and job.params.get("stream"):
-        return RepairStream()
-    return Rebuild()
-
-
-def _projection(job: Job) -> Projection:
-    projection = get_projection(job.target)
-    if projection is None:
-        raise FinalError(f"no projection is named {job.target!r} in this code any more")
-    return projection
-
-
-class TakeSnapshot:
-    def main(self, job: Job, deadline: float) -> Step:
-        with transaction.atomic():
-            runner.set_stage(job, "copying")
-        try:
-            path, manifest = snapshots.take_snapshot(projection_name=_projection(job).name)
-        except snapshots.SnapshotError as exc:
-            raise FinalError(str(exc)) from exc
-        size = sum((path / table.file).stat().st_size for table in manifest.tables)
-        with transaction.atomic():
-            snapshot = Snapshot.objects.create(
-                projection=manifest.projection,
-                name=path.name,
-                position=manifest.position,
-                version=manifest.version,
-                taken_at=manifest.taken_at,
-                rows=manifest.rows,
-                bytes=size,
-                manifest=snapshots.manifest_dict(manifest),
-                job=job,
-                scheduled=job.requested_by == "schedule",
-            )
-            Job.objects.filter(pk=job.pk).update(done=manifest.rows, total=manifest.rows)
-            result = {
-                "snapshot": snapshot.pk,
-                "name": snapshot.name,
-                "position": manifest.position,
-                "rows": manifest.rows,
-                "bytes": size,
-            }
-            runner.finish(job, result=result, message=f"snapshot {snapshot.name}: {manifest.rows} rows")
-        return Step(done=True)
-
-    def lane(self, job: Job, lane: JobLane, deadline: float) -> None:
-        raise AssertionError("a snapshot has no lanes")
-
-    def cancelled(self, job: Job) -> None:
-        pass
+from streams.consumers import apply_batch
+from streams.models import Stream
+from streams.projections import Projection, create_schema, quote
 
 
 class Rebuild:
@@ -106,7 +35,7 @@ class Rebuild:
         raise FinalError(f"job {job.pk} is at an unknown stage {job.stage!r}")
 
     def lane(self, job: Job, lane: JobLane, deadline: float) -> None:
-        projection, work = _projection(job), job.work
+        projection, work = projection_of(job), job.work
         while not lane.finished and time.monotonic() < deadline:
             if runner.cancel_requested(job):
                 return
@@ -127,7 +56,7 @@ class Rebuild:
     # --- stages
 
     def _prepare(self, job: Job) -> Step:
-        projection = _projection(job)
+        projection = projection_of(job)
         schema = rebuild.schema_for(projection, job)
         exclude = job.params.get("exclude") or {}
         with transaction.atomic(), connection.cursor() as cursor:
@@ -184,7 +113,7 @@ class Rebuild:
         return position
 
     def _to_tail(self, job: Job) -> Step:
-        projection, work = _projection(job), job.work
+        projection, work = projection_of(job), job.work
         with transaction.atomic():
             tail = work["lanes"]
             JobLane.objects.get_or_create(job=job, lane=tail, defaults={"position": work["target"]})
@@ -199,7 +128,7 @@ class Rebuild:
         return Step(again=True)
 
     def _catch_up(self, job: Job, deadline: float) -> Step:
-        projection, work = _projection(job), job.work
+        projection, work = projection_of(job), job.work
         tail = JobLane.objects.get(job=job, lane=work["lanes"])
         while time.monotonic() < deadline:
             if runner.cancel_requested(job):
@@ -316,7 +245,7 @@ class RepairStream:
     """Replay one stream in place: forget what the projection holds for it, apply its events again."""
 
     def main(self, job: Job, deadline: float) -> Step:
-        projection = _projection(job)
+        projection = projection_of(job)
         stream = Stream.objects.filter(name=job.params["stream"]).first()
         if stream is None:
             raise FinalError(f"no stream is named {job.params['stream']!r}")
@@ -357,109 +286,6 @@ class RepairStream:
 
     def lane(self, job: Job, lane: JobLane, deadline: float) -> None:
         raise AssertionError("a stream repair has no lanes")
-
-    def cancelled(self, job: Job) -> None:
-        pass
-
-
-class Resync:
-    """Re-deliver events to a sink from a position (or for some streams), in order, at a rate limit.
-    Delivery is at least once: the receiver keeps each event id once."""
-
-    def main(self, job: Job, deadline: float) -> Step:
-        if not job.stage:
-            return self._prepare(job)
-        if JobLane.objects.filter(job=job, finished=False).exists():
-            return Step(lanes=True)
-        lane = JobLane.objects.get(job=job, lane=0)
-        with transaction.atomic():
-            result = {
-                "sink": job.target,
-                "events_resent": lane.done,
-                "from_position": job.params["from_position"],
-                "up_to_position": job.params["up_to_position"],
-            }
-            runner.finish(job, result=result, message=f"{lane.done} events re-sent to {job.target}")
-        return Step(done=True)
-
-    def _prepare(self, job: Job) -> Step:
-        sink = self._sink(job)
-        start, end = job.params["from_position"], job.params["up_to_position"]
-        with transaction.atomic():
-            total = self._events(sink, job, after=start, up_to=end).count()
-            JobLane.objects.filter(job=job).delete()
-            JobLane.objects.create(job=job, lane=0, position=start, finished=start >= end)
-            runner.set_stage(job, "delivering", total=total, work={"lanes": 1, "target": end})
-        return Step(lanes=True)
-
-    def lane(self, job: Job, lane: JobLane, deadline: float) -> None:
-        from streams import sinks
-
-        sink = self._sink(job)
-        rate, end = job.params["rate_per_second"], job.params["up_to_position"]
-        limit = max(1, min(sink.batch_size, int(rate)))
-        started, sent = time.monotonic(), 0
-        with httpx.Client(follow_redirects=False, headers={"User-Agent": sinks.USER_AGENT}) as client:
-            while not lane.finished and time.monotonic() < deadline:
-                if runner.cancel_requested(job):
-                    return
-                window_end = min(end, selectors.next_position(after=lane.position) - 1 + limit * 4)
-                events = list(
-                    self._events(sink, job, after=lane.position, up_to=window_end)
-                    .select_related("stream")
-                    .order_by("position")[:limit]
-                )
-                if events:
-                    within = max(0.0, deadline - time.monotonic())
-                    own = started + (sent + len(events)) / rate - time.monotonic()
-                    if own > within:
-                        return  # the next slice sends them, on time
-                    # The sink's own window too: live deliveries and this resync together keep to the
-                    # rate the receiver was promised.
-                    shared = sinks.claim_slot(sink, len(events), within)
-                    if shared is None:
-                        return
-                    time.sleep(max(0.0, own, shared))
-                    delivery = sinks.deliver(client, sink, events)
-                    if not delivery.ok:
-                        self._retry(job, lane, sink, delivery.error, deadline)
-                        continue
-                    sent += len(events)
-                reached = events[-1].position if len(events) == limit else window_end
-                JobLane.objects.filter(pk=lane.pk).update(
-                    position=reached,
-                    done=lane.done + len(events),
-                    finished=reached >= end,
-                    attempts=0,
-                    moved_at=timezone.now(),
-                )
-                lane.position, lane.done, lane.finished = reached, lane.done + len(events), reached >= end
-                runner.report(job)
-
-    def _retry(self, job: Job, lane: JobLane, sink: Sink, error: str, deadline: float) -> None:
-        lane.attempts += 1
-        JobLane.objects.filter(pk=lane.pk).update(attempts=lane.attempts)
-        if lane.attempts >= sink.max_attempts:
-            raise FinalError(
-                f"{sink.consumer.name} refused or failed {lane.attempts} deliveries in a row after position "
-                f"{lane.position}: {error}; retry the job when the receiver is back"
-            )
-        time.sleep(min(backoff(lane.attempts), max(0.0, deadline - time.monotonic())))
-
-    def _events(self, sink: Sink, job: Job, *, after: int, up_to: int):
-        log_filter = selectors.LogFilter(types=tuple(sink.types), categories=tuple(sink.categories))
-        events = selectors.filter_events(
-            Event.objects.filter(position__gt=after, position__lte=up_to), log_filter
-        )
-        if job.params.get("streams"):
-            events = events.filter(stream__name__in=job.params["streams"])
-        return events
-
-    def _sink(self, job: Job) -> Sink:
-        sink = Sink.objects.select_related("consumer").filter(consumer__name=job.target).first()
-        if sink is None or sink.consumer.kind != Consumer.Kind.SINK:
-            raise FinalError(f"no sink is named {job.target!r} any more")
-        return sink
 
     def cancelled(self, job: Job) -> None:
         pass
