@@ -11,7 +11,7 @@ from recovery.models import Job, JobLane
 from recovery.params import JobParamsError, params_sha256
 from streams.consumers import run_projection
 from streams.lag import consumer_statuses
-from streams.models import Event
+from streams.models import Consumer, Event
 from streams.projections import Projection, add, get_projection, remove
 from streams.services import append_events
 from tests.streams.projection_helpers import checkpoint, create_user, fold_users, projected_users
@@ -470,3 +470,19 @@ def test_a_stage_rate_counts_only_the_stage_and_a_job_without_lanes_keeps_its_co
     assert replay.rate is None or replay.rate <= 30 / max(elapsed, 0.001) + 1
     snapshot = run("snapshot", projection="users_directory")
     assert snapshot.done == snapshot.total == snapshot.result["rows"]
+
+
+def test_a_projection_stopped_by_a_schema_of_another_version_runs_again_after_a_replay():
+    users(3)
+    run_projection("users_directory")
+    sql("UPDATE proj_users_directory.checkpoint SET version = 0")  # as if the code moved on to a new version
+    run_projection("users_directory")
+    consumer = Consumer.objects.get(name="users_directory")
+    assert consumer.state == "failed" and "replay the projection" in consumer.last_error
+
+    assert run("replay", projection="users_directory").state == "succeeded"
+    consumer.refresh_from_db()
+    assert consumer.state == "running"
+    users(1, start=3)
+    run_projection("users_directory")
+    assert projected_users() == fold_users()
