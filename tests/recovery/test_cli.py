@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
@@ -21,6 +22,7 @@ from recovery.terminal import format_bytes, render_progress
 from streams.consumers import run_projection
 from streams.services import append_events
 from tests.streams.projection_helpers import create_user, fold_users, projected_users
+from tests.streams.test_projection_crashes import this_database_url
 from tests.streams.test_sinks import make_sink, receiver  # noqa: F401 — the webhook receiver fixture
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_projection_schemas")]
@@ -406,11 +408,10 @@ def test_jobs_refuses_an_unknown_job():
 
 
 def replaydesk(*args, **kwargs) -> subprocess.Popen:
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
     env = {
         **os.environ,
-        "DATABASE_URL": f"postgresql://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": this_database_url(),
+        "REDIS_URL": settings.REDIS_URL,
         "PYTHONUNBUFFERED": "1",
         **kwargs.pop("env", {}),
     }
