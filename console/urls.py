@@ -49,4 +49,5 @@ urlpatterns = [
     path("", include(demo_pages)),
 ]
 
+handler403 = "console.views.forbidden"
 handler404 = "console.views.not_found"

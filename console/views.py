@@ -18,7 +18,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from django.views.defaults import page_not_found
+from django.views.defaults import page_not_found, permission_denied
 
 from console.celery import app
 from console.problems import problem_response
@@ -89,6 +89,18 @@ def _check_worker(*, broker_ok: bool) -> dict:
             "(celery -A console worker), or run replaydesk up, which starts one",
         }
     return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+def forbidden(request, exception=None):
+    """403: problem+json for the API (DRF answers its own), the page for people, saying which role."""
+    if request.path.startswith("/api/"):
+        return problem_response(
+            status_code=403,
+            problem_type="forbidden",
+            title="Forbidden",
+            detail=str(exception or "not allowed"),
+        )
+    return permission_denied(request, exception)
 
 
 def not_found(request, exception=None):

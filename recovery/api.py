@@ -8,11 +8,12 @@ from typing import Any
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from console.problems import Problem, invalid_input
+from console.roles import Allows, Can
 from recovery import selectors, services
 from recovery.models import Job, Snapshot
 from recovery.params import JobParamsError
@@ -225,6 +226,7 @@ def _name(parser, field: str) -> str | None:
     "sink; `job` names it. Nothing is written on a refusal.",
 )
 @api_view(["GET", "POST"])
+@permission_classes([Allows.to(Can.READ, write=Can.OPERATE)])
 def job_list(request: Request) -> Response:
     if request.method == "POST":
         body = _body(request, JobIn)
@@ -249,6 +251,7 @@ def job_list(request: Request) -> Response:
     "request (its reason is not needed) and writes nothing.",
 )
 @api_view(["POST"])
+@permission_classes([Allows.to(Can.OPERATE)])
 def job_estimate(request: Request) -> Response:
     body = _body(request, JobIn)
     try:
@@ -274,6 +277,7 @@ def job_detail(request: Request, job_id: int) -> Response:
     "(`cancel_requested_by` is set until then). 409 when it has finished already.",
 )
 @api_view(["POST"])
+@permission_classes([Allows.to(Can.OPERATE)])
 def job_cancel(request: Request, job_id: int) -> Response:
     _job_or_404(job_id)
     try:
@@ -291,6 +295,7 @@ def job_cancel(request: Request, job_id: int) -> Response:
     "or when another job now holds its target (`job` names it).",
 )
 @api_view(["POST"])
+@permission_classes([Allows.to(Can.OPERATE)])
 def job_retry(request: Request, job_id: int) -> Response:
     _job_or_404(job_id)
     try:
@@ -323,6 +328,7 @@ def job_retry(request: Request, job_id: int) -> Response:
     "is listed here once the job has succeeded, and the job's result names it).",
 )
 @api_view(["GET", "POST"])
+@permission_classes([Allows.to(Can.READ, write=Can.OPERATE)])
 def snapshot_list(request: Request) -> Response:
     if request.method == "POST":
         body = _body(request, SnapshotIn)
@@ -366,6 +372,7 @@ def snapshot_detail(request: Request, snapshot_id: int) -> Response:
     "job is working on it.",
 )
 @api_view(["POST"])
+@permission_classes([Allows.to(Can.OPERATE)])
 def consumer_rollback(request: Request, name: str) -> Response:
     body = _body(request, RollbackIn)
     if get_projection(name) is None:

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from console.roles import Can
 from recovery import params as job_params
 from recovery import rebuild, selectors, services
 from recovery.forms import JobForm, prefill
@@ -56,7 +57,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
+@login_required(can=Can.OPERATE)
 def job_new(request: HttpRequest) -> HttpResponse:
     form = JobForm(request.POST or None, initial=prefill(request.GET))
     conflict = None
@@ -82,7 +83,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@login_required(can=Can.OPERATE)
 def job_estimate(request: HttpRequest) -> HttpResponse:
     """The dry run: what the job would do and how long it may take; nothing is written."""
     form = JobForm(request.POST)
@@ -145,7 +146,7 @@ def job_context(job: Job) -> dict[str, Any]:
 
 
 @require_POST
-@login_required
+@login_required(can=Can.OPERATE)
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     return act(
         request,
@@ -156,7 +157,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@login_required(can=Can.OPERATE)
 def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
     return act(
         request,
@@ -242,7 +243,7 @@ def has_previous_schema(name: str) -> bool:
 
 
 @require_POST
-@login_required
+@login_required(can=Can.OPERATE)
 def rollback(request: HttpRequest, name: str) -> HttpResponse:
     if get_projection(name) is None:
         return not_found(request, f"No projection is named “{name}”.")

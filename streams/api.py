@@ -7,11 +7,12 @@ import uuid
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from console.problems import Problem, invalid_input
+from console.roles import Allows, Can
 from streams import lag, selectors
 from streams.models import Event, Stream
 from streams.queries import LOG_PARAMS, QueryErrors, QueryParser, parse_log_filter
@@ -206,6 +207,7 @@ def stream_detail(request: Request, stream: str) -> Response:
     responses={201: AppendOut, **_problems(400, 401, 409, 413, 415)},
 )
 @api_view(["GET", "POST"])
+@permission_classes([Allows.to(Can.READ, write=Can.APPEND)])
 def stream_events(request: Request, stream: str) -> Response:
     if request.method == "POST":
         return _append(request, stream)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from console.problems import Problem
+from console.roles import Allows, Can
 from streams import lag
 from streams.api import EventOut, _finish, _parse, _problems
 from streams.consumers import ConsumerError, pause_consumer, resume_consumer, retry_parked, skip_parked
@@ -123,6 +124,7 @@ def lagging_streams(request: Request, name: str) -> Response:
     operation_id="consumers_pause", request=None, responses={200: ConsumerOut, **_problems(401, 404, 409)}
 )
 @api_view(["POST"])
+@permission_classes([Allows.to(Can.OPERATE)])
 def pause(request: Request, name: str) -> Response:
     _consumer_or_404(name)
     try:
@@ -136,6 +138,7 @@ def pause(request: Request, name: str) -> Response:
     operation_id="consumers_resume", request=None, responses={200: ConsumerOut, **_problems(401, 404, 409)}
 )
 @api_view(["POST"])
+@permission_classes([Allows.to(Can.OPERATE)])
 def resume(request: Request, name: str) -> Response:
     _consumer_or_404(name)
     try:
@@ -198,6 +201,7 @@ def _parked_action(request: Request, name: str, parked_id: int, action) -> Respo
     "resolved already.",
 )
 @api_view(["POST"])
+@permission_classes([Allows.to(Can.OPERATE)])
 def parked_retry(request: Request, name: str, parked_id: int) -> Response:
     return _parked_action(request, name, parked_id, retry_parked)
 
@@ -209,5 +213,6 @@ def parked_retry(request: Request, name: str, parked_id: int) -> Response:
     description="Give up on the parked event for good (audited). 409 when it was resolved already.",
 )
 @api_view(["POST"])
+@permission_classes([Allows.to(Can.OPERATE)])
 def parked_skip(request: Request, name: str, parked_id: int) -> Response:
     return _parked_action(request, name, parked_id, skip_parked)

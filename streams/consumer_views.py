@@ -18,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from console.roles import Can
 from recovery import selectors as recovery_selectors
 from streams import consumers, lag, selectors
 from streams.lag_chart import RANGES, lag_chart, parse_range
@@ -127,7 +128,7 @@ def consumer_context(request: HttpRequest, consumer: Consumer) -> dict[str, Any]
 
 
 @require_POST
-@login_required
+@login_required(can=Can.OPERATE)
 def pause(request: HttpRequest, name: str) -> HttpResponse:
     return act(
         request,
@@ -138,7 +139,7 @@ def pause(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@login_required(can=Can.OPERATE)
 def resume(request: HttpRequest, name: str) -> HttpResponse:
     return act(
         request,
@@ -149,7 +150,7 @@ def resume(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@login_required(can=Can.OPERATE)
 def retry(request: HttpRequest, name: str, parked_id: int) -> HttpResponse:
     if not ParkedEvent.objects.filter(pk=parked_id, consumer__name=name).exists():
         return not_found(request, f"{name} has no parked event {parked_id}.")
@@ -162,7 +163,7 @@ def retry(request: HttpRequest, name: str, parked_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@login_required(can=Can.OPERATE)
 def skip(request: HttpRequest, name: str, parked_id: int) -> HttpResponse:
     if not ParkedEvent.objects.filter(pk=parked_id, consumer__name=name).exists():
         return not_found(request, f"{name} has no parked event {parked_id}.")

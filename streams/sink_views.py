@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from console.roles import Can
 from streams import sinks
 from streams.consumers import ConsumerError
 from streams.models import Sink
@@ -106,7 +107,7 @@ def settings_of(sink: Sink) -> dict[str, Any]:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
+@login_required(can=Can.OPERATE)
 def sink_new(request: HttpRequest) -> HttpResponse:
     form = SinkForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -128,7 +129,7 @@ def sink_new(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required
+@login_required(can=Can.OPERATE)
 def sink_edit(request: HttpRequest, name: str) -> HttpResponse:
     sink = Sink.objects.filter(consumer__name=name).first()
     if sink is None:

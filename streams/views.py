@@ -21,6 +21,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
+from console.roles import Can, require
 from streams import lag, selectors
 from streams.models import Event, Stream
 from streams.queries import LOG_PARAMS, QueryErrors, QueryParser, parse_log_filter
@@ -29,10 +30,13 @@ PAGE_SIZE = 50
 PREVIEW_CHARS = 160
 
 
-def login_required(view):
-    """Django's login_required, except that an htmx request from a lapsed session (a tail poll after
-    logging out elsewhere) sends the whole window to the login form instead of swapping it into a table."""
-    page_view = django_login_required(view)
+def login_required(view=None, *, can: Can = Can.READ):
+    """Django's login_required, then the role check (`can`, reading by default: see console/roles.py);
+    and an htmx request from a lapsed session (a tail poll after logging out elsewhere) sends the whole
+    window to the login form instead of swapping it into a table."""
+    if view is None:
+        return functools.partial(login_required, can=can)
+    page_view = django_login_required(require(can)(view))
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -41,6 +45,7 @@ def login_required(view):
             return HttpResponseClientRedirect(redirect_to_login(come_back_to)["Location"])
         return page_view(request, *args, **kwargs)
 
+    wrapper.required_capability = can  # type: ignore[attr-defined]
     return wrapper
 
 

@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -12,9 +13,38 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def person(username: str, *roles: str):
+    """A user with a password (PASSWORD) and the given roles (console/roles.py)."""
+    from console.roles import ensure_groups
+
+    ensure_groups()
+    user = get_user_model().objects.create_user(username, email=f"{username}@example.com", password=PASSWORD)
+    user.groups.set(Group.objects.filter(name__in=roles))
+    return user
+
+
 @pytest.fixture
 def operator(db):
-    return get_user_model().objects.create_user("olivia", email="olivia@example.com", password=PASSWORD)
+    """Olivia runs the event store: she appends, requests jobs, pauses consumers."""
+    return person("olivia", "operator")
+
+
+@pytest.fixture
+def approver(db):
+    """Avery approves or rejects other people's jobs."""
+    return person("avery", "approver")
+
+
+@pytest.fixture
+def support_agent(db):
+    """Sam answers customers: reads streams and audit trails, with personal data masked."""
+    return person("sam", "support")
+
+
+@pytest.fixture
+def admin_user(db):
+    """Ada manages users and settings."""
+    return person("ada", "admin")
 
 
 @pytest.fixture
