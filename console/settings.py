@@ -215,6 +215,20 @@ REPLAYDESK_REPLAY_SHARDS = int(os.environ.get("REPLAYDESK_REPLAY_SHARDS", 4))
 # How long a job works before it checkpoints and re-enqueues itself (a killed worker costs at most this).
 REPLAYDESK_JOB_SLICE_SECONDS = float(os.environ.get("REPLAYDESK_JOB_SLICE_SECONDS", 5))
 
+# Four-eyes approvals: how many a job of each kind needs before it may run ("kind=N,…" overrides some),
+# and how long an approval counts.
+DEFAULT_APPROVALS_REQUIRED = {"replay": 1, "restore": 1, "resync": 1, "snapshot": 0, "verify": 0}
+REPLAYDESK_APPROVALS_REQUIRED = {
+    **DEFAULT_APPROVALS_REQUIRED,
+    **{
+        kind.strip(): int(count)
+        for kind, _, count in (
+            item.partition("=") for item in os.environ.get("REPLAYDESK_APPROVALS", "").split(",") if item.strip()
+        )
+    },
+}
+REPLAYDESK_APPROVAL_HOURS = float(os.environ.get("REPLAYDESK_APPROVAL_HOURS", 24))
+
 # Read-your-writes: how long a projection read with min_position waits before answering 503.
 REPLAYDESK_READ_WAIT_SECONDS = float(os.environ.get("REPLAYDESK_READ_WAIT_SECONDS", 5))
 

@@ -151,3 +151,33 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.projection}/{self.name}"
+
+
+class Approval(models.Model):
+    """One person's yes or no to a job, bound to the sha256 of the parameters they saw: a job whose
+    parameters change needs new approvals. A yes counts until `expires_at`."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "approve"
+        REJECT = "reject"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.CharField(max_length=150)
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    params_sha256 = models.CharField(max_length=64)
+    comment = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(db_default=Now())
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # One yes per person per version of the parameters: a replayed POST adds nothing.
+            models.UniqueConstraint(
+                fields=["job", "approver", "params_sha256"],
+                condition=Q(decision="approve"),
+                name="recovery_approval_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.approver} {self.decision}s job {self.job_id}"

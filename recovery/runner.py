@@ -204,14 +204,27 @@ def finish(job: Job, *, result: dict, message: str) -> None:
 
 
 def _start(job: Job) -> bool:
+    """queued → running, in one transaction that checks the approvals again: a job forged into queued,
+    or whose approvals lapsed or no longer match its parameters, goes back to waiting for approval."""
+    from recovery.approvals import approvals_hold
+
     with transaction.atomic():
-        now = timezone.now()
-        started = Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
-            state=Job.State.RUNNING, heartbeat_at=now
-        )
-        if not started:
+        current = Job.objects.select_for_update().filter(pk=job.pk, state=Job.State.QUEUED).first()
+        if current is None:
             return False
-        Job.objects.filter(pk=job.pk, started_at__isnull=True).update(started_at=now)
+        if not approvals_hold(current):
+            Job.objects.filter(pk=job.pk).update(state=Job.State.PENDING_APPROVAL, queued_at=None)
+            services.log(
+                current,
+                "not started: its approvals are missing, expired or for other parameters; approve it again",
+                level="warning",
+            )
+            services.record(current, "JobStartRefused", "system", reason="approvals do not hold")
+            return False
+        now = timezone.now()
+        Job.objects.filter(pk=job.pk).update(
+            state=Job.State.RUNNING, heartbeat_at=now, started_at=current.started_at or now
+        )
         job.refresh_from_db()
         services.log(job, "started")
         services.record(job, "JobStarted", "system")
@@ -334,4 +347,7 @@ def reconcile(*, stale_seconds: float = 30.0) -> list[int]:
     for lane in stuck:
         JobLane.objects.filter(pk=lane.pk).update(moved_at=now)
         enqueue_lane(lane.job_id, lane.lane, lane.slice)
+    from recovery.approvals import queue_approved
+
+    queue_approved()  # approved jobs whose projection or sink has come free
     return [job_id for job_id, _ in stale] + sorted({lane.job_id for lane in stuck})

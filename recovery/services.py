@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -35,8 +36,8 @@ class JobConflict(JobError):
 
 
 def approvals_required(kind: str) -> int:
-    """Approvals a kind needs before it may run (four-eyes approvals arrive with roles; none until then)."""
-    return 0
+    """Approvals (by people other than the requester) a kind needs before it may run."""
+    return int(settings.REPLAYDESK_APPROVALS_REQUIRED.get(kind, 1))
 
 
 def request_job(
@@ -55,7 +56,7 @@ def request_job(
     if errors:
         raise job_params.JobParamsError(errors)
     target = job_params.target_of(kind, canonical)
-    queued = approvals_required(kind) == 0
+    queued = approvals_required(kind) == 0  # else it waits for approval (recovery/approvals.py)
     try:
         with transaction.atomic():
             if queued:
@@ -73,7 +74,7 @@ def request_job(
             _record(job, "JobRequested", requested_by, request, reason=reason, params=canonical)
             if queued:
                 _record(job, "JobQueued", requested_by, request)
-                transaction.on_commit(lambda: _nudge(job))
+                transaction.on_commit(lambda: nudge(job))
     except IntegrityError:
         # Two requests raced past the check; the constraint let one through.
         _refuse_if_busy(target)
@@ -96,7 +97,7 @@ def cancel_job(*, job_id: int, actor: str, request: HttpRequest | None = None) -
             job.save(update_fields=["cancel_requested_at", "cancel_requested_by"])
             log(job, f"cancel asked by {actor}; stopping at the next batch")
             _record(job, "JobCancelRequested", actor, request)
-            transaction.on_commit(lambda: _nudge(job))
+            transaction.on_commit(lambda: nudge(job))
         else:
             job.state, job.finished_at = Job.State.CANCELLED, timezone.now()
             job.save(update_fields=["cancel_requested_at", "cancel_requested_by", "state", "finished_at"])
@@ -118,7 +119,7 @@ def retry_job(*, job_id: int, actor: str, request: HttpRequest | None = None) ->
             job.save(update_fields=["state", "failures", "finished_at", "queued_at", "heartbeat_at"])
             log(job, f"retried by {actor} from its last checkpoint (stage {job.stage or 'start'})")
             _record(job, "JobRetried", actor, request, previous_error=job.error[:500])
-            transaction.on_commit(lambda: _nudge(job))
+            transaction.on_commit(lambda: nudge(job))
     except IntegrityError:
         _refuse_if_busy(job.target)
         raise JobError(
@@ -196,7 +197,7 @@ def _locked(job_id: int) -> Job:
     return job
 
 
-def _nudge(job: Job) -> None:
+def nudge(job: Job) -> None:
     from recovery.tasks import enqueue_job
 
     enqueue_job(job.pk)

@@ -8,6 +8,19 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(autouse=True)
+def _jobs_run_without_approval(settings):
+    """Most tests are about what a job does, not who approved it: no kind needs an approval unless a
+    test asks for the production rule with the `four_eyes` fixture."""
+    settings.REPLAYDESK_APPROVALS_REQUIRED = dict.fromkeys(settings.DEFAULT_APPROVALS_REQUIRED, 0)
+
+
+@pytest.fixture
+def four_eyes(settings):
+    """The production rule: replay, restore and resync need one approval; snapshot and verify none."""
+    settings.REPLAYDESK_APPROVALS_REQUIRED = dict(settings.DEFAULT_APPROVALS_REQUIRED)
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # The default hasher is slow on purpose; the tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -18,7 +31,14 @@ def person(username: str, *roles: str):
     from console.roles import ensure_groups
 
     ensure_groups()
-    user = get_user_model().objects.create_user(username, email=f"{username}@example.com", password=PASSWORD)
+    user = get_user_model().objects.create_user(
+        username,
+        email=f"{username}@example.com",
+        password=PASSWORD,
+        # As `replaydesk user NAME --role admin` makes them: the Django admin is the admins'.
+        is_staff="admin" in roles,
+        is_superuser="admin" in roles,
+    )
     user.groups.set(Group.objects.filter(name__in=roles))
     return user
 

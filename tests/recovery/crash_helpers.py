@@ -214,6 +214,8 @@ class Workers(Processes):
         super().__init__(logs)
         self.env["REPLAYDESK_JOB_SLICE_SECONDS"] = str(slice_seconds)
         self.env["REPLAYDESK_SNAPSHOT_DIR"] = str(snapshot_dir)
+        # As in the test process (tests/conftest.py): these tests are about work, not approvals.
+        self.env["REPLAYDESK_APPROVALS"] = "replay=0,restore=0,resync=0,snapshot=0,verify=0"
 
     def worker(self, n: int, *, concurrency: int = 4):
         argv = [sys.executable, "-c", BOOT, "worker", "--queues", "live,recovery"]

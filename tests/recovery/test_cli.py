@@ -412,6 +412,8 @@ def replaydesk(*args, **kwargs) -> subprocess.Popen:
         **os.environ,
         "DATABASE_URL": this_database_url(),
         "REDIS_URL": settings.REDIS_URL,
+        # As in the test process (tests/conftest.py): these tests are about commands, not approvals.
+        "REPLAYDESK_APPROVALS": "replay=0,restore=0,resync=0,snapshot=0,verify=0",
         "PYTHONUNBUFFERED": "1",
         **kwargs.pop("env", {}),
     }

@@ -196,7 +196,7 @@ def test_two_replays_of_one_projection_cannot_run_at_once():
 
 def test_a_lost_message_is_recovered_by_the_reconciler(monkeypatch, tmp_path):
     History(seed=5).add(1000)
-    monkeypatch.setattr(services, "_nudge", lambda job: None)  # Redis lost the message
+    monkeypatch.setattr(services, "nudge", lambda job: None)  # Redis lost the message
     job = replay("users_directory")
     assert redis_client().llen("recovery") == 0
     workers = Workers(tmp_path, slice_seconds=0.5, snapshot_dir=tmp_path / "snapshots")
