@@ -229,6 +229,16 @@ REPLAYDESK_APPROVALS_REQUIRED = {
 }
 REPLAYDESK_APPROVAL_HOURS = float(os.environ.get("REPLAYDESK_APPROVAL_HOURS", 24))
 
+# Personal data: JSON paths into events (data.… or metadata.…) masked for roles without the unmask
+# permission, in pages, the API and exports alike.
+REPLAYDESK_PII_PATHS = [
+    path.strip()
+    for path in os.environ.get("REPLAYDESK_PII_PATHS", "data.email,data.name,metadata.ip").split(",")
+    if path.strip()
+]
+# Approving asks for the password again unless it was given within this many seconds.
+REPLAYDESK_REAUTH_SECONDS = float(os.environ.get("REPLAYDESK_REAUTH_SECONDS", 300))
+
 # Read-your-writes: how long a projection read with min_position waits before answering 503.
 REPLAYDESK_READ_WAIT_SECONDS = float(os.environ.get("REPLAYDESK_READ_WAIT_SECONDS", 5))
 
