@@ -218,14 +218,10 @@ REPLAYDESK_JOB_SLICE_SECONDS = float(os.environ.get("REPLAYDESK_JOB_SLICE_SECOND
 # Four-eyes approvals: how many a job of each kind needs before it may run ("kind=N,…" overrides some),
 # and how long an approval counts.
 DEFAULT_APPROVALS_REQUIRED = {"replay": 1, "restore": 1, "resync": 1, "snapshot": 0, "verify": 0}
+_approval_overrides = [item.partition("=") for item in os.environ.get("REPLAYDESK_APPROVALS", "").split(",")]
 REPLAYDESK_APPROVALS_REQUIRED = {
     **DEFAULT_APPROVALS_REQUIRED,
-    **{
-        kind.strip(): int(count)
-        for kind, _, count in (
-            item.partition("=") for item in os.environ.get("REPLAYDESK_APPROVALS", "").split(",") if item.strip()
-        )
-    },
+    **{kind.strip(): int(count) for kind, _, count in _approval_overrides if kind.strip()},
 }
 REPLAYDESK_APPROVAL_HOURS = float(os.environ.get("REPLAYDESK_APPROVAL_HOURS", 24))
 

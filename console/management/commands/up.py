@@ -103,6 +103,10 @@ class Command(BaseCommand):
                 f" first run (`replaydesk changepassword {admin.username}` sets another)"
             )
         lines.append(f"  API: {url}api/docs/ ; a token for it: `replaydesk token {admin.username}`")
+        lines.append(
+            "  Replays, restores and resyncs need a second person's approval; add people with "
+            "`replaydesk user NAME --role operator|approver|support|admin` (password on standard input)"
+        )
         lines.append(f"  Logs: {settings.REPLAYDESK_HOME / 'logs'}")
         if host not in ("127.0.0.1", "localhost", "::1") and "ALLOWED_HOSTS" not in os.environ:
             lines.append("  Set ALLOWED_HOSTS to the names that clients use to reach this machine.")
