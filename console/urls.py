@@ -33,6 +33,8 @@ api_v1 = [
     ),
 ]
 
+READ_ONLY = ["get", "head", "options"]
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="streams:dashboard", permanent=False), name="home"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -41,8 +43,13 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
     path("api/v1/", include((api_v1, "api"))),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Read-only, whatever the library's views would otherwise accept.
+    path("api/schema/", SpectacularAPIView.as_view(http_method_names=READ_ONLY), name="schema"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", http_method_names=READ_ONLY),
+        name="api-docs",
+    ),
     path("admin/", admin.site.urls),
     path("", include("streams.urls")),
     path("", include("recovery.urls")),
