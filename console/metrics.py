@@ -21,6 +21,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from console.auth import BearerTokenAuthentication
 from console.problems import problem_response
+from console.roles import Can, can, refusal
 from streams import lag, selectors
 from streams.models import Consumer
 
@@ -81,7 +82,7 @@ _registry.register(StoreCollector())
 
 def _allowed(request: HttpRequest) -> bool:
     if request.user.is_authenticated:
-        return True
+        return can(request.user, Can.READ)
     header = request.headers.get("Authorization", "")
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
@@ -90,14 +91,19 @@ def _allowed(request: HttpRequest) -> bool:
     if expected and hmac.compare_digest(credential.strip().encode(), expected.encode()):
         return True
     try:
-        return BearerTokenAuthentication().authenticate(request) is not None
+        found = BearerTokenAuthentication().authenticate(request)
     except AuthenticationFailed:
         return False
+    return found is not None and can(found[0], Can.READ)
 
 
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated and not can(request.user, Can.READ):
+        return problem_response(
+            status_code=403, problem_type="forbidden", title="Forbidden", detail=refusal(Can.READ)
+        )
     if not _allowed(request):
         response = problem_response(
             status_code=401,
