@@ -36,7 +36,11 @@ api_v1 = [
 READ_ONLY = ["get", "head", "options"]
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="streams:dashboard", permanent=False), name="home"),
+    path(
+        "",
+        RedirectView.as_view(pattern_name="streams:dashboard", permanent=False, http_method_names=READ_ONLY),
+        name="home",
+    ),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),

@@ -7,17 +7,17 @@ import hmac
 import json
 import secrets
 
-from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from demo.models import SearchDelivery, SearchDocument
 from streams.models import Sink
 from streams.sinks import SIGNATURE_HEADER, create_sink, signature, update_sink
+from streams.views import login_required
 
 SINK_NAME = "search_index"
 PATH = "/demo/search-index/events"
@@ -94,6 +94,7 @@ def search(*, query: str, limit: int = 50) -> list[SearchDocument]:
     return list(SearchDocument.objects.filter(matches).order_by("username")[:limit])
 
 
+@require_safe
 @login_required
 def search_page(request: HttpRequest):
     query = request.GET.get("q", "").strip()

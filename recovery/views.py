@@ -16,7 +16,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from console.roles import Can
@@ -37,6 +37,7 @@ STOP_POLLING = 286
 # --- jobs
 
 
+@require_safe
 @login_required
 def job_list(request: HttpRequest) -> HttpResponse:
     parser = QueryParser(request.GET, ("kind", "state", "target", "before", "limit"))
@@ -114,6 +115,7 @@ def form_page(
     )
 
 
+@require_safe
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.get_job(job_id=job_id)
@@ -123,6 +125,7 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     return render(request, "recovery/job_detail.html", context)
 
 
+@require_safe
 @login_required
 def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
     job = selectors.get_job(job_id=job_id)
@@ -184,6 +187,7 @@ def back_to(request: HttpRequest, url: str) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
+@require_safe
 @login_required
 def running_jobs(request: HttpRequest) -> HttpResponse:
     """The dashboard's panel of queued and running jobs, polled on its own."""
@@ -193,6 +197,7 @@ def running_jobs(request: HttpRequest) -> HttpResponse:
 # --- snapshots
 
 
+@require_safe
 @login_required
 def snapshot_list(request: HttpRequest) -> HttpResponse:
     parser = QueryParser(request.GET, ("projection", "before", "limit"))
@@ -207,6 +212,7 @@ def snapshot_list(request: HttpRequest) -> HttpResponse:
     return render(request, "recovery/snapshot_list.html", context, status=400 if parser.errors else 200)
 
 
+@require_safe
 @login_required
 def snapshot_detail(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = selectors.get_snapshot(snapshot_id=snapshot_id)
@@ -219,6 +225,7 @@ def snapshot_detail(request: HttpRequest, snapshot_id: int) -> HttpResponse:
 # --- a consumer's recovery panel
 
 
+@require_safe
 @login_required
 def consumer_recovery(request: HttpRequest, name: str) -> HttpResponse:
     """Loaded into the consumer's page: its latest jobs, and Roll back when a replay or restore left the

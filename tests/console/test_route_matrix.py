@@ -1,0 +1,170 @@
+"""Every route × role × method: allowed (anything but 401/403 and the login page), or refused (403, or the
+login page / 401 for nobody). The matrix below is the contract; a route missing from it, or listed but
+gone, fails the test, so a new page or endpoint cannot ship without saying who may use it."""
+
+import pytest
+from django.test import Client
+
+from console.roles import GRANTS, Can
+from recovery import runner, services
+from streams.consumers import run_projection
+from streams.models import Event
+from tests.conftest import person
+from tests.console.routes import all_routes
+from tests.streams.projection_helpers import create_user
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_projection_schemas")]
+
+PUBLIC = "public"  # anyone, logged in or not
+SIGNED = "signed"  # machine-to-machine, authenticated by a signature: refused to everyone without it
+METRICS = "metrics"  # a scraper token, or the read permission
+
+READ, APPEND, OPERATE, APPROVE = Can.READ, Can.APPEND, Can.OPERATE, Can.APPROVE
+
+MATRIX: dict[str, dict[str, str]] = {
+    "home": {"GET": PUBLIC},
+    "login": {"GET": PUBLIC, "POST": PUBLIC},
+    "logout": {"POST": PUBLIC},
+    "healthz": {"GET": PUBLIC},
+    "readyz": {"GET": PUBLIC},
+    "metrics": {"GET": METRICS},
+    "schema": {"GET": PUBLIC},
+    "api-docs": {"GET": PUBLIC},
+    # API
+    "api:api-stream-list": {"GET": READ},
+    "api:api-stream-detail": {"GET": READ},
+    "api:api-stream-events": {"GET": READ, "POST": APPEND},
+    "api:api-event-list": {"GET": READ},
+    "api:api-event-detail": {"GET": READ},
+    "api:api-demo-user": {"GET": READ},
+    "api:api-demo-access": {"GET": READ},
+    "api:api-job-list": {"GET": READ, "POST": OPERATE},
+    "api:api-job-estimate": {"POST": OPERATE},
+    "api:api-job-detail": {"GET": READ},
+    "api:api-job-approve": {"POST": APPROVE},
+    "api:api-job-reject": {"POST": APPROVE},
+    "api:api-job-cancel": {"POST": OPERATE},
+    "api:api-job-retry": {"POST": OPERATE},
+    "api:api-snapshot-list": {"GET": READ, "POST": OPERATE},
+    "api:api-snapshot-detail": {"GET": READ},
+    "api:api-consumer-rollback": {"POST": OPERATE},
+    "api:api-consumer-list": {"GET": READ},
+    "api:api-consumer-detail": {"GET": READ},
+    "api:api-consumer-lagging": {"GET": READ},
+    "api:api-consumer-pause": {"POST": OPERATE},
+    "api:api-consumer-resume": {"POST": OPERATE},
+    "api:api-consumer-parked": {"GET": READ},
+    "api:api-consumer-parked-retry": {"POST": OPERATE},
+    "api:api-consumer-parked-skip": {"POST": OPERATE},
+    # pages
+    "streams:dashboard": {"GET": READ},
+    "streams:consumers": {"GET": READ},
+    "streams:sink-new": {"GET": OPERATE, "POST": OPERATE},
+    "streams:consumer": {"GET": READ},
+    "streams:sink-edit": {"GET": OPERATE, "POST": OPERATE},
+    "streams:consumer-pause": {"POST": OPERATE},
+    "streams:consumer-resume": {"POST": OPERATE},
+    "streams:parked-retry": {"POST": OPERATE},
+    "streams:parked-skip": {"POST": OPERATE},
+    "streams:list": {"GET": READ},
+    "streams:detail": {"GET": READ},
+    "streams:log": {"GET": READ},
+    "streams:event": {"GET": READ},
+    "recovery:jobs": {"GET": READ},
+    "recovery:job-new": {"GET": OPERATE, "POST": OPERATE},
+    "recovery:job-estimate": {"POST": OPERATE},
+    "recovery:running-jobs": {"GET": READ},
+    "recovery:job": {"GET": READ},
+    "recovery:job-progress": {"GET": READ},
+    "recovery:job-cancel": {"POST": OPERATE},
+    "recovery:job-retry": {"POST": OPERATE},
+    "recovery:snapshots": {"GET": READ},
+    "recovery:snapshot": {"GET": READ},
+    "recovery:consumer-recovery": {"GET": READ},
+    "recovery:rollback": {"POST": OPERATE},
+    "demo-search-index-receive": {"POST": SIGNED},
+    "demo-search": {"GET": READ},
+}
+
+ROLES = ("support", "operator", "approver", "admin")
+NOBODY, NO_ROLE = "nobody", "no role"
+
+
+@pytest.fixture
+def world(settings, tmp_path, operator):
+    settings.REPLAYDESK_SNAPSHOT_DIR = tmp_path / "snapshots"
+    for uid in range(2):
+        create_user(str(uid))
+    run_projection("users_directory")
+    job = services.request_job(
+        kind="snapshot",
+        params={"projection": "users_directory"},
+        requested_by="olivia",
+        reason="for the test",
+    )
+    job = runner.run_inline(job.pk)
+    event = Event.objects.order_by("position").first()
+    return {
+        "job_id": job.pk,
+        "snapshot_id": job.result["snapshot"],
+        "event_id": str(event.event_id),
+        "name": "users_directory",
+        "stream": "user-1",
+    }
+
+
+def allowed(rule: str, role: str) -> bool:
+    if rule == PUBLIC:
+        return True
+    if rule == SIGNED:
+        return False
+    if rule == METRICS:
+        rule = Can.READ
+    return role in ROLES and Can(rule) in GRANTS[role]
+
+
+def refused(response, rule: str) -> bool:
+    if rule == PUBLIC:
+        return response.status_code in (401, 403)  # where a public page sends you is its own business
+    if response.status_code in (401, 403):
+        return True
+    return response.status_code == 302 and "/login/" in response.get("Location", "")
+
+
+def test_every_route_is_in_the_matrix_and_every_matrix_entry_is_a_route():
+    names = {route.name for route in all_routes()}
+    assert sorted(names - set(MATRIX)) == [], "routes nobody said who may use: add them to MATRIX"
+    assert sorted(set(MATRIX) - names) == [], "MATRIX lists routes that no longer exist"
+
+
+def test_each_role_gets_exactly_what_the_matrix_allows(world):
+    people = {role: person(f"{role}-user", role) for role in ROLES}
+    people[NO_ROLE] = person("no-role-user")
+    wrong = []
+    for route in all_routes():
+        rules = MATRIX.get(route.name, {})
+        path = route.path(**world)
+        for method, rule in rules.items():
+            for role in (NOBODY, NO_ROLE, *ROLES):
+                client = Client()
+                if role != NOBODY:
+                    client.force_login(people[role])
+                response = client.generic(method, path, data="{}", content_type="application/json")
+                expected_allowed = allowed(rule, role)
+                if refused(response, rule) == expected_allowed:
+                    wrong.append(
+                        f"{method} {path} as {role}: {response.status_code} "
+                        f"(expected {'allowed' if expected_allowed else 'refused'})"
+                    )
+    assert wrong == []
+
+
+def test_methods_a_route_does_not_take_are_refused_for_everyone(world, admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    for route in all_routes():
+        rules = MATRIX.get(route.name, {})
+        path = route.path(**world)
+        for method in {"GET", "POST"} - set(rules):
+            response = client.generic(method, path, data="{}", content_type="application/json")
+            assert response.status_code in (405, 403), f"{method} {path}: {response.status_code}"
