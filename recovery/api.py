@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import prefetch_related_objects
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
@@ -14,8 +15,8 @@ from rest_framework.response import Response
 
 from console.problems import Problem, invalid_input
 from console.roles import Allows, Can
-from recovery import selectors, services
-from recovery.models import Job, Snapshot
+from recovery import approvals, reauth, selectors, services
+from recovery.models import Approval, Job, Snapshot
 from recovery.params import JobParamsError
 from streams.api import ProblemOut, _finish, _page, _parse, _problems
 from streams.projections import get_projection
@@ -37,6 +38,18 @@ class JobLogLineOut(serializers.Serializer):
     message = serializers.CharField()
 
 
+class ApprovalOut(serializers.Serializer):
+    approver = serializers.CharField()
+    decision = serializers.ChoiceField(choices=Approval.Decision.choices)
+    params_sha256 = serializers.CharField(help_text="The parameters this decision was about.")
+    comment = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(help_text="A yes stops counting then; a no is final.")
+    valid = serializers.BooleanField(
+        help_text="Counts now: a yes for the job's current parameters, unexpired, not by the requester."
+    )
+
+
 class JobOut(serializers.Serializer):
     id = serializers.IntegerField()
     kind = serializers.ChoiceField(choices=Job.Kind.choices)
@@ -47,7 +60,10 @@ class JobOut(serializers.Serializer):
     reason = serializers.CharField()
     requested_by = serializers.CharField()
     approvals = serializers.SerializerMethodField(
-        help_text="Always empty for now: no kind needs an approval yet (four-eyes approvals come next)."
+        help_text="Every decision on the job, oldest first; `valid` says which yes counts now."
+    )
+    approvals_required = serializers.SerializerMethodField(
+        help_text="Valid approvals (by people other than the requester) its kind needs before it runs."
     )
     progress = ProgressOut(source="*")
     result = serializers.JSONField(help_text="What the job did, once it has succeeded; {} before.")
@@ -66,9 +82,17 @@ class JobOut(serializers.Serializer):
         help_text="Only in GET /jobs/{id}: the job's log, oldest first (its first 500 lines).",
     )
 
-    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    @extend_schema_field(ApprovalOut(many=True))
     def get_approvals(self, job: Job) -> list[dict[str, Any]]:
-        return []
+        decisions = sorted(job.approvals.all(), key=lambda a: (a.created_at, a.pk))
+        # Most jobs have no decisions: ask which count only when there are some.
+        valid = {a.pk for a in approvals.valid_approvals(job)} if decisions else set()
+        for decision in decisions:
+            decision.valid = decision.pk in valid
+        return ApprovalOut(decisions, many=True).data
+
+    def get_approvals_required(self, job: Job) -> int:
+        return services.approvals_required(job.kind)
 
 
 class JobIn(serializers.Serializer):
@@ -83,6 +107,45 @@ class JobIn(serializers.Serializer):
     reason = serializers.CharField(
         required=False, allow_blank=True, default="", help_text="Why it should run (required to request)."
     )
+
+
+SHA256 = r"^[0-9a-f]{64}$"
+PASSWORD_HELP = (
+    "Your password, when re-authentication is due: always for a token client; for a browser session "
+    "unless it was given (or the login was) in the last REPLAYDESK_REAUTH_SECONDS (5 minutes)."
+)
+
+
+class ApproveIn(serializers.Serializer):
+    params_sha256 = serializers.RegexField(
+        SHA256,
+        help_text="The params_sha256 of the job as you read it: the approval is for exactly those params.",
+        error_messages={"invalid": "must be the job's params_sha256 (64 lowercase hex digits)"},
+    )
+    comment = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=approvals.MAX_COMMENT
+    )
+    password = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False, help_text=PASSWORD_HELP
+    )
+
+
+class RejectIn(serializers.Serializer):
+    comment = serializers.CharField(
+        max_length=approvals.MAX_COMMENT,
+        help_text="Why it is rejected (required; the requester reads it).",
+        error_messages={
+            "required": "say why the job is rejected (the requester reads it)",
+            "blank": "say why the job is rejected (the requester reads it)",
+        },
+    )
+    password = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False, help_text=PASSWORD_HELP
+    )
+
+
+class ChangeIn(serializers.Serializer):
+    params = serializers.DictField(help_text="The new params, as in a request (same target).")
 
 
 class EstimateOut(serializers.Serializer):
@@ -239,6 +302,7 @@ def job_list(request: Request) -> Response:
     limit = parser.integer("limit", minimum=1, maximum=selectors.MAX_LIMIT, default=50)
     _finish(parser)
     jobs = selectors.list_jobs(kind=kind, state=state, target=target, before=before, limit=limit)
+    prefetch_related_objects(jobs, "approvals")
     next_cursor = str(jobs[-1].pk) if len(jobs) == limit else None
     return Response({"results": JobOut(jobs, many=True).data, "next": next_cursor})
 
@@ -261,12 +325,120 @@ def job_estimate(request: Request) -> Response:
     return Response(EstimateOut(estimate).data)
 
 
-@extend_schema(operation_id="jobs_retrieve", responses={200: JobOut, **_problems(401, 404)})
-@api_view(["GET"])
+@extend_schema(methods=["GET"], operation_id="jobs_retrieve", responses={200: JobOut, **_problems(401, 404)})
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="jobs_change",
+    request=ChangeIn,
+    responses={200: JobOut, **_problems(400, 401, 403, 404, 409)},
+    description="New params for a job still waiting for approval (audited). Only its requester may "
+    "change it; the approvals given so far were for the old params and no longer count. 400 for params "
+    "that cannot run (or another target), 409 when the job is no longer waiting.",
+)
+@api_view(["GET", "PATCH"])
+@permission_classes([Allows.to(Can.READ, write=Can.OPERATE)])
 def job_detail(request: Request, job_id: int) -> Response:
+    if request.method == "PATCH":
+        return _change(request, _job_or_404(job_id))
     job = _job_or_404(job_id)
     job.log = selectors.job_log(job=job)
     return Response(JobOut(job).data)
+
+
+def _change(request: Request, job: Job) -> Response:
+    body = _body(request, ChangeIn)
+    actor = request.user.get_username()
+    try:
+        job = approvals.change_job(job_id=job.pk, params=body["params"], actor=actor, request=request)
+    except JobParamsError as exc:
+        raise invalid_input(exc.errors) from exc
+    except approvals.ApprovalRefused as exc:
+        raise _conflict(exc) from exc
+    except services.JobError as exc:
+        if job.requested_by == actor:
+            raise _conflict(exc) from exc
+        raise Problem(
+            status_code=403, problem_type="not-the-requester", title="Not your job", detail=str(exc)
+        ) from exc
+    return Response(JobOut(job).data)
+
+
+@extend_schema(
+    operation_id="jobs_approve",
+    request=ApproveIn,
+    responses={200: JobOut, **_problems(400, 401, 403, 404, 409)},
+    description="Approve the job's params as you read them (`params_sha256`), audited. Once it has the "
+    "approvals its kind needs it is queued (or waits, `approved`, while another job holds its target). "
+    "403: your own request (four-eyes rule, and the attempt is audited), no approve permission, or a "
+    "missing or wrong password when re-authentication is due. 409: the params changed since you read "
+    "them, the job is not waiting for approval, or you approved it already.",
+)
+@api_view(["POST"])
+@permission_classes([Allows.to(Can.APPROVE)])
+def job_approve(request: Request, job_id: int) -> Response:
+    job = _job_or_404(job_id)
+    body = _body(request, ApproveIn)
+    _reauthenticate(request, body["password"], action=f"approve job {job.pk}")
+    return _decide(
+        request,
+        job,
+        lambda: approvals.approve_job(
+            job_id=job.pk,
+            approver=request.user,
+            params_sha256=body["params_sha256"],
+            comment=body["comment"],
+            request=request,
+        ),
+    )
+
+
+@extend_schema(
+    operation_id="jobs_reject",
+    request=RejectIn,
+    responses={200: JobOut, **_problems(400, 401, 403, 404, 409)},
+    description="Reject the job (final; audited); the comment says why. 403 and 409 as for approve.",
+)
+@api_view(["POST"])
+@permission_classes([Allows.to(Can.APPROVE)])
+def job_reject(request: Request, job_id: int) -> Response:
+    job = _job_or_404(job_id)
+    body = _body(request, RejectIn)
+    _reauthenticate(request, body["password"], action=f"reject job {job.pk}")
+    return _decide(
+        request,
+        job,
+        lambda: approvals.reject_job(
+            job_id=job.pk, approver=request.user, comment=body["comment"], request=request
+        ),
+    )
+
+
+def _reauthenticate(request: Request, password: str, *, action: str) -> None:
+    try:
+        reauth.confirm(request, password, action=action)
+    except reauth.ReauthFailed as exc:
+        raise Problem(
+            status_code=403,
+            problem_type="wrong-password" if exc.wrong else "password-required",
+            title="Wrong password" if exc.wrong else "Password required",
+            detail=str(exc),
+            errors={"password": [str(exc)]},
+        ) from exc
+
+
+def _decide(request: Request, job: Job, decide) -> Response:
+    try:
+        decided = decide()
+    except approvals.ApprovalRefused as exc:
+        status_code = reauth.refusal_status(job, request.user)
+        raise Problem(
+            status_code=status_code,
+            problem_type="approval-forbidden" if status_code == 403 else "approval-conflict",
+            title="Not yours to decide" if status_code == 403 else "Cannot decide this job now",
+            detail=str(exc),
+        ) from exc
+    decided = _job_or_404(decided.pk)
+    return Response(JobOut(decided).data)
 
 
 @extend_schema(
