@@ -6,7 +6,14 @@ class ConsoleConfig(AppConfig):
     name = "console"
 
     def ready(self) -> None:
+        from django.contrib.auth import signals as auth
+
+        from console import signals
+
         post_migrate.connect(_ensure_groups, sender=self)
+        auth.user_logged_in.connect(signals.user_logged_in, dispatch_uid="console.audit.login")
+        auth.user_logged_out.connect(signals.user_logged_out, dispatch_uid="console.audit.logout")
+        auth.user_login_failed.connect(signals.user_login_failed, dispatch_uid="console.audit.login_failed")
 
 
 def _ensure_groups(**kwargs) -> None:
