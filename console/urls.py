@@ -10,9 +10,11 @@ from demo.urls import urlpatterns as demo_pages
 from recovery.api_urls import api_urlpatterns as recovery_api
 from streams import api_consumers
 from streams.urls import api_urlpatterns as streams_api
+from streams.urls import audit_api_urlpatterns as streams_audit_api
 
 api_v1 = [
     *streams_api,
+    *streams_audit_api,
     *demo_api,
     *recovery_api,
     path("consumers", api_consumers.consumer_list, name="api-consumer-list"),

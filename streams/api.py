@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from console.problems import Problem, invalid_input
 from console.roles import Allows, Can
-from streams import lag, selectors
+from streams import lag, masking, selectors
 from streams.models import Event, Stream
 from streams.queries import LOG_PARAMS, QueryErrors, QueryParser, parse_log_filter
 from streams.services import append_events
@@ -21,6 +21,9 @@ from streams.validation import STREAM_NAME_RE, InvalidAppend, WrongExpectedVersi
 
 
 class EventOut(serializers.Serializer):
+    """An event; values at the REPLAYDESK_PII_PATHS are masked ("•••" and a hint) wherever it is listed:
+    POST /api/v1/events/{id}/unmask reads one in clear, audited."""
+
     id = serializers.UUIDField(source="event_id")
     stream = serializers.CharField(source="stream.name")
     sequence = serializers.IntegerField()
@@ -222,7 +225,7 @@ def stream_events(request: Request, stream: str) -> Response:
     if len(events) == limit:
         following = events[-1].sequence + (1 if direction == "forward" else -1)
         next_cursor = str(following) if following >= 1 else None
-    body = {"results": EventOut(events, many=True).data, "next": next_cursor}
+    body = {"results": EventOut(masking.mask_events(events), many=True).data, "next": next_cursor}
     return Response(body, headers={"ETag": f'"{found.version}"'})
 
 
@@ -318,7 +321,7 @@ def event_list(request: Request) -> Response:
     _finish(parser)
     events = selectors.read_all(after_position=after, log_filter=log_filter, limit=limit)
     next_cursor = str(events[-1].position) if len(events) == limit else None
-    return Response({"results": EventOut(events, many=True).data, "next": next_cursor})
+    return Response({"results": EventOut(masking.mask_events(events), many=True).data, "next": next_cursor})
 
 
 @extend_schema(operation_id="events_retrieve", responses={200: EventOut, **_problems(400, 401, 404)})
@@ -336,4 +339,4 @@ def event_detail(request: Request, event_id: str) -> Response:
             title="Event not found",
             detail=f"no event has id {parsed}",
         )
-    return Response(EventOut(event).data)
+    return Response(EventOut(masking.mask_event(event)).data)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from streams import api, consumer_views, sink_views, views
+from streams import api, api_audit, audit_views, consumer_views, sink_views, views
 
 app_name = "streams"
 
@@ -10,6 +10,13 @@ api_urlpatterns = [
     path("streams/<str:stream>/events", api.stream_events, name="api-stream-events"),
     path("events", api.event_list, name="api-event-list"),
     path("events/<str:event_id>", api.event_detail, name="api-event-detail"),
+]
+
+# Mounted under /api/v1/ next to api_urlpatterns (console/urls.py).
+audit_api_urlpatterns = [
+    path("audit/search", api_audit.search, name="api-audit-search"),
+    path("streams/<str:stream>/state", api_audit.stream_state, name="api-stream-state"),
+    path("events/<str:event_id>/unmask", api_audit.event_unmask, name="api-event-unmask"),
 ]
 
 urlpatterns = [
@@ -26,4 +33,9 @@ urlpatterns = [
     path("streams/<str:name>/", views.stream_detail, name="detail"),
     path("events/", views.event_log, name="log"),
     path("events/<uuid:event_id>/", views.event_detail, name="event"),
+    path("audit/", audit_views.search, name="audit"),
+    path("audit/export.csv", audit_views.export, {"fmt": "csv"}, name="audit-export-csv"),
+    path("audit/export.json", audit_views.export, {"fmt": "json"}, name="audit-export-json"),
+    path("audit/unmask", audit_views.unmask, name="audit-unmask"),
+    path("audit/mask", audit_views.mask_again, name="audit-mask"),
 ]

@@ -21,8 +21,8 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django_htmx.http import HttpResponseClientRedirect
 
-from console.roles import Can, require
-from streams import lag, selectors
+from console.roles import Can, can, require
+from streams import lag, masking, selectors, timeline
 from streams.models import Event, Stream
 from streams.queries import LOG_PARAMS, QueryErrors, QueryParser, parse_log_filter
 
@@ -68,15 +68,20 @@ class EventRow:
     event: Event
     data: str
     preview: str
+    # What the event changed in its stream's state (the stream page's timeline), field by field.
+    changes: list[timeline.Change] | None = None
 
 
-def event_rows(events: list[Event]) -> list[EventRow]:
+def event_rows(events: list[Event], steps: dict[int, timeline.Step] | None = None) -> list[EventRow]:
+    """Rows of events already masked as the view requires (streams.masking)."""
     rows = []
     for event in events:
         preview = json.dumps(event.data, ensure_ascii=False, separators=(", ", ": "))
         if len(preview) > PREVIEW_CHARS:
             preview = preview[: PREVIEW_CHARS - 1] + "…"
-        rows.append(EventRow(event=event, data=pretty_json(event.data), preview=preview))
+        step = steps.get(event.sequence) if steps is not None else None
+        changes = step.changes if step else None
+        rows.append(EventRow(event=event, data=pretty_json(event.data), preview=preview, changes=changes))
     return rows
 
 
@@ -114,27 +119,62 @@ def stream_detail(request: HttpRequest, name: str) -> HttpResponse:
     stream = selectors.get_stream(name=name)
     if stream is None:
         return not_found(request, f"No stream is named “{name}”.")
-    parser = QueryParser(request.GET, ("before", "after", "limit"))
+    parser = QueryParser(request.GET, ("before", "after", "limit", "sequence", "at"))
     before, after = parser.integer("before", minimum=1), parser.integer("after", minimum=0)
     limit = parser.limit(PAGE_SIZE)
     if before is not None and after is not None:
         parser.error("after", "give before or after, not both")
+    as_of = state_query(parser, stream)
+    masked = masking.must_mask(request, masking.view_key("stream", stream.name))
     context = {"section": "streams", "stream": stream, "summary": selectors.stream_summary(stream=stream)}
     context["consumers"] = lag.stream_consumers(stream=stream)
     context |= {"rows": [], "errors": parser.errors, "at_newest": before is None and after is None}
+    context |= {
+        "as_of": as_of,
+        "masked": masked,
+        "unmask": unmask_form(request, "stream", stream.name, masked),
+    }
     if not parser.errors:
         events = stream_window(stream=stream, before=before, after=after, limit=limit)
-        context["rows"] = event_rows(events)
+        steps = timeline.stream_timeline(stream=stream, events=events, masked=masked)
+        context["rows"] = event_rows([steps[e.sequence].event for e in events], steps)
         if events:
             context["newer_after"] = events[0].sequence if events[0].sequence < stream.version else None
             context["older_before"] = events[-1].sequence if events[-1].sequence > 1 else None
+        if as_of:
+            context["state"] = state = timeline.state_as_of(stream=stream, masked=masked, **as_of)
+            context["state_fields"] = timeline.fields(state.state)
     return render_page(
         request,
         "streams/stream_detail.html",
-        "streams/partials/stream_events.html",
+        "streams/partials/timeline_events.html",
         context,
         status=400 if parser.errors else 200,
     )
+
+
+def state_query(parser: QueryParser, stream: Stream) -> dict[str, Any] | None:
+    """The "state as of" form's question: {"sequence": N} or {"at": time}, or None when not asked."""
+    sequence = parser.integer("sequence", minimum=0, maximum=stream.version)
+    at = parser.time("at")
+    if sequence is not None and at is not None:
+        parser.error("at", "give a sequence or a time, not both")
+    if sequence is not None:
+        return {"sequence": sequence}
+    return {"at": at} if at is not None else None
+
+
+def unmask_form(request: HttpRequest, view: str, target: str, masked: bool) -> dict[str, Any]:
+    """What templates/streams/partials/audit_unmask.html needs: a POST to unmask this one view (for those
+    who may) or to mask it again."""
+    return {
+        "view": view,
+        "target": target,
+        "masked": masked,
+        "allowed": can(request.user, Can.UNMASK),
+        "next": request.get_full_path(),
+        "minutes": round(masking.unmask_seconds() / 60),
+    }
 
 
 def stream_window(*, stream: Stream, before: int | None, after: int | None, limit: int) -> list[Event]:
@@ -153,11 +193,16 @@ def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     event = selectors.get_event(event_id=event_id)
     if event is None:
         return not_found(request, f"No event has the id {event_id}.")
+    masked = masking.must_mask(request, masking.view_key("event", str(event.event_id)))
+    step = timeline.stream_timeline(stream=event.stream, events=[event], masked=masked)[event.sequence]
+    event = step.event
     metadata = event.metadata if isinstance(event.metadata, dict) else {}
     correlation = related_event(event, metadata.get("correlation_id"))
     context = {
         "section": "events",
         "event": event,
+        "changes": step.changes,
+        "unmask": unmask_form(request, "event", str(event.event_id), masked),
         "data": pretty_json(event.data),
         "metadata": pretty_json(event.metadata),
         "related": [
@@ -226,7 +271,8 @@ def event_log(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=204)
     newest = window.events[0].position if window.events else 0
     context |= {
-        "rows": event_rows(window.events),
+        # The log is never unmasked: an event's own page is the place for that, one event at a time.
+        "rows": event_rows(masking.mask_events(window.events)),
         "window": window,
         "live": live,
         "tail_after": max(tail_start, newest),

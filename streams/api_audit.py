@@ -1,0 +1,131 @@
+"""Audit look-ups over the API: the search box, a stream's state as of a sequence or time, and the one
+way to read an event's personal data unmasked (a POST, audited)."""
+
+from __future__ import annotations
+
+import uuid
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from console.problems import Problem, invalid_input
+from console.roles import Allows, Can
+from streams import audit_search, masking, selectors, timeline
+from streams.api import EventOut, StreamOut, _finish, _parse, _problems, _stream_or_404
+
+SearchPage = inline_serializer(
+    "AuditSearchPage",
+    {
+        "streams": StreamOut(many=True, help_text="Streams the query names (first page only)."),
+        "results": EventOut(many=True, help_text="Matching events, newest first, personal data masked."),
+        "next": serializers.CharField(allow_null=True),
+    },
+)
+
+StateOut = inline_serializer(
+    "StreamState",
+    {
+        "stream": serializers.CharField(),
+        "sequence": serializers.IntegerField(help_text="The last event folded in (0: none)."),
+        "recorded_at": serializers.DateTimeField(allow_null=True),
+        "fold": serializers.CharField(help_text='"merge" (data objects merged) or the projection\'s name.'),
+        "state": serializers.DictField(help_text="Personal data masked."),
+    },
+)
+
+
+@extend_schema(
+    operation_id="audit_search",
+    parameters=[
+        OpenApiParameter(
+            "q",
+            str,
+            description="Terms, all of which must match: a stream name or prefix, an entity id, an actor, "
+            "actor:NAME, type:TYPE, stream:PREFIX, field=value (JSON containment on data).",
+        ),
+        OpenApiParameter("recorded_after", OpenApiTypes.DATETIME),
+        OpenApiParameter("recorded_before", OpenApiTypes.DATETIME),
+        OpenApiParameter("cursor", str, description="`next` of the previous page."),
+        OpenApiParameter("limit", int, description="1–1000, default 50."),
+    ],
+    responses={200: SearchPage, **_problems(400, 401, 403)},
+)
+@api_view(["GET"])
+def search(request: Request) -> Response:
+    parser = _parse(request, ("cursor", "limit", *audit_search.SEARCH_PARAMS))
+    before, limit = parser.integer("cursor", minimum=1), parser.limit(50)
+    query = audit_search.parse_search(parser)
+    if query.is_empty and not parser.errors:
+        parser.error("q", "say what to look for: a stream, an id, actor:NAME, type:TYPE or field=value")
+    _finish(parser)
+    events = audit_search.search_events(query, before=before, limit=limit)
+    streams = audit_search.matching_streams(query) if before is None else []
+    return Response(
+        {
+            "streams": StreamOut(streams, many=True).data,
+            "results": EventOut(masking.mask_events(events), many=True).data,
+            "next": str(events[-1].position) if len(events) == limit else None,
+        }
+    )
+
+
+@extend_schema(
+    operation_id="streams_state",
+    parameters=[
+        OpenApiParameter("sequence", int, description="The state after this event (default: the last)."),
+        OpenApiParameter("at", OpenApiTypes.DATETIME, description="The state at this time."),
+    ],
+    responses={200: StateOut, **_problems(400, 401, 403, 404)},
+)
+@api_view(["GET"])
+def stream_state(request: Request, stream: str) -> Response:
+    found = _stream_or_404(stream)
+    parser = _parse(request, ("sequence", "at"))
+    sequence, at = parser.integer("sequence", minimum=0, maximum=found.version), parser.time("at")
+    if sequence is not None and at is not None:
+        parser.error("at", "give sequence or at, not both")
+    _finish(parser)
+    state = timeline.state_as_of(stream=found, masked=True, sequence=sequence, at=at)
+    return Response(
+        {
+            "stream": found.name,
+            "sequence": state.sequence,
+            "recorded_at": serializers.DateTimeField().to_representation(state.recorded_at)
+            if state.recorded_at
+            else None,
+            "fold": state.fold,
+            "state": state.state,
+        }
+    )
+
+
+@extend_schema(
+    operation_id="events_unmask",
+    request=None,
+    description="The event with its personal data in clear, for those who may unmask; audited "
+    "(PiiUnmasked, with the caller's IP address and user agent).",
+    responses={200: EventOut, **_problems(400, 401, 403, 404)},
+)
+@api_view(["POST"])
+@permission_classes([Allows.to(Can.UNMASK)])
+def event_unmask(request: Request, event_id: str) -> Response:
+    try:
+        parsed = uuid.UUID(event_id)
+    except ValueError:
+        raise invalid_input({"id": ["must be a UUID"]}) from None
+    event = selectors.get_event(event_id=parsed)
+    if event is None:
+        raise Problem(
+            status_code=404,
+            problem_type="event-not-found",
+            title="Event not found",
+            detail=f"no event {parsed}",
+        )
+    masking.record_unmasked(
+        request=request, view="api-event", target=str(event.event_id), detail={"stream": event.stream.name}
+    )
+    return Response(EventOut(event).data)

@@ -1,0 +1,262 @@
+"""The support staff's search box: one query finds the matching streams and events.
+
+A query is terms separated by spaces (quote a term that holds spaces); events must match every term:
+
+- `actor:alice.admin`         events by that actor
+- `type:PermissionGranted`    events of that type (several type: terms: any of them)
+- `stream:user-`              events of streams whose name starts with this
+- `resource=issueABC`         JSON containment on data (`data.` in front is allowed; `a.b=x` nests)
+- a bare value such as `user-123`, `user-`, `123` or `alice.admin`: events of the stream of that name
+  (or when there is none, of the streams whose name starts with it), of the streams named
+  `<category>-<value>` (an entity id), by that actor, or whose data names it as `<category>_id` or `id`
+  (and `user-123` as user_id 123).
+  The streams listed above the events are those named so, and those whose name starts with the value.
+
+The time range (recorded after / before) and the paging (keyset by position, newest first) are the log's
+parameters (streams.queries), and the structured terms become the log's own filter (streams.selectors):
+each condition is served by an index (stream name in C collation, (actor, recorded_at), type,
+recorded_at, GIN jsonb_path_ops on data).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.db.models import Q
+from django.utils.http import urlencode
+
+from streams.models import Event, Stream
+from streams.queries import QueryParser
+from streams.selectors import LogFilter, data_containment, filter_events
+from streams.validation import STREAM_NAME_RE, TYPE_RE
+
+PREFIXES = ("actor", "type", "stream")
+MAX_TERMS = 10
+MAX_TERM_CHARS = 200
+STREAM_RESULTS = 20
+# Beyond this many streams a prefix is matched in SQL rather than by a list of ids.
+STREAM_ID_LIST = 500
+EXPORT_MAX = 10_000
+EXPORT_CHUNK = 500
+SEARCH_PARAMS = ("q", "recorded_after", "recorded_before")
+_PREFIXED = re.compile(r"^([A-Za-z_]+):(.*)$")
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    text: str = ""
+    terms: tuple[str, ...] = ()
+    stream_prefixes: tuple[str, ...] = ()
+    log_filter: LogFilter = field(default_factory=LogFilter)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.terms and not self.stream_prefixes and self.log_filter.is_empty
+
+    @property
+    def key(self) -> str:
+        """One search, as a string: the view that an unmask opens, and what its audit record names."""
+        f = self.log_filter
+        pairs = [("q", self.text)]
+        pairs += [
+            (name, value.isoformat())
+            for name, value in (("recorded_after", f.recorded_after), ("recorded_before", f.recorded_before))
+            if value
+        ]
+        return urlencode(pairs)
+
+
+def parse_search(parser: QueryParser) -> AuditQuery:
+    """The query (`q`) and time range out of a parser's parameters; problems go to parser.errors."""
+    text = (parser.raw("q") or "").strip()
+    after, before = parser.time("recorded_after"), parser.time("recorded_before")
+    if after and before and after >= before:
+        parser.error("recorded_before", "must be later than recorded_after")
+    try:
+        tokens = shlex.split(text)
+    except ValueError:
+        parser.error("q", "a quote is not closed; put a term with spaces in double quotes")
+        tokens = []
+    if len(tokens) > MAX_TERMS:
+        parser.error("q", f"at most {MAX_TERMS} terms")
+        tokens = []
+    parts = _Terms()
+    for token in tokens:
+        parts.add(token, parser)
+    return AuditQuery(
+        text=text,
+        terms=tuple(parts.bare),
+        stream_prefixes=tuple(parts.streams),
+        log_filter=LogFilter(
+            types=tuple(parts.types),
+            actor=parts.actors[0] if parts.actors else None,
+            recorded_after=after,
+            recorded_before=before,
+            data=tuple(parts.data),
+        ),
+    )
+
+
+class _Terms:
+    def __init__(self) -> None:
+        self.bare: list[str] = []
+        self.streams: list[str] = []
+        self.types: list[str] = []
+        self.actors: list[str] = []
+        self.data: list = []
+
+    def add(self, token: str, parser: QueryParser) -> None:
+        if len(token) > MAX_TERM_CHARS:
+            parser.error("q", f"{token[:20]!r}…: a term is at most {MAX_TERM_CHARS} characters")
+            return
+        prefixed = _PREFIXED.match(token)
+        if prefixed and "=" not in prefixed.group(1):
+            self._prefixed(prefixed.group(1).lower(), prefixed.group(2), parser)
+        elif "=" in token:
+            self._containment(token, parser)
+        else:
+            self.bare.append(token)
+
+    def _prefixed(self, prefix: str, value: str, parser: QueryParser) -> None:
+        if prefix not in PREFIXES:
+            known = ", ".join(f"{p}:" for p in PREFIXES)
+            parser.error("q", f"{prefix}: is not a search prefix; use {known}, or field=value for data")
+        elif not value:
+            parser.error("q", f"{prefix}: needs a value, e.g. {prefix}:{_EXAMPLES[prefix]}")
+        elif prefix == "type" and not TYPE_RE.match(value):
+            parser.error("q", f"type:{value} is not an event type (they start with a letter)")
+        elif prefix == "stream" and not STREAM_NAME_RE.match(value):
+            parser.error("q", "stream: takes letters, digits and _ . : @ - (a stream name or its start)")
+        elif prefix == "actor" and self.actors and value != self.actors[0]:
+            parser.error("q", "an event has one actor: give one actor: term")
+        else:
+            {"type": self.types, "stream": self.streams, "actor": self.actors}[prefix].append(value)
+
+    def _containment(self, token: str, parser: QueryParser) -> None:
+        path, _, value = token.partition("=")
+        path = path.removeprefix("data.")
+        if not path or any(not part for part in path.split(".")):
+            parser.error("q", f"{token!r}: write field=value, e.g. resource=issueABC")
+            return
+        self.data.append(data_containment(path, value))
+
+
+_EXAMPLES = {"actor": "alice.admin", "type": "PermissionGranted", "stream": "user-"}
+
+
+def categories() -> list[str]:
+    """Every category in use, by a loose index scan of (category, name): one probe per category."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH RECURSIVE c(category) AS (
+                SELECT min(category) FROM streams_stream
+                UNION ALL
+                SELECT (SELECT min(s.category) FROM streams_stream s WHERE s.category > c.category)
+                  FROM c WHERE c.category IS NOT NULL
+            )
+            SELECT category FROM c WHERE category IS NOT NULL
+            """
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def entity_streams(term: str, known: list[str]) -> list[Stream]:
+    """Streams named `<category>-<term>`: the entity `term` in every category."""
+    names = [f"{category}-{term}" for category in known if STREAM_NAME_RE.match(f"{category}-{term}")]
+    return list(Stream.objects.filter(name__in=names).order_by("name"))
+
+
+def matching_streams(query: AuditQuery, *, limit: int = STREAM_RESULTS) -> list[Stream]:
+    """Streams named by the query: entity ids first, then names starting with a term, by name."""
+    if not query.terms and not query.stream_prefixes:
+        return []
+    known = categories()
+    found: dict[str, Stream] = {}
+    for term in query.terms:
+        for stream in entity_streams(term, known):
+            found.setdefault(stream.name, stream)
+    for prefix in (*query.terms, *query.stream_prefixes):
+        for stream in Stream.objects.filter(name__startswith=prefix).order_by("name")[:limit]:
+            found.setdefault(stream.name, stream)
+    return list(found.values())[:limit]
+
+
+def _stream_q(prefix: str) -> Q:
+    ids = list(Stream.objects.filter(name__startswith=prefix).values_list("id", flat=True)[:STREAM_ID_LIST])
+    if len(ids) < STREAM_ID_LIST:
+        return Q(stream_id__in=ids)
+    return Q(stream__name__startswith=prefix)
+
+
+def _term_q(term: str, known: list[str]) -> Q:
+    # A term that names a stream means that stream: `user-123` is not also user-1234's events.
+    exact = Stream.objects.filter(name=term).values_list("id", flat=True).first()
+    either = (Q(stream_id=exact) if exact is not None else _stream_q(term)) | Q(actor=term)
+    entity_ids = [stream.id for stream in entity_streams(term, known)]
+    if entity_ids:
+        either |= Q(stream_id__in=entity_ids)
+    named = [(key, term) for key in ("id", *(f"{category}_id" for category in known))]
+    category, _, entity = term.partition("-")
+    if entity and category in known:
+        # user-123 is also the entity that other streams' events name as user_id 123.
+        named.append((f"{category}_id", entity))
+    for key, value in named:
+        for document in data_containment(key, value):
+            either |= Q(data__contains=document)
+    return either
+
+
+def _matching_events(query: AuditQuery):
+    events = filter_events(Event.objects.select_related("stream"), query.log_filter)
+    for prefix in query.stream_prefixes:
+        events = events.filter(_stream_q(prefix))
+    known = categories() if query.terms else []
+    for term in query.terms:
+        events = events.filter(_term_q(term, known))
+    return events
+
+
+def search_events(query: AuditQuery, *, before: int | None = None, limit: int = 50) -> list[Event]:
+    """Matching events newest first, before position `before` (the keyset cursor)."""
+    if query.is_empty:
+        return []
+    events = _matching_events(query)
+    if before is not None:
+        events = events.filter(position__lt=before)
+    return list(events.order_by("-position")[:limit])
+
+
+@dataclass
+class Export:
+    """The events of an export, newest first, in keyset chunks; `truncated` once EXPORT_MAX is hit."""
+
+    query: AuditQuery
+    limit: int = 0  # 0: EXPORT_MAX
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        self.limit = self.limit or EXPORT_MAX
+
+    def __iter__(self) -> Iterator[Event]:
+        before, sent = None, 0
+        while sent < self.limit:
+            chunk = search_events(self.query, before=before, limit=min(EXPORT_CHUNK, self.limit - sent + 1))
+            for event in chunk:
+                if sent == self.limit:
+                    self.truncated = True
+                    return
+                sent += 1
+                yield event
+            if len(chunk) < EXPORT_CHUNK:
+                return
+            before = chunk[-1].position
+
+
+def search_params(params: Mapping) -> dict[str, str]:
+    """The parameters that say what is searched (not the page): for links to exports and pages."""
+    return {name: params[name] for name in SEARCH_PARAMS if params.get(name)}

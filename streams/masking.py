@@ -1,0 +1,159 @@
+"""Personal data in events, masked wherever an event's data or metadata is shown.
+
+REPLAYDESK_PII_PATHS names JSON paths into events (`data.email`, `data.address.street`, `metadata.ip`).
+A value at such a path is shown as "•••" and a hint: the first 6 hex digits of an HMAC-SHA256 of the value,
+keyed with SECRET_KEY. Equal values get equal hints, so a support agent can tell that an email changed, or
+that two events name the same one, without seeing it; the key keeps the hint from being looked up in a
+table of hashed addresses.
+
+Everyone sees masked data by default, including those who may unmask. Unmasking is one view at a time
+(a stream, an event, one search), by a POST that is audited (`PiiUnmasked`) and sets a flag in the
+session for that view only, for a few minutes: the GETs that follow read the flag and change nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from console import audit
+from console.roles import Can, can
+from streams.models import Event
+
+MASK = "•••"
+HINT_HEX_DIGITS = 6
+SESSION_KEY = "replaydesk_unmasked"
+DEFAULT_UNMASK_SECONDS = 300
+ROOTS = ("data", "metadata")
+_SUBJECT_UNSAFE = re.compile(r"[^A-Za-z0-9_.:@-]")
+
+
+def pii_paths() -> list[tuple[str, tuple[str, ...]]]:
+    """The configured paths as (root, keys): "data.address.street" → ("data", ("address", "street"))."""
+    paths = []
+    for path in settings.REPLAYDESK_PII_PATHS:
+        root, _, rest = path.partition(".")
+        if root in ROOTS and rest:
+            paths.append((root, tuple(rest.split("."))))
+    return paths
+
+
+def mask_value(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest = hmac.new(settings.SECRET_KEY.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+    return MASK + digest[:HINT_HEX_DIGITS]
+
+
+def is_masked(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(MASK)
+
+
+def mask_document(document: Any, root: str) -> Any:
+    """A copy of `document` (an event's data or metadata) with the values at the root's PII paths
+    masked; the document itself when nothing in it is personal."""
+    if not isinstance(document, dict):
+        return document
+    masked = document
+    for path_root, keys in pii_paths():
+        if path_root != root or not _holds(document, keys):
+            continue
+        if masked is document:
+            masked = copy.deepcopy(document)
+        parent = masked
+        for key in keys[:-1]:
+            parent = parent[key]
+        parent[keys[-1]] = mask_value(parent[keys[-1]])
+    return masked
+
+
+def _holds(document: dict, keys: tuple[str, ...]) -> bool:
+    node: Any = document
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return node is not None
+
+
+def mask_event(event: Event) -> Event:
+    """A copy of the event (not saved, never to be saved) with its personal data masked."""
+    data, metadata = mask_document(event.data, "data"), mask_document(event.metadata, "metadata")
+    if data is event.data and metadata is event.metadata:
+        return event
+    masked = copy.copy(event)
+    masked.data, masked.metadata = data, metadata
+    return masked
+
+
+def mask_events(events: Iterable[Event], *, masked: bool = True) -> list[Event]:
+    return [mask_event(event) for event in events] if masked else list(events)
+
+
+# Unmasking, one view at a time.
+
+
+def view_key(view: str, target: str) -> str:
+    return f"{view}:{target}"
+
+
+def unmask_seconds() -> float:
+    return float(getattr(settings, "REPLAYDESK_UNMASK_SECONDS", DEFAULT_UNMASK_SECONDS))
+
+
+def is_unmasked(request: HttpRequest, key: str) -> bool:
+    """True when this user may unmask and unmasked this very view a short while ago. Reads only."""
+    if not can(request.user, Can.UNMASK):
+        return False
+    until = request.session.get(SESSION_KEY, {}).get(key)
+    return until is not None and until > time.time()
+
+
+def must_mask(request: HttpRequest, key: str | None) -> bool:
+    return key is None or not is_unmasked(request, key)
+
+
+def unmask(*, request: HttpRequest, view: str, target: str, detail: dict[str, Any] | None = None) -> str:
+    """Record who unmasked what (PiiUnmasked, with IP and user agent) and open that view unmasked for
+    unmask_seconds(). The caller checked Can.UNMASK; this checks again, being the one that discloses."""
+    if not can(request.user, Can.UNMASK):
+        raise PermissionError("this user may not unmask personal data")
+    key = view_key(view, target)
+    record_unmasked(request=request, view=view, target=target, detail=detail)
+    flags = {k: until for k, until in request.session.get(SESSION_KEY, {}).items() if until > time.time()}
+    flags[key] = time.time() + unmask_seconds()
+    request.session[SESSION_KEY] = flags
+    return key
+
+
+def record_unmasked(
+    *, request: HttpRequest, view: str, target: str, detail: dict[str, Any] | None = None
+) -> None:
+    """The audit record of one disclosure: the view, what it shows, and the paths it reveals."""
+    username = request.user.get_username()
+    audit.record(
+        subject=f"pii.{_SUBJECT_UNSAFE.sub('_', username)[:150]}",
+        type="PiiUnmasked",
+        actor=username,
+        data={
+            "view": view,
+            "target": target,
+            "paths": list(settings.REPLAYDESK_PII_PATHS),
+            **(detail or {}),
+        },
+        request=request,
+    )
+
+
+def mask_again(*, request: HttpRequest, view: str, target: str) -> None:
+    flags = dict(request.session.get(SESSION_KEY, {}))
+    if flags.pop(view_key(view, target), None) is not None:
+        request.session[SESSION_KEY] = flags

@@ -1,0 +1,372 @@
+"""The audit search box (/audit/ and GET /api/v1/audit/search): streams and events by stream name or prefix,
+entity id, actor, type and JSON containment, within a time range, keyset paged, and exported."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+
+import pytest
+from django.urls import reverse
+from pytest_django.asserts import assertContains, assertNotContains
+
+from streams.models import Event
+from streams.services import ImportBatch, append_events, import_events
+
+pytestmark = pytest.mark.django_db
+
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def at(hours: float) -> dt.datetime:
+    return T0 + dt.timedelta(hours=hours)
+
+
+def event(type_: str, data: dict, actor: str, hours: float, **metadata) -> dict:
+    return {"type": type_, "data": data, "metadata": {"actor": actor, **metadata}, "recorded_at": at(hours)}
+
+
+def permissions_history() -> None:
+    """Ann (user-123) and Ben (user-456) are granted write on issueABC by different admins; Ben loses it;
+    user-1234 is another person whose id starts like Ann's; the admins group takes Ann in."""
+    grant = {"resource": "issueABC", "permission": "write"}
+    import_events(
+        batches=[
+            ImportBatch(
+                stream="user-123",
+                events=[
+                    event(
+                        "UserCreated",
+                        {"user_id": "123", "name": "Ann Lee", "email": "ann@example.com"},
+                        "alice.admin",
+                        0,
+                        ip="10.0.0.5",
+                    ),
+                    event("PermissionGranted", {"user_id": "123", **grant}, "alice.admin", 1),
+                ],
+            ),
+            ImportBatch(
+                stream="user-456",
+                events=[
+                    event(
+                        "UserCreated",
+                        {"user_id": "456", "name": "Ben Ode", "email": "ben@example.com"},
+                        "bob",
+                        0.5,
+                    ),
+                    event("PermissionGranted", {"user_id": "456", **grant}, "bob.admin", 2),
+                    event("PermissionRevoked", {"user_id": "456", **grant}, "alice.admin", 5),
+                ],
+            ),
+            ImportBatch(
+                stream="user-1234",
+                events=[
+                    event(
+                        "UserCreated", {"user_id": "1234", "name": "Cy", "email": "cy@example.com"}, "bob", 3
+                    )
+                ],
+            ),
+            ImportBatch(
+                stream="group-admins",
+                events=[event("MemberAdded", {"group_id": "admins", "user_id": "123"}, "carol.admin", 4)],
+            ),
+        ]
+    )
+
+
+def found(payload: dict) -> list[tuple[str, str]]:
+    """(stream, type) of each event in an API answer, in its order."""
+    return [(e["stream"], e["type"]) for e in payload["results"]]
+
+
+@pytest.fixture
+def support_api(client, support_agent):
+    client.force_login(support_agent)
+    return client
+
+
+def search(client, q: str, **params) -> dict:
+    response = client.get(reverse("api:api-audit-search"), {"q": q, **params})
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_stream_prefix_finds_those_streams_first_and_their_events_newest_first(support_api):
+    permissions_history()
+
+    payload = search(support_api, "user-")
+
+    assert [s["name"] for s in payload["streams"]] == ["user-123", "user-1234", "user-456"]
+    # Newest first is the log's order, by position (this history was imported stream by stream).
+    assert found(payload) == [
+        ("user-1234", "UserCreated"),
+        ("user-456", "PermissionRevoked"),
+        ("user-456", "PermissionGranted"),
+        ("user-456", "UserCreated"),
+        ("user-123", "PermissionGranted"),
+        ("user-123", "UserCreated"),
+    ]
+
+
+def test_an_entity_id_finds_its_stream_in_every_category_and_events_naming_it_in_data(support_api):
+    permissions_history()
+
+    payload = search(support_api, "123")
+
+    assert [s["name"] for s in payload["streams"]] == ["user-123"]
+    assert found(payload) == [
+        ("group-admins", "MemberAdded"),
+        ("user-123", "PermissionGranted"),
+        ("user-123", "UserCreated"),
+    ]
+
+
+def test_an_actor_is_found_by_prefix_or_by_its_bare_name(support_api):
+    permissions_history()
+
+    by_prefix = search(support_api, "actor:alice.admin")
+    bare = search(support_api, "alice.admin")
+
+    expected = [
+        ("user-456", "PermissionRevoked"),
+        ("user-123", "PermissionGranted"),
+        ("user-123", "UserCreated"),
+    ]
+    assert found(by_prefix) == found(bare) == expected
+    assert {e["actor"] for e in by_prefix["results"]} == {"alice.admin"}
+
+
+def test_a_type_finds_every_event_of_it(support_api):
+    permissions_history()
+
+    payload = search(support_api, "type:PermissionGranted")
+
+    assert found(payload) == [("user-456", "PermissionGranted"), ("user-123", "PermissionGranted")]
+    assert payload["streams"] == []
+
+
+def test_containment_on_data_within_a_time_range_says_who_granted_and_revoked_and_when(support_api):
+    permissions_history()
+
+    payload = search(
+        support_api,
+        "resource=issueABC",
+        recorded_after=at(1.5).isoformat(),
+        recorded_before=at(6).isoformat(),
+    )
+
+    rows = [(e["stream"], e["type"], e["actor"], e["recorded_at"]) for e in payload["results"]]
+    assert rows == [
+        ("user-456", "PermissionRevoked", "alice.admin", "2026-03-02T14:00:00Z"),
+        ("user-456", "PermissionGranted", "bob.admin", "2026-03-02T11:00:00Z"),
+    ]
+
+
+def test_terms_combine_with_and(support_api):
+    permissions_history()
+
+    payload = search(support_api, "resource=issueABC type:PermissionGranted actor:alice.admin")
+
+    assert found(payload) == [("user-123", "PermissionGranted")]
+    assert payload["results"][0]["data"] == {"user_id": "123", "resource": "issueABC", "permission": "write"}
+
+
+def test_the_search_page_lists_streams_then_events_with_who_when_what(support_api):
+    permissions_history()
+
+    response = support_api.get("/audit/", {"q": "resource=issueABC type:PermissionGranted"})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    rows = re.findall(r'<tr class="event" data-position="\d+">(.*?)</tr>', html, re.S)
+    assert len(rows) == 2
+    assert (
+        "2026-03-02 11:00:00" in rows[0] and "bob.admin" in rows[0] and 'href="/streams/user-456/"' in rows[0]
+    )
+    assert "2026-03-02 10:00:00" in rows[1] and "alice.admin" in rows[1] and "PermissionGranted" in rows[1]
+    assertContains(response, "No stream is named by this search.")
+
+
+def test_a_stream_name_means_that_stream_though_longer_names_start_with_it(support_api):
+    permissions_history()
+
+    payload = search(support_api, "user-123")
+
+    assert [s["name"] for s in payload["streams"]] == ["user-123", "user-1234"]
+    assert found(payload) == [
+        ("group-admins", "MemberAdded"),
+        ("user-123", "PermissionGranted"),
+        ("user-123", "UserCreated"),
+    ]
+
+
+def test_the_search_page_from_htmx_is_only_the_results(support_api):
+    permissions_history()
+
+    response = support_api.get("/audit/", {"q": "user-123"}, HTTP_HX_REQUEST="true")
+
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="audit-results">')
+    assert 'href="/streams/user-123/">user-123</a>' in html
+
+
+def test_paging_walks_every_match_newest_first_once_by_position(support_api):
+    append_events(stream="ticket-9", events=[{"type": "Touched", "data": {"n": n}} for n in range(130)])
+    append_events(stream="ticket-10", events=[{"type": "Touched", "data": {"n": 0}}])
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 50, **({"cursor": cursor} if cursor else {})}
+        payload = search(support_api, "stream:ticket-9", **params)
+        seen += [e["data"]["n"] for e in payload["results"]]
+        pages += 1
+        cursor = payload["next"]
+        if cursor is None:
+            break
+
+    assert seen == list(range(129, -1, -1))
+    assert pages == 3
+
+
+def test_the_page_pages_older_by_position_and_back_to_the_newest(support_api):
+    append_events(stream="ticket-9", events=[{"type": "Touched", "data": {"n": n}} for n in range(5)])
+    positions = list(
+        Event.objects.filter(stream__name="ticket-9").order_by("-position").values_list("position", flat=True)
+    )
+
+    first = support_api.get("/audit/", {"q": "ticket-9", "limit": 2})
+    assert [int(p) for p in re.findall(r'data-position="(\d+)"', first.content.decode())] == positions[:2]
+    assertContains(first, f"before={positions[1]}")
+
+    second = support_api.get("/audit/", {"q": "ticket-9", "limit": 2, "before": positions[1]})
+    assert [int(p) for p in re.findall(r'data-position="(\d+)"', second.content.decode())] == positions[2:4]
+    assertContains(second, "« Newest")
+    assertNotContains(second, "audit-streams-title")
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        ({"q": "colour:red"}, "q", "colour: is not a search prefix"),
+        ({"q": "type:1bad"}, "q", "is not an event type"),
+        ({"q": 'name="Ann'}, "q", "a quote is not closed"),
+        ({"q": "=x"}, "q", "write field=value"),
+        ({"q": "actor:a actor:b"}, "q", "give one actor: term"),
+        ({"q": "user-", "recorded_after": "yesterday"}, "recorded_after", "must be an ISO 8601 time"),
+        (
+            {"q": "user-", "recorded_after": "2026-03-02", "recorded_before": "2026-03-01"},
+            "recorded_before",
+            "later",
+        ),
+        ({"q": ""}, "q", "say what to look for"),
+        ({"q": "user-", "page": "2"}, "page", "unknown parameter"),
+    ],
+)
+def test_bad_input_gets_a_problem_naming_it_and_no_results(support_api, params, field, message):
+    permissions_history()
+
+    response = support_api.get(reverse("api:api-audit-search"), params)
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert message in " ".join(response.json()["errors"][field])
+
+
+def test_bad_input_on_the_page_says_what_to_fix_and_lists_nothing(support_api):
+    permissions_history()
+
+    response = support_api.get("/audit/", {"q": "colour:red user-123"})
+
+    assert response.status_code == 400
+    assertContains(response, "colour: is not a search prefix", status_code=400)
+    assertNotContains(response, 'class="event"', status_code=400)
+
+
+def test_anonymous_search_is_refused(client):
+    assert client.get(reverse("api:api-audit-search"), {"q": "user-"}).status_code in (401, 403)
+    assert client.get("/audit/", {"q": "user-"}).status_code == 302
+
+
+# Exports
+
+
+def test_csv_export_has_every_matching_event_newest_first_with_personal_data_masked(support_api):
+    permissions_history()
+
+    response = support_api.get("/audit/export.csv", {"q": "user-123"})
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv"
+    assert response["Content-Disposition"].startswith('attachment; filename="audit-')
+    body = b"".join(response.streaming_content).decode()
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert [(r["stream"], r["type"], r["actor"]) for r in rows] == [
+        ("group-admins", "MemberAdded", "carol.admin"),
+        ("user-123", "PermissionGranted", "alice.admin"),
+        ("user-123", "UserCreated", "alice.admin"),
+    ]
+    created = json.loads(rows[2]["data"])
+    assert (
+        created["user_id"] == "123"
+        and created["email"].startswith("•••")
+        and created["name"].startswith("•••")
+    )
+    assert json.loads(rows[2]["metadata"])["ip"].startswith("•••")
+    assert "ann@example.com" not in body and "Ann Lee" not in body and "10.0.0.5" not in body
+    assert rows[2]["recorded_at"] == "2026-03-02T09:00:00+00:00"
+
+
+def test_json_export_is_the_same_events_masked_and_says_so(support_api):
+    permissions_history()
+
+    response = support_api.get(
+        "/audit/export.json", {"q": "resource=issueABC", "recorded_after": at(1.5).isoformat()}
+    )
+
+    payload = json.loads(b"".join(response.streaming_content))
+    assert payload["masked"] is True and payload["truncated"] is False
+    assert [(e["stream"], e["type"], e["actor"]) for e in payload["results"]] == [
+        ("user-456", "PermissionRevoked", "alice.admin"),
+        ("user-456", "PermissionGranted", "bob.admin"),
+    ]
+
+
+def test_an_export_stops_at_its_bound_and_says_it_was_truncated(support_api, monkeypatch):
+    from streams import audit_search
+
+    monkeypatch.setattr(audit_search, "EXPORT_MAX", 7)
+    monkeypatch.setattr(audit_search, "EXPORT_CHUNK", 3)
+    append_events(stream="ticket-9", events=[{"type": "Touched", "data": {"n": n}} for n in range(10)])
+
+    payload = json.loads(b"".join(support_api.get("/audit/export.json", {"q": "ticket-9"}).streaming_content))
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                b"".join(support_api.get("/audit/export.csv", {"q": "ticket-9"}).streaming_content).decode()
+            )
+        )
+    )
+
+    assert [e["data"]["n"] for e in payload["results"]] == [9, 8, 7, 6, 5, 4, 3]
+    assert payload["truncated"] is True
+    assert len(rows) == 1 + 7 + 1 and rows[-1][0].startswith("# truncated: the first 7 events")
+
+
+def test_an_export_of_a_bad_query_is_a_400_that_says_why(support_api):
+    response = support_api.get("/audit/export.csv", {"q": "colour:red"})
+
+    assert response.status_code == 400
+    assert "colour: is not a search prefix" in response.content.decode()
+
+
+def test_csv_cells_that_look_like_formulas_are_kept_as_text(support_api):
+    append_events(
+        stream="ticket-1", events=[{"type": "Touched", "data": {}, "metadata": {"actor": "=HYPERLINK(1)"}}]
+    )
+
+    body = b"".join(support_api.get("/audit/export.csv", {"q": "ticket-1"}).streaming_content).decode()
+
+    assert list(csv.DictReader(io.StringIO(body)))[0]["actor"] == "'=HYPERLINK(1)"
