@@ -72,8 +72,10 @@ def diff(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> lis
         old, new = before.get(key, MISSING), after.get(key, MISSING)
         if old == new:
             continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            changes.extend(diff(old, new, prefix=f"{field}."))
+        nested_old, nested_new = ({} if v is MISSING else v for v in (old, new))
+        if isinstance(nested_old, dict) and isinstance(nested_new, dict) and (nested_old or nested_new):
+            # An object set, removed or changed shows as the fields inside it that were.
+            changes.extend(diff(nested_old, nested_new, prefix=f"{field}."))
         elif old is MISSING:
             changes.append(Change(field=field, kind="set", after=new))
         elif new is MISSING:
