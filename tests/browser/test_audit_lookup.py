@@ -1,0 +1,56 @@
+"""What a support agent does in the browser: find who granted a permission on a resource, and when, then
+read that user's timeline, field by field, with personal data masked."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import log_in
+from tests.browser.test_journeys import has_no_horizontal_scroll
+from tests.streams.test_audit_search import permissions_history
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_support_agent_finds_who_granted_a_permission_and_when_then_reads_the_grant(page, support_agent):
+    permissions_history()
+    log_in(page, "sam")
+    page.wait_for_url("**/dashboard/")
+
+    page.goto("/audit/")
+    page.get_by_label("Search", exact=True).fill("resource=issueABC")
+    page.get_by_role("button", name="Search").click()
+
+    expect(page).to_have_url(re.compile(r"/audit/\?q=resource%3DissueABC"))
+    rows = page.locator("table.audit-events tbody tr")
+    expect(rows).to_have_count(3)
+    grant = rows.filter(has_text="PermissionGranted").filter(has_text="user-123")
+    expect(grant).to_contain_text("alice.admin")
+    expect(grant).to_contain_text("2026-03-02 10:00:00")
+    revoke = rows.filter(has_text="PermissionRevoked")
+    expect(revoke).to_contain_text("user-456")
+    expect(revoke).to_contain_text("2026-03-02 14:00:00")
+    expect(page.get_by_role("button", name="Unmask personal data")).to_have_count(0)
+    assert has_no_horizontal_scroll(page)
+
+    grant.get_by_role("link", name="user-123").click()
+
+    expect(page.get_by_role("heading", name="user-123", level=1)).to_be_visible()
+    granted = page.locator('table.timeline tr[data-sequence="2"]')
+    expect(granted).to_contain_text("PermissionGranted")
+    expect(granted).to_contain_text("alice.admin")
+    expect(granted.locator('[data-field="resource"]')).to_contain_text("set to issueABC")
+    expect(granted.locator('[data-field="permission"]')).to_contain_text("set to write")
+    created = page.locator('table.timeline tr[data-sequence="1"]')
+    expect(created.locator('[data-field="email"]')).to_contain_text("•••")
+    expect(page.locator("main")).not_to_contain_text("ann@example.com")
+
+    page.get_by_label("Sequence", exact=True).fill("2")
+    page.get_by_role("button", name="Show state").click()
+    state = page.locator("table.state")
+    expect(state.locator('tr[data-field="resource"]')).to_contain_text("issueABC")
+    expect(state.locator('tr[data-field="name"]')).to_contain_text("•••")
+    assert has_no_horizontal_scroll(page)
