@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
@@ -24,7 +24,7 @@ from console.roles import Can
 from streams import audit_search, masking, selectors
 from streams.models import Event
 from streams.queries import QueryParser
-from streams.views import PAGE_SIZE, event_rows, login_required, render_page, unmask_form
+from streams.views import PAGE_SIZE, event_rows, login_required, unmask_form
 
 UNMASKABLE_VIEWS = ("stream", "event", "search")
 CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -54,13 +54,7 @@ def search(request: HttpRequest) -> HttpResponse:
         context["streams"] = audit_search.matching_streams(query) if before is None else []
         context["unmask"] = unmask_form(request, "search", query.key, masked)
         context["export_query"] = urlencode(params)
-    return render_page(
-        request,
-        "streams/audit.html",
-        "streams/partials/audit_results.html",
-        context,
-        status=400 if parser.errors else 200,
-    )
+    return render(request, "streams/audit.html", context, status=400 if parser.errors else 200)
 
 
 @require_GET

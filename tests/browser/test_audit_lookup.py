@@ -21,6 +21,11 @@ def test_a_support_agent_finds_who_granted_a_permission_and_when_then_reads_the_
     page.wait_for_url("**/dashboard/")
 
     page.goto("/audit/")
+    page.get_by_label("Search", exact=True).fill("resource:issueABC")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_role("alert")).to_contain_text("resource: is not a search prefix")
+    expect(page.locator("table.audit-events")).to_have_count(0)
+
     page.get_by_label("Search", exact=True).fill("resource=issueABC")
     page.get_by_role("button", name="Search").click()
 
