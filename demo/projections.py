@@ -47,6 +47,28 @@ class UsersDirectory(Projection):
         "CREATE INDEX users_email ON users (lower(email))",
     )
 
+    def fold_stream(self, state: dict, event: Event) -> dict:
+        """A user as of an event, for the stream page's timeline: the profile, and the permissions held
+        on each resource (a grant and a revoke read as what they did, not as a field overwritten)."""
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == "UserCreated":
+            return {
+                **{key: data.get(key) for key in ("user_id", "username", "name", "email")},
+                "permissions": {},
+            }
+        if event.type in ("UserNameSet", "UserEmailSet"):
+            field = "name" if event.type == "UserNameSet" else "email"
+            return {**state, field: data.get(field)}
+        if event.type in ("PermissionGranted", "PermissionRevoked"):
+            held = {resource: set(granted) for resource, granted in state.get("permissions", {}).items()}
+            permissions = held.setdefault(data.get("resource"), set())
+            if event.type == "PermissionGranted":
+                permissions.add(data.get("permission"))
+            else:
+                permissions.discard(data.get("permission"))
+            return {**state, "permissions": {r: sorted(p) for r, p in sorted(held.items()) if p}}
+        return state
+
     def forget(self, cursor: CursorWrapper, stream: str) -> None:
         """What one stream put here, before a single-stream repair applies it again."""
         if stream.startswith("user-"):

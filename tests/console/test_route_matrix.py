@@ -19,7 +19,7 @@ PUBLIC = "public"  # anyone, logged in or not
 SIGNED = "signed"  # machine-to-machine, authenticated by a signature: refused to everyone without it
 METRICS = "metrics"  # a scraper token, or the read permission
 
-READ, APPEND, OPERATE, APPROVE = Can.READ, Can.APPEND, Can.OPERATE, Can.APPROVE
+READ, APPEND, OPERATE, APPROVE, UNMASK = Can.READ, Can.APPEND, Can.OPERATE, Can.APPROVE, Can.UNMASK
 
 MATRIX: dict[str, dict[str, str]] = {
     "home": {"GET": PUBLIC},
@@ -36,6 +36,9 @@ MATRIX: dict[str, dict[str, str]] = {
     "api:api-stream-events": {"GET": READ, "POST": APPEND},
     "api:api-event-list": {"GET": READ},
     "api:api-event-detail": {"GET": READ},
+    "api:api-audit-search": {"GET": READ},
+    "api:api-stream-state": {"GET": READ},
+    "api:api-event-unmask": {"POST": UNMASK},
     "api:api-demo-user": {"GET": READ},
     "api:api-demo-access": {"GET": READ},
     "api:api-job-list": {"GET": READ, "POST": OPERATE},
@@ -70,6 +73,11 @@ MATRIX: dict[str, dict[str, str]] = {
     "streams:detail": {"GET": READ},
     "streams:log": {"GET": READ},
     "streams:event": {"GET": READ},
+    "streams:audit": {"GET": READ},
+    "streams:audit-export-csv": {"GET": READ},
+    "streams:audit-export-json": {"GET": READ},
+    "streams:audit-unmask": {"POST": UNMASK},
+    "streams:audit-mask": {"POST": READ},
     "recovery:jobs": {"GET": READ},
     "recovery:job-new": {"GET": OPERATE, "POST": OPERATE},
     "recovery:job-estimate": {"POST": OPERATE},
