@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from console.problems import Problem
 from console.roles import Allows, Can
-from streams import lag
+from streams import lag, masking
 from streams.api import EventOut, _finish, _parse, _problems
 from streams.consumers import ConsumerError, pause_consumer, resume_consumer, retry_parked, skip_parked
 from streams.models import Consumer, ParkedEvent
@@ -173,7 +173,14 @@ def parked_list(request: Request, name: str) -> Response:
         parked = parked.filter(event_id__gt=after)
     page = list(parked.order_by("event_id")[:limit])
     next_cursor = str(page[-1].event_id) if len(page) == limit else None
-    return Response({"results": ParkedOut(page, many=True).data, "next": next_cursor})
+    return Response({"results": ParkedOut(_masked(page), many=True).data, "next": next_cursor})
+
+
+def _masked(parked: list[ParkedEvent]) -> list[ParkedEvent]:
+    """Parked events show their event as every event output does: personal data masked."""
+    for item in parked:
+        item.event = masking.mask_event(item.event)
+    return parked
 
 
 def _parked_action(request: Request, name: str, parked_id: int, action) -> Response:
@@ -190,7 +197,7 @@ def _parked_action(request: Request, name: str, parked_id: int, action) -> Respo
     except ConsumerError as exc:
         raise _conflict(exc) from exc
     parked = ParkedEvent.objects.select_related("event__stream").get(pk=parked.pk)
-    return Response(ParkedOut(parked).data)
+    return Response(ParkedOut(_masked([parked])[0]).data)
 
 
 @extend_schema(
