@@ -1,8 +1,8 @@
-"""The recovery pages: jobs, a job, the new-job form, snapshots."""
+"""The recovery pages: jobs, a job, the new-job form, approvals, snapshots."""
 
 from django.urls import path
 
-from recovery import views
+from recovery import approval_views, views
 
 app_name = "recovery"
 
@@ -15,6 +15,12 @@ urlpatterns = [
     path("jobs/<int:job_id>/progress", views.job_progress, name="job-progress"),
     path("jobs/<int:job_id>/cancel", views.job_cancel, name="job-cancel"),
     path("jobs/<int:job_id>/retry", views.job_retry, name="job-retry"),
+    path("jobs/<int:job_id>/approvals", approval_views.job_approvals, name="job-approvals"),
+    path("approvals/", approval_views.inbox, name="approvals"),
+    path("approvals/waiting", approval_views.waiting_summary, name="approvals-waiting"),
+    path("approvals/<int:job_id>/", approval_views.review, name="approval"),
+    path("approvals/<int:job_id>/approve", approval_views.approve, name="approve"),
+    path("approvals/<int:job_id>/reject", approval_views.reject, name="reject"),
     path("snapshots/", views.snapshot_list, name="snapshots"),
     path("snapshots/<int:snapshot_id>/", views.snapshot_detail, name="snapshot"),
     path("consumers/<str:name>/jobs", views.consumer_recovery, name="consumer-recovery"),

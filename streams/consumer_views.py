@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from console.roles import Can
+from recovery import approvals
 from recovery import selectors as recovery_selectors
 from streams import consumers, lag, selectors
 from streams.lag_chart import RANGES, lag_chart, parse_range
@@ -73,6 +74,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "statuses": lag.consumer_statuses(now=now),
         "now": now,
         "running_jobs": recovery_selectors.running_jobs(),
+        "pending_approvals": approvals.pending_count(),
     }
     return render_page(request, "streams/dashboard.html", "streams/partials/dashboard_live.html", context)
 

@@ -1,0 +1,20 @@
+"""What every page's navigation needs: the number of jobs waiting for approval (its badge), and whether
+the user may approve. Both are callables, which templates call when they use them: a partial that never
+shows the navigation asks nothing, and a page asks once however often it shows them."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.http import HttpRequest
+
+from console.roles import Can, can
+from recovery.approvals import pending_count
+
+
+def approvals(request: HttpRequest) -> dict[str, Any]:
+    return {
+        "nav_pending_approvals": functools.cache(pending_count),
+        "user_can_approve": functools.cache(lambda: can(request.user, Can.APPROVE)),
+    }
