@@ -26,6 +26,9 @@ _SUBJECT_CHAR = re.compile(r"[A-Za-z0-9_.@-]")
 _MAX_USER_SUBJECT = 180
 
 
+CATEGORY = "console"
+
+
 def record(
     *, subject: str, type: str, actor: str, data: dict[str, Any], request: HttpRequest | None = None
 ) -> None:
@@ -35,7 +38,7 @@ def record(
     if request is not None:
         metadata["ip"] = request.META.get("REMOTE_ADDR", "")
         metadata["user_agent"] = request.headers.get("User-Agent", "")[:500]
-    stream = f"console-{subject}"
+    stream = f"{CATEGORY}-{subject}"
     for attempt in range(1, MAX_ATTEMPTS + 1):
         head = audit_chain.head(stream)
         if not head.intact:

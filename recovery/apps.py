@@ -5,3 +5,7 @@ class RecoveryConfig(AppConfig):
     """Snapshots, restores, replays, resyncs and verifications as approved, resumable jobs."""
 
     name = "recovery"
+
+    def ready(self) -> None:
+        # Connects the login receiver that starts the re-authentication clock (before any request).
+        from recovery import reauth  # noqa: F401

@@ -70,7 +70,7 @@ def confirm(request: HttpRequest, password: str | None, *, action: str) -> None:
     if not user.check_password(password):
         name = user.get_username()
         audit.record(
-            subject=f"user.{name}",
+            subject=audit.user_subject(name),
             type="ReauthenticationFailed",
             actor=name,
             data={"user": name, "action": action},

@@ -11,6 +11,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from console import audit
 from console.problems import Problem, invalid_input
 from console.roles import Allows, Can
 from streams import lag, masking, selectors
@@ -240,6 +241,10 @@ def _append(request: Request, stream: str) -> Response:
         )
     if "events" not in body:
         raise invalid_input({"events": ["is required: a list of at least one event"]})
+    if stream.split("-", 1)[0] == audit.CATEGORY:
+        # The console's audit trail is written by the console alone: an application's event there
+        # would break its hash chain and could pass for an action nobody took.
+        raise invalid_input({"stream": [f"the {audit.CATEGORY} category is the console's own audit trail"]})
     expected = _expected_version(request, body)
     actor = request.user.get_username()
     try:

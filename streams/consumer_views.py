@@ -16,7 +16,7 @@ from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from console.roles import Can
 from recovery import approvals
@@ -64,6 +64,7 @@ def parked_counts() -> dict[int, int]:
     return {row["consumer"]: row["n"] for row in rows}
 
 
+@require_safe
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
@@ -79,6 +80,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render_page(request, "streams/dashboard.html", "streams/partials/dashboard_live.html", context)
 
 
+@require_safe
 @login_required
 def consumer_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
@@ -94,6 +96,7 @@ def consumer_list(request: HttpRequest) -> HttpResponse:
     return render_page(request, "streams/consumers.html", "streams/partials/consumer_table.html", context)
 
 
+@require_safe
 @login_required
 def consumer_detail(request: HttpRequest, name: str) -> HttpResponse:
     consumer = Consumer.objects.filter(name=name).first()

@@ -19,6 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
+from django.views.decorators.http import require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from console.roles import Can, can, require
@@ -89,6 +90,7 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2)
 
 
+@require_safe
 @login_required
 def stream_list(request: HttpRequest) -> HttpResponse:
     parser = QueryParser(request.GET, ("prefix", "category", "after", "limit"))
@@ -114,6 +116,7 @@ def stream_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_safe
 @login_required
 def stream_detail(request: HttpRequest, name: str) -> HttpResponse:
     stream = selectors.get_stream(name=name)
@@ -188,6 +191,7 @@ def stream_window(*, stream: Stream, before: int | None, after: int | None, limi
     return selectors.read_stream(stream=stream, from_sequence=start, direction="backward", limit=limit)
 
 
+@require_safe
 @login_required
 def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     event = selectors.get_event(event_id=event_id)
@@ -246,6 +250,7 @@ def related_event(event: Event, value: Any) -> RelatedEvent | None:
     return RelatedEvent(raw=str(value), event=selectors.get_event(event_id=related_id))
 
 
+@require_safe
 @login_required
 def event_log(request: HttpRequest) -> HttpResponse:
     try:

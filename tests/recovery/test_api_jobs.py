@@ -24,6 +24,7 @@ JOB_FIELDS = {
     "reason",
     "requested_by",
     "approvals",
+    "approvals_required",
     "progress",
     "result",
     "error",

@@ -222,3 +222,12 @@ def test_an_unknown_api_path_is_a_problem_404(api):
     assert_problem(response, 404)
     response = api.post("/api/v1/streams/user/1/events", body("E"), format="json")
     assert_problem(response, 404)
+
+
+def test_the_console_category_is_the_consoles_own_and_refused_to_applications(api):
+    response = api.post(
+        "/api/v1/streams/console-job.1/events", {"events": [{"type": "JobApproved", "data": {}}]}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"]["stream"] == ["the console category is the console's own audit trail"]
+    assert not Event.objects.filter(stream__category="console", type="JobApproved").exists()

@@ -54,7 +54,7 @@ class Command(BaseCommand):
             account.save()
             account.groups.set(Group.objects.filter(name__in=roles))
             audit.record(
-                subject=f"user.{name}",
+                subject=audit.user_subject(name),
                 type="UserCreated" if existing is None else "UserUpdated",
                 actor=f"cli:{getpass.getuser()}",
                 data={"user": name, "roles": roles, "password_changed": password is not None},
