@@ -1,6 +1,7 @@
 """Guarantee 1: no reader ever skips a committed event (DESIGN.md §7), under real concurrency."""
 
 import multiprocessing
+import queue
 import random
 import threading
 import time
@@ -109,6 +110,23 @@ def _reader(seed: int, writers_done, out) -> None:
     out.put(("reader", seen))
 
 
+def _result(out):
+    """A child's result; when none comes, say which sessions were waiting and on whom, not just Empty."""
+    try:
+        return out.get(timeout=120)
+    except queue.Empty:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT pid, state, wait_event_type, wait_event, pg_blocking_pids(pid), left(query, 120),
+                       now() - xact_start
+                  FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+                """
+            )
+            sessions = cursor.fetchall()
+        raise AssertionError(f"a child gave no result in 120 s; sessions: {sessions}") from None
+
+
 def test_concurrent_writers_with_rollbacks_are_seen_by_every_tailing_reader_exactly_once_in_order():
     context = multiprocessing.get_context("fork")
     out = context.Queue()
@@ -118,9 +136,9 @@ def test_concurrent_writers_with_rollbacks_are_seen_by_every_tailing_reader_exac
     writers = [context.Process(target=_writer, args=(n, n, out)) for n in range(WRITERS)]
     for process in readers + writers:
         process.start()
-    results = [out.get(timeout=120) for _ in range(WRITERS)]
+    results = [_result(out) for _ in range(WRITERS)]
     writers_done.set()
-    results += [out.get(timeout=120) for _ in range(READERS)]
+    results += [_result(out) for _ in range(READERS)]
     for process in readers + writers:
         process.join(30)
         assert process.exitcode == 0
