@@ -2,23 +2,23 @@
 
 import multiprocessing
 import queue
-import random
 import threading
 import time
 import uuid
 from collections import defaultdict
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from streams.selectors import head, read_all
 from streams.services import append_events
+from tests.streams import global_order_children as children
+from tests.streams.test_projection_crashes import this_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WRITERS = 8
 READERS = 3
-ROUNDS = 30
 
 
 def one(type_="Happened"):
@@ -65,51 +65,6 @@ def test_a_reader_tailing_the_log_waits_at_an_open_transaction():
     assert positions[0] == held[0]
 
 
-class _Rollback(Exception):
-    pass
-
-
-def _writer(worker: int, seed: int, out) -> None:
-    rng = random.Random(seed)
-    committed: list[str] = []
-    for round_ in range(ROUNDS):
-        stream = f"order-{rng.randrange(10)}"
-        batch = [
-            {"id": str(uuid.uuid4()), "type": "ItemAdded", "data": {"worker": worker, "round": round_}}
-            for _ in range(rng.randint(1, 3))
-        ]
-        try:
-            with transaction.atomic():
-                append_events(stream=stream, events=batch)
-                time.sleep(rng.uniform(0, 0.004))
-                if rng.random() < 0.25:
-                    raise _Rollback
-        except _Rollback:
-            continue
-        committed.extend(event["id"] for event in batch)
-        time.sleep(rng.uniform(0, 0.003))
-    connections.close_all()
-    out.put(("writer", committed))
-
-
-def _reader(seed: int, writers_done, out) -> None:
-    rng = random.Random(seed)
-    seen: list[tuple[int, str, str, int]] = []
-    cursor = 0
-    while True:
-        done = writers_done.is_set()
-        batch = read_all(after_position=cursor, limit=rng.randint(1, 25))
-        seen.extend((e.position, str(e.event_id), e.stream.name, e.sequence) for e in batch)
-        if batch:
-            cursor = batch[-1].position
-        elif done:
-            break  # the writers had finished before this empty read: we are at the end
-        else:
-            time.sleep(rng.uniform(0, 0.005))
-    connections.close_all()
-    out.put(("reader", seen))
-
-
 def _result(out):
     """A child's result; when none comes, say which sessions were waiting and on whom, not just Empty."""
     try:
@@ -128,23 +83,29 @@ def _result(out):
 
 
 def test_concurrent_writers_with_rollbacks_are_seen_by_every_tailing_reader_exactly_once_in_order():
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # see tests/streams/global_order_children.py
     out = context.Queue()
     writers_done = context.Event()
-    connections.close_all()  # children must open their own connections
-    readers = [context.Process(target=_reader, args=(100 + n, writers_done, out)) for n in range(READERS)]
-    writers = [context.Process(target=_writer, args=(n, n, out)) for n in range(WRITERS)]
+    database = this_database_url()
+
+    def child(role: str, seed: int):
+        return context.Process(target=children.run, args=(database, role, seed, writers_done, out))
+
+    readers = [child("reader", 100 + n) for n in range(READERS)]
+    writers = [child("writer", n) for n in range(WRITERS)]
     for process in readers + writers:
         process.start()
     results = [_result(out) for _ in range(WRITERS)]
+    assert not [message for kind, message in results if kind == "error"]
     writers_done.set()
     results += [_result(out) for _ in range(READERS)]
+    assert not [message for kind, message in results if kind == "error"]
     for process in readers + writers:
         process.join(30)
         assert process.exitcode == 0
 
     committed = {event_id for kind, ids in results if kind == "writer" for event_id in ids}
-    assert len(committed) > WRITERS * ROUNDS // 2  # most rounds commit, some roll back
+    assert len(committed) > WRITERS * children.ROUNDS // 2  # most rounds commit, some roll back
     seen_by_readers = [seen for kind, seen in results if kind == "reader"]
     assert len(seen_by_readers) == READERS
     for seen in seen_by_readers:
