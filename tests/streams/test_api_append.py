@@ -226,7 +226,9 @@ def test_an_unknown_api_path_is_a_problem_404(api):
 
 def test_the_console_category_is_the_consoles_own_and_refused_to_applications(api):
     response = api.post(
-        "/api/v1/streams/console-job.1/events", {"events": [{"type": "JobApproved", "data": {}}]}, format="json"
+        "/api/v1/streams/console-job.1/events",
+        {"events": [{"type": "JobApproved", "data": {}}]},
+        format="json",
     )
     assert response.status_code == 400
     assert response.json()["errors"]["stream"] == ["the console category is the console's own audit trail"]
