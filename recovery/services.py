@@ -71,9 +71,9 @@ def request_job(
                 requested_by=requested_by,
                 queued_at=timezone.now() if queued else None,
             )
-            _record(job, "JobRequested", requested_by, request, reason=reason, params=canonical)
+            record(job, "JobRequested", requested_by, request, reason=reason, params=canonical)
             if queued:
-                _record(job, "JobQueued", requested_by, request)
+                record(job, "JobQueued", requested_by, request)
                 transaction.on_commit(lambda: nudge(job))
     except IntegrityError:
         # Two requests raced past the check; the constraint let one through.
@@ -96,13 +96,13 @@ def cancel_job(*, job_id: int, actor: str, request: HttpRequest | None = None) -
         if job.state == Job.State.RUNNING:
             job.save(update_fields=["cancel_requested_at", "cancel_requested_by"])
             log(job, f"cancel asked by {actor}; stopping at the next batch")
-            _record(job, "JobCancelRequested", actor, request)
+            record(job, "JobCancelRequested", actor, request)
             transaction.on_commit(lambda: nudge(job))
         else:
             job.state, job.finished_at = Job.State.CANCELLED, timezone.now()
             job.save(update_fields=["cancel_requested_at", "cancel_requested_by", "state", "finished_at"])
             log(job, f"cancelled by {actor} before it started")
-            _record(job, "JobCancelled", actor, request)
+            record(job, "JobCancelled", actor, request)
     return job
 
 
@@ -118,7 +118,7 @@ def retry_job(*, job_id: int, actor: str, request: HttpRequest | None = None) ->
             job.queued_at, job.heartbeat_at = timezone.now(), None
             job.save(update_fields=["state", "failures", "finished_at", "queued_at", "heartbeat_at"])
             log(job, f"retried by {actor} from its last checkpoint (stage {job.stage or 'start'})")
-            _record(job, "JobRetried", actor, request, previous_error=job.error[:500])
+            record(job, "JobRetried", actor, request, previous_error=job.error[:500])
             transaction.on_commit(lambda: nudge(job))
     except IntegrityError:
         _refuse_if_busy(job.target)
@@ -172,10 +172,6 @@ def log(job: Job, message: str, *, level: str = "info") -> None:
 
 def record(job: Job, type: str, actor: str, request: HttpRequest | None = None, **data: Any) -> None:
     """The audit event of a job's state change, in the caller's transaction."""
-    _record(job, type, actor, request, **data)
-
-
-def _record(job: Job, type: str, actor: str, request: HttpRequest | None, **data: Any) -> None:
     payload = {"job": job.pk, "kind": job.kind, "target": job.target, "params_sha256": job.params_sha256}
     audit.record(subject=f"job.{job.pk}", type=type, actor=actor, data={**payload, **data}, request=request)
 

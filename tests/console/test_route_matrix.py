@@ -6,12 +6,8 @@ import pytest
 from django.test import Client
 
 from console.roles import GRANTS, Can
-from recovery import runner, services
-from streams.consumers import run_projection
-from streams.models import Event
 from tests.conftest import person
 from tests.console.routes import all_routes
-from tests.streams.projection_helpers import create_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_projection_schemas")]
 
@@ -102,29 +98,6 @@ MATRIX: dict[str, dict[str, str]] = {
 
 ROLES = ("support", "operator", "approver", "admin")
 NOBODY, NO_ROLE = "nobody", "no role"
-
-
-@pytest.fixture
-def world(settings, tmp_path, operator):
-    settings.REPLAYDESK_SNAPSHOT_DIR = tmp_path / "snapshots"
-    for uid in range(2):
-        create_user(str(uid))
-    run_projection("users_directory")
-    job = services.request_job(
-        kind="snapshot",
-        params={"projection": "users_directory"},
-        requested_by="olivia",
-        reason="for the test",
-    )
-    job = runner.run_inline(job.pk)
-    event = Event.objects.order_by("position").first()
-    return {
-        "job_id": job.pk,
-        "snapshot_id": job.result["snapshot"],
-        "event_id": str(event.event_id),
-        "name": "users_directory",
-        "stream": "user-1",
-    }
 
 
 def allowed(rule: str, role: str) -> bool:

@@ -11,11 +11,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from recovery import runner, services
-from streams.consumers import run_projection
 from streams.models import Event
 from tests.console.routes import all_routes
-from tests.streams.projection_helpers import create_user
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE", "ALTER", "DROP", "CREATE")
@@ -43,30 +40,6 @@ def test_the_deployment_checklist_passes_with_production_settings(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
-
-
-@pytest.fixture
-def world(settings, tmp_path, operator):
-    """Something behind every kind of route: events, projections, a finished job and its snapshot."""
-    settings.REPLAYDESK_SNAPSHOT_DIR = tmp_path / "snapshots"
-    for uid in range(3):
-        create_user(str(uid))
-    run_projection("users_directory")
-    job = services.request_job(
-        kind="snapshot",
-        params={"projection": "users_directory"},
-        requested_by="olivia",
-        reason="for the test",
-    )
-    job = runner.run_inline(job.pk)
-    event = Event.objects.order_by("position").first()
-    return {
-        "job_id": job.pk,
-        "snapshot_id": job.result["snapshot"],
-        "event_id": str(event.event_id),
-        "name": "users_directory",
-        "stream": "user-1",
-    }
 
 
 def test_no_get_changes_anything_on_any_route(world, admin_user):

@@ -89,12 +89,9 @@ def test_events_appended_during_a_replay_are_in_the_swapped_projection():
     job = services.request_job(
         kind="replay", params={"projection": "users_directory"}, requested_by="olivia", reason="rebuild"
     )
-    token = runner._inline.set(True)
-    try:
+    with runner.inline():
         runner.run_slice(job.pk, 0)  # prepared: the target is the head now
         users(5, start=10)  # committed after the target: the tail picks them up
-    finally:
-        runner._inline.reset(token)
     job = runner.run_inline(job.pk)
     assert job.state == "succeeded"
     assert set(projected_users()) == {str(n) for n in range(15)}
