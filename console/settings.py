@@ -79,7 +79,10 @@ TEMPLATES = [
 # The embedded servers write their addresses here while they run (see console/cli.py).
 DATABASE_URL = os.environ.get("DATABASE_URL") or "postgresql://localhost/replaydesk"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
-DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = "replaydesk"
+# PGAPPNAME (libpq's own variable) names a process's sessions in pg_stat_activity, e.g. per tier.
+DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = (
+    os.environ.get("PGAPPNAME") or "replaydesk"
+)
 # Parameters travel apart from the SQL (no client-side quoting): bulk statements pass large arrays.
 DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
