@@ -324,6 +324,18 @@ def enqueue_lane(job_id: int, lane: int, slice_no: int, *, countdown: float = 0)
     run_job_lane.apply_async((job_id, lane, slice_no), queue="recovery", countdown=countdown or None)
 
 
+# Left in Redis by the reconciler: when it is gone, so is everything else Redis held.
+BROKER_MARK_KEY = "replaydesk:reconciler-mark"
+
+
+def broker_forgot() -> bool:
+    """True when Redis no longer holds the mark the last call left (it restarted empty, or this is the
+    first call); the mark is set again, so one caller sees it."""
+    from console.redis import client
+
+    return bool(client().set(BROKER_MARK_KEY, timezone.now().isoformat(), nx=True))
+
+
 def reconcile(*, stale_seconds: float = 30.0) -> list[int]:
     """Nudge every queued or running job whose heartbeat stopped (its worker died, or Redis lost its
     message), and every lane that stopped moving while the others went on. A nudge to work that is in

@@ -30,8 +30,10 @@ def run_job_lane(job_id: int, lane: int, slice_no: int) -> None:
 
 @shared_task(queue="default", ignore_result=True)
 def reconcile() -> None:
-    """Re-send the nudge of every job whose heartbeat stopped."""
-    runner.reconcile()
+    """Re-send the nudge of every job whose heartbeat stopped; of every active job at once when Redis
+    lost its data since the last run (a restart without persistence, a failover), since their queued
+    nudges went with it and a job that never started would otherwise wait out the stale period."""
+    runner.reconcile(stale_seconds=0.0 if runner.broker_forgot() else 30.0)
 
 
 @shared_task(queue="default", ignore_result=True)
