@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from console.problems import Problem, invalid_input
 from streams.api import _problems
-from streams.projections import Projection, get_projection, wait_until_applied
+from streams.projections import Projection, get_projection, read_checkpoint, wait_until_applied
 from streams.queries import QueryErrors, QueryParser
 
 _MIN_POSITION = OpenApiParameter(
@@ -58,6 +58,17 @@ def _read(request: Request, projection_name: str, allowed: tuple[str, ...]) -> t
             title="Not applied yet",
             detail=f"{projection_name} has applied up to position {reached}, not yet {min_position}; "
             "retry shortly",
+            headers={"Retry-After": "1"},
+            checkpoint=reached,
+            min_position=min_position,
+        )
+    if read_checkpoint(projection) is None:
+        # A fresh store: the projection has not run yet, so its tables do not exist.
+        raise Problem(
+            status_code=503,
+            problem_type="not-yet-applied",
+            title="Not applied yet",
+            detail=f"{projection_name} has not run yet; retry shortly",
             headers={"Retry-After": "1"},
             checkpoint=reached,
             min_position=min_position,
