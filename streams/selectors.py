@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -186,6 +187,8 @@ def data_containment(path: str, value: str) -> tuple[dict[str, Any], ...]:
         parsed = json.loads(value)
     except ValueError:
         parsed = value
+    if isinstance(parsed, float) and not math.isfinite(parsed):
+        parsed = value  # NaN, Infinity, 1e999: Python reads them, PostgreSQL's JSON has no such number
     if parsed != value and not isinstance(parsed, dict | list | str):
         values.append(parsed)
     documents = []
