@@ -29,6 +29,11 @@ class QueryParser:
         )
         for key in unknown:
             self.errors[key] = [f"unknown parameter; this list takes {', '.join(sorted(allowed))}"]
+        for key in params:
+            values = params.getlist(key) if hasattr(params, "getlist") else [params[key]]
+            if any("\x00" in value for value in values):
+                # PostgreSQL cannot take it in a parameter, so it could never match anything.
+                self.error(key, "must not contain the NUL character (%00)")
 
     def error(self, name: str, message: str) -> None:
         self.errors.setdefault(name, []).append(message)
