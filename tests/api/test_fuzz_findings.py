@@ -1,0 +1,44 @@
+"""Requests the schema fuzzing (test_schema_fuzz.py) once answered with a 500, kept as plain tests."""
+
+import pytest
+
+from streams.services import append_events
+from tests.streams.test_api_append import assert_problem
+
+
+@pytest.fixture(autouse=True)
+def _no_projection_schemas(fresh_projection_schemas):
+    """Projection schemas live outside Django's tables: each test starts without any."""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_data_value_python_reads_as_a_non_finite_number_is_searched_as_text(api, value):
+    append_events(stream="user-1", events=[{"type": "UserNameSet", "data": {"name": value}}])
+
+    by_log = api.get("/api/v1/events", {"data.name": value})
+    by_search = api.get("/api/v1/audit/search", {"q": value})
+
+    assert by_log.status_code == 200
+    assert [e["stream"] for e in by_log.json()["results"]] == ["user-1"]
+    assert by_search.status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url", ["/api/v1/streams?prefix=us%00er", "/api/v1/events?actor=%00", "/api/v1/jobs?target=a%00"]
+)
+def test_a_nul_character_in_a_query_is_a_400_that_names_the_parameter(api, url):
+    problem = assert_problem(api.get(url), 400)
+
+    assert "NUL" in " ".join(next(iter(problem["errors"].values())))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/v1/demo/users/1", "/api/v1/demo/access?resource=issueABC"])
+def test_a_projection_read_before_the_projection_ever_ran_is_503_not_500(api, url):
+    response = api.get(url)
+
+    problem = assert_problem(response, 503)
+    assert response["Retry-After"] == "1"
+    assert "has not run yet" in problem["detail"]
