@@ -1,0 +1,120 @@
+"""`python -m bench [--quick] [--json PATH] [--only SECTION …] [--keep]`, and
+`python -m bench --write-results [--json PATH]` to write bench/RESULTS.md from a run's JSON."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import report
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ("appends", "audit", "lag", "replay", "restore", "reads")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="scaled-down sizes (a few minutes)")
+    parser.add_argument("--json", type=Path, default=HERE / "results.json", help="where to write results")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--database", default="rd_bench", help="the database to create (dropped first)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--write-results",
+        action="store_true",
+        help="write bench/RESULTS.md from --json (no benchmark is run)",
+    )
+    parser.add_argument("--results-md", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args(argv)
+    if args.write_results:
+        results = json.loads(args.json.read_text())
+        args.results_md.write_text(report.markdown(results))
+        print(f"wrote {args.results_md}")
+        return 0
+    results = run(args)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(report.table(results))
+    print(f"\nresults: {args.json}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict:
+    from bench import server as servers
+    from bench.config import FULL, QUICK
+    from bench.context import Context
+
+    sizes = QUICK if args.quick else FULL
+    server = servers.connect(database=args.database)
+    env = servers.environment(server)
+    servers.setup_django(env)
+    servers.migrate()
+    ctx = Context(sizes=sizes, server=server, env=env)
+    wanted = set(args.only or SECTIONS)
+    started_at = dt.datetime.now(dt.UTC)
+    machine = report.machine(server.url)
+    try:
+        _sections(ctx, wanted)
+    finally:
+        if not args.keep:
+            from django.db import connections
+
+            connections.close_all()
+            servers.drop(server)
+        if server.embedded is not None:
+            server.embedded.stop()
+    return {
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "duration_seconds": round(time.monotonic() - ctx.started, 1),
+        "mode": sizes.name,
+        "sizes": sizes.as_dict(),
+        "machine": machine,
+        "sections_run": [s for s in SECTIONS if s in wanted],
+        "notes": ctx.notes,
+        "rows": ctx.rows,
+        "targets": report.targets(ctx.rows),
+    }
+
+
+def _sections(ctx, wanted: set[str]) -> None:
+    from bench import data, peers, suite_appends, suite_replay, suite_store
+
+    peers.create(ctx.url, ctx.conninfo)
+    if "appends" in wanted:
+        _section(ctx, "appends", suite_appends.run)
+        data.clear_store(ctx.url)
+    if wanted & {"audit", "lag", "replay", "restore", "reads"}:
+        ctx.log(f"loading the demo history: {ctx.sizes.events:,} events, {ctx.sizes.users:,} users")
+        ctx.notes["demo_load"] = data.load_demo(ctx.url, users=ctx.sizes.users, events=ctx.sizes.events)
+        ctx.notes["demo_copy_to_eventsourcing"] = data.copy_to_peer(ctx.url)
+        ctx.log(f"loaded: {ctx.notes['demo_load']} {ctx.notes['demo_copy_to_eventsourcing']}")
+    for name, fn in (
+        ("audit", suite_store.audit),
+        ("lag", suite_store.lag),
+        ("replay", suite_replay.replay),
+        ("restore", suite_replay.restore),
+    ):
+        if name in wanted:
+            _section(ctx, name, fn)
+    if "reads" in wanted:
+        ctx.log(f"growing the log to {ctx.sizes.deep_log:,} events")
+        ctx.notes["deep_log_growth"] = data.grow_log(ctx.url, to=ctx.sizes.deep_log)
+        ctx.notes["deep_log_copy_to_eventsourcing"] = data.copy_to_peer(ctx.url)
+        _section(ctx, "reads", suite_store.reads)
+
+
+def _section(ctx, name: str, fn) -> None:
+    """A section that fails is reported as such; the others still run."""
+    try:
+        fn(ctx)
+    except Exception as exc:  # noqa: BLE001
+        ctx.log(f"section {name} failed: {traceback.format_exc()}")
+        ctx.notes.setdefault("failed_sections", {})[name] = f"{type(exc).__name__}: {exc}"[:2000]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

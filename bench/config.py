@@ -1,0 +1,68 @@
+"""Sizes of a run: the full run is what the benchmark's targets are stated for; --quick scales it down."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Sizes:
+    name: str
+    repetitions: int
+    # Seconds each append measurement runs (every system, every repetition).
+    append_seconds: float
+    writers: tuple[int, ...]
+    batches: tuple[int, ...]
+    # Streams the appends spread over, with skewed activity (a few hot streams).
+    append_streams: int
+    http_clients: int
+    # The demo history loaded for replay, audit and lag: events, and users (≈ streams).
+    events: int
+    users: int
+    # Events appended after the snapshot, which a restore replays.
+    tail_events: int
+    # The log is grown to this many events for the deep global-log page.
+    deep_log: int
+    consumers: int
+    # Timed calls per query for the latency figures (p50, p95).
+    samples: int
+    # The eventsourcing catch-up folds at most this many events (its rate is what is compared).
+    es_catch_up_events: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+FULL = Sizes(
+    name="full",
+    repetitions=3,
+    append_seconds=5.0,
+    writers=(1, 4, 16),
+    batches=(100, 1000),
+    append_streams=100_000,
+    http_clients=4,
+    events=1_000_000,
+    users=100_000,
+    tail_events=1_000_000,
+    deep_log=5_000_000,
+    consumers=10,
+    samples=200,
+    es_catch_up_events=1_000_000,
+)
+
+QUICK = Sizes(
+    name="quick",
+    repetitions=3,
+    append_seconds=0.8,
+    writers=(1, 4, 16),
+    batches=(100, 1000),
+    append_streams=10_000,
+    http_clients=4,
+    events=50_000,
+    users=10_000,
+    tail_events=50_000,
+    deep_log=200_000,
+    consumers=10,
+    samples=40,
+    es_catch_up_events=50_000,
+)

@@ -1,0 +1,218 @@
+"""The run's report: the machine, the targets (pass or fail), a table for the terminal, and RESULTS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+
+from bench.measure import ratio
+
+# (what, row name, how, threshold): how is "vs_raw"/"vs_eventsourcing" (Replaydesk's speed as a multiple
+# of the reference's), "min"/"max" (Replaydesk's own value), or a field of the row ("max:<field>").
+TARGETS = (
+    ("single-event appends, 1 writer ≥ 0.7× raw INSERT+COMMIT", "1 event/tx, 1 writer", "vs_raw", 0.7),
+    ("single-event appends, 1 writer ≥ 1× eventsourcing", "1 event/tx, 1 writer", "vs_eventsourcing", 1.0),
+    (
+        "single-event appends, 16 writers ≥ 1.5× eventsourcing",
+        "1 event/tx, 16 writers",
+        "vs_eventsourcing",
+        1.5,
+    ),
+    ("1,000-event batches ≥ 0.5× raw COPY", "batches of 1,000, 1 writer", "vs_raw", 0.5),
+    ("replay ≥ 50,000 events/s on one worker", "replay: the demo projections from scratch", "min", 50_000),
+    (
+        "replay ≥ 5× eventsourcing's catch-up",
+        "replay: the demo projections from scratch",
+        "vs_eventsourcing",
+        5.0,
+    ),
+    ("restore ≤ 30 s per million tail events", "restore: snapshot + tail, slowest projection", "max", 30.0),
+    ("lag < 10 ms per consumer", "lag of one consumer (p95)", "max", 10.0),
+    ("top lagging streams < 150 ms p95", "top lagging streams of one consumer (p95)", "max", 150.0),
+    ("audit: JSON containment < 20 ms p95", "audit: data containment (p95)", "max", 20.0),
+    ("audit: actor + time < 20 ms p95", "audit: actor + time range (p95)", "max", 20.0),
+    ("progress tracking ≤ 2% of a replay", "progress tracking: share of a replay", "max", 0.02),
+)
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    by_name = {row["name"]: row for row in rows}
+    out = []
+    for what, name, how, threshold in TARGETS:
+        found = by_name.get(name)
+        if found is None:
+            continue
+        if how.startswith("vs_"):
+            value = ratio(found, how.removeprefix("vs_"))
+            passed = value is not None and value >= threshold
+        else:
+            value = found["values"].get("replaydesk")
+            passed = value is not None and (value >= threshold if how == "min" else value <= threshold)
+        out.append(
+            {
+                "target": what,
+                "row": name,
+                "value": None if value is None else round(value, 4),
+                "threshold": threshold,
+                "how": how,
+                "pass": passed,
+            }
+        )
+    return out
+
+
+def machine(url: str) -> dict:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+        settings = dict(
+            conn.execute(
+                "SELECT name, setting || COALESCE(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+                [["shared_buffers", "synchronous_commit", "max_wal_size", "work_mem", "fsync"]],
+            ).fetchall()
+        )
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {
+        "uname": " ".join(platform.uname()),
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gib": round(memory / 2**30, 1),
+        "python": platform.python_version(),
+        "postgresql": version,
+        "postgresql_settings": settings,
+        "eventsourcing": _version("eventsourcing"),
+        "psycopg": _version("psycopg"),
+    }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return ""
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and value != value:
+        return "–"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def _ratio_text(row: dict, reference: str) -> str:
+    value = ratio(row, reference)
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _lines(results: dict) -> list[tuple[str, ...]]:
+    lines = []
+    for row in results["rows"]:
+        values = row["values"]
+        others = {k: v for k, v in values.items() if k not in ("replaydesk", "eventsourcing", "raw")}
+        extra = ", ".join(f"{k} {_fmt(v)}" for k, v in others.items())
+        if "cost" in row and row["cost"] is not None:
+            extra += f" (cost {row['cost']:.1%})"
+        lines.append(
+            (
+                row["section"],
+                row["name"],
+                row["unit"],
+                _fmt(values.get("replaydesk")),
+                _fmt(values.get("eventsourcing")),
+                _fmt(values.get("raw")),
+                _ratio_text(row, "eventsourcing"),
+                _ratio_text(row, "raw"),
+                extra,
+            )
+        )
+    return lines
+
+
+HEADER = ("section", "measure", "unit", "replaydesk", "eventsourcing", "raw", "×es", "×raw", "other")
+
+
+def table(results: dict) -> str:
+    lines = [HEADER, *_lines(results)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+    text = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    ]
+    text.insert(1, "-" * len(text[0]))
+    text.append("")
+    text.append("Targets (×: Replaydesk's speed as a multiple of the reference's; > 1 is faster):")
+    for target in results["targets"]:
+        mark = "PASS" if target["pass"] else "FAIL"
+        text.append(f"  [{mark}] {target['target']}: {_fmt(target['value'])}")
+    return "\n".join(text)
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    sizes = results["sizes"]
+    settings = ", ".join(f"{k}={v}" for k, v in m["postgresql_settings"].items())
+    out = [
+        "# Benchmark results",
+        "",
+        f"Run `python -m bench{' --quick' if results['mode'] == 'quick' else ''}` on "
+        f"{results['started_at']} ({results['mode']} run, {results['duration_seconds']:.0f} s); written by "
+        "`python -m bench --write-results` from its JSON. How to read it and what each figure measures: "
+        "bench/README.md.",
+        "",
+        "## Machine",
+        "",
+        f"- `{m['uname']}`",
+        f"- {m['cpus']} CPUs ({m['cpu_model'] or 'unknown model'}), {m['memory_gib']} GiB memory",
+        f"- PostgreSQL {m['postgresql']} ({settings}),"
+        " on the same machine, shared with whatever else ran there",
+        f"- Python {m['python']}, psycopg {m['psycopg']}, eventsourcing {m['eventsourcing']}",
+        "",
+        "## Sizes",
+        "",
+        ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in sizes.items()),
+        "",
+        "## Targets",
+        "",
+        "| target | value | |",
+        "|---|---|---|",
+    ]
+    for target in results["targets"]:
+        unit = "×" if target["how"].startswith("vs_") else ""
+        out.append(
+            f"| {target['target']} | {_fmt(target['value'])}{unit} | "
+            f"{'pass' if target['pass'] else '**fail**'} |"
+        )
+    out += [
+        "",
+        "## Figures (medians of the repetitions)",
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    for line in _lines(results):
+        out.append("| " + " | ".join(cell.replace("|", "/") for cell in line) + " |")
+    if results.get("notes"):
+        out += ["", "## Notes from the run", ""]
+        for key, value in results["notes"].items():
+            out.append(f"- {key}: `{value}`")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,108 @@
+"""The PostgreSQL the benchmark runs on, its own database there, and Django set up against it.
+
+With DATABASE_URL the server it names is used (the database in the URL is only where we connect to
+create ours); without it, the embedded server of `replaydesk up` (console/embedded.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+DEFAULT_DATABASE = "rd_bench"
+REDIS_DB = 10
+
+
+@dataclass(frozen=True)
+class Server:
+    admin_url: str
+    url: str
+    database: str
+    embedded: object | None = None
+
+    def conninfo(self) -> dict:
+        """Connection keywords for libraries that take them apart (eventsourcing's datastore)."""
+        parts = conninfo_to_dict(self.url)
+        return {
+            "dbname": self.database,
+            "host": parts.get("host", ""),
+            "port": parts.get("port", 5432),
+            "user": parts.get("user", "postgres"),
+            "password": parts.get("password", ""),
+        }
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def connect(*, database: str = DEFAULT_DATABASE) -> Server:
+    """The server, with a fresh database `database` on it (dropped first if it exists)."""
+    embedded = None
+    base = os.environ.get("DATABASE_URL")
+    if not base:
+        from console import embedded as embedded_servers
+
+        embedded = embedded_servers.start(redis=False)
+        base = embedded.database_url
+    admin_url = _with_database(base, "postgres")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{database}"')
+    url = _with_database(base, database)
+    return Server(admin_url=admin_url, url=url, database=database, embedded=embedded)
+
+
+def environment(server: Server) -> dict[str, str]:
+    """What every process of the run (this one, writers, gunicorn) needs in its environment."""
+    redis = os.environ.get("REDIS_URL") or f"redis://127.0.0.1:6379/{REDIS_DB}"
+    return {
+        "DJANGO_SETTINGS_MODULE": "console.settings",
+        "DATABASE_URL": server.url,
+        "REDIS_URL": redis,
+        # Jobs run inline here, with nobody to approve them.
+        "REPLAYDESK_APPROVALS": "replay=0,restore=0,resync=0,snapshot=0,verify=0",
+        "SECURE_SSL_REDIRECT": "false",
+        "SECURE_COOKIES": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+        "REPLAYDESK_SNAPSHOT_DIR": snapshot_dir(server),
+    }
+
+
+def snapshot_dir(server: Server) -> str:
+    """Snapshots taken by the run go to a directory of its own, removed with the database."""
+    path = Path(tempfile.gettempdir()) / f"{server.database}-snapshots"
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    import django
+
+    django.setup()
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def drop(server: Server) -> None:
+    shutil.rmtree(snapshot_dir(server), ignore_errors=True)
+    with psycopg.connect(server.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{server.database}" WITH (FORCE)')
+
+
+def version(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SHOW server_version").fetchone()[0]

@@ -1,0 +1,175 @@
+"""Section 1: appends, 1 event per transaction with 1/4/16 writers, batches, the GIN index's cost, and
+the HTTP API through gunicorn."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from bench.appends import WriterPool
+from bench.context import SYSTEMS, Context, interleaved
+from bench.measure import row
+
+GIN_CREATE = "CREATE INDEX streams_event_data ON streams_event USING gin (data jsonb_path_ops)"
+HTTP_WORKERS = 4
+
+
+def run(ctx: Context) -> None:
+    sizes = ctx.sizes
+    pool = WriterPool(size=max(max(sizes.writers), sizes.http_clients), env=ctx.env)
+    try:
+        _throughput(ctx, pool)
+        _gin_cost(ctx, pool)
+        _http(ctx, pool)
+    finally:
+        pool.close()
+
+
+def _measure(ctx: Context, pool: WriterPool, system: str, writers: int, batch: int, http=None) -> float:
+    return pool.run(
+        system=system,
+        writers=writers,
+        batch=batch,
+        seconds=ctx.sizes.append_seconds,
+        streams=ctx.sizes.append_streams,
+        conninfo=ctx.conninfo,
+        url=ctx.url,
+        http=http,
+    )
+
+
+def _throughput(ctx: Context, pool: WriterPool) -> None:
+    sizes = ctx.sizes
+    configs = [(f"1 event/tx, {w} writer{'s' if w > 1 else ''}", w, 1) for w in sizes.writers]
+    configs += [(f"batches of {b:,}, 1 writer", 1, b) for b in sizes.batches]
+    samples = {name: {system: [] for system in SYSTEMS} for name, _, _ in configs}
+    for repetition in range(sizes.repetitions):
+        for name, writers, batch in configs:
+            for system in interleaved(SYSTEMS, repetition):
+                rate = _measure(ctx, pool, system, writers, batch)
+                samples[name][system].append(rate)
+            ctx.log(
+                f"appends {name} rep {repetition + 1}: "
+                + ", ".join(f"{s} {v[-1]:,.0f}/s" for s, v in samples[name].items())
+            )
+    for name, writers, batch in configs:
+        ctx.rows.append(
+            row("appends", name, "events/s", "higher", samples[name], writers=writers, batch=batch)
+        )
+
+
+def _gin_cost(ctx: Context, pool: WriterPool) -> None:
+    """Replaydesk's appends with and without the GIN index on data (dropped and rebuilt each time)."""
+    configs = [
+        ("1 event/tx, 1 writer", 1, 1),
+        (f"batches of {max(ctx.sizes.batches):,}, 1 writer", 1, max(ctx.sizes.batches)),
+    ]
+    samples = {name: {"with GIN": [], "without GIN": []} for name, _, _ in configs}
+    for repetition in range(ctx.sizes.repetitions):
+        order = ("with GIN", "without GIN") if repetition % 2 == 0 else ("without GIN", "with GIN")
+        for variant in order:
+            _set_gin(ctx.url, present=variant == "with GIN")
+            for name, writers, batch in configs:
+                samples[name][variant].append(_measure(ctx, pool, "replaydesk", writers, batch))
+        ctx.log(f"GIN cost rep {repetition + 1}: {samples}")
+    _set_gin(ctx.url, present=True)
+    for name, _, batch in configs:
+        figure = row("appends", f"GIN index cost: {name}", "events/s", "higher", samples[name], batch=batch)
+        with_gin, without = figure["values"]["with GIN"], figure["values"]["without GIN"]
+        figure["cost"] = round(1 - with_gin / without, 3) if without else None
+        ctx.rows.append(figure)
+
+
+def _set_gin(url: str, *, present: bool) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP INDEX IF EXISTS streams_event_data")
+        if present:
+            conn.execute(GIN_CREATE)
+
+
+def _http(ctx: Context, pool: WriterPool) -> None:
+    clients = ctx.sizes.http_clients
+    token = _token()
+    port = _free_port()
+    server = _gunicorn(ctx, port)
+    try:
+        http = {"base_url": f"http://127.0.0.1:{port}", "token": token}
+        samples = {"http": [], "replaydesk": []}
+        _measure(ctx, pool, "http", clients, 1, http=http)  # untimed: every gunicorn worker warms up
+        for repetition in range(ctx.sizes.repetitions):
+            for system in interleaved(("http", "replaydesk"), repetition):
+                samples[system].append(_measure(ctx, pool, system, clients, 1, http=http))
+            ctx.log(f"HTTP rep {repetition + 1}: {samples}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    figure = row(
+        "appends",
+        f"HTTP API, 1 event/request, {clients} clients",
+        "requests/s",
+        "higher",
+        samples,
+        gunicorn_workers=HTTP_WORKERS,
+        clients=clients,
+    )
+    ctx.rows.append(figure)
+
+
+def _token() -> str:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from rest_framework.authtoken.models import Token
+
+    from console.roles import OPERATOR, ensure_groups
+
+    ensure_groups()
+    user, _ = get_user_model().objects.get_or_create(username="bench.writer")
+    user.groups.add(Group.objects.get(name=OPERATOR))
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _gunicorn(ctx: Context, port: int) -> subprocess.Popen:
+    binary = Path(sys.executable).with_name("gunicorn")
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "console.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(HTTP_WORKERS),
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, **ctx.env, "PYTHONWARNINGS": "ignore"},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}")
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError("gunicorn did not answer /healthz within 60 s")

@@ -1,0 +1,292 @@
+"""Sections 2, 4 and 5: reads (a long stream, global-log pages), consumer lag, and audit look-ups.
+
+Replaydesk is called through its selectors (what the API and pages call); raw is the same query written
+by hand with psycopg (no ORM, no model objects); eventsourcing answers what its recorder can answer.
+Latencies are p50 and p95 of `samples` calls per repetition; the medians over repetitions are reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+
+from bench import data, peers
+from bench.context import Context, interleaved
+from bench.measure import percentile, row, timed_ms
+
+PAGE = 100
+
+
+def _latency_rows(ctx: Context, section: str, name: str, calls: dict, **extra) -> None:
+    """Time each system's call, interleaved per repetition; add a p50 and a p95 row."""
+    p50 = {system: [] for system in calls}
+    p95 = {system: [] for system in calls}
+    for repetition in range(ctx.sizes.repetitions):
+        for system in interleaved(tuple(calls), repetition):
+            times = timed_ms(calls[system], ctx.sizes.samples)
+            p50[system].append(percentile(times, 50))
+            p95[system].append(percentile(times, 95))
+    ctx.rows.append(row(section, f"{name} (p50)", "ms", "lower", p50, **extra))
+    ctx.rows.append(row(section, f"{name} (p95)", "ms", "lower", p95, **extra))
+    ctx.log(f"{section}: {name}: p50 {ctx.rows[-2]['values']} p95 {ctx.rows[-1]['values']}")
+
+
+# --- section 2: reads
+
+
+def reads(ctx: Context) -> None:
+    from streams import selectors
+
+    es_store = peers.es_datastore(ctx.conninfo)
+    recorder = peers.es_recorder(es_store)
+    raw = psycopg.connect(ctx.url, autocommit=True)
+    try:
+        head = selectors.head()
+        found = raw.execute("SELECT id FROM streams_stream WHERE name = %s", [data.LONG_STREAM])
+        long_id = found.fetchone()[0]
+        long_uuid = data.stream_name_uuid(data.LONG_STREAM)
+        _latency_rows(
+            ctx,
+            "reads",
+            f"a stream of {data.LONG_STREAM_EVENTS:,} events",
+            {
+                "replaydesk": lambda: selectors.read_stream(
+                    stream=selectors.get_stream(name=data.LONG_STREAM), limit=data.LONG_STREAM_EVENTS
+                ),
+                "eventsourcing": lambda: recorder.select_events(long_uuid),
+                "raw": lambda: raw.execute(
+                    "SELECT position, sequence, id, type, data, metadata, actor, recorded_at "
+                    "FROM streams_event "
+                    "WHERE stream_id = %s ORDER BY sequence LIMIT %s",
+                    [long_id, data.LONG_STREAM_EVENTS],
+                ).fetchall(),
+            },
+        )
+        for label, after in (("at the start", 0), (f"{head:,} events in", head - PAGE * 10)):
+            _latency_rows(
+                ctx,
+                "reads",
+                f"a global-log page of {PAGE} {label}",
+                {
+                    "replaydesk": lambda after=after: selectors.read_all(after_position=after, limit=PAGE),
+                    "eventsourcing": lambda after=after: recorder.select_notifications(
+                        after, PAGE, inclusive_of_start=False
+                    ),
+                    "raw": lambda after=after: raw.execute(
+                        "SELECT e.position, s.name, e.sequence, e.id, e.type, e.data, e.metadata, e.actor, "
+                        "e.recorded_at FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id "
+                        "WHERE e.position > %s ORDER BY e.position LIMIT %s",
+                        [after, PAGE],
+                    ).fetchall(),
+                },
+                position=after,
+            )
+    finally:
+        raw.close()
+        es_store.close()
+
+
+# --- section 5: audit
+
+
+def audit(ctx: Context) -> None:
+    from streams.audit_search import parse_search, search_events
+    from streams.queries import QueryParser
+
+    raw = psycopg.connect(ctx.url, autocommit=True)
+    first, last = raw.execute("SELECT min(recorded_at), max(recorded_at) FROM streams_event").fetchone()
+    # A week in the middle of the history.
+    middle = first + (last - first) / 2
+    after, before = middle, middle + dt.timedelta(days=7)
+
+    def search(params: dict):
+        parser = QueryParser(params, ("q", "recorded_after", "recorded_before"))
+        return lambda: search_events(parse_search(parser), limit=50)
+
+    try:
+        _latency_rows(
+            ctx,
+            "audit",
+            "audit: data containment",
+            {
+                "replaydesk": search({"q": "resource=issueABC"}),
+                "raw": lambda: raw.execute(
+                    "SELECT e.*, s.name FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id "
+                    "WHERE e.data @> %s::jsonb ORDER BY e.position DESC LIMIT 50",
+                    ['{"resource": "issueABC"}'],
+                ).fetchall(),
+            },
+            query="resource=issueABC",
+            newest_first=50,
+        )
+        window = {"recorded_after": after.isoformat(), "recorded_before": before.isoformat()}
+        _latency_rows(
+            ctx,
+            "audit",
+            "audit: actor + time range",
+            {
+                "replaydesk": search({"q": "actor:alice.admin", **window}),
+                "raw": lambda: raw.execute(
+                    "SELECT e.*, s.name FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id "
+                    "WHERE e.actor = %s AND e.recorded_at >= %s AND e.recorded_at < %s "
+                    "ORDER BY e.position DESC LIMIT 50",
+                    ["alice.admin", after, before],
+                ).fetchall(),
+            },
+            query="actor:alice.admin",
+            window=[after.isoformat(), before.isoformat()],
+        )
+    finally:
+        raw.close()
+
+
+# --- section 4: lag
+
+
+LAG_TYPES = (
+    "UserCreated",
+    "UserNameSet",
+    "UserEmailSet",
+    "PermissionGranted",
+    "PermissionRevoked",
+    "MemberAdded",
+    "MemberRemoved",
+)
+
+
+def _consumers(ctx: Context, head: int) -> list:
+    """`consumers` projections of the demo's shape, behind the head by 0 to 10% of the log, with their
+    per-stream checkpoints filled in as a runner would have left them."""
+    from django.db import connection
+
+    from streams.consumers import ensure_projection
+    from streams.models import Consumer
+    from streams.projections import Projection, add
+
+    made = []
+    count = ctx.sizes.consumers
+    for i in range(count):
+        name = f"bench_lag_{i}"
+        cls = type(
+            f"BenchLag{i}",
+            (Projection,),
+            {
+                "name": name,
+                "categories": ("user", "group"),
+                "types": LAG_TYPES,
+                "__module__": __name__,
+                "apply": lambda self, cursor, events: None,
+            },
+            register=False,
+        )
+        add(cls)
+        projection = cls()
+        ensure_projection(projection)
+        behind = 0 if i == 0 else int(head * 0.1 * (i / (count - 1)) ** 2)
+        checkpoint = max(0, head - behind)
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {projection.schema}.checkpoint SET position = %s", [checkpoint])
+            cursor.execute(
+                f"INSERT INTO {projection.schema}.stream_checkpoint (stream_id, sequence) "
+                "SELECT stream_id, max(sequence) FROM streams_event WHERE position <= %s GROUP BY stream_id",
+                [checkpoint],
+            )
+        Consumer.objects.filter(name=name).update(progressed_at=dt.datetime.now(dt.UTC))
+        made.append((Consumer.objects.get(name=name), checkpoint, behind))
+    return made
+
+
+def lag(ctx: Context) -> None:
+    from streams import lag as lags
+    from streams import selectors
+
+    head = selectors.head()
+    consumers = _consumers(ctx, head)
+    raw = psycopg.connect(ctx.url, autocommit=True)
+    es_store = peers.es_datastore(ctx.conninfo, schema=peers.ES_VIEW_SCHEMA)
+    tracking = peers.es_tracking(es_store)
+    es_events = peers.es_recorder(peers.es_datastore(ctx.conninfo))
+    from eventsourcing.persistence import Tracking
+
+    for consumer, checkpoint, _ in consumers:
+        if checkpoint:
+            tracking.insert_tracking(Tracking(consumer.name, checkpoint))
+    cycle = {"i": 0}
+
+    def next_consumer():
+        cycle["i"] += 1
+        return consumers[cycle["i"] % len(consumers)]
+
+    def raw_lag():
+        consumer, checkpoint, _ = next_consumer()
+        return raw.execute(
+            "SELECT count(*), min(e.recorded_at) "
+            "FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id "
+            "WHERE e.position > %s AND e.position <= (SELECT max(position) FROM streams_event) "
+            "AND e.type = ANY(%s) AND s.category = ANY(%s)",
+            [checkpoint, list(LAG_TYPES), ["user", "group"]],
+        ).fetchone()
+
+    def es_lag():
+        consumer, _, _ = next_consumer()
+        return (es_events.max_notification_id() or 0) - (tracking.max_tracking_id(consumer.name) or 0)
+
+    try:
+        extra = {
+            "consumers": len(consumers),
+            "streams": _streams(raw),
+            "events": head,
+            "behind": [behind for _, _, behind in consumers],
+        }
+        _latency_rows(
+            ctx,
+            "lag",
+            "lag of one consumer",
+            {
+                "replaydesk": lambda: lags.consumer_status(consumer=next_consumer()[0]),
+                "eventsourcing": es_lag,
+                "raw": raw_lag,
+            },
+            **extra,
+        )
+        _latency_rows(
+            ctx,
+            "lag",
+            "top lagging streams of one consumer",
+            {
+                "replaydesk": lambda: lags.top_lagging_streams(consumer=next_consumer()[0]),
+            },
+            **extra,
+        )
+        _latency_rows(
+            ctx,
+            "lag",
+            f"all {len(consumers)} consumers (the dashboard)",
+            {
+                "replaydesk": lambda: lags.consumer_statuses(),
+            },
+            **extra,
+        )
+    finally:
+        raw.close()
+        es_store.close()
+        es_events.datastore.close()
+        _drop_consumers(consumers)
+
+
+def _streams(conn) -> int:
+    return conn.execute("SELECT count(*) FROM streams_stream").fetchone()[0]
+
+
+def _drop_consumers(consumers) -> None:
+    from django.db import connection
+
+    from streams.models import Consumer
+    from streams.projections import quote, remove
+
+    for consumer, _, _ in consumers:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {quote('proj_' + consumer.name)} CASCADE")
+        Consumer.objects.filter(pk=consumer.pk).delete()
+        remove(consumer.name)
