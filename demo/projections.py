@@ -1,34 +1,16 @@
 """The identity demo's read models: a users directory, and an access table of who may do what where.
 
-Both fold a batch with a few set-based statements: within a batch the last event per key wins, which is
-what applying the events one by one in position order would leave behind.
+Both fold a batch with a few set-based statements over the batch relation (streams/batches.py), so the
+events never leave PostgreSQL: within a batch the last event per key wins, which is what applying the
+events one by one in position order would leave behind.
 """
 
 from __future__ import annotations
-
-import json
 
 from django.db.backends.utils import CursorWrapper
 
 from streams.models import Event
 from streams.projections import Projection
-
-# The batch travels as one JSON document: one parameter, however many events (arrays of JSON values
-# cost a quoting pass per element).
-_BATCH = """
-    SELECT (e->>'p')::bigint AS position, e->>'t' AS type, e->'d' AS data,
-           (e->>'r')::timestamptz AS recorded_at
-      FROM jsonb_array_elements(%s::jsonb) AS e
-"""
-
-
-def _columns(events: list[Event]) -> list:
-    return [
-        json.dumps(
-            [{"p": e.position, "t": e.type, "d": e.data, "r": e.recorded_at.isoformat()} for e in events],
-            separators=(",", ":"),
-        )
-    ]
 
 
 class UsersDirectory(Projection):
@@ -74,15 +56,13 @@ class UsersDirectory(Projection):
         if stream.startswith("user-"):
             cursor.execute("DELETE FROM users WHERE user_id = %s", [stream.removeprefix("user-")])
 
-    def apply(self, cursor: CursorWrapper, events: list[Event]) -> None:
-        params = _columns(events)
+    def apply_rows(self, cursor: CursorWrapper, rows: str) -> None:
         cursor.execute(
             f"""
             INSERT INTO users (user_id, username, name, email, updated_at)
             SELECT data->>'user_id', data->>'username', data->>'name', data->>'email', recorded_at
-              FROM ({_BATCH}) e WHERE type = 'UserCreated' ORDER BY position
-            """,
-            params,
+              FROM {rows} WHERE type = 'UserCreated' ORDER BY position
+            """
         )
         for event_type, column in (("UserNameSet", "name"), ("UserEmailSet", "email")):
             cursor.execute(
@@ -90,11 +70,11 @@ class UsersDirectory(Projection):
                 UPDATE users u SET {column} = last.value, updated_at = last.recorded_at
                   FROM (SELECT DISTINCT ON (data->>'user_id') data->>'user_id' AS user_id,
                                data->>'{column}' AS value, recorded_at
-                          FROM ({_BATCH}) e WHERE type = %s
+                          FROM {rows} WHERE type = %s
                          ORDER BY data->>'user_id', position DESC) last
                  WHERE u.user_id = last.user_id
                 """,
-                [*params, event_type],
+                [event_type],
             )
 
 
@@ -128,57 +108,41 @@ class AccessTable(Projection):
         elif stream.startswith("group-"):
             cursor.execute("DELETE FROM memberships WHERE group_id = %s", [stream.removeprefix("group-")])
 
-    def apply(self, cursor: CursorWrapper, events: list[Event]) -> None:
-        params = _columns(events)
-        # The last grant or revoke per (user, resource, permission) decides; likewise per membership.
+    def apply_rows(self, cursor: CursorWrapper, rows: str) -> None:
+        # The last grant or revoke per (user, resource, permission) decides; likewise per membership. A
+        # key's last event is either a revoke or a grant, so the DELETE and the INSERT of one statement
+        # never touch the same row.
         cursor.execute(
             f"""
-            CREATE TEMP TABLE last_grants ON COMMIT DROP AS
-            SELECT DISTINCT ON (data->>'user_id', data->>'resource', data->>'permission')
-                   data->>'user_id' AS user_id, data->>'resource' AS resource,
-                   data->>'permission' AS permission, type, recorded_at
-              FROM ({_BATCH}) e WHERE type IN ('PermissionGranted', 'PermissionRevoked')
-             ORDER BY data->>'user_id', data->>'resource', data->>'permission', position DESC
-            """,
-            params,
-        )
-        cursor.execute(
-            """
-            DELETE FROM grants g USING last_grants l
-             WHERE l.type = 'PermissionRevoked'
-               AND (g.user_id, g.resource, g.permission) = (l.user_id, l.resource, l.permission)
-            """
-        )
-        cursor.execute(
-            """
+            WITH last AS (
+                SELECT DISTINCT ON (data->>'user_id', data->>'resource', data->>'permission')
+                       data->>'user_id' AS user_id, data->>'resource' AS resource,
+                       data->>'permission' AS permission, type, recorded_at
+                  FROM {rows} WHERE type IN ('PermissionGranted', 'PermissionRevoked')
+                 ORDER BY data->>'user_id', data->>'resource', data->>'permission', position DESC
+            ), revoked AS (
+                DELETE FROM grants g USING last l
+                 WHERE l.type = 'PermissionRevoked'
+                   AND (g.user_id, g.resource, g.permission) = (l.user_id, l.resource, l.permission)
+            )
             INSERT INTO grants (user_id, resource, permission, granted_at)
-            SELECT user_id, resource, permission, recorded_at
-              FROM last_grants WHERE type = 'PermissionGranted'
+            SELECT user_id, resource, permission, recorded_at FROM last WHERE type = 'PermissionGranted'
             ON CONFLICT (resource, user_id, permission) DO NOTHING
             """
         )
-        cursor.execute("DROP TABLE last_grants")
         cursor.execute(
             f"""
-            CREATE TEMP TABLE last_members ON COMMIT DROP AS
-            SELECT DISTINCT ON (data->>'group_id', data->>'user_id')
-                   data->>'group_id' AS group_id, data->>'user_id' AS user_id, type, recorded_at
-              FROM ({_BATCH}) e WHERE type IN ('MemberAdded', 'MemberRemoved')
-             ORDER BY data->>'group_id', data->>'user_id', position DESC
-            """,
-            params,
-        )
-        cursor.execute(
-            """
-            DELETE FROM memberships m USING last_members l
-             WHERE l.type = 'MemberRemoved' AND (m.group_id, m.user_id) = (l.group_id, l.user_id)
-            """
-        )
-        cursor.execute(
-            """
+            WITH last AS (
+                SELECT DISTINCT ON (data->>'group_id', data->>'user_id')
+                       data->>'group_id' AS group_id, data->>'user_id' AS user_id, type, recorded_at
+                  FROM {rows} WHERE type IN ('MemberAdded', 'MemberRemoved')
+                 ORDER BY data->>'group_id', data->>'user_id', position DESC
+            ), removed AS (
+                DELETE FROM memberships m USING last l
+                 WHERE l.type = 'MemberRemoved' AND (m.group_id, m.user_id) = (l.group_id, l.user_id)
+            )
             INSERT INTO memberships (group_id, user_id, added_at)
-            SELECT group_id, user_id, recorded_at FROM last_members WHERE type = 'MemberAdded'
+            SELECT group_id, user_id, recorded_at FROM last WHERE type = 'MemberAdded'
             ON CONFLICT (group_id, user_id) DO NOTHING
             """
         )
-        cursor.execute("DROP TABLE last_members")

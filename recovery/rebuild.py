@@ -20,8 +20,8 @@ from django.db.models.functions import Now
 
 from recovery.models import Job, JobLane
 from recovery.services import previous_schema
-from streams import selectors
-from streams.consumers import WINDOW_FACTOR, apply_batch, describe, lock_key, record_streams
+from streams import batches, selectors
+from streams.consumers import WINDOW_FACTOR, describe, lock_key
 from streams.models import Consumer, Event
 from streams.projections import Projection, quote
 
@@ -81,7 +81,8 @@ def lane_batch(
     lane, in one transaction. Returns the number of events applied; the lane is finished when its
     position reaches `up_to`."""
     shard = lane.lane if lane.lane < lanes else None  # the tail lane follows every stream
-    width = projection.batch_size * WINDOW_FACTOR * (lanes if shard is not None else 1)
+    size = projection.replay_batch
+    width = size * WINDOW_FACTOR * (lanes if shard is not None else 1)
     with transaction.atomic(), connection.cursor() as cursor:
         position = JobLane.objects.select_for_update().values_list("position", flat=True).get(pk=lane.pk)
         window_end = min(up_to, selectors.next_position(after=position) - 1 + width)
@@ -89,33 +90,36 @@ def lane_batch(
         rule = excluded(exclude)
         if rule is not None:
             events = events.exclude(rule)
-        batch = list(events.select_related("stream").order_by("position")[: projection.batch_size])
-        if batch:
-            apply_events(cursor, projection, schema, batch)
-        full = len(batch) == projection.batch_size
-        reached = batch[-1].position if full else window_end
+        batch = batches.read(cursor, projection, events, limit=size)
+        if batch.count:
+            apply_events(cursor, projection, schema, batch, events)
+        reached = batch.last if batch.count == size else window_end
         JobLane.objects.filter(pk=lane.pk).update(
-            position=reached, done=F("done") + len(batch), finished=reached >= up_to, moved_at=Now()
+            position=reached, done=F("done") + batch.count, finished=reached >= up_to, moved_at=Now()
         )
-        lane.position, lane.done, lane.finished = reached, lane.done + len(batch), reached >= up_to
-    return len(batch)
+        lane.position, lane.done, lane.finished = reached, lane.done + batch.count, reached >= up_to
+    return batch.count
 
 
-def apply_events(cursor: CursorWrapper, projection: Projection, schema: str, events: list[Event]) -> None:
-    """Apply a batch into `schema` and move its per-stream checkpoints; a failure names its event."""
+def apply_events(
+    cursor: CursorWrapper, projection: Projection, schema: str, batch: batches.Batch, events: QuerySet[Event]
+) -> None:
+    """Apply a batch (the first of `events`) into `schema` and move its per-stream checkpoints; a failure
+    names its event."""
     try:
         with transaction.atomic():
-            apply_batch(cursor, projection, events, schema=schema)
+            batches.fold(cursor, projection, batch, schema=schema)
     except Exception as exc:
-        raise RebuildError(_culprit(cursor, projection, schema, events, exc)) from exc
-    record_streams(cursor, schema, events)
+        chosen = batch.events or list(events.select_related("stream").order_by("position")[: batch.count])
+        raise RebuildError(_culprit(cursor, projection, schema, chosen, exc)) from exc
+    batches.record(cursor, schema, batch)
 
 
 def _culprit(cursor, projection: Projection, schema: str, events: list[Event], exc: Exception) -> str:
     for event in events:
         try:
             with transaction.atomic():
-                apply_batch(cursor, projection, [event], schema=schema)
+                batches.fold(cursor, projection, [event], schema=schema)
         except Exception as single:
             return (
                 f"{projection.name} fails on {describe(single, event)}; fix the code, or exclude the "

@@ -20,7 +20,7 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from console import audit
-from streams import selectors
+from streams import batches, selectors
 from streams.models import Consumer, Event, ParkedEvent
 from streams.projections import Projection, create_schema, get_projection, quote, read_checkpoint
 
@@ -109,64 +109,40 @@ def _projection_batch(projection: Projection) -> BatchOutcome:
         window_end = min(
             head, selectors.next_position(after=position) - 1 + projection.batch_size * WINDOW_FACTOR
         )
-        events = selectors.read_all(
-            after_position=position,
-            up_to_position=window_end,
-            log_filter=_subscription(projection),
-            limit=projection.batch_size,
+        window = selectors.filter_events(
+            Event.objects.filter(position__gt=position, position__lte=window_end), _subscription(projection)
         )
-        if not events:
+        batch = batches.read(cursor, projection, window, limit=projection.batch_size)
+        if not batch.count:
             if window_end > position:
                 _write_checkpoint(cursor, projection, window_end, [])
                 _progressed(consumer, now)
             return BatchOutcome(caught_up=window_end == head)
         try:
             with transaction.atomic():
-                _apply(cursor, projection, events)
+                _apply(cursor, projection, batch)
         except Exception:
+            events = batch.events or list(window.select_related("stream").order_by("position")[: batch.count])
             return _isolate_failure(cursor, projection, consumer, events, now)
-        full = len(events) == projection.batch_size
-        _write_checkpoint(cursor, projection, events[-1].position if full else window_end, events)
+        full = batch.count == projection.batch_size
+        _write_checkpoint(cursor, projection, batch.last if full else window_end, batch)
         _progressed(consumer, now)
-        return BatchOutcome(applied=len(events), caught_up=not full and window_end == head)
+        return BatchOutcome(applied=batch.count, caught_up=not full and window_end == head)
 
 
 def _subscription(projection: Projection) -> selectors.LogFilter:
     return selectors.LogFilter(types=tuple(projection.types), categories=tuple(projection.categories))
 
 
-def _apply(cursor: CursorWrapper, projection: Projection, events: list[Event]) -> None:
-    apply_batch(cursor, projection, events, schema=projection.schema)
-
-
-def apply_batch(cursor: CursorWrapper, projection: Projection, events: list[Event], *, schema: str) -> None:
-    """Run the projection's code over `events` with `schema` (live or a rebuild) first on the path."""
-    cursor.execute(f"SET LOCAL search_path TO {quote(schema)}, public")
-    projection.apply(cursor, events)
-    cursor.execute("SET LOCAL search_path TO DEFAULT")
+def _apply(cursor: CursorWrapper, projection: Projection, batch: batches.Batch | list[Event]) -> None:
+    batches.fold(cursor, projection, batch, schema=projection.schema)
 
 
 def _write_checkpoint(
-    cursor: CursorWrapper, projection: Projection, position: int, events: list[Event]
+    cursor: CursorWrapper, projection: Projection, position: int, batch: batches.Batch | list[Event]
 ) -> None:
     cursor.execute(f"UPDATE {quote(projection.schema)}.checkpoint SET position = %s", [position])
-    record_streams(cursor, projection.schema, events)
-
-
-def record_streams(cursor: CursorWrapper, schema_name: str, events: list[Event]) -> None:
-    """Move the per-stream checkpoints of `schema_name` past `events`."""
-    schema = quote(schema_name)
-    if events:
-        cursor.execute(
-            f"""
-            INSERT INTO {schema}.stream_checkpoint (stream_id, sequence)
-            SELECT stream_id, max(sequence) FROM unnest(%s::bigint[], %s::bigint[]) AS e(stream_id, sequence)
-             GROUP BY stream_id
-            ON CONFLICT (stream_id) DO UPDATE
-               SET sequence = GREATEST({schema}.stream_checkpoint.sequence, EXCLUDED.sequence)
-            """,
-            [[e.stream_id for e in events], [e.sequence for e in events]],
-        )
+    batches.record(cursor, projection.schema, batch)
 
 
 def _progressed(consumer: Consumer, now: dt.datetime) -> None:

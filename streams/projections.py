@@ -1,9 +1,11 @@
 """Projections: Python code that folds events into PostgreSQL tables in a schema of its own.
 
 A projection declares its name, version, the categories and/or types it follows, the tables it owns
-(CREATE TABLE statements with unqualified names) and a batch `apply`. Its tables live in the schema
-`proj_<name>` together with its checkpoint, and `apply` runs with that schema first on the search_path,
-in the same transaction that moves the checkpoint: effects happen exactly once.
+(CREATE TABLE statements with unqualified names) and how it folds a batch: either `apply(cursor, events)`
+over Event objects, or `apply_rows(cursor, rows)`, set-based SQL over a relation of the batch's events
+that never leave PostgreSQL (streams/batches.py; several times faster on replays). Its tables live in
+the schema `proj_<name>` together with its checkpoint, and the fold runs with that schema first on the
+search_path, in the same transaction that moves the checkpoint: effects happen exactly once.
 
 Projections are found in the `projections` module of every installed app.
 """
@@ -17,6 +19,7 @@ from typing import Any, ClassVar
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
+from streams import batches
 from streams.models import Event
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -36,6 +39,9 @@ class Projection:
     on_failure: ClassVar[str] = "stop"
     max_attempts: ClassVar[int] = 5
     batch_size: ClassVar[int] = 500
+    # Events per batch of a replay, restore or verify (a rebuild schema no reader sees): bigger batches,
+    # fewer commits. None: ten live batches.
+    replay_batch_size: ClassVar[int | None] = None
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -52,7 +58,25 @@ class Projection:
 
     def apply(self, cursor: CursorWrapper, events: list[Event]) -> None:
         """Fold a batch of events (in position order) into this projection's tables."""
+        if not self.set_based:
+            raise NotImplementedError(f"projection {self.name} defines neither apply nor apply_rows")
+        batches.load_events(cursor, events)
+        self.apply_rows(cursor, batches.TABLE)
+
+    def apply_rows(self, cursor: CursorWrapper, rows: str) -> None:
+        """Fold the batch held in the relation `rows` (columns: batches.COLUMNS, one row per event; order
+        by position where order matters) into this projection's tables."""
         raise NotImplementedError
+
+    @property
+    def set_based(self) -> bool:
+        """Folds with apply_rows: runners load the batch inside PostgreSQL and skip Event objects."""
+        cls = type(self)
+        return cls.apply_rows is not Projection.apply_rows and cls.apply is Projection.apply
+
+    @property
+    def replay_batch(self) -> int:
+        return self.replay_batch_size or self.batch_size * 10
 
     @property
     def schema(self) -> str:

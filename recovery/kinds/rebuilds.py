@@ -14,8 +14,7 @@ from recovery import rebuild, runner, snapshots
 from recovery.kinds.common import FinalError, projection_of
 from recovery.models import Job, JobLane, Snapshot
 from recovery.runner import Step
-from streams import selectors
-from streams.consumers import apply_batch
+from streams import batches, selectors
 from streams.models import Stream
 from streams.projections import Projection, create_schema, quote
 
@@ -144,7 +143,7 @@ class Rebuild:
                 exclude=self._exclude(job),
             )
             runner.report(job)
-            if tail.position >= end and applied < projection.batch_size:
+            if tail.position >= end and applied < projection.replay_batch:
                 self._finish(job, projection, tail)
                 return Step(done=True)
         return Step(again=True)
@@ -262,9 +261,8 @@ class RepairStream:
             cursor.execute(f"SET LOCAL search_path TO {quote(projection.schema)}, public")
             projection.forget(cursor, stream.name)  # type: ignore[attr-defined]
             for start in range(0, len(batch), projection.batch_size):
-                apply_batch(
-                    cursor, projection, batch[start : start + projection.batch_size], schema=projection.schema
-                )
+                part = batch[start : start + projection.batch_size]
+                batches.fold(cursor, projection, part, schema=projection.schema)
             cursor.execute(
                 f"DELETE FROM {quote(projection.schema)}.stream_checkpoint WHERE stream_id = %s", [stream.pk]
             )

@@ -346,7 +346,7 @@ class Brittle(Projection, register=False):
     name = "test_brittle"
     categories = ("order",)
     tables = ("CREATE TABLE applied (position bigint PRIMARY KEY, times int NOT NULL)",)
-    batch_size = 10
+    batch_size = replay_batch_size = 10
     failing = True
 
     def apply(self, cursor, events):

@@ -51,14 +51,27 @@ class ParkingFlaky(Flaky, register=False):
     on_failure = "park"
 
 
+class SetFlaky(Flaky, register=False):
+    """Flaky in set-based SQL: it reads the batch relation and never sees Event objects."""
+
+    name = "test_set_flaky"
+    apply = Projection.apply
+
+    def apply_rows(self, cursor, rows):
+        cursor.execute(f"SELECT count(*) FROM {rows} WHERE data ? 'poison'")
+        if Flaky.failing and cursor.fetchone()[0]:
+            raise ValueError("cannot apply a poisoned order")
+        cursor.execute(f"INSERT INTO applied SELECT position FROM {rows}")
+
+
 @pytest.fixture
 def flaky():
     Flaky.failing = True
-    add(Flaky)
-    add(ParkingFlaky)
+    for cls in (Flaky, ParkingFlaky, SetFlaky):
+        add(cls)
     yield Flaky
-    remove(Flaky.name)
-    remove(ParkingFlaky.name)
+    for cls in (Flaky, ParkingFlaky, SetFlaky):
+        remove(cls.name)
 
 
 def applied(schema):
@@ -86,12 +99,13 @@ def test_the_demo_projections_equal_a_fold_of_the_log_and_reach_the_head():
 
 
 @pytest.mark.django_db
-def test_small_batches_and_a_second_run_apply_each_event_once(flaky, monkeypatch):
+@pytest.mark.parametrize("name", ["test_flaky", "test_set_flaky"])
+def test_small_batches_and_a_second_run_apply_each_event_once(flaky, monkeypatch, name):
     monkeypatch.setattr(Flaky, "batch_size", 2)
     positions = orders({}, {}, {}, {}, {})
-    assert run_projection("test_flaky").applied == 5
-    assert run_projection("test_flaky").applied == 0
-    assert applied("proj_test_flaky") == positions
+    assert run_projection(name).applied == 5
+    assert run_projection(name).applied == 0
+    assert applied(f"proj_{name}") == positions
 
 
 @pytest.mark.django_db
@@ -106,26 +120,27 @@ def test_each_streams_applied_sequence_is_kept_with_the_checkpoint(flaky):
 
 
 @pytest.mark.django_db
-def test_a_failing_event_is_retried_then_the_projection_stops_after_its_last_attempt(flaky, no_backoff):
+@pytest.mark.parametrize("name", ["test_flaky", "test_set_flaky"])
+def test_a_failing_event_is_retried_then_the_projection_stops_after_its_last_attempt(flaky, no_backoff, name):
     good, poison, after = orders({}, {"poison": True}, {})
     for attempt in (1, 2):
-        result = run_projection("test_flaky")
+        result = run_projection(name)
         assert result.retry_in is not None
-        consumer = Consumer.objects.get(name="test_flaky")
+        consumer = Consumer.objects.get(name=name)
         assert (consumer.attempts, consumer.failing_position) == (attempt, poison)
-    assert applied("proj_test_flaky") == [good]  # the events before the poisoned one went through
-    run_projection("test_flaky")
-    consumer = Consumer.objects.get(name="test_flaky")
+    assert applied(f"proj_{name}") == [good]  # the events before the poisoned one went through
+    run_projection(name)
+    consumer = Consumer.objects.get(name=name)
     assert consumer.state == Consumer.State.FAILED
     assert "cannot apply a poisoned order" in consumer.last_error and str(poison) in consumer.last_error
-    assert checkpoint("proj_test_flaky") == good
-    assert run_projection("test_flaky").applied == 0  # failed: nothing runs until an operator acts
+    assert checkpoint(f"proj_{name}") == good
+    assert run_projection(name).applied == 0  # failed: nothing runs until an operator acts
 
     Flaky.failing = False
-    consumers.resume_consumer(name="test_flaky", actor="olivia")
-    run_projection("test_flaky")
-    assert applied("proj_test_flaky") == [good, poison, after]
-    assert Consumer.objects.get(name="test_flaky").attempts == 0
+    consumers.resume_consumer(name=name, actor="olivia")
+    run_projection(name)
+    assert applied(f"proj_{name}") == [good, poison, after]
+    assert Consumer.objects.get(name=name).attempts == 0
 
 
 @pytest.mark.django_db
