@@ -73,6 +73,10 @@ def environment(server: Server) -> dict[str, str]:
         "SECURE_COOKIES": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
+        # The API's per-user rate limits would measure the limit, not the API.
+        "REPLAYDESK_RATE_APPEND": "off",
+        "REPLAYDESK_RATE_WRITE": "off",
+        "REPLAYDESK_RATE_READ": "off",
         "REPLAYDESK_SNAPSHOT_DIR": snapshot_dir(server),
     }
 
