@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Sum
@@ -246,6 +247,7 @@ def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None]) -> N
     A failed job keeps its checkpoints; retrying it goes on from them."""
     error = _describe(exc)
     logger.warning("job %s: slice failed: %s", job.pk, error)
+    lost = _session_lost(exc)
     try:
         connection.close()  # whatever the error did to the connection, the next step starts clean
     except Exception:  # noqa: BLE001
@@ -253,6 +255,12 @@ def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None]) -> N
     with transaction.atomic():
         current = Job.objects.select_for_update().get(pk=job.pk)
         if current.state != Job.State.RUNNING:
+            return
+        if lost:
+            # The database ended the session (a restart, a failover, pg_terminate_backend): the work did
+            # not fail, and parallel lanes losing their sessions at once must not use up the attempts.
+            services.log(job, f"lost its database session, trying again: {error}", level="warning")
+            transaction.on_commit(lambda: again(1.0))
             return
         failures = current.failures + 1
         if failures < MAX_FAILURES and not getattr(exc, "final", False):
@@ -265,6 +273,21 @@ def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None]) -> N
         )
         services.log(job, f"failed: {error}", level="error")
         services.record(job, "JobFailed", "system", error=error[:2000])
+
+
+def _session_lost(exc: BaseException) -> bool:
+    """Whether the error, or one it came from, says the database session went away: a connection
+    exception (SQLSTATE class 08), a server shutting sessions down (57P0x), or a connection psycopg found
+    closed (no SQLSTATE). A cancelled statement or a failed query is not."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, psycopg.OperationalError) and (
+            exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _describe(exc: Exception) -> str:
