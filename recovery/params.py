@@ -32,7 +32,7 @@ FIELDS = {
     Job.Kind.REPLAY: {"projection", "snapshot", "stream", "exclude", "shards"},
     Job.Kind.RESTORE: {"projection", "snapshot", "before", "exclude", "shards"},
     Job.Kind.VERIFY: {"projection", "repair", "shards"},
-    Job.Kind.RESYNC: {"sink", "from_position", "from_time", "streams", "rate_per_second"},
+    Job.Kind.RESYNC: {"sink", "from_position", "from_time", "streams", "rate_per_second", "exclude"},
 }
 EXCLUDE_FIELDS = {"event_ids", "actor", "types", "recorded_after", "recorded_before"}
 
@@ -170,6 +170,7 @@ class _Checker:
             "from_time": from_time,
             "streams": streams,
             "rate_per_second": float(rate) if rate is not None else None,
+            "exclude": self.exclude(),
             # Fixed now, so that an approval covers exactly these events; later ones reach the sink live.
             "up_to_position": selectors.head(),
         }

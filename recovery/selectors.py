@@ -110,19 +110,20 @@ def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
     )
 
 
+def resync_events(sink: Sink, params: dict[str, Any], *, after: int, up_to: int) -> QuerySet[Event]:
+    """The events a resync of `sink` sends between two positions, exclusions not yet applied."""
+    log_filter = selectors.LogFilter(types=tuple(sink.types), categories=tuple(sink.categories))
+    window = Event.objects.filter(position__gt=after, position__lte=up_to)
+    events = selectors.filter_events(window, log_filter)
+    if params.get("streams"):
+        events = events.filter(stream__name__in=params["streams"])
+    return events
+
+
 def _events(kind: str, params: dict[str, Any]) -> QuerySet[Event]:
     if kind == Job.Kind.RESYNC:
         sink = Sink.objects.get(consumer__name=params["sink"])
-        log_filter = selectors.LogFilter(types=tuple(sink.types), categories=tuple(sink.categories))
-        events = selectors.filter_events(
-            Event.objects.filter(
-                position__gt=params["from_position"], position__lte=params["up_to_position"]
-            ),
-            log_filter,
-        )
-        if params["streams"]:
-            events = events.filter(stream__name__in=params["streams"])
-        return events
+        return resync_events(sink, params, after=params["from_position"], up_to=params["up_to_position"])
     projection = get_projection(params["projection"])
     base = 0
     if params.get("snapshot") is not None:

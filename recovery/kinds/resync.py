@@ -8,13 +8,14 @@ import httpx
 from django.db import transaction
 from django.utils import timezone
 
-from recovery import runner
+from recovery import rebuild, runner
 from recovery.kinds.common import FinalError
 from recovery.models import Job, JobLane
 from recovery.runner import Step
+from recovery.selectors import resync_events
 from streams import selectors
 from streams.consumers import backoff
-from streams.models import Consumer, Event, Sink
+from streams.models import Consumer, Sink
 
 
 class Resync:
@@ -102,13 +103,10 @@ class Resync:
         time.sleep(min(backoff(lane.attempts), max(0.0, deadline - time.monotonic())))
 
     def _events(self, sink: Sink, job: Job, *, after: int, up_to: int):
-        log_filter = selectors.LogFilter(types=tuple(sink.types), categories=tuple(sink.categories))
-        events = selectors.filter_events(
-            Event.objects.filter(position__gt=after, position__lte=up_to), log_filter
-        )
-        if job.params.get("streams"):
-            events = events.filter(stream__name__in=job.params["streams"])
-        return events
+        events = resync_events(sink, job.params, after=after, up_to=up_to)
+        # Events a bad deploy wrote, say: the receiver should never see them again.
+        rule = rebuild.excluded(job.params.get("exclude") or {})
+        return events.exclude(rule) if rule is not None else events
 
     def _sink(self, job: Job) -> Sink:
         sink = Sink.objects.select_related("consumer").filter(consumer__name=job.target).first()

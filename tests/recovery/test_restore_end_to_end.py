@@ -19,6 +19,7 @@ from recovery.services import request_job
 from streams.consumers import run_projection
 from streams.models import Event
 from streams.selectors import head
+from streams.services import append_events
 from streams.sinks import SIGNATURE_HEADER, create_sink, run_sink
 from tests.recovery.crash_helpers import History, checkpoint_of, clear_queues, schema_exists
 from tests.streams.projection_helpers import fold_users, projected_users
@@ -219,3 +220,32 @@ def test_a_receiver_that_lost_data_is_resynced_from_a_position_once_per_event_at
     assert (job.result["from_position"], job.result["sink"]) == (from_position, "crm_hook")
     batch = min(100, int(rate))
     assert elapsed >= (resent - batch) / rate, f"{resent} events at {rate}/s took only {elapsed:.2f} s"
+
+
+def test_a_resync_leaves_out_the_events_it_excludes(receiver):
+    history = History(seed=29)
+    history.add(400)
+    bad = append_events(
+        stream="user-1",
+        events=[{"type": "UserEmailSet", "data": {"user_id": "1", "email": "oops@bad.invalid"}}] * 3,
+        actor="deploy-bug",
+    )
+    history.add(100)
+    create_sink(
+        name="crm_hook",
+        url=receiver.url,
+        secret="s3cret-for-the-test",
+        rate_per_second=5000,
+        categories=["user"],
+        from_head=True,
+        actor="olivia",
+    )
+
+    job = run("resync", sink="crm_hook", from_position=0, exclude={"actor": "deploy-bug"})
+
+    assert job.state == Job.State.SUCCEEDED, job.error
+    sent = {event["position"] for event in receiver.kept.values()}
+    assert sent.isdisjoint(bad.positions), "the excluded events were not sent"
+    good = Event.objects.filter(stream__category="user").exclude(actor="deploy-bug")
+    assert sent == set(good.values_list("position", flat=True))
+    assert job.result["events_resent"] == good.count()

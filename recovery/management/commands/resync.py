@@ -1,4 +1,5 @@
-"""replaydesk resync SINK --reason TEXT [--from-position N | --from-time TIME] [--stream NAME …] [--rate R]"""
+"""replaydesk resync SINK --reason TEXT [--from-position N | --from-time TIME] [--stream NAME …] [--rate R]
+[--exclude-… …]"""
 
 from django.core.management.base import BaseCommand
 
@@ -23,6 +24,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rate", type=float, metavar="R", help="Events per second (default: the sink's)."
         )
+        follow.add_exclude_arguments(parser)
         follow.add_common_arguments(parser)
 
     def handle(self, *args, **options):
@@ -32,5 +34,6 @@ class Command(BaseCommand):
             from_time=options["from_time"],
             streams=options["stream"] or None,
             rate_per_second=options["rate"],
+            exclude=follow.exclude_from(options),
         )
         follow.request_and_follow(self, kind=Job.Kind.RESYNC, params=params, options=options)
