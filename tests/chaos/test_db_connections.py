@@ -38,7 +38,7 @@ from tests.streams.test_projection_crashes import Processes
 
 TERMINATIONS = 4
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 
 def test_a_replay_whose_worker_sessions_are_terminated_mid_lane_retries_and_finishes(chaos_workers):

@@ -33,7 +33,7 @@ from tests.recovery.crash_helpers import History, checkpoint_of
 SINK = "chaos_live_hook"
 HOLD_SECONDS = 2.0
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 
 
 class RolledBack(Exception):

@@ -26,7 +26,7 @@ from tests.chaos.helpers import (
 )
 from tests.recovery.crash_helpers import History
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 RECOVERED_WITHIN_SECONDS = 30
 

@@ -36,7 +36,7 @@ from tests.recovery.crash_helpers import History, counted_event_ids
 KILLS = 4
 SHARDS = 4
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 
 def kill_pool_processes(job_id: int, rng: random.Random, *, after_each=None) -> list[dict]:
