@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from rest_framework import exceptions, status
@@ -36,6 +37,11 @@ class Problem(exceptions.APIException):
         self.extra = extra
         self.headers = headers or {}
         super().__init__(detail)
+
+
+def too_large_detail(size: int | None, limit: int) -> str:
+    sent = f"the request body is {size} bytes; " if size is not None else ""
+    return f"{sent}this server accepts at most {limit} bytes (REPLAYDESK_MAX_BODY_BYTES); send less at once"
 
 
 def invalid_input(errors: dict[str, list[str]], detail: str | None = None) -> Problem:
@@ -76,7 +82,7 @@ _DRF_TYPES = {
     status.HTTP_404_NOT_FOUND: ("not-found", "Not found"),
     status.HTTP_405_METHOD_NOT_ALLOWED: ("method-not-allowed", "Method not allowed"),
     status.HTTP_406_NOT_ACCEPTABLE: ("not-acceptable", "Not acceptable"),
-    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: ("too-large", "Request too large"),
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: ("payload-too-large", "Payload too large"),
     status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: ("unsupported-media-type", "Unsupported media type"),
     status.HTTP_429_TOO_MANY_REQUESTS: ("throttled", "Too many requests"),
 }
@@ -84,11 +90,13 @@ _DRF_TYPES = {
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         exc = Problem(
             status_code=413,
-            problem_type="too-large",
-            title="Request too large",
-            detail="the request body is larger than this server accepts; send smaller batches",
+            problem_type="payload-too-large",
+            title="Payload too large",
+            detail=too_large_detail(None, limit),
+            max_bytes=limit,
         )
     if isinstance(exc, Problem):
         body = problem_body(

@@ -47,6 +47,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads a body, opens a session or logs anyone in.
+    "console.limits.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -123,6 +125,16 @@ STORAGES = {
 # so a request body is capped here and each event again in the append service.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("REPLAYDESK_MAX_BODY_BYTES", 16 * 1024 * 1024))
 
+# Request rates (console/limits.py): "N/period" (600/min, 10/15min, 5000/h) or "off". API budgets are per
+# user (token or session; per IP address when anonymous); login failures per username and per address.
+REPLAYDESK_RATES = {
+    "append": os.environ.get("REPLAYDESK_RATE_APPEND", "6000/min"),
+    "write": os.environ.get("REPLAYDESK_RATE_WRITE", "600/min"),
+    "read": os.environ.get("REPLAYDESK_RATE_READ", "6000/min"),
+    "login_user": os.environ.get("REPLAYDESK_RATE_LOGIN_USER", "10/15min"),
+    "login_ip": os.environ.get("REPLAYDESK_RATE_LOGIN_IP", "50/15min"),
+}
+
 SESSION_COOKIE_HTTPONLY = True
 # Production posture by default; `replaydesk up` on a laptop turns the two HTTPS-only ones off for
 # plain http://localhost (see console/cli.py).
@@ -149,6 +161,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.problems.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["console.limits.ApiRateThrottle"],
+    # Proxies in front that append to X-Forwarded-For; 0 trusts REMOTE_ADDR alone (what the audit records).
+    "NUM_PROXIES": int(os.environ.get("REPLAYDESK_NUM_PROXIES", 0)),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -162,6 +177,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "console.limits.document_limits",
+    ],
 }
 
 CELERY_BROKER_URL = redis_url_for_celery(REDIS_URL)

@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from console import metrics, views
+from console import login, metrics, views
 from demo.urls import api_urlpatterns as demo_api
 from demo.urls import urlpatterns as demo_pages
 from recovery.api_urls import api_urlpatterns as recovery_api
@@ -43,7 +43,7 @@ urlpatterns = [
         RedirectView.as_view(pattern_name="streams:dashboard", permanent=False, http_method_names=READ_ONLY),
         name="home",
     ),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", login.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
