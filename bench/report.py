@@ -75,7 +75,7 @@ def machine(url: str) -> dict:
         )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
-        "uname": " ".join(platform.uname()),
+        "uname": _uname(),
         "cpus": os.cpu_count(),
         "cpu_model": _cpu_model(),
         "memory_gib": round(memory / 2**30, 1),
@@ -85,6 +85,13 @@ def machine(url: str) -> dict:
         "eventsourcing": _version("eventsourcing"),
         "psycopg": _version("psycopg"),
     }
+
+
+def _uname() -> str:
+    try:
+        return subprocess.run(["uname", "-a"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return " ".join(part for part in platform.uname() if part)
 
 
 def _version(package: str) -> str:
