@@ -20,6 +20,15 @@ def four_eyes(settings):
     settings.REPLAYDESK_APPROVALS_REQUIRED = dict(settings.DEFAULT_APPROVALS_REQUIRED)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _rate_limit_windows_start_empty():
+    """Rate-limit counters live in Redis for minutes: a run must not inherit the last run's failed
+    logins (console/limits.py)."""
+    from console import limits
+
+    limits.reset()
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # The default hasher is slow on purpose; the tests log in hundreds of times.
