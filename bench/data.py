@@ -143,7 +143,10 @@ def grow_log(url: str, *, to: int) -> dict:
 
 
 def copy_to_peer(url: str) -> dict:
-    """The store's events, as they are, into the eventsourcing recorder's table (same ids, same order)."""
+    """The store's events, as they are, into the eventsourcing recorder's table (same ids, same order),
+    with topics naming the classes the library's mapper decodes them into (bench/es_model.py)."""
+    from bench import es_model
+
     started = time.monotonic()
     table = f"{peers.ES_SCHEMA}.{peers.ES_EVENTS}"
     with psycopg.connect(url, autocommit=True) as conn:
@@ -151,13 +154,13 @@ def copy_to_peer(url: str) -> dict:
         cur = conn.execute(
             f"""
             INSERT INTO {table} (originator_id, originator_version, topic, state, notification_id)
-            SELECT md5(s.name)::uuid, e.sequence, e.type,
+            SELECT md5(s.name)::uuid, e.sequence, %s || e.type,
                    convert_to(jsonb_build_object('data', e.data, 'metadata', e.metadata)::text, 'UTF8'),
                    e.position
               FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id
              WHERE e.position > %s ORDER BY e.position
             """,
-            [after],
+            [es_model.topic(""), after],
         )
         copied = cur.rowcount
         conn.execute(

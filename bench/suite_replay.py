@@ -82,22 +82,31 @@ def _log_size(url: str) -> int:
 
 
 def replay(ctx: Context) -> None:
+    from bench import es_model
+
     events = _log_size(ctx.url)
-    cap = min(events, ctx.sizes.es_catch_up_events)
-    samples = {"replaydesk": [], "eventsourcing": []}
+    runner_cap = min(events, ctx.sizes.es_runner_events)
+    pages_cap = min(events, ctx.sizes.es_catch_up_events)
+    systems = ("replaydesk", "eventsourcing", "eventsourcing, pages by hand")
+    samples = {system: [] for system in systems}
     per_projection = {name: [] for name in PROJECTIONS}
     progress_share = []
     for repetition in range(ctx.sizes.repetitions):
-        for system in interleaved(tuple(samples), repetition):
+        for system in interleaved(systems, repetition):
             if system == "replaydesk":
                 seconds, spent = _replay_all()
                 total = sum(seconds.values())
-                samples["replaydesk"].append(events / total)
+                samples[system].append(events / total)
                 for name in PROJECTIONS:
                     per_projection[name].append(events / seconds[name])
                 progress_share.append(spent["seconds"] / total)
+            elif system == "eventsourcing":
+                peers.reset_view(ctx.url, ctx.conninfo)
+                samples[system].append(
+                    runner_cap / es_model.catch_up(ctx.conninfo, ctx.url, up_to=runner_cap)
+                )
             else:
-                samples["eventsourcing"].append(cap / es_catch_up(ctx, cap))
+                samples[system].append(pages_cap / es_catch_up(ctx, pages_cap))
         ctx.log(f"replay rep {repetition + 1}: {samples} progress {progress_share[-1]:.2%}")
     ctx.rows.append(
         row(
@@ -107,7 +116,8 @@ def replay(ctx: Context) -> None:
             "higher",
             samples,
             log_events=events,
-            eventsourcing_events=cap,
+            eventsourcing_events=runner_cap,
+            eventsourcing_pages_events=pages_cap,
             projections=list(PROJECTIONS),
         )
     )
@@ -200,6 +210,9 @@ def es_catch_up(ctx: Context, up_to: int) -> float:
     projection runner processes one event per transaction."""
     from eventsourcing.persistence import Tracking
 
+    from bench import es_model
+
+    topics = [es_model.topic(event_type) for event_type in FOLD]
     peers.reset_view(ctx.url, ctx.conninfo)
     events_store = peers.es_datastore(ctx.conninfo)
     view_store = peers.es_datastore(ctx.conninfo, schema=peers.ES_VIEW_SCHEMA)
@@ -209,14 +222,14 @@ def es_catch_up(ctx: Context, up_to: int) -> float:
         position = 0
         while position < up_to:
             page = recorder.select_notifications(
-                position, PAGE, stop=up_to, topics=list(FOLD), inclusive_of_start=False
+                position, PAGE, stop=up_to, topics=topics, inclusive_of_start=False
             )
             last = page[-1].id if page else up_to
             with view_store.transaction(commit=True) as cursor:
                 cursor.execute(f"SET LOCAL search_path TO {peers.ES_VIEW_SCHEMA}")
                 with cursor.connection.pipeline():
                     for notification in page:
-                        statement, params = FOLD[notification.topic]
+                        statement, params = FOLD[notification.topic.rpartition(":")[2]]
                         event = json.loads(notification.state)
                         at = event["metadata"].get("occurred_at")
                         cursor.execute(statement, params(event["data"], at))
