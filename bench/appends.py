@@ -228,14 +228,14 @@ def _worker(env: dict, commands, results) -> None:
 
     django.setup()
     while True:
-        task = commands.get()
+        task = _next(commands)
         if task is None:
             return
         writer = WRITERS[task.system](task)
         try:
             writer.prepare()
             results.put(("ready", task.writer))
-            start_at, end_at = commands.get()
+            start_at, end_at = _next(commands)
             time.sleep(max(0.0, start_at - time.time()))
             while time.time() < end_at:
                 writer.appended += writer.step()
@@ -244,6 +244,19 @@ def _worker(env: dict, commands, results) -> None:
             results.put(("error", task.writer, f"{type(exc).__name__}: {exc}"))
         finally:
             writer.close()
+
+
+def _next(commands):
+    """The next message; None when the parent has gone (a killed run leaves no writers behind)."""
+    import queue
+
+    while True:
+        try:
+            return commands.get(timeout=2)
+        except queue.Empty:
+            parent = multiprocessing.parent_process()
+            if parent is None or not parent.is_alive():
+                return None
 
 
 class WriterPool:
