@@ -237,10 +237,13 @@ REPLAYDESK_VERIFY_NIGHTLY_AT = os.environ.get("REPLAYDESK_VERIFY_NIGHTLY_AT", ""
 REPLAYDESK_REPLAY_SHARDS = int(os.environ.get("REPLAYDESK_REPLAY_SHARDS", 4))
 # How long a job works before it checkpoints and re-enqueues itself (a killed worker costs at most this).
 REPLAYDESK_JOB_SLICE_SECONDS = float(os.environ.get("REPLAYDESK_JOB_SLICE_SECONDS", 5))
+# Whether a change to a consumer (created, resumed, …) wakes it through the workers at once. Off only
+# for a process that runs its consumers itself (a drill's sandbox).
+REPLAYDESK_CONSUMERS_WAKE = env_bool("REPLAYDESK_CONSUMERS_WAKE", True)
 
 # Four-eyes approvals: how many a job of each kind needs before it may run ("kind=N,…" overrides some),
 # and how long an approval counts.
-DEFAULT_APPROVALS_REQUIRED = {"replay": 1, "restore": 1, "resync": 1, "snapshot": 0, "verify": 0}
+DEFAULT_APPROVALS_REQUIRED = {"replay": 1, "restore": 1, "resync": 1, "snapshot": 0, "verify": 0, "drill": 0}
 _approval_overrides = [item.partition("=") for item in os.environ.get("REPLAYDESK_APPROVALS", "").split(",")]
 REPLAYDESK_APPROVALS_REQUIRED = {
     **DEFAULT_APPROVALS_REQUIRED,

@@ -21,6 +21,8 @@ KIND_HELP = {
     Job.Kind.RESTORE: "Load a snapshot into a fresh schema, replay the log after it, and swap it in.",
     Job.Kind.VERIFY: "Rebuild the projection aside and compare it with the live one, table by table.",
     Job.Kind.RESYNC: "Send a range of the log to a sink again, in order, at a rate limit.",
+    Job.Kind.DRILL: "Play a restore from an old backup in a scratch database and report RPO and RTO "
+    "(the store is not touched).",
 }
 
 

@@ -14,6 +14,7 @@ class Job(models.Model):
         REPLAY = "replay"
         RESYNC = "resync"
         VERIFY = "verify"
+        DRILL = "drill"
 
     class State(models.TextChoices):
         PENDING_APPROVAL = "pending_approval"

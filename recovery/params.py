@@ -33,7 +33,10 @@ FIELDS = {
     Job.Kind.RESTORE: {"projection", "snapshot", "before", "exclude", "shards"},
     Job.Kind.VERIFY: {"projection", "repair", "shards"},
     Job.Kind.RESYNC: {"sink", "from_position", "from_time", "streams", "rate_per_second", "exclude"},
+    Job.Kind.DRILL: {"quick"},
 }
+# A drill works in a scratch database of its own; one runs at a time. Not a possible consumer name.
+DRILL_TARGET = "drill-sandbox"
 EXCLUDE_FIELDS = {"event_ids", "actor", "types", "recorded_after", "recorded_before"}
 
 
@@ -58,6 +61,8 @@ def default_shards() -> int:
 
 
 def target_of(kind: str, params: dict[str, Any]) -> str:
+    if kind == Job.Kind.DRILL:
+        return DRILL_TARGET
     return params["sink"] if kind == Job.Kind.RESYNC else params["projection"]
 
 
@@ -89,6 +94,12 @@ class _Checker:
         self.errors.setdefault(field, []).append(message)
 
     # --- kinds
+
+    def drill(self) -> dict[str, Any]:
+        quick = self.raw.get("quick", True)
+        if not isinstance(quick, bool):
+            self.bad("quick", "must be true (a drill of about a minute) or false (the full drill)")
+        return {"quick": quick}
 
     def snapshot(self) -> dict[str, Any]:
         return {"projection": self.projection()}

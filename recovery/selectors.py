@@ -18,6 +18,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 # Until a job of the kind has finished on the target, its speed is assumed (events per second).
 ASSUMED_RATE = 5_000.0
+# Kinds that work on no events of the log (a dry run counts none).
+NO_EVENTS = (Job.Kind.SNAPSHOT, Job.Kind.DRILL)
 
 
 def list_jobs(
@@ -97,7 +99,7 @@ def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
     if kind == Job.Kind.RESYNC and canonical["rate_per_second"]:
         rate = min(rate, canonical["rate_per_second"]) if rate else canonical["rate_per_second"]
         basis += f"; at most {canonical['rate_per_second']:g} events/s (the rate limit)"
-    seconds = round(events / rate, 1) if rate and kind != Job.Kind.SNAPSHOT else None
+    seconds = round(events / rate, 1) if rate and kind not in NO_EVENTS else None
     return Estimate(
         params=canonical,
         params_sha256=job_params.params_sha256(canonical),
@@ -135,7 +137,7 @@ def _events(kind: str, params: dict[str, Any]) -> QuerySet[Event]:
 
 
 def _affected(kind: str, params: dict[str, Any]) -> tuple[int, int]:
-    if kind == Job.Kind.SNAPSHOT:
+    if kind in NO_EVENTS:
         return 0, 0
     events = _events(kind, params)
     rule = rebuild.excluded(params.get("exclude") or {})
@@ -144,7 +146,7 @@ def _affected(kind: str, params: dict[str, Any]) -> tuple[int, int]:
 
 
 def _streams(kind: str, params: dict[str, Any]) -> int:
-    if kind == Job.Kind.SNAPSHOT:
+    if kind in NO_EVENTS:
         return 0
     return _events(kind, params).values("stream_id").distinct().count()
 
@@ -165,4 +167,6 @@ def _measured_rate(kind: str, target: str) -> tuple[float | None, str]:
             ), f"measured: {rate:,.0f} events/s over the last {len(rates)} {kind} jobs {scope}"
     if kind == Job.Kind.SNAPSHOT:
         return None, "no snapshot measured yet"
+    if kind == Job.Kind.DRILL:
+        return None, "a quick drill takes about a minute, the full one several"
     return ASSUMED_RATE, f"assumed {ASSUMED_RATE:,.0f} events/s (no {kind} job has finished yet to measure)"

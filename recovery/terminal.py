@@ -68,7 +68,7 @@ def format_bytes(size: int) -> str:
 
 
 def unit_of(kind: str) -> str:
-    return "rows" if kind == Job.Kind.SNAPSHOT else "events"
+    return {Job.Kind.SNAPSHOT: "rows", Job.Kind.DRILL: "stages"}.get(kind, "events")
 
 
 # --- what a job did
@@ -89,6 +89,10 @@ def summary(job: Job) -> list[str]:
         ]
     if job.kind == Job.Kind.VERIFY:
         return verify_summary(target, r)
+    if job.kind == Job.Kind.DRILL:
+        from recovery.drill import report_lines
+
+        return report_lines(r)
     counts = f"{r['events_replayed']:,} events replayed, {r['events_excluded']:,} excluded"
     if r.get("stream"):
         return [f"{r['stream']} replayed in place in {target} up to position {r['position']:,}: {counts}"]

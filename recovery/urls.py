@@ -1,8 +1,8 @@
-"""The recovery pages: jobs, a job, the new-job form, approvals, snapshots."""
+"""The recovery pages: jobs, a job, the new-job form, approvals, snapshots, drills."""
 
 from django.urls import path
 
-from recovery import approval_views, views
+from recovery import approval_views, drill_views, views
 
 app_name = "recovery"
 
@@ -21,6 +21,8 @@ urlpatterns = [
     path("approvals/<int:job_id>/", approval_views.review, name="approval"),
     path("approvals/<int:job_id>/approve", approval_views.approve, name="approve"),
     path("approvals/<int:job_id>/reject", approval_views.reject, name="reject"),
+    path("drills/", drill_views.drill_list, name="drills"),
+    path("drills/start", drill_views.drill_start, name="drill-start"),
     path("snapshots/", views.snapshot_list, name="snapshots"),
     path("snapshots/<int:snapshot_id>/", views.snapshot_detail, name="snapshot"),
     path("consumers/<str:name>/jobs", views.consumer_recovery, name="consumer-recovery"),

@@ -15,6 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
@@ -357,4 +358,5 @@ def _parked_data(parked: ParkedEvent) -> dict:
 def _wake(name: str) -> None:
     from streams.tasks import enqueue_consumer
 
-    enqueue_consumer(name)
+    if settings.REPLAYDESK_CONSUMERS_WAKE:
+        enqueue_consumer(name)

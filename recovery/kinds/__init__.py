@@ -6,12 +6,14 @@
   order, then swap it in (replay, restore) or compare it with the live schema (verify).
 - replay of one stream: a repair in place, in one transaction under the projection's lock.
 - resync: re-deliver a range of the log to a sink, in order, at a rate limit.
+- drill: a fault drill in a scratch database (recovery/drill), its report as the result.
 """
 
 from __future__ import annotations
 
 from recovery import runner
 from recovery.kinds.common import FinalError
+from recovery.kinds.drill import Drill
 from recovery.kinds.rebuilds import Rebuild, RepairStream
 from recovery.kinds.resync import Resync
 from recovery.kinds.snapshot import TakeSnapshot
@@ -25,6 +27,8 @@ def kind_of(job: Job) -> runner.Kind:
         return TakeSnapshot()
     if job.kind == Job.Kind.RESYNC:
         return Resync()
+    if job.kind == Job.Kind.DRILL:
+        return Drill()
     if job.kind == Job.Kind.REPLAY and job.params.get("stream"):
         return RepairStream()
     return Rebuild()

@@ -82,6 +82,8 @@ MATRIX: dict[str, dict[str, str]] = {
     "recovery:job-progress": {"GET": READ},
     "recovery:job-cancel": {"POST": OPERATE},
     "recovery:job-retry": {"POST": OPERATE},
+    "recovery:drills": {"GET": READ},
+    "recovery:drill-start": {"POST": OPERATE},
     "recovery:snapshots": {"GET": READ},
     "recovery:snapshot": {"GET": READ},
     "recovery:consumer-recovery": {"GET": READ},

@@ -1,0 +1,138 @@
+"""Fault drills: a restore from an old backup, played end to end where it can do no harm.
+
+A drill never touches the store it is started from. It creates a scratch database on the same
+PostgreSQL server, runs the story of recovery/drill/sandbox.py there in a child process (`replaydesk
+drill --sandbox`, with DATABASE_URL pointing at the scratch database), relays the child's progress, and
+drops the scratch database at the end, whatever happened. The child's consumers are driven by the child
+itself: it sends the workers nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+
+# What the report's JSON form always holds (the command's --json, the job's result).
+REPORT_KEYS = ("rpo_events", "rto_seconds", "events_replayed", "downstream_resent", "passed")
+
+
+class DrillError(Exception):
+    """The drill could not be played to its end (not: it was played and failed its checks)."""
+
+
+Progress = Callable[[str, str], None]
+
+
+def run(*, quick: bool, on_progress: Progress, name: str = "replaydesk_drill") -> dict[str, Any]:
+    """Play a drill in the scratch database `name` (dropped first if a killed drill left it); the report."""
+    scratch = scratch_url(settings.DATABASE_URL, name)
+    _recreate(name)
+    try:
+        with tempfile.TemporaryDirectory(prefix="replaydesk-drill-") as home:
+            return _play(scratch, Path(home), quick=quick, on_progress=on_progress)
+    finally:
+        _drop(name)
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """The report for a terminal."""
+    damage, checks = report["damage"], report["checks"]
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    return [
+        f"Drill {verdict}",
+        f"  RPO                  {report['rpo_events']} events lost",
+        f"  RTO                  {report['rto_seconds']} s from the start of the restore to healthy",
+        f"  events replayed      {report['events_replayed']} ({report['events_excluded']} bad ones left out)",
+        f"  downstream re-sent   {report['downstream_resent']}",
+        f"  damage               {damage['bad_events']} bad events, {damage['rows_deleted']} rows deleted, "
+        f"{damage['rows_rewritten']} rewritten, {damage['downstream_effects_lost']} downstream effects lost",
+        "  checks               "
+        + ", ".join(f"{name} {'ok' if value == 0 else f'{value} wrong'}" for name, value in checks.items()),
+    ]
+
+
+def scratch_url(url: str, name: str) -> str:
+    """The same server, another database."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def _play(scratch: str, home: Path, *, quick: bool, on_progress: Progress) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": scratch,
+        "REPLAYDESK_SNAPSHOT_DIR": str(home / "snapshots"),
+        "REPLAYDESK_CONSUMERS_WAKE": "false",
+        # The drill's own jobs run in its sandbox at once; approvals guard the store, not this.
+        "REPLAYDESK_APPROVALS": "restore=0,replay=0,resync=0,snapshot=0",
+        "PGAPPNAME": "replaydesk-drill",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [sys.executable, "-m", "console.cli", "drill", "--sandbox", *(["--quick"] if quick else [])]
+    errors = home / "stderr.log"
+    report = None
+    with errors.open("w") as stderr:
+        child = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=_die_with_parent
+        )
+        try:
+            for line in child.stdout:
+                message = _parse(line)
+                if "report" in message:
+                    report = message["report"]
+                elif "stage" in message:
+                    on_progress(message["stage"], message.get("message", ""))
+        finally:
+            if child.poll() is None:
+                child.terminate()
+            code = child.wait(timeout=30)
+    if report is None:
+        tail = "\n".join(errors.read_text(errors="replace").splitlines()[-15:])
+        raise DrillError(f"the drill stopped without a report (exit code {code}):\n{tail}")
+    return report
+
+
+def _parse(line: str) -> dict[str, Any]:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return {}
+    return message if isinstance(message, dict) else {}
+
+
+def _die_with_parent() -> None:
+    from console.runtime import die_with_parent
+
+    die_with_parent()
+
+
+def admin_connection() -> psycopg.Connection:
+    """A connection of its own (CREATE and DROP DATABASE cannot run in a transaction) to the database
+    Django uses, on the server the scratch database goes to."""
+    params = connection.get_connection_params()
+    return psycopg.connect(
+        autocommit=True,
+        **{key: params[key] for key in ("dbname", "user", "password", "host", "port") if params.get(key)},
+    )
+
+
+def _recreate(name: str) -> None:
+    _drop(name)
+    with admin_connection() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _drop(name: str) -> None:
+    with admin_connection() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

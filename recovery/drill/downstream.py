@@ -1,0 +1,94 @@
+"""The drill's downstream: a small search index behind a webhook, the way a real receiver would be built.
+
+It checks each delivery's HMAC signature, keeps every event id it has taken in and gives each event its
+effect once (a redelivery is counted, then ignored), and can be backed up and restored from that backup
+like any other system, which is how a drill makes it lose data.
+"""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import json
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from streams.sinks import SIGNATURE_HEADER, signature
+
+TYPES = ("UserCreated", "UserNameSet", "UserEmailSet")
+
+
+class Downstream:
+    def __init__(self, *, secret: str):
+        self.secret = secret
+        self.lock = threading.Lock()
+        self.documents: dict[str, dict[str, Any]] = {}
+        # Event id → times it took effect, and times it arrived over the wire.
+        self.effects: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self._backup: tuple[dict, Counter] | None = None
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def take(self, body: bytes, signed: str) -> int:
+        """A delivery: 202, or 401 for a bad signature, or 400 for a body that is not a batch."""
+        if not hmac.compare_digest(signature(self.secret, body), signed):
+            return 401
+        try:
+            events = json.loads(body)["events"]
+        except (ValueError, KeyError, TypeError):
+            return 400
+        with self.lock:
+            for event in events:
+                self.received[event["id"]] += 1
+                if event["id"] not in self.effects:
+                    self.effects[event["id"]] += 1
+                    self._apply(event)
+        return 202
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        user = data.get("user_id")
+        # `changes` counts the effects on a document: an event applied twice would show there.
+        if event["type"] == "UserCreated":
+            self.documents[user] = {key: data.get(key) for key in ("username", "name", "email")}
+            self.documents[user]["changes"] = 1
+        elif event["type"] in ("UserNameSet", "UserEmailSet") and user in self.documents:
+            field = "name" if event["type"] == "UserNameSet" else "email"
+            self.documents[user][field] = data.get(field)
+            self.documents[user]["changes"] += 1
+
+    def back_up(self) -> None:
+        with self.lock:
+            self._backup = (copy.deepcopy(self.documents), Counter(self.effects))
+
+    def restore_backup(self) -> int:
+        """Back to the backup, as a restore of this system would be; the number of effects lost."""
+        with self.lock:
+            assert self._backup is not None, "no backup to restore"
+            documents, effects = self._backup
+            lost = len(set(self.effects) - set(effects))
+            self.documents, self.effects = copy.deepcopy(documents), Counter(effects)
+            return lost
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _handler(downstream: Downstream) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 — the name http.server calls
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status = downstream.take(body, self.headers.get(SIGNATURE_HEADER, ""))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the drill reports what matters
+
+    return Handler

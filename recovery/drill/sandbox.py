@@ -1,0 +1,403 @@
+"""The drill itself, played inside a scratch database (recovery/drill/__init__.py makes it and drops it).
+
+The story of a restore from an old backup, for real:
+1. the demo domain is loaded; an application keeps appending, the users directory projection and a
+   downstream search index (a webhook sink) keep consuming;
+2. a snapshot of the projection is taken, and the downstream backs itself up; writing goes on;
+3. a bad deploy: a bug writes bad events (wrong names and e-mails), which the projection applies and the
+   downstream receives; the same bug deletes and rewrites rows of the projection; the downstream is
+   restored from its backup and loses what it had received since;
+4. the recovery, as an operator would run it: pause the sink, restore the projection from the snapshot
+   with the bad events excluded, resync the downstream from the snapshot's position at a safe rate with
+   the same exclusion, resume the sink; appends never stop;
+5. the checks: the projection equals a fold of the log without the bad events, and the downstream holds
+   every good event in effect exactly once and no bad one.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import close_old_connections, connection
+
+from demo.services import load_demo
+from recovery.drill.downstream import TYPES, Downstream
+from recovery.models import Job
+from recovery.runner import inline, run_inline
+from recovery.services import request_job
+from streams.consumers import ensure_projection, pause_consumer, resume_consumer, run_projection
+from streams.models import Consumer, Event, Stream
+from streams.projections import get_projection
+from streams.selectors import head
+from streams.services import append_events
+from streams.sinks import create_sink, run_sink
+
+PROJECTION = "users_directory"
+SINK = "drill_downstream"
+BAD_ACTOR = "drill:bad-deploy"
+ACTOR = "drill"
+STEPS = ("loading", "snapshot", "writing", "damage", "recovering", "verifying")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    users: int
+    events: int
+    written_after_snapshot: int
+    bad_events: int
+    appends_per_second: float
+    resync_rate: float
+
+
+QUICK = Sizes(
+    users=400,
+    events=8_000,
+    written_after_snapshot=1_000,
+    bad_events=100,
+    appends_per_second=150,
+    resync_rate=2_000,
+)
+FULL = Sizes(
+    users=5_000,
+    events=150_000,
+    written_after_snapshot=10_000,
+    bad_events=1_000,
+    appends_per_second=400,
+    resync_rate=5_000,
+)
+
+Say = Callable[[str, str], None]
+
+
+def play(*, quick: bool, say: Say) -> dict[str, Any]:
+    sizes = QUICK if quick else FULL
+    drill = _Drill(sizes, say)
+    try:
+        return drill.play()
+    finally:
+        drill.stop()
+
+
+class _Drill:
+    def __init__(self, sizes: Sizes, say: Say):
+        self.sizes, self.say = sizes, say
+        self.rng = random.Random(20261122)
+        self.downstream = Downstream(secret=secrets.token_urlsafe(32))
+        self.traffic: _Traffic | None = None
+        self.consumers = _Consumers()
+        self.report: dict[str, Any] = {"sizes": sizes.__dict__}
+
+    def play(self) -> dict[str, Any]:
+        self._load()
+        snapshot = self._snapshot()
+        self._write_on()
+        self._damage()
+        self._recover(snapshot)
+        self.traffic.stop()
+        self._verify()
+        return self.report
+
+    def stop(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop()
+        self.consumers.stop()
+        self.downstream.stop()
+
+    # --- the story
+
+    def _load(self) -> None:
+        self.say("loading", f"loading the demo domain ({self.sizes.users} people)")
+        loaded = load_demo(users=self.sizes.users, events=self.sizes.events)
+        ensure_projection(get_projection(PROJECTION))
+        create_sink(
+            name=SINK,
+            url=self.downstream.url,
+            secret=self.downstream.secret,
+            rate_per_second=10_000,
+            batch_size=500,
+            categories=["user"],
+            types=list(TYPES),
+            actor=ACTOR,
+        )
+        self.consumers.start()
+        self.traffic = _Traffic(self.rng, self.sizes.appends_per_second)
+        self.traffic.start()
+        self.consumers.wait_caught_up(timeout=600)
+        self.report["events_loaded"] = loaded.events
+        self.say("loading", f"{loaded.events} events loaded; the projection and the downstream caught up")
+
+    def _snapshot(self) -> dict[str, Any]:
+        self.say("snapshot", "taking a snapshot of the projection")
+        job = _run("snapshot", projection=PROJECTION)
+        position = job.result["position"]
+        self.consumers.wait_sink_past(position, timeout=120)
+        self.downstream.back_up()
+        self.report["snapshot_position"] = position
+        self.say(
+            "snapshot", f"snapshot {job.result['name']} at position {position}; the downstream backed up"
+        )
+        return job.result
+
+    def _write_on(self) -> None:
+        self.say("writing", f"writing {self.sizes.written_after_snapshot} more events")
+        self.traffic.wait_for(self.sizes.written_after_snapshot, timeout=600)
+
+    def _damage(self) -> None:
+        self.say("damage", "a bad deploy writes bad events and corrupts the read model")
+        bad = self._bad_events()
+        self.consumers.wait_caught_up(timeout=120)
+        received = sum(1 for event_id in bad if event_id in self.downstream.effects)
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM proj_users_directory.users WHERE random() < 0.05")
+            deleted = cursor.rowcount
+            cursor.execute(
+                "UPDATE proj_users_directory.users SET name = upper(name), email = 'lost@bug.invalid'"
+                " WHERE random() < 0.05"
+            )
+            rewritten = cursor.rowcount
+        # The downstream is broken: its sink is paused (and its last batch in flight has landed) before
+        # it is restored, so that nothing newer reaches it ahead of the resync.
+        pause_consumer(name=SINK, actor=ACTOR)
+        self.consumers.wait_rounds(2, timeout=60)
+        lost = self.downstream.restore_backup()
+        self.report["damage"] = {
+            "bad_events": len(bad),
+            "bad_events_received_downstream": received,
+            "rows_deleted": deleted,
+            "rows_rewritten": rewritten,
+            "downstream_effects_lost": lost,
+        }
+        self.say(
+            "damage",
+            f"{len(bad)} bad events ({received} reached the downstream); {deleted} rows deleted and "
+            f"{rewritten} rewritten; the downstream restored from its backup lost {lost} effects",
+        )
+
+    def _bad_events(self) -> set[str]:
+        ids: set[str] = set()
+        users = self.traffic.users
+        for n in range(self.sizes.bad_events):
+            user = self.rng.choice(users)
+            kind = ("UserEmailSet", "email", f"{user}@bad-deploy.invalid")
+            if n % 2:
+                kind = ("UserNameSet", "name", "?????")
+            result = append_events(
+                stream=f"user-{user}",
+                events=[{"type": kind[0], "data": {"user_id": user, kind[1]: kind[2]}}],
+                actor=BAD_ACTOR,
+            )
+            ids.update(
+                str(i)
+                for i in Event.objects.filter(position__in=result.positions).values_list(
+                    "event_id", flat=True
+                )
+            )
+        return ids
+
+    def _recover(self, snapshot: dict[str, Any]) -> None:
+        self.say("recovering", "restoring the projection from the snapshot without the bad events")
+        started = time.monotonic()
+        exclude = {"actor": BAD_ACTOR}
+        restore = _run("restore", projection=PROJECTION, snapshot=snapshot["snapshot"], exclude=exclude)
+        self.say("recovering", f"restored: {restore.result['events_replayed']} events replayed")
+        resync = _run(
+            "resync",
+            sink=SINK,
+            from_position=snapshot["position"],
+            rate_per_second=self.sizes.resync_rate,
+            exclude=exclude,
+        )
+        resume_consumer(name=SINK, actor=ACTOR)
+        self.consumers.wait_caught_up(timeout=600)
+        self.report.update(
+            rto_seconds=round(time.monotonic() - started, 2),
+            rpo_events=restore.result["rpo_events"],
+            events_replayed=restore.result["events_replayed"],
+            events_excluded=restore.result["events_excluded"],
+            downstream_resent=resync.result["events_resent"],
+            jobs={"snapshot": snapshot["job"], "restore": restore.pk, "resync": resync.pk},
+        )
+        self.say("recovering", f"healthy again after {self.report['rto_seconds']} s")
+
+    def _verify(self) -> None:
+        self.say("verifying", "comparing the projection and the downstream with a fold of the log")
+        self.consumers.wait_caught_up(timeout=300)
+        self.consumers.stop()
+        expected, good_ids, bad_ids = _fold_without(BAD_ACTOR)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT user_id, username, name, email FROM proj_users_directory.users")
+            projected = {row[0]: {"username": row[1], "name": row[2], "email": row[3]} for row in cursor}
+        effects = self.downstream.effects
+        fields = {user: {k: v for k, v in doc.items() if k != "changes"} for user, doc in expected.items()}
+        # Each count is of what is wrong: 0 everywhere is a pass.
+        checks = {
+            "projection_rows_wrong": _differences(fields, projected),
+            # Documents count their changes, so an event in effect twice shows here too.
+            "downstream_documents_wrong": _differences(expected, self.downstream.documents),
+            "downstream_events_missing": len(good_ids - set(effects)),
+            "downstream_bad_events_in_effect": len(bad_ids & set(effects)),
+        }
+        redelivered = sum(times - 1 for times in self.downstream.received.values() if times > 1)
+        self.report.update(
+            checks=checks,
+            downstream_redelivered=redelivered,
+            events_in_log=head(),
+        )
+        self.report["rpo_events"] += checks["downstream_events_missing"]
+        self.report["passed"] = all(value == 0 for value in checks.values())
+        verdict = "passed" if self.report["passed"] else "FAILED"
+        self.say("verifying", f"{verdict}: {checks}")
+
+
+def _run(kind: str, **params: Any) -> Job:
+    with inline():
+        job = request_job(kind=kind, params=params, requested_by=ACTOR, reason="fault drill")
+    finished = run_inline(job.pk)
+    if finished.state != Job.State.SUCCEEDED:
+        raise RuntimeError(f"the {kind} job {finished.pk} ended {finished.state}: {finished.error}")
+    if kind == "snapshot":
+        finished.result["job"] = finished.pk
+    return finished
+
+
+def _fold_without(actor: str) -> tuple[dict[str, dict], set[str], set[str]]:
+    """The users directory as a fold of the log without `actor`'s events, and the ids of the events the
+    downstream should hold (and of those it must not)."""
+    users: dict[str, dict] = {}
+    good: set[str] = set()
+    bad: set[str] = set()
+    events = Event.objects.filter(stream__category="user", type__in=TYPES).order_by("position")
+    for event_id, kind, data, by in events.values_list("event_id", "type", "data", "actor").iterator(5000):
+        if by == actor:
+            bad.add(str(event_id))
+            continue
+        good.add(str(event_id))
+        user = data.get("user_id")
+        if kind == "UserCreated":
+            users[user] = {key: data.get(key) for key in ("username", "name", "email")}
+            users[user]["changes"] = 1
+        elif user in users:
+            field = "name" if kind == "UserNameSet" else "email"
+            users[user][field] = data.get(field)
+            users[user]["changes"] += 1
+    return users, good, bad
+
+
+def _differences(expected: dict[str, dict], found: dict[str, dict]) -> int:
+    keys = set(expected) | set(found)
+    return sum(1 for key in keys if expected.get(key) != found.get(key))
+
+
+class _Traffic(threading.Thread):
+    """The application: renames and e-mail changes of existing people, one append per request, paced."""
+
+    def __init__(self, rng: random.Random, per_second: float):
+        super().__init__(name="drill-traffic", daemon=True)
+        self.rng, self.per_second = rng, per_second
+        self.users = [
+            name.removeprefix("user-")
+            for name in Stream.objects.filter(category="user").values_list("name", flat=True)
+        ]
+        self.appended = 0
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            while not self._halt.is_set():
+                user = self.rng.choice(self.users)
+                if self.rng.random() < 0.5:
+                    event = {
+                        "type": "UserNameSet",
+                        "data": {"user_id": user, "name": f"Name {self.appended}"},
+                    }
+                else:
+                    email = f"{user}.{self.appended}@example.com"
+                    event = {"type": "UserEmailSet", "data": {"user_id": user, "email": email}}
+                append_events(stream=f"user-{user}", events=[event], actor="app")
+                self.appended += 1
+                time.sleep(max(0.0, started + self.appended / self.per_second - time.monotonic()))
+        except BaseException as exc:  # noqa: BLE001 — reported by whoever waits on the traffic
+            self.error = exc
+        finally:
+            connection.close()
+
+    def wait_for(self, more: int, *, timeout: float) -> None:
+        target, deadline = self.appended + more, time.monotonic() + timeout
+        while self.appended < target:
+            if self.error is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the application stopped appending: {self.error or 'too slow'}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=10)
+
+
+class _Consumers(threading.Thread):
+    """The live side: the projection and the sink, run in turns as the workers would."""
+
+    def __init__(self):
+        super().__init__(name="drill-consumers", daemon=True)
+        self.projection_position = 0
+        self.sink_position = 0
+        self.rounds = 0
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                projected = run_projection(PROJECTION, budget_seconds=0.5)
+                delivered = run_sink(SINK, budget_seconds=0.5)
+                close_old_connections()
+                if projected.caught_up:
+                    self.projection_position = _checkpoint()
+                if delivered.caught_up or delivered.idle:
+                    self.sink_position = Consumer.objects.values_list("position", flat=True).get(name=SINK)
+                self.rounds += 1
+                if (projected.caught_up or projected.idle) and (delivered.caught_up or delivered.idle):
+                    time.sleep(0.05)
+        except BaseException as exc:  # noqa: BLE001 — reported by whoever waits on the consumers
+            self.error = exc
+        finally:
+            connection.close()
+
+    def wait_caught_up(self, *, timeout: float) -> None:
+        target = head()
+        self._wait(lambda: self.projection_position >= target and self.sink_position >= target, timeout)
+
+    def wait_rounds(self, rounds: int, *, timeout: float) -> None:
+        target = self.rounds + rounds
+        self._wait(lambda: self.rounds >= target, timeout)
+
+    def wait_sink_past(self, position: int, *, timeout: float) -> None:
+        self._wait(lambda: self.sink_position >= position, timeout)
+
+    def _wait(self, reached: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not reached():
+            if self.error is not None:
+                raise RuntimeError(f"a consumer stopped: {self.error}") from self.error
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the consumers did not catch up in {timeout:g} s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout=30)
+
+
+def _checkpoint() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT position FROM proj_users_directory.checkpoint")
+        return cursor.fetchone()[0]
