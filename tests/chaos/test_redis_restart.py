@@ -35,10 +35,11 @@ def use_broker(settings, url: str) -> None:
     """Point this process's Redis client and Celery producer at `url`."""
     from console import redis as console_redis
     from console.celery import app
+    from console.env import redis_url_for_celery
 
     settings.REDIS_URL = url
     console_redis.client.cache_clear()
-    app.conf.broker_url = url
+    app.conf.broker_url = redis_url_for_celery(url)
     app._after_fork()  # forget the pooled connections to the old broker
 
 
