@@ -152,7 +152,12 @@ def _parse_event(item: Any, where: str, errors: _Errors) -> NewEvent | None:
     if _NUL.search(encoded_data) or _NUL.search(encoded_metadata):
         errors.add(where, "strings may not contain the NUL character (\\u0000); PostgreSQL cannot store it")
         return None
-    size = len(event_type) + len(encoded_data.encode()) + len(encoded_metadata.encode())
+    try:
+        size = len(event_type) + len(encoded_data.encode()) + len(encoded_metadata.encode())
+    except UnicodeEncodeError:
+        # JSON may escape half of a UTF-16 pair (\ud800) on its own: no text, and PostgreSQL refuses it.
+        errors.add(where, "strings may not contain a lone surrogate (\\ud800–\\udfff); send valid Unicode")
+        return None
     if size > MAX_EVENT_BYTES:
         errors.add(where, f"an event is at most 1 MiB ({MAX_EVENT_BYTES} bytes) of JSON; this one is {size}")
         return None
