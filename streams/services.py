@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -173,6 +174,18 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _as_stored(value: Any) -> Any:
+    """JSON as jsonb compares it: numbers by their decimal value. A float such as 1e300 comes back from
+    jsonb as the integer 10**300, which Python would call different."""
+    if isinstance(value, dict):
+        return {key: _as_stored(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_stored(item) for item in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Decimal(repr(value))
+    return value
+
+
 def _recorded_result(stream: str, batch: list[NewEvent], ids: list[uuid.UUID]) -> AppendResult | None:
     """The original result when this batch was recorded before; None when none of it was.
 
@@ -201,7 +214,7 @@ def _recorded_result(stream: str, batch: list[NewEvent], ids: list[uuid.UUID]) -
             ]
         elif row[1] != stream:
             problems[where] = [f"was already recorded in stream {row[1]!r}"]
-        elif row[4] != event.type or _json(row[5]) != event.data:
+        elif row[4] != event.type or _as_stored(_json(row[5])) != _as_stored(event.data):
             problems[where] = ["was already recorded with a different type or data"]
     rows = [found[event_id] for event_id in ids if event_id in found]
     sequences = [row[2] for row in rows]
