@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from recovery import services
 from recovery.models import Job, JobLane
+from recovery.terminal import unit_of
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def set_stage(job: Job, stage: str, *, total: int | None = None, work: dict | No
         job.work = work
         fields.append("work")
     Job.objects.filter(pk=job.pk).update(**{field: getattr(job, field) for field in fields})
-    services.log(job, f"stage: {stage}" + (f" ({total} events)" if total is not None else ""))
+    services.log(job, f"stage: {stage}" + (f" ({total} {unit_of(job.kind)})" if total is not None else ""))
 
 
 def finish(job: Job, *, result: dict, message: str) -> None:

@@ -25,9 +25,9 @@ class Downstream:
         self.secret = secret
         self.lock = threading.Lock()
         self.documents: dict[str, dict[str, Any]] = {}
-        # Event id → times it took effect, and times it arrived over the wire.
+        # Event id → times it took effect; and deliveries of events already in effect, ignored.
         self.effects: Counter[str] = Counter()
-        self.received: Counter[str] = Counter()
+        self.ignored = 0
         self._backup: tuple[dict, Counter] | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
@@ -43,10 +43,11 @@ class Downstream:
             return 400
         with self.lock:
             for event in events:
-                self.received[event["id"]] += 1
-                if event["id"] not in self.effects:
-                    self.effects[event["id"]] += 1
-                    self._apply(event)
+                if event["id"] in self.effects:
+                    self.ignored += 1
+                    continue
+                self.effects[event["id"]] += 1
+                self._apply(event)
         return 202
 
     def _apply(self, event: dict[str, Any]) -> None:
