@@ -85,6 +85,7 @@ def test_a_replay_whose_worker_sessions_are_terminated_mid_lane_retries_and_fini
 def web(tmp_path):
     processes = Processes(tmp_path)
     processes.env["PGAPPNAME"] = "chaos-web"
+    processes.env["REPLAYDESK_RATE_APPEND"] = "off"  # retries come fast; this is not about rate limits
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "console.wsgi:application", "--bind", f"127.0.0.1:{port}"]
     argv += ["--workers", "2", "--timeout", "30", "--graceful-timeout", "1"]
