@@ -33,19 +33,8 @@ COLUMNS = (
     "actor",
     "recorded_at",
 )
-# The model fields (through the stream's name) that fill COLUMNS, in order.
-_FIELDS = (
-    "position",
-    "stream_id",
-    "stream__name",
-    "sequence",
-    "event_id",
-    "type",
-    "data",
-    "metadata",
-    "actor",
-    "recorded_at",
-)
+# The model fields that fill COLUMNS, in order (the stream's name through its foreign key).
+_FIELDS = tuple("stream__name" if column == "stream" else column for column in COLUMNS)
 _CREATE = f"""
     CREATE TEMP TABLE IF NOT EXISTS {TABLE} (
         position bigint PRIMARY KEY,

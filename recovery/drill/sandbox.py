@@ -293,107 +293,109 @@ def _differences(expected: dict[str, dict], found: dict[str, dict]) -> int:
     return sum(1 for key in keys if expected.get(key) != found.get(key))
 
 
-class _Traffic(threading.Thread):
-    """The application: renames and e-mail changes of existing people, one append per request, paced."""
+class _Loop(threading.Thread):
+    """A part of the world that keeps going in its own thread (with its own database connection) until
+    stopped; what stopped it otherwise is raised to whoever waits on it."""
 
-    def __init__(self, rng: random.Random, per_second: float):
-        super().__init__(name="drill-traffic", daemon=True)
-        self.rng, self.per_second = rng, per_second
-        self.users = [
-            name.removeprefix("user-")
-            for name in Stream.objects.filter(category="user").values_list("name", flat=True)
-        ]
-        self.appended = 0
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
+    what = "a background loop"
 
-    def run(self) -> None:
-        started = time.monotonic()
-        try:
-            while not self._halt.is_set():
-                user = self.rng.choice(self.users)
-                if self.rng.random() < 0.5:
-                    event = {
-                        "type": "UserNameSet",
-                        "data": {"user_id": user, "name": f"Name {self.appended}"},
-                    }
-                else:
-                    email = f"{user}.{self.appended}@example.com"
-                    event = {"type": "UserEmailSet", "data": {"user_id": user, "email": email}}
-                append_events(stream=f"user-{user}", events=[event], actor="app")
-                self.appended += 1
-                time.sleep(max(0.0, started + self.appended / self.per_second - time.monotonic()))
-        except BaseException as exc:  # noqa: BLE001 — reported by whoever waits on the traffic
-            self.error = exc
-        finally:
-            connection.close()
-
-    def wait_for(self, more: int, *, timeout: float) -> None:
-        target, deadline = self.appended + more, time.monotonic() + timeout
-        while self.appended < target:
-            if self.error is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the application stopped appending: {self.error or 'too slow'}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self._halt.set()
-        if self.is_alive():
-            self.join(timeout=10)
-
-
-class _Consumers(threading.Thread):
-    """The live side: the projection and the sink, run in turns as the workers would."""
-
-    def __init__(self):
-        super().__init__(name="drill-consumers", daemon=True)
-        self.projection_position = 0
-        self.sink_position = 0
-        self.rounds = 0
+    def __init__(self, name: str):
+        super().__init__(name=name, daemon=True)
         self.error: BaseException | None = None
         self._halt = threading.Event()
 
     def run(self) -> None:
         try:
             while not self._halt.is_set():
-                projected = run_projection(PROJECTION, budget_seconds=0.5)
-                delivered = run_sink(SINK, budget_seconds=0.5)
-                close_old_connections()
-                if projected.caught_up:
-                    self.projection_position = _checkpoint()
-                if delivered.caught_up or delivered.idle:
-                    self.sink_position = Consumer.objects.values_list("position", flat=True).get(name=SINK)
-                self.rounds += 1
-                if (projected.caught_up or projected.idle) and (delivered.caught_up or delivered.idle):
-                    time.sleep(0.05)
-        except BaseException as exc:  # noqa: BLE001 — reported by whoever waits on the consumers
+                self.step()
+        except BaseException as exc:  # noqa: BLE001 — raised by wait_until in the drill's thread
             self.error = exc
         finally:
             connection.close()
 
-    def wait_caught_up(self, *, timeout: float) -> None:
-        target = head()
-        self._wait(lambda: self.projection_position >= target and self.sink_position >= target, timeout)
+    def step(self) -> None:
+        raise NotImplementedError
 
-    def wait_rounds(self, rounds: int, *, timeout: float) -> None:
-        target = self.rounds + rounds
-        self._wait(lambda: self.rounds >= target, timeout)
-
-    def wait_sink_past(self, position: int, *, timeout: float) -> None:
-        self._wait(lambda: self.sink_position >= position, timeout)
-
-    def _wait(self, reached: Callable[[], bool], timeout: float) -> None:
+    def wait_until(self, reached: Callable[[], bool], *, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not reached():
             if self.error is not None:
-                raise RuntimeError(f"a consumer stopped: {self.error}") from self.error
+                raise RuntimeError(f"{self.what} stopped: {self.error}") from self.error
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the consumers did not catch up in {timeout:g} s")
+                raise RuntimeError(f"{self.what} did not get there in {timeout:g} s")
             time.sleep(0.1)
 
     def stop(self) -> None:
         self._halt.set()
         if self.is_alive():
             self.join(timeout=30)
+
+
+class _Traffic(_Loop):
+    """The application: renames and e-mail changes of existing people, one append per request, paced."""
+
+    what = "the application's appends"
+
+    def __init__(self, rng: random.Random, per_second: float):
+        super().__init__("drill-traffic")
+        self.rng, self.per_second = rng, per_second
+        self.users = [
+            name.removeprefix("user-")
+            for name in Stream.objects.filter(category="user").values_list("name", flat=True)
+        ]
+        self.appended = 0
+        self.started = time.monotonic()
+
+    def step(self) -> None:
+        user = self.rng.choice(self.users)
+        if self.rng.random() < 0.5:
+            event = {"type": "UserNameSet", "data": {"user_id": user, "name": f"Name {self.appended}"}}
+        else:
+            email = f"{user}.{self.appended}@example.com"
+            event = {"type": "UserEmailSet", "data": {"user_id": user, "email": email}}
+        append_events(stream=f"user-{user}", events=[event], actor="app")
+        self.appended += 1
+        time.sleep(max(0.0, self.started + self.appended / self.per_second - time.monotonic()))
+
+    def wait_for(self, more: int, *, timeout: float) -> None:
+        target = self.appended + more
+        self.wait_until(lambda: self.appended >= target, timeout=timeout)
+
+
+class _Consumers(_Loop):
+    """The live side: the projection and the sink, run in turns as the workers would."""
+
+    what = "the consumers"
+
+    def __init__(self):
+        super().__init__("drill-consumers")
+        self.projection_position = 0
+        self.sink_position = 0
+        self.rounds = 0
+
+    def step(self) -> None:
+        projected = run_projection(PROJECTION, budget_seconds=0.5)
+        delivered = run_sink(SINK, budget_seconds=0.5)
+        close_old_connections()
+        if projected.caught_up:
+            self.projection_position = _checkpoint()
+        if delivered.caught_up or delivered.idle:
+            self.sink_position = Consumer.objects.values_list("position", flat=True).get(name=SINK)
+        self.rounds += 1
+        if (projected.caught_up or projected.idle) and (delivered.caught_up or delivered.idle):
+            time.sleep(0.05)
+
+    def wait_caught_up(self, *, timeout: float) -> None:
+        target = head()
+        caught_up = lambda: self.projection_position >= target and self.sink_position >= target  # noqa: E731
+        self.wait_until(caught_up, timeout=timeout)
+
+    def wait_rounds(self, rounds: int, *, timeout: float) -> None:
+        target = self.rounds + rounds
+        self.wait_until(lambda: self.rounds >= target, timeout=timeout)
+
+    def wait_sink_past(self, position: int, *, timeout: float) -> None:
+        self.wait_until(lambda: self.sink_position >= position, timeout=timeout)
 
 
 def _checkpoint() -> int:

@@ -74,3 +74,16 @@ def operator_page(page, operator):
     page.wait_for_url("**/dashboard/")
     page.goto("/streams/")
     return page
+
+
+@pytest.fixture
+def worker(tmp_path, fresh_projection_schemas):
+    """A real Celery worker (consuming `live,recovery`, as in production) against the test database and
+    this run's Redis, with short job slices, so that jobs started from a page run for real."""
+    from tests.recovery.crash_helpers import Workers, clear_queues
+
+    clear_queues()
+    workers = Workers(tmp_path, slice_seconds=0.25, snapshot_dir=tmp_path / "snapshots")
+    workers.worker(1, concurrency=2)
+    yield workers
+    workers.stop_all()

@@ -11,18 +11,8 @@ from playwright.sync_api import expect
 from recovery.kinds.drill import STAGES
 from recovery.models import Job
 from tests.browser.test_journeys import has_no_horizontal_scroll
-from tests.recovery.crash_helpers import Workers, clear_queues
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
-
-
-@pytest.fixture
-def worker(tmp_path, fresh_projection_schemas):
-    clear_queues()
-    workers = Workers(tmp_path, slice_seconds=1.0, snapshot_dir=tmp_path / "snapshots")
-    workers.worker(1, concurrency=2)
-    yield workers
-    workers.stop_all()
 
 
 def test_a_quick_drill_started_from_the_drills_page_reports_rpo_rto_and_its_checks(operator_page, worker):

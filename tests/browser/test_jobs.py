@@ -18,21 +18,11 @@ from streams.consumers import run_projection
 from streams.models import Event
 from streams.services import ImportBatch, import_events
 from tests.browser.test_journeys import has_no_horizontal_scroll
-from tests.recovery.crash_helpers import Workers, clear_queues
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
 USERS = 1500
 RENAMES = 9
-
-
-@pytest.fixture
-def worker(tmp_path, fresh_projection_schemas):
-    clear_queues()
-    workers = Workers(tmp_path, slice_seconds=0.25, snapshot_dir=tmp_path / "snapshots")
-    workers.worker(1, concurrency=2)
-    yield workers
-    workers.stop_all()
 
 
 def users_with_history() -> int:
