@@ -3,16 +3,19 @@ RPO, RTO, events replayed and re-sent; its checks fail when the recovery is wron
 as a job whose page shows the report. The store a drill is started from is never touched."""
 
 import json
+import threading
+import time
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 from recovery import params as job_params
 from recovery.drill import REPORT_KEYS, admin_connection, sandbox
 from recovery.models import Job
 from recovery.runner import run_inline
-from recovery.services import request_job
+from recovery.services import cancel_job, request_job
 from streams.models import Event
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
@@ -93,3 +96,28 @@ def test_a_drill_job_takes_only_whether_it_is_quick():
         request_job(kind="drill", params={"quick": "yes", "projection": "x"}, requested_by="o", reason="r")
     assert set(refused.value.errors) == {"quick", "projection"}
     assert not Job.objects.exists()
+
+
+def test_a_cancelled_drill_stops_and_drops_its_scratch_database():
+    job = request_job(kind="drill", params={"quick": True}, requested_by="olivia", reason="try it")
+
+    def work() -> None:
+        try:
+            run_inline(job.pk)
+        finally:
+            connection.close()  # this thread's own
+
+    running = threading.Thread(target=work)
+    running.start()
+    deadline = time.monotonic() + 60
+    while Job.objects.get(pk=job.pk).stage not in ("loading", "snapshot", "writing"):
+        assert time.monotonic() < deadline, "the drill never got going"
+        time.sleep(0.1)
+    assert scratch_databases() == [f"replaydesk_drill_{job.pk}"]
+
+    cancel_job(job_id=job.pk, actor="olivia")
+    running.join(timeout=60)
+
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED
+    assert scratch_databases() == []
