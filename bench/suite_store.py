@@ -96,9 +96,8 @@ def audit(ctx: Context) -> None:
 
     raw = psycopg.connect(ctx.url, autocommit=True)
     first, last = raw.execute("SELECT min(recorded_at), max(recorded_at) FROM streams_event").fetchone()
-    # A week in the middle of the history.
-    middle = first + (last - first) / 2
-    after, before = middle, middle + dt.timedelta(days=7)
+    # Time ranges start in the middle of the history.
+    after = first + (last - first) / 2
 
     def search(params: dict):
         parser = QueryParser(params, ("q", "recorded_after", "recorded_before"))
@@ -120,25 +119,34 @@ def audit(ctx: Context) -> None:
             query="resource=issueABC",
             newest_first=50,
         )
-        window = {"recorded_after": after.isoformat(), "recorded_before": before.isoformat()}
-        _latency_rows(
-            ctx,
-            "audit",
-            "audit: actor + time range",
-            {
-                "replaydesk": search({"q": "actor:alice.admin", **window}),
-                "raw": lambda: raw.execute(
-                    "SELECT e.*, s.name FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id "
-                    "WHERE e.actor = %s AND e.recorded_at >= %s AND e.recorded_at < %s "
-                    "ORDER BY e.position DESC LIMIT 50",
-                    ["alice.admin", after, before],
-                ).fetchall(),
-            },
-            query="actor:alice.admin",
-            window=[after.isoformat(), before.isoformat()],
-        )
+        for label, days in (("a week", 7), ("a day", 1)):
+            _actor_and_time(ctx, raw, search, label, after, after + dt.timedelta(days=days))
     finally:
         raw.close()
+
+
+def _actor_and_time(ctx: Context, raw, search, label: str, after, before) -> None:
+    window = {"recorded_after": after.isoformat(), "recorded_before": before.isoformat()}
+    _latency_rows(
+        ctx,
+        "audit",
+        f"audit: actor + {label}",
+        {
+            "replaydesk": search({"q": "actor:alice.admin", **window}),
+            "raw": lambda: raw.execute(
+                "SELECT e.*, s.name FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id "
+                "WHERE e.actor = %s AND e.recorded_at >= %s AND e.recorded_at < %s "
+                "ORDER BY e.position DESC LIMIT 50",
+                ["alice.admin", after, before],
+            ).fetchall(),
+        },
+        query="actor:alice.admin",
+        window=[after.isoformat(), before.isoformat()],
+        matching=raw.execute(
+            "SELECT count(*) FROM streams_event WHERE actor = %s AND recorded_at >= %s AND recorded_at < %s",
+            ["alice.admin", after, before],
+        ).fetchone()[0],
+    )
 
 
 # --- section 4: lag
@@ -250,6 +258,7 @@ def lag(ctx: Context) -> None:
             },
             **extra,
         )
+        _per_consumer(ctx, consumers, lags)
         _latency_rows(
             ctx,
             "lag",
@@ -274,6 +283,16 @@ def lag(ctx: Context) -> None:
         es_store.close()
         es_events.datastore.close()
         _drop_consumers(consumers)
+
+
+def _per_consumer(ctx: Context, consumers, lags) -> None:
+    """consumer_status of each consumer alone: how the cost grows with the lag (milliseconds, p50)."""
+    detail = []
+    for consumer, _, behind in consumers:
+        times = timed_ms(lambda consumer=consumer: lags.consumer_status(consumer=consumer), 10)
+        detail.append({"behind": behind, "p50_ms": round(percentile(times, 50), 2)})
+    ctx.notes["lag_per_consumer"] = detail
+    ctx.log(f"lag per consumer: {detail}")
 
 
 def _streams(conn) -> int:
