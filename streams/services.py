@@ -69,20 +69,60 @@ def append_events(
     raw = list(events) if isinstance(events, list | tuple) else events
     stream, batch, expected = parse_append(stream=stream, events=raw, expected_version=expected_version)
     ids = [event.id or uuid.uuid4() for event in batch]
-    client_ids = [event.id for event in batch if event.id is not None]
-    if client_ids:
-        earlier = _recorded_result(stream, batch, ids)
-        if earlier is not None:
-            return earlier
+    client_ids = any(event.id is not None for event in batch)
     try:
         return _append(stream, batch, ids, expected, actor)
-    except IntegrityError:
-        # A concurrent retry of the same batch committed first: answer as a retry would be answered.
+    except (IntegrityError, WrongExpectedVersion):
+        # A retry of a recorded batch fails on its ids (or its expected version, which has moved on):
+        # it gets the original result. Asked only then, so a first append costs no extra read.
         if client_ids:
             earlier = _recorded_result(stream, batch, ids)
             if earlier is not None:
                 return earlier
         raise
+
+
+# How each expected version claims the stream's next sequences: a compare-and-set on its version that
+# returns no row when the expectation does not hold.
+_CLAIMS = {
+    "any": """
+        INSERT INTO streams_stream (name, category, version, created_at, updated_at)
+        VALUES (%(stream)s, %(category)s, %(count)s, now(), now())
+        ON CONFLICT (name) DO UPDATE
+           SET version = streams_stream.version + EXCLUDED.version, updated_at = now()""",
+    "no_stream": """
+        INSERT INTO streams_stream (name, category, version, created_at, updated_at)
+        VALUES (%(stream)s, %(category)s, %(count)s, now(), now())
+        ON CONFLICT (name) DO NOTHING""",
+    "exists": """
+        UPDATE streams_stream SET version = version + %(count)s, updated_at = now()
+         WHERE name = %(stream)s""",
+    "version": """
+        UPDATE streams_stream SET version = version + %(count)s, updated_at = now()
+         WHERE name = %(stream)s AND version = %(expected)s""",
+}
+# One statement, one round trip: claim the sequences (which locks the stream's row), then take the
+# global-order lock (in the claim's RETURNING, so always in that order and only when the claim held),
+# then insert the events, whose positions are drawn under that lock, then notify the listeners (one
+# notification per transaction: PostgreSQL folds identical ones).
+_APPEND = """
+    WITH claimed AS (
+        {claim}
+        RETURNING id, version, pg_advisory_xact_lock(%(lock)s)::text AS ordered
+    ), appended AS (
+        INSERT INTO streams_event (stream_id, sequence, id, type, data, metadata, actor, recorded_at)
+        SELECT c.id, c.version - %(count)s + e.ord, e.id, e.type, e.data, e.metadata, e.actor,
+               clock_timestamp()
+          FROM claimed c,
+               unnest(%(ids)s::uuid[], %(types)s::text[], %(data)s::jsonb[], %(metadata)s::jsonb[],
+                      %(actors)s::text[]) WITH ORDINALITY AS e(id, type, data, metadata, actor, ord)
+         ORDER BY e.ord
+        RETURNING position, sequence
+    )
+    SELECT position, sequence, pg_notify(%(channel)s, (SELECT max(position) FROM appended)::text)::text
+      FROM appended
+     ORDER BY sequence
+"""
 
 
 def _append(
@@ -94,79 +134,34 @@ def _append(
         Jsonb({**event.metadata, "actor": who} if who else event.metadata)
         for event, who in zip(batch, actors, strict=True)
     ]
+    mode = "no_stream" if expected == 0 else expected if isinstance(expected, str) else "version"
+    claim = _CLAIMS[mode]
+    params = {
+        "stream": stream,
+        "category": category_of(stream),
+        "count": count,
+        "expected": expected,
+        "lock": GLOBAL_ORDER_LOCK,
+        "ids": ids,
+        "types": [event.type for event in batch],
+        "data": [Jsonb(event.data) for event in batch],
+        "metadata": metadata,
+        "actors": actors,
+        "channel": NOTIFY_CHANNEL,
+    }
     with transaction.atomic(), connection.cursor() as cursor:
-        stream_id, version = _claim_versions(cursor, stream, count, expected)
-        first_sequence = version - count + 1
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GLOBAL_ORDER_LOCK])
-        cursor.execute(
-            """
-            INSERT INTO streams_event (stream_id, sequence, id, type, data, metadata, actor, recorded_at)
-            SELECT %s, %s + ord - 1, e.id, e.type, e.data, e.metadata, e.actor, clock_timestamp()
-              FROM unnest(%s::uuid[], %s::text[], %s::jsonb[], %s::jsonb[], %s::text[])
-                   WITH ORDINALITY AS e(id, type, data, metadata, actor, ord)
-             ORDER BY ord
-            RETURNING position, sequence
-            """,
-            [
-                stream_id,
-                first_sequence,
-                ids,
-                [event.type for event in batch],
-                [Jsonb(event.data) for event in batch],
-                metadata,
-                actors,
-            ],
-        )
-        positions = [position for position, _ in sorted(cursor.fetchall(), key=lambda row: row[1])]
-        cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, str(positions[-1])])
-    return AppendResult(stream=stream, version=version, first_sequence=first_sequence, positions=positions)
-
-
-def _claim_versions(cursor, stream: str, count: int, expected: str | int) -> tuple[int, int]:
-    """Compare-and-set the stream's version; return (stream id, version after this append)."""
-    category = category_of(stream)
-    if expected == "any":
-        cursor.execute(
-            """
-            INSERT INTO streams_stream (name, category, version, created_at, updated_at)
-            VALUES (%s, %s, %s, now(), now())
-            ON CONFLICT (name) DO UPDATE
-               SET version = streams_stream.version + EXCLUDED.version, updated_at = now()
-            RETURNING id, version
-            """,
-            [stream, category, count],
-        )
-        return cursor.fetchone()
-    if expected == "no_stream" or expected == 0:
-        cursor.execute(
-            """
-            INSERT INTO streams_stream (name, category, version, created_at, updated_at)
-            VALUES (%s, %s, %s, now(), now())
-            ON CONFLICT (name) DO NOTHING
-            RETURNING id, version
-            """,
-            [stream, category, count],
-        )
-    elif expected == "exists":
-        cursor.execute(
-            "UPDATE streams_stream SET version = version + %s, updated_at = now() WHERE name = %s "
-            "RETURNING id, version",
-            [count, stream],
-        )
-    else:
-        cursor.execute(
-            "UPDATE streams_stream SET version = version + %s, updated_at = now() "
-            "WHERE name = %s AND version = %s RETURNING id, version",
-            [count, stream, expected],
-        )
-    row = cursor.fetchone()
-    if row is None:
-        cursor.execute("SELECT version FROM streams_stream WHERE name = %s", [stream])
-        current = cursor.fetchone()
-        raise WrongExpectedVersion(
-            stream=stream, expected=expected, current_version=current[0] if current else 0
-        )
-    return row
+        cursor.execute(_APPEND.format(claim=claim), params)
+        rows = cursor.fetchall()
+        if not rows:
+            cursor.execute("SELECT version FROM streams_stream WHERE name = %s", [stream])
+            current = cursor.fetchone()
+            raise WrongExpectedVersion(
+                stream=stream, expected=expected, current_version=current[0] if current else 0
+            )
+    version = rows[-1][1]
+    return AppendResult(
+        stream=stream, version=version, first_sequence=version - count + 1, positions=[row[0] for row in rows]
+    )
 
 
 def _json(value: Any) -> Any:
