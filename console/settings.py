@@ -235,6 +235,9 @@ REPLAYDESK_SNAPSHOT_KEEP = int(os.environ.get("REPLAYDESK_SNAPSHOT_KEEP", 24))
 REPLAYDESK_VERIFY_NIGHTLY_AT = os.environ.get("REPLAYDESK_VERIFY_NIGHTLY_AT", "")
 # Replays and restores split the streams into this many lanes, run in parallel by the workers.
 REPLAYDESK_REPLAY_SHARDS = int(os.environ.get("REPLAYDESK_REPLAY_SHARDS", 4))
+# At most this many events per transaction of a replay, restore or verify (0: each projection's own,
+# ten live batches); smaller keeps transactions short on a busy database.
+REPLAYDESK_REPLAY_BATCH_MAX = int(os.environ.get("REPLAYDESK_REPLAY_BATCH_MAX", 0))
 # How long a job works before it checkpoints and re-enqueues itself (a killed worker costs at most this).
 REPLAYDESK_JOB_SLICE_SECONDS = float(os.environ.get("REPLAYDESK_JOB_SLICE_SECONDS", 5))
 # Whether a change to a consumer (created, resumed, …) wakes it through the workers at once. Off only

@@ -16,6 +16,7 @@ import re
 import time
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
@@ -76,7 +77,9 @@ class Projection:
 
     @property
     def replay_batch(self) -> int:
-        return self.replay_batch_size or self.batch_size * 10
+        own = self.replay_batch_size or self.batch_size * 10
+        cap = getattr(settings, "REPLAYDESK_REPLAY_BATCH_MAX", 0)
+        return min(own, cap) if cap else own
 
     @property
     def schema(self) -> str:
