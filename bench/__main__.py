@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> dict:
     wanted = set(args.only or SECTIONS)
     started_at = dt.datetime.now(dt.UTC)
     machine = report.machine(server.url)
+    code = report.code()
     try:
         _sections(ctx, wanted)
     finally:
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> dict:
         "mode": sizes.name,
         "sizes": sizes.as_dict(),
         "machine": machine,
+        "code": code,
         "sections_run": [s for s in SECTIONS if s in wanted],
         "notes": ctx.notes,
         "rows": ctx.rows,

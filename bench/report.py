@@ -88,6 +88,21 @@ def machine(url: str) -> dict:
     }
 
 
+def code() -> dict:
+    """The commit the run measured, and the files that differed from it (a run measures the tree)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+        return done.stdout.strip()
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "modified": changed}
+
+
 def _uname() -> str:
     try:
         return subprocess.run(["uname", "-a"], capture_output=True, text=True, check=True).stdout.strip()
@@ -175,6 +190,15 @@ def table(results: dict) -> str:
     return "\n".join(text)
 
 
+def _code_line(found: dict | None) -> str:
+    if not found:
+        return "Not recorded."
+    line = f"Commit `{found['commit']}`"
+    if found["modified"]:
+        line += ", with uncommitted changes to " + ", ".join(f"`{path}`" for path in found["modified"])
+    return line + "."
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     sizes = results["sizes"]
@@ -194,6 +218,10 @@ def markdown(results: dict) -> str:
         f"- PostgreSQL {m['postgresql']} ({settings}),"
         " on the same machine, shared with whatever else ran there",
         f"- Python {m['python']}, psycopg {m['psycopg']}, eventsourcing {m['eventsourcing']}",
+        "",
+        "## Code",
+        "",
+        _code_line(results.get("code")),
         "",
         "## Sizes",
         "",
