@@ -97,7 +97,7 @@ def code() -> dict:
             done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
         except (OSError, subprocess.CalledProcessError):
             return ""
-        return done.stdout.strip()
+        return done.stdout.rstrip("\n")
 
     changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
     return {"commit": git("rev-parse", "--short", "HEAD"), "modified": changed}
