@@ -24,8 +24,10 @@ class ConsumerOut(serializers.Serializer):
     checkpoint = serializers.IntegerField(help_text="The position up to which it has read the log.")
     head = serializers.IntegerField(help_text="The highest committed position.")
     lag_events = serializers.IntegerField(
-        help_text="Events it follows committed after its checkpoint (an exact count)."
+        help_text="Events it follows committed after its checkpoint: counted exactly within 2,000 positions "
+        "of it, estimated from those beyond (see lag_exact)."
     )
+    lag_exact = serializers.BooleanField(help_text="False when lag_events is an estimate.")
     lag_seconds = serializers.FloatField(help_text="Age of the oldest of those events; 0 when caught up.")
     rate = serializers.FloatField(
         allow_null=True,

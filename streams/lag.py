@@ -1,9 +1,10 @@
 """Lag and health of consumers: selectors that only read, and the sampler behind the lag charts.
 
-Every lag figure is an exact count of the events a consumer follows after its checkpoint, never
-`head - checkpoint`: positions have holes where appends rolled back, and a consumer skips the events it
-does not follow. The counts scan the primary key from the checkpoint on, so their cost grows with the
-lag, not with the log.
+A lag figure counts the events a consumer follows after its checkpoint, never `head - checkpoint`:
+positions have holes where appends rolled back, and a consumer skips the events it does not follow.
+The count reads at most LAG_WINDOW positions after the checkpoint, so it costs the same whatever the
+lag: when the head is within the window the count is exact; beyond it, the events counted in the window
+are scaled to the whole distance to the head, and the figure says it is an estimate (`lag_exact`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
-from django.db.models import Count, Min
+from django.db.models import Count, Min, OuterRef, Subquery
 from django.utils import timezone
 
 from streams import selectors
@@ -27,6 +28,8 @@ SAMPLE_RETENTION = dt.timedelta(days=7)
 # The rate is measured against the oldest sample of the last minute, if it is at least this old.
 RATE_WINDOW = dt.timedelta(seconds=60)
 RATE_MIN_SPAN = dt.timedelta(seconds=5)
+# Positions after a checkpoint that a lag count reads: exact within them, an estimate beyond.
+LAG_WINDOW = 2_000
 # An error counts as current for this long unless the consumer has moved on since.
 DEFAULT_ERROR_RECENT_SECONDS = 300
 
@@ -39,6 +42,8 @@ class ConsumerStatus:
     checkpoint: int
     head: int
     lag_events: int
+    # False when lag_events is an estimate (the head is more than LAG_WINDOW positions ahead).
+    lag_exact: bool
     lag_seconds: float
     # Events (that it follows) applied per second over about the last minute; None without samples.
     rate: float | None
@@ -73,6 +78,7 @@ class _Measure:
     checkpoint: int
     head: int
     lag_events: int
+    exact: bool
     oldest_unapplied_at: dt.datetime | None
 
 
@@ -116,11 +122,30 @@ def checkpoint_of(*, consumer: Consumer) -> int:
 def _measure(consumer: Consumer, subscription: selectors.LogFilter, head: int) -> _Measure:
     checkpoint = checkpoint_of(consumer=consumer)
     # Bounded by a head read before, so that lag_events never counts more than the head shows.
-    unapplied = selectors.filter_events(
-        Event.objects.filter(position__gt=checkpoint, position__lte=head), subscription
-    )
-    found = unapplied.aggregate(count=Count("position"), oldest=Min("recorded_at"))
-    return _Measure(checkpoint, head, found["count"], found["oldest"])
+    count, exact, oldest = count_followed(subscription, after=checkpoint, up_to=head)
+    return _Measure(checkpoint, head, count, exact, oldest)
+
+
+def count_followed(
+    subscription: selectors.LogFilter, *, after: int, up_to: int
+) -> tuple[int, bool, dt.datetime | None]:
+    """(events it follows between two positions, whether that is exact, the oldest one's time), reading
+    at most LAG_WINDOW positions: beyond them the count is the window's, scaled to the whole range. The
+    oldest is the window's oldest, which is the range's unless times run backwards across it."""
+    # From the next event there is: a run of holes (rolled-back appends) costs nothing.
+    after = min(up_to, selectors.next_position(after=after) - 1)
+    window_end = min(up_to, after + LAG_WINDOW)
+    events = Event.objects.filter(position__gt=after, position__lte=window_end)
+    if subscription.types:
+        events = events.filter(type__in=subscription.types)
+    if subscription.categories:
+        # One primary-key probe per event: a join would hash every stream, whatever the window.
+        category = Stream.objects.filter(pk=OuterRef("stream_id")).values("category")[:1]
+        events = events.annotate(category=Subquery(category)).filter(category__in=subscription.categories)
+    found = events.aggregate(count=Count("position"), oldest=Min("recorded_at"))
+    if window_end >= up_to:
+        return found["count"], True, found["oldest"]
+    return round(found["count"] * (up_to - after) / LAG_WINDOW), False, found["oldest"]
 
 
 # --- per consumer
@@ -147,6 +172,7 @@ def consumer_status(
         checkpoint=measure.checkpoint,
         head=measure.head,
         lag_events=measure.lag_events,
+        lag_exact=measure.exact,
         lag_seconds=round(lag_seconds, 3),
         rate=_rate(consumer, subscription, measure.checkpoint, now) if with_rate else None,
         health=health_of(consumer=consumer, measure=measure, now=now, sink=sink),
@@ -184,9 +210,7 @@ def _rate(
     if baseline is None:
         return None
     sampled_at, then = baseline
-    applied = selectors.filter_events(
-        Event.objects.filter(position__gt=then, position__lte=checkpoint), subscription
-    ).count()
+    applied, _, _ = count_followed(subscription, after=then, up_to=checkpoint)
     return round(applied / (now - sampled_at).total_seconds(), 3)
 
 

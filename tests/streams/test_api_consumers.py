@@ -16,6 +16,7 @@ FIELDS = {
     "checkpoint",
     "head",
     "lag_events",
+    "lag_exact",
     "lag_seconds",
     "rate",
     "health",
@@ -80,7 +81,7 @@ def test_the_list_shows_every_consumer_with_its_lag(api, invoices):
     [item] = [c for c in body["results"] if c["name"] == "test_api_invoices"]
     assert set(item) == FIELDS
     assert (item["kind"], item["state"], item["health"]) == ("projection", "running", "healthy")
-    assert item["lag_events"] == 2 and item["head"] > item["checkpoint"]
+    assert item["lag_events"] == 2 and item["lag_exact"] is True and item["head"] > item["checkpoint"]
     assert item["rate"] is None and item["last_error"] == ""
 
 

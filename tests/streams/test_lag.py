@@ -112,6 +112,21 @@ def test_lag_is_an_exact_count_of_followed_events_across_holes(orders, monkeypat
     assert (found.lag_events, found.checkpoint, found.lag_seconds) == (0, head(), 0.0)
 
 
+def test_far_behind_the_lag_is_estimated_from_a_window_and_says_so(orders, monkeypatch):
+    monkeypatch.setattr(lag, "LAG_WINDOW", 40)
+    for n in range(50):  # a quarter of the log is another category's
+        append_events(stream=f"order-{n}", events=[{"type": "Placed", "data": {}}] * 3)
+        append("user-1")
+    found = status()
+    assert not found.lag_exact
+    assert found.lag_events == round(30 * 200 / 40)  # 30 of the window's 40 positions, over 200
+    assert found.lag_seconds > 0
+
+    monkeypatch.setattr(lag, "LAG_WINDOW", 1_000)
+    found = status()
+    assert (found.lag_events, found.lag_exact) == (150, True)
+
+
 def test_a_consumer_that_follows_some_types_counts_only_those(orders):
     ensure_projection(Shipments())
     append("order-1", "Placed", "Shipped", "Placed", "Shipped")
@@ -358,5 +373,5 @@ def test_sample_all_takes_one_sample_per_consumer_and_keeps_seven_days(orders):
 def test_a_status_takes_a_few_queries_whatever_the_log_size(orders, django_assert_max_num_queries):
     append("order-1", *["Placed"] * 50)
     consumer = Consumer.objects.get(name="test_lag_orders")
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         lag.consumer_status(consumer=consumer)
