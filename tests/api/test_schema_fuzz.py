@@ -68,8 +68,11 @@ def invalid_input_refused(ctx, response, case):
 
 
 def _has_blank(value) -> bool:
-    # A repeated parameter is read by its last value (Django's QueryDict.get).
-    return value == "" or (isinstance(value, list) and bool(value) and value[-1] == "")
+    # What reaches the server as `name=`: an empty string, or an empty object or list (schemathesis's
+    # "became object" mutation). A repeated parameter is read by its last value (QueryDict.get).
+    if value in ("", {}, []):
+        return True
+    return isinstance(value, list) and _has_blank(value[-1])
 
 
 @schema.parametrize()
