@@ -158,6 +158,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["console.roles.ReadAllowed"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # Non-ASCII as \u escapes: an error that quotes a client's text (an unknown field's name, say)
+    # renders even when that text holds a lone surrogate, which UTF-8 cannot encode.
+    "UNICODE_JSON": False,
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "console.problems.exception_handler",

@@ -54,6 +54,8 @@ class NewEvent:
     data: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
     id: uuid.UUID | None = None
+    # The data as JSON text, as checked (so that an append does not encode it again).
+    data_json: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -148,7 +150,7 @@ def _parse_event(item: Any, where: str, errors: _Errors) -> NewEvent | None:
         _check_metadata(metadata, f"{where}.metadata", errors)
     if len(errors.by_field) > before:
         return None
-    encoded_data, encoded_metadata = _json_text(data), _json_text(metadata)
+    encoded_data, encoded_metadata = json_text(data), json_text(metadata)
     if _NUL.search(encoded_data) or _NUL.search(encoded_metadata):
         errors.add(where, "strings may not contain the NUL character (\\u0000); PostgreSQL cannot store it")
         return None
@@ -161,7 +163,7 @@ def _parse_event(item: Any, where: str, errors: _Errors) -> NewEvent | None:
     if size > MAX_EVENT_BYTES:
         errors.add(where, f"an event is at most 1 MiB ({MAX_EVENT_BYTES} bytes) of JSON; this one is {size}")
         return None
-    return NewEvent(type=event_type, data=data, metadata=metadata, id=event_id)
+    return NewEvent(type=event_type, data=data, metadata=metadata, id=event_id, data_json=encoded_data)
 
 
 def _parse_id(value: Any, where: str, errors: _Errors) -> uuid.UUID | None:
@@ -201,8 +203,12 @@ def _check_metadata(metadata: dict, where: str, errors: _Errors) -> None:
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON, non-ASCII kept as it is (its UTF-8 length is what the size limit counts)."""
+    return _ENCODER.encode(value)
 
 
 def parse_append(*, stream: Any, events: Any, expected_version: Any) -> tuple[str, list[NewEvent], str | int]:

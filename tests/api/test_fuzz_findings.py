@@ -42,3 +42,12 @@ def test_a_projection_read_before_the_projection_ever_ran_is_503_not_500(api, ur
     problem = assert_problem(response, 503)
     assert response["Retry-After"] == "1"
     assert "has not run yet" in problem["detail"]
+
+
+@pytest.mark.django_db
+def test_an_error_that_quotes_a_lone_surrogate_renders_as_a_400(api):
+    body = '{"expected_version": "any", "events": [{"type": "A", "data": {}, "\\ud800": 1}]}'
+    response = api.post("/api/v1/streams/order-1/events", body, content_type="application/json")
+
+    problem = assert_problem(response, 400)
+    assert "\ud800" in " ".join(problem["errors"]["events[0]"])

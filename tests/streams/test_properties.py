@@ -34,6 +34,9 @@ pytestmark = pytest.mark.django_db
 BOUNDED = settings(
     max_examples=30,
     deadline=None,
+    # The same examples on every run, so a green suite stays green; explore with other seeds by running
+    # with --hypothesis-seed=N (and keep what that finds as a plain test).
+    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
