@@ -34,8 +34,8 @@ pytestmark = pytest.mark.django_db
 BOUNDED = settings(
     max_examples=30,
     deadline=None,
-    # The same examples on every run, so a green suite stays green; explore with other seeds by running
-    # with --hypothesis-seed=N (and keep what that finds as a plain test).
+    # The same examples on every run, so a green suite stays green; to explore, turn this off for a
+    # while (and keep what that finds as a plain test, as tests/api/test_fuzz_findings.py does).
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
