@@ -227,6 +227,8 @@ def _worker(env: dict, commands, results) -> None:
     import django
 
     django.setup()
+    import streams.services  # noqa: F401 — the append path as it was when the run started
+
     while True:
         task = _next(commands)
         if task is None:
