@@ -53,8 +53,9 @@ class Resync:
 
         sink = self._sink(job)
         rate, end = job.params["rate_per_second"], job.params["up_to_position"]
-        limit = max(1, min(sink.batch_size, int(rate)))
         started, sent = time.monotonic(), 0
+        # A batch must fit in half a slice at the rate, or a short slice would never send one.
+        limit = max(1, min(sink.batch_size, int(rate), int(rate * (deadline - started) / 2)))
         with httpx.Client(follow_redirects=False, headers={"User-Agent": sinks.USER_AGENT}) as client:
             while not lane.finished and time.monotonic() < deadline:
                 if runner.cancel_requested(job):

@@ -166,9 +166,16 @@ def terminate_sessions(pattern: str) -> int:
         return cursor.fetchone()[0]
 
 
-def lost_pool_processes(log: Path) -> int:
-    """Pool processes the worker saw die by SIGKILL (each one had a task that Celery then re-queued)."""
-    return log.read_text(errors="replace").count("exited with 'signal 9 (SIGKILL)'")
+def lost_pool_processes(log: Path, *, expected: int, timeout: float = 15.0) -> int:
+    """Pool processes the worker saw die by SIGKILL (each one had a task that Celery then re-queued),
+    once it has logged `expected` of them or the timeout is up: the worker notices a dead child (and
+    writes its log line) a moment after the kill."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = log.read_text(errors="replace").count("exited with 'signal 9 (SIGKILL)'")
+        if seen >= expected or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.1)
 
 
 # --- jobs

@@ -87,7 +87,7 @@ def test_a_replay_whose_pool_processes_are_killed_mid_lane_applies_every_event_o
     assert job.state == Job.State.SUCCEEDED, f"{job.error}\n{chaos_workers.tails()}"
     assert_each_kill_hit_work_in_progress(kills)
     assert worker.poll() is None, "the worker itself lived on"
-    assert lost_pool_processes(chaos_workers.logs / "worker-0.log") == KILLS
+    assert lost_pool_processes(chaos_workers.logs / "worker-0.log", expected=KILLS) == KILLS
     assert_live_equals_the_log_exactly_once()
     assert job.result["events_replayed"] == len(counted_event_ids())
     assert_no_rebuild_schema_left()
@@ -119,7 +119,7 @@ def test_a_restore_whose_pool_processes_are_killed_mid_lane_applies_every_event_
     assert job.state == Job.State.SUCCEEDED, f"{job.error}\n{chaos_workers.tails()}"
     assert_each_kill_hit_work_in_progress(kills)
     assert worker.poll() is None
-    assert lost_pool_processes(chaos_workers.logs / "worker-0.log") == KILLS
+    assert lost_pool_processes(chaos_workers.logs / "worker-0.log", expected=KILLS) == KILLS
     assert_live_equals_the_log_exactly_once()
     replayed = Event.objects.filter(
         position__gt=snapshot.result["position"], stream__category__in=("user", "group")
@@ -175,7 +175,7 @@ def test_a_resync_whose_pool_processes_are_killed_mid_delivery_has_each_effect_o
     assert job.state == Job.State.SUCCEEDED, f"{job.error}\n{chaos_workers.tails()}"
     assert_each_kill_hit_work_in_progress(kills)
     assert worker.poll() is None
-    assert lost_pool_processes(chaos_workers.logs / "worker-0.log") == KILLS
+    assert lost_pool_processes(chaos_workers.logs / "worker-0.log", expected=KILLS) == KILLS
     assert_each_event_took_effect_once_after_redeliveries(receiver, job)
     assert_no_job_left_running()
 

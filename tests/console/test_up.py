@@ -136,6 +136,14 @@ class Up:
             pytest.fail(f"up did not exit within {timeout} s of SIGTERM:\n{self.output}")
 
 
+def cmdline(process: psutil.Process) -> list[str]:
+    """Its command line, or nothing for a process that has ended since it was listed."""
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
+
+
 def processes_of(home: Path) -> list[psutil.Process]:
     """Processes that name this home (PostgreSQL is daemonized, so not in up's tree), and their children."""
     markers = [str(home)]
@@ -279,7 +287,7 @@ def first_run(home) -> FirstRun:
         events = count_events(url, token)
         consumers = caught_up_consumers(url, token)
         processes = run.tree() + processes_of(home)
-        commands = [" ".join(p.cmdline()) for p in processes]
+        commands = [" ".join(command) for command in map(cmdline, processes) if command]
         exit_code = run.stop()
     finally:
         clean_up(run, home)

@@ -249,3 +249,22 @@ def test_a_resync_leaves_out_the_events_it_excludes(receiver):
     good = Event.objects.filter(stream__category="user").exclude(actor="deploy-bug")
     assert sent == set(good.values_list("position", flat=True))
     assert job.result["events_resent"] == good.count()
+
+
+def test_a_resync_whose_batch_outlasts_a_slice_at_its_rate_still_sends(receiver, settings):
+    settings.REPLAYDESK_JOB_SLICE_SECONDS = 0.2  # a batch of 100 at 200 events/s takes 0.5 s
+    History(seed=31).add(60)
+    create_sink(
+        name="crm_hook",
+        url=receiver.url,
+        secret="s3cret-for-the-test",
+        rate_per_second=5000,
+        batch_size=100,
+        from_head=True,
+        actor="olivia",
+    )
+
+    job = run("resync", sink="crm_hook", from_position=0, rate_per_second=200)
+
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert job.result["events_resent"] == len(receiver.kept) > 0
