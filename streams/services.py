@@ -10,6 +10,7 @@ How an append keeps its promises (DESIGN.md §4, §7):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Sequence
@@ -138,7 +139,11 @@ def _append(
         "batch": _batch_document(batch, ids, actor),
         "channel": NOTIFY_CHANNEL,
     }
-    with transaction.atomic(), connection.cursor() as cursor:
+    # One statement is one transaction: outside a caller's transaction it runs in autocommit, one round
+    # trip (an error takes all of it back); inside one, in a savepoint, so that a failed append leaves
+    # the caller's transaction usable (to look up a retry's original result, say).
+    inside = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with inside, connection.cursor() as cursor:
         cursor.execute(_APPEND.format(claim=claim), params)
         rows = cursor.fetchall()
         if not rows:

@@ -171,6 +171,8 @@ def test_killed_workers_lose_nothing_and_apply_nothing_twice(processes, tmp_path
         killer = threading.Timer(rng.uniform(0.2, 1.2), processes.kill, [worker])
         killer.start()
         writer.burst(rng.randint(200, 500))
+        while killer.is_alive():  # events stream in until the kill, however fast appends are
+            writer.burst(20)
         killer.join()
         interrupted += interrupted_runs(tmp_path / f"worker-{n}.log")
     writer.burst(50)  # and some more while no worker runs
