@@ -1,7 +1,7 @@
 import pytest
 
 from streams.projections import add, remove
-from tests.chaos.helpers import CHAOS, ChaosWorkers, Receiver, Slow
+from tests.chaos.helpers import CHAOS, ChaosWorkers, Slow, chaos_receiver
 from tests.recovery.crash_helpers import clear_queues
 
 
@@ -23,6 +23,6 @@ def chaos_workers(tmp_path, settings, fresh_projection_schemas):
 
 @pytest.fixture
 def receiver():
-    running = Receiver(answer_after=0.1)
+    running = chaos_receiver(answer_after=0.1)
     yield running
     running.stop()

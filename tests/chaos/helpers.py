@@ -9,19 +9,13 @@ every session of one worker with pg_terminate_backend.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from django.db import connection
@@ -29,7 +23,7 @@ from django.db import connection
 from recovery.models import Job, JobLane
 from recovery.runner import lock_key, reconcile
 from streams.selectors import head
-from streams.sinks import SIGNATURE_HEADER
+from tests.receivers import Receiver
 from tests.recovery.crash_helpers import (
     Counted,
     Workers,
@@ -236,62 +230,9 @@ def assert_live_equals_the_log_exactly_once() -> None:
 # --- a downstream system
 
 
-class Receiver:
-    """A webhook receiver on loopback: checks the signature, takes in each event id once (its effect),
-    counts every arrival over the wire, and answers `answer_after` seconds after taking the events in, so
-    that a sender killed while waiting for the answer has had its effect and will send it again."""
-
-    def __init__(self, *, answer_after: float = 0.0):
-        self.answer_after = answer_after
-        self.lock = threading.Lock()
-        self.effects: Counter = Counter()
-        self.received: Counter = Counter()
-        self.positions: dict[str, int] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 — the name http.server calls
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(expected, self.headers.get(SIGNATURE_HEADER, "")):
-                    self._answer(401)
-                    return
-                receiver.take(json.loads(body)["events"])
-                time.sleep(receiver.answer_after)
-                self._answer(200)
-
-            def _answer(self, status: int) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the sender died waiting
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-        self.thread.daemon = True
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/events"
-
-    def take(self, events: list[dict]) -> None:
-        with self.lock:
-            for event in events:
-                self.received[event["id"]] += 1
-                if event["id"] not in self.positions:
-                    self.positions[event["id"]] = event["position"]
-                    self.effects[event["id"]] += 1
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def chaos_receiver(*, answer_after: float = 0.0) -> Receiver:
+    """The downstream the chaos sinks deliver to, signed with SECRET."""
+    return Receiver(SECRET, answer_after=answer_after)
 
 
 # --- a Redis of one's own

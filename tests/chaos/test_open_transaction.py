@@ -25,8 +25,8 @@ from tests.chaos.helpers import (
     CHAOS,
     LIVE,
     SECRET,
-    Receiver,
     assert_live_equals_the_log_exactly_once,
+    chaos_receiver,
 )
 from tests.recovery.crash_helpers import History, checkpoint_of
 
@@ -110,7 +110,7 @@ def caught_up() -> bool:
 
 @pytest.fixture
 def live_receiver():
-    running = Receiver()
+    running = chaos_receiver()
     yield running
     running.stop()
 

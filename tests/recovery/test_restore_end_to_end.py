@@ -1,13 +1,7 @@
 """Restore end to end: a damaged projection restored from its snapshot and the log, a corrupt snapshot
 refused, and a sink's receiver that lost data resynced from a position at the job's rate limit."""
 
-import hashlib
-import hmac
-import json
-import threading
 import time
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,7 +14,8 @@ from streams.consumers import run_projection
 from streams.models import Event
 from streams.selectors import head
 from streams.services import append_events
-from streams.sinks import SIGNATURE_HEADER, create_sink, run_sink
+from streams.sinks import create_sink, run_sink
+from tests.receivers import Receiver
 from tests.recovery.crash_helpers import History, checkpoint_of, clear_queues, schema_exists
 from tests.streams.projection_helpers import fold_users, projected_users
 
@@ -110,64 +105,6 @@ def test_a_corrupt_snapshot_fails_the_restore_and_leaves_the_live_projection_alo
     assert live[0] == fold_users()
     assert not schema_exists(f"{LIVE}__rebuild_{job.pk}")
     assert not schema_exists(f"{LIVE}__previous"), "nothing was swapped"
-
-
-class Receiver:
-    """A downstream system: checks the signature, and keeps each event id once however often it comes."""
-
-    def __init__(self, secret: str):
-        self.secret = secret.encode()
-        self.kept: dict[str, dict] = {}
-        self.effects: Counter = Counter()  # what each event did to this system (1 = applied once)
-        self.received: Counter = Counter()  # how often each id came over the wire
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(receiver.secret, body, hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(expected, self.headers.get(SIGNATURE_HEADER, "")):
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                receiver.take(json.loads(body)["events"])
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"ok": true}')
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/events"
-
-    def take(self, events: list[dict]) -> None:
-        with self.lock:
-            for event in events:
-                self.received[event["id"]] += 1
-                if event["id"] not in self.kept:
-                    self.kept[event["id"]] = event
-                    self.effects[event["id"]] += 1
-
-    def lose_after(self, position: int) -> int:
-        """The receiver is restored from an old backup: what came after `position` is gone."""
-        with self.lock:
-            lost = [i for i, event in self.kept.items() if event["position"] > position]
-            for event_id in lost:
-                del self.kept[event_id]
-                del self.effects[event_id]
-            return len(lost)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
