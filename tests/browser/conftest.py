@@ -85,7 +85,7 @@ def worker(tmp_path, fresh_projection_schemas):
     clear_queues()
     workers = Workers(tmp_path, slice_seconds=0.25, snapshot_dir=tmp_path / "snapshots")
     # Small replay batches: a job of a few thousand events takes long enough for a page to watch.
-    workers.env["REPLAYDESK_REPLAY_BATCH_MAX"] = "250"
+    workers.env["REPLAYDESK_REPLAY_BATCH_MAX"] = "25"
     workers.worker(1, concurrency=2)
     yield workers
     workers.stop_all()

@@ -21,7 +21,7 @@ from tests.browser.test_journeys import has_no_horizontal_scroll
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
-USERS = 1500
+USERS = 3000
 RENAMES = 9
 
 

@@ -9,6 +9,7 @@ are forked from it and inherit it).
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -201,7 +202,9 @@ BOOT = (
 
 
 def serve() -> None:
-    """A Celery worker's main, in a process of its own: Counted is known, then Celery takes over."""
+    """A Celery worker's main, in a process of its own: Counted is known (slowed down by
+    COUNTED_APPLY_DELAY seconds a batch, for tests whose jobs must last), then Celery takes over."""
+    Counted.delay = float(os.environ.get("COUNTED_APPLY_DELAY") or 0)
     add(Counted)
     from console.celery import app
 
