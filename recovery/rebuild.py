@@ -110,7 +110,7 @@ def apply_events(
         with transaction.atomic():
             batches.fold(cursor, projection, batch, schema=schema)
     except Exception as exc:
-        chosen = batch.events or list(events.select_related("stream").order_by("position")[: batch.count])
+        chosen = batches.events_of(batch, events)
         raise RebuildError(_culprit(cursor, projection, schema, chosen, exc)) from exc
     batches.record(cursor, schema, batch)
 

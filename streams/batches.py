@@ -69,6 +69,13 @@ def read(cursor: CursorWrapper, projection: Projection, events: QuerySet[Event],
     return Batch(len(chosen), chosen[-1].position if chosen else None, chosen)
 
 
+def events_of(batch: Batch, events: QuerySet[Event]) -> list[Event]:
+    """The batch's events as objects (the batch read from `events`): for finding which one fails."""
+    if batch.events is not None:
+        return batch.events
+    return list(events.select_related("stream").order_by("position")[: batch.count])
+
+
 def fold(cursor: CursorWrapper, projection: Projection, batch: Batch | list[Event], *, schema: str) -> None:
     """Run the projection's code over a batch with `schema` (live or a rebuild) first on the path."""
     cursor.execute(f"SET LOCAL search_path TO {_quote(schema)}, public")

@@ -123,8 +123,7 @@ def _projection_batch(projection: Projection) -> BatchOutcome:
             with transaction.atomic():
                 _apply(cursor, projection, batch)
         except Exception:
-            events = batch.events or list(window.select_related("stream").order_by("position")[: batch.count])
-            return _isolate_failure(cursor, projection, consumer, events, now)
+            return _isolate_failure(cursor, projection, consumer, batches.events_of(batch, window), now)
         full = batch.count == projection.batch_size
         _write_checkpoint(cursor, projection, batch.last if full else window_end, batch)
         _progressed(consumer, now)

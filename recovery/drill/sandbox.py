@@ -132,7 +132,7 @@ class _Drill:
         self.report["events_loaded"] = loaded.events
         self.say("loading", f"{loaded.events} events loaded; the projection and the downstream caught up")
 
-    def _snapshot(self) -> dict[str, Any]:
+    def _snapshot(self) -> Job:
         self.say("snapshot", "taking a snapshot of the projection")
         job = _run("snapshot", projection=PROJECTION)
         position = job.result["position"]
@@ -142,7 +142,7 @@ class _Drill:
         self.say(
             "snapshot", f"snapshot {job.result['name']} at position {position}; the downstream backed up"
         )
-        return job.result
+        return job
 
     def _write_on(self) -> None:
         self.say("writing", f"writing {self.sizes.written_after_snapshot} more events")
@@ -200,16 +200,17 @@ class _Drill:
             )
         return ids
 
-    def _recover(self, snapshot: dict[str, Any]) -> None:
+    def _recover(self, snapshot: Job) -> None:
         self.say("recovering", "restoring the projection from the snapshot without the bad events")
         started = time.monotonic()
         exclude = {"actor": BAD_ACTOR}
-        restore = _run("restore", projection=PROJECTION, snapshot=snapshot["snapshot"], exclude=exclude)
+        from_snapshot = snapshot.result["snapshot"]
+        restore = _run("restore", projection=PROJECTION, snapshot=from_snapshot, exclude=exclude)
         self.say("recovering", f"restored: {restore.result['events_replayed']} events replayed")
         resync = _run(
             "resync",
             sink=SINK,
-            from_position=snapshot["position"],
+            from_position=snapshot.result["position"],
             rate_per_second=self.sizes.resync_rate,
             exclude=exclude,
         )
@@ -221,7 +222,7 @@ class _Drill:
             events_replayed=restore.result["events_replayed"],
             events_excluded=restore.result["events_excluded"],
             downstream_resent=resync.result["events_resent"],
-            jobs={"snapshot": snapshot["job"], "restore": restore.pk, "resync": resync.pk},
+            jobs={"snapshot": snapshot.pk, "restore": restore.pk, "resync": resync.pk},
         )
         self.say("recovering", f"healthy again after {self.report['rto_seconds']} s")
 
@@ -260,8 +261,6 @@ def _run(kind: str, **params: Any) -> Job:
     finished = run_inline(job.pk)
     if finished.state != Job.State.SUCCEEDED:
         raise RuntimeError(f"the {kind} job {finished.pk} ended {finished.state}: {finished.error}")
-    if kind == "snapshot":
-        finished.result["job"] = finished.pk
     return finished
 
 

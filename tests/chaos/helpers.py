@@ -22,17 +22,12 @@ from django.db import connection
 
 from recovery.models import Job, JobLane
 from recovery.runner import lock_key, reconcile
-from streams.selectors import head
 from tests.receivers import Receiver
 from tests.recovery.crash_helpers import (
     Counted,
     Workers,
-    applied_counts,
-    checkpoint_of,
-    counted_event_ids,
-    projected,
+    assert_equal_to_the_log_exactly_once,
 )
-from tests.streams.projection_helpers import fold_access, fold_users
 
 CHAOS = "test_chaos"
 LIVE = f"proj_{CHAOS}"
@@ -213,18 +208,7 @@ def assert_no_job_left_running() -> None:
 
 
 def assert_live_equals_the_log_exactly_once() -> None:
-    """The live projection is the fold of the log, every event it follows applied exactly once, and
-    its checkpoint at the head."""
-    users, grants, memberships = projected(LIVE)
-    assert users == fold_users()
-    assert (grants, memberships) == fold_access()
-    counts = applied_counts(LIVE)
-    twice = {event_id: times for event_id, times in counts.items() if times != 1}
-    assert twice == {}, f"{len(twice)} events were applied more than once"
-    missing = counted_event_ids() - set(counts)
-    assert not missing, f"{len(missing)} events were never applied"
-    assert set(counts) == counted_event_ids()
-    assert checkpoint_of(LIVE) == head()
+    assert_equal_to_the_log_exactly_once(LIVE)
 
 
 # --- a downstream system

@@ -23,7 +23,9 @@ from demo.projections import AccessTable, UsersDirectory
 from recovery.models import Job, JobLane
 from streams.models import Event
 from streams.projections import add
+from streams.selectors import head
 from streams.services import ImportBatch, import_events
+from tests.streams.projection_helpers import fold_access, fold_users
 from tests.streams.test_projection_crashes import Processes
 
 COUNTED = "test_counted"
@@ -238,3 +240,18 @@ class Workers(Processes):
             f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
             for path in sorted(self.logs.glob("*.log"))
         )
+
+
+def assert_equal_to_the_log_exactly_once(schema: str) -> None:
+    """The projection in `schema` is the fold of the log, every event it follows applied exactly once,
+    and its checkpoint at the head."""
+    users, grants, memberships = projected(schema)
+    assert users == fold_users()
+    assert (grants, memberships) == fold_access()
+    counts = applied_counts(schema)
+    twice = {event_id: times for event_id, times in counts.items() if times != 1}
+    assert twice == {}, f"{len(twice)} events were applied more than once"
+    missing = counted_event_ids() - set(counts)
+    assert not missing, f"{len(missing)} events were never applied"
+    assert set(counts) == counted_event_ids()
+    assert checkpoint_of(schema) == head()

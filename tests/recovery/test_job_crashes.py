@@ -20,20 +20,16 @@ from recovery.services import request_job
 from streams.consumers import run_projection
 from streams.models import Event
 from streams.projections import add, remove
-from streams.selectors import head
 from tests.recovery.crash_helpers import (
     COUNTED,
     Counted,
     History,
     Workers,
-    applied_counts,
-    checkpoint_of,
+    assert_equal_to_the_log_exactly_once,
     clear_queues,
     counted_event_ids,
     progress,
-    projected,
 )
-from tests.streams.projection_helpers import fold_access, fold_users
 
 KILLS = 5
 SHARDS = 4
@@ -132,16 +128,7 @@ def assert_interrupted_every_time(kills: list[dict]) -> None:
 
 
 def assert_exactly_once_and_equal_to_the_log() -> None:
-    users, grants, memberships = projected(LIVE)
-    assert users == fold_users()
-    assert (grants, memberships) == fold_access()
-    counts = applied_counts(LIVE)
-    twice = {event_id: times for event_id, times in counts.items() if times != 1}
-    assert twice == {}, f"{len(twice)} events were applied more than once"
-    missing = counted_event_ids() - set(counts)
-    assert not missing, f"{len(missing)} events were never applied"
-    assert set(counts) == counted_event_ids()
-    assert checkpoint_of(LIVE) == head()
+    assert_equal_to_the_log_exactly_once(LIVE)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_namespace WHERE nspname LIKE %s", [f"{LIVE}\\_\\_rebuild\\_%"]
