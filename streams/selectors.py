@@ -19,11 +19,32 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 
-def head() -> int:
-    """The highest committed position (0 for an empty log)."""
+def settled_head() -> int:
+    """Every position at or below this one is committed or never will be (migration streams/0006,
+    streams/services.py says why). Its own statement: a statement's snapshot is taken when it starts, so
+    a read must start after the settled head is known to see every commit below it."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT COALESCE(max(position), 0) FROM streams_event")
+        cursor.execute("SELECT replaydesk_settled_head()")
         return cursor.fetchone()[0]
+
+
+def head() -> int:
+    """The position of the last event a reader of the global log may go up to (0 for an empty log): the
+    last committed event at or below the settled head. An event that commits later gets a higher
+    position, so a reader that stops here never passes over one.
+
+    One statement: its snapshot may predate a commit below the settled head, so the answer can be lower
+    than it might be, never unsafe. A later statement bounded by it sees every commit at or below it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(max(position), 0) FROM streams_event"
+            " WHERE position <= (SELECT replaydesk_settled_head())"
+        )
+        return cursor.fetchone()[0]
+
+
+def _settled(events: QuerySet[Event]) -> QuerySet[Event]:
+    return events.filter(position__lte=settled_head())
 
 
 def next_position(*, after: int) -> int:
@@ -156,8 +177,9 @@ def read_all(
     limit: int = DEFAULT_LIMIT,
     up_to_position: int | None = None,
 ) -> list[Event]:
-    """The global log in position order after `after_position` (and up to `up_to_position`), filtered."""
-    events = Event.objects.filter(position__gt=after_position).select_related("stream")
+    """The global log in position order after `after_position` (and up to `up_to_position`), filtered,
+    never past the settled head: a tail that goes on from the last position it got misses nothing."""
+    events = _settled(Event.objects.filter(position__gt=after_position)).select_related("stream")
     if up_to_position is not None:
         events = events.filter(position__lte=up_to_position)
     events = filter_events(events, log_filter or LogFilter())
@@ -167,8 +189,9 @@ def read_all(
 def read_all_backward(
     *, before_position: int | None = None, log_filter: LogFilter | None = None, limit: int = DEFAULT_LIMIT
 ) -> list[Event]:
-    """The global log newest first, before `before_position` (the console's view of the log)."""
-    events = Event.objects.select_related("stream")
+    """The global log newest first, before `before_position` (the console's view of the log), from the
+    settled head down, so that a live view tailing after its newest event misses nothing."""
+    events = _settled(Event.objects.all()).select_related("stream")
     if before_position is not None:
         events = events.filter(position__lt=before_position)
     events = filter_events(events, log_filter or LogFilter())

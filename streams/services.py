@@ -2,9 +2,17 @@
 
 How an append keeps its promises (DESIGN.md §4, §7):
 - per-stream order: a compare-and-set on streams_stream.version serialises appends to one stream;
-- global order: positions are taken under a transaction-scoped advisory lock held until commit, so
-  positions become visible in increasing order and a reader tailing `position > cursor` can never pass
-  over an event that commits later with a lower position;
+- global order: an append takes an "append slot" before it draws positions (a transaction-scoped
+  advisory lock, one of 64, held to commit) and records in the slot's floor a position below all it will
+  draw. Readers of the global log stop at the settled head (`replaydesk_settled_head()`, migration
+  streams/0006): the last position handed out, or the lowest floor of a slot held now if that is lower.
+  Why no reader can pass over an event that commits later with a lower position p: the head H is read
+  before the slots are tested, and the writer of p took its slot before drawing p. If p ≤ H, p was drawn
+  before H was read, so the slot was already held; the reader then either finds it free (the writer
+  has finished, and its commit is visible) or held with a floor below p, so the head stays below p.
+  Writers never wait for each other here (slots are many), so their commits share fsyncs, and the
+  NOTIFY that wakes consumers is sent after the commit, outside the writers' transactions (a NOTIFY
+  inside one serialises every commit in the database);
 - idempotency: event ids are unique; a retry whose ids are all recorded gets the original result.
 """
 
@@ -22,6 +30,7 @@ import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from streams import wakeups
 from streams.validation import (
     InvalidAppend,
     NewEvent,
@@ -31,9 +40,6 @@ from streams.validation import (
     parse_append,
 )
 
-# pg_advisory_xact_lock key for "positions are being assigned"; any fixed bigint will do.
-GLOBAL_ORDER_LOCK = 0x7265706C6179  # "replay"
-NOTIFY_CHANNEL = "replaydesk_events"
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,8 @@ def append_events(
     Raises InvalidAppend (bad input or a partial retry) or WrongExpectedVersion; in both cases nothing
     is written.
 
-    Called inside a caller's transaction, the append commits with it; keep that transaction short,
-    because positions are assigned under one lock held until commit and every other append waits.
+    Called inside a caller's transaction, the append commits with it; keep that transaction short:
+    readers of the global log (consumers, replays, tails) wait at its first position until it ends.
     """
     raw = list(events) if isinstance(events, list | tuple) else events
     stream, batch, expected = parse_append(stream=stream, events=raw, expected_version=expected_version)
@@ -102,14 +108,13 @@ _CLAIMS = {
         UPDATE streams_stream SET version = version + %(count)s, updated_at = now()
          WHERE name = %(stream)s AND version = %(expected)s""",
 }
-# One statement, one round trip: claim the sequences (which locks the stream's row), then take the
-# global-order lock (in the claim's RETURNING, so always in that order and only when the claim held),
-# then insert the events, whose positions are drawn under that lock, then notify the listeners (one
-# notification per transaction: PostgreSQL folds identical ones).
+# One statement, one round trip: claim the sequences (which locks the stream's row), then take an
+# append slot (in the claim's RETURNING, so only when the claim held), then insert the events, whose
+# positions are drawn after the slot is held.
 _APPEND = """
     WITH claimed AS (
         {claim}
-        RETURNING id, version, pg_advisory_xact_lock(%(lock)s)::text AS ordered
+        RETURNING id, version, replaydesk_append_slot() AS slot
     ), appended AS (
         INSERT INTO streams_event (stream_id, sequence, id, type, data, metadata, actor, recorded_at)
         SELECT c.id, c.version - %(count)s + e.ord, (e.doc->>'i')::uuid, e.doc->>'t', e.doc->'d', e.doc->'m',
@@ -118,9 +123,7 @@ _APPEND = """
          ORDER BY e.ord
         RETURNING position, sequence
     )
-    SELECT position, sequence, pg_notify(%(channel)s, (SELECT max(position) FROM appended)::text)::text
-      FROM appended
-     ORDER BY sequence
+    SELECT position, sequence FROM appended ORDER BY sequence
 """
 
 
@@ -135,15 +138,13 @@ def _append(
         "category": category_of(stream),
         "count": count,
         "expected": expected,
-        "lock": GLOBAL_ORDER_LOCK,
         "batch": _batch_document(batch, ids, actor),
-        "channel": NOTIFY_CHANNEL,
     }
     # One statement is one transaction: outside a caller's transaction it runs in autocommit, one round
     # trip (an error takes all of it back); inside one, in a savepoint, so that a failed append leaves
     # the caller's transaction usable (to look up a retry's original result, say).
-    inside = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with inside, connection.cursor() as cursor:
+    inside = connection.in_atomic_block
+    with transaction.atomic() if inside else contextlib.nullcontext(), connection.cursor() as cursor:
         cursor.execute(_APPEND.format(claim=claim), params)
         rows = cursor.fetchall()
         if not rows:
@@ -152,10 +153,20 @@ def _append(
             raise WrongExpectedVersion(
                 stream=stream, expected=expected, current_version=current[0] if current else 0
             )
+    _notify_after_commit(rows[-1][0], inside)
     version = rows[-1][1]
     return AppendResult(
         stream=stream, version=version, first_sequence=version - count + 1, positions=[row[0] for row in rows]
     )
+
+
+def _notify_after_commit(last_position: int, inside: bool) -> None:
+    """Wake the listeners once the append is visible: at once in autocommit, at the caller's commit
+    otherwise (never, if it rolls back). streams/wakeups.py says why not inside the transaction."""
+    if inside:
+        transaction.on_commit(lambda: wakeups.notify(last_position), robust=True)
+    else:
+        wakeups.notify(last_position)
 
 
 def _batch_document(batch: list[NewEvent], ids: list[uuid.UUID], actor: str) -> str:
@@ -319,7 +330,7 @@ def _import(cursor, parsed, actor: str) -> ImportResult:
             """,
             [[existing[name][0] for name in old], [versions[name] for name in old]],
         )
-    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [GLOBAL_ORDER_LOCK])
+    cursor.execute("SELECT replaydesk_append_slot()")
     count = 0
     copy_sql = (
         "COPY streams_event (stream_id, sequence, id, type, data, metadata, actor, recorded_at) FROM STDIN"
@@ -349,7 +360,7 @@ def _import(cursor, parsed, actor: str) -> ImportResult:
         # The planner's statistics would otherwise describe the store before the import for a while.
         cursor.execute("ANALYZE streams_event")
         cursor.execute("ANALYZE streams_stream")
-    cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, str(last)])
+    _notify_after_commit(last, inside=True)
     return ImportResult(events=count, streams=len(names), last_position=last)
 
 

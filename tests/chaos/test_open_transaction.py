@@ -1,10 +1,11 @@
 """A long append transaction holds a position open while live consumers run on a real worker.
 
-An append takes its global position under the global-order lock (streams/services.py) and holds it to
-COMMIT. Here one appends an event and then sleeps before committing, while three more appends queue
-behind it and a projection and a webhook sink are run again and again: both must wait at the last
-position before the open one (nothing behind it is committed, so nothing can be skipped), then go on when
-it commits, or go past its hole when it rolls back, with every event in effect exactly once.
+An append holds an append slot to COMMIT, and readers of the global log stop below the lowest position
+an open slot may still commit (streams/services.py). Here one appends an event and then sleeps before
+committing, while three more appends commit behind it and a projection and a webhook sink are run again
+and again: both must wait at the last position before the open one (the later events are committed but
+must not be read first, or the open one would be skipped), then go on when it commits, or go past its
+hole when it rolls back, with every event in effect exactly once.
 """
 
 import threading
@@ -68,7 +69,7 @@ class Holder(threading.Thread):
 
 
 class Later(threading.Thread):
-    """An append that queues behind the open one."""
+    """An append after the open one, to another stream."""
 
     def __init__(self, n: int):
         super().__init__(daemon=True)
@@ -142,7 +143,9 @@ def test_consumers_wait_at_an_open_position_and_go_on_when_it_ends(chaos_workers
     poke_until(lambda: time.monotonic() > held_until, timeout=HOLD_SECONDS + 5)
     waited = {"projection": checkpoint_of(LIVE), "sink": sink_position()}
     received_while_open = set(live_receiver.positions)
-    writers_waiting = sum(thread.is_alive() for thread in later)
+    for thread in later:
+        thread.join(10)
+    committed_behind = Event.objects.filter(position__gt=before + 1).count()
     holder.release.set()
     holder.join(10)
     for thread in later:
@@ -154,7 +157,7 @@ def test_consumers_wait_at_an_open_position_and_go_on_when_it_ends(chaos_workers
         "every consumer waited at the last position before the open one"
     )
     assert received_while_open == followed_up_to(before), "and the receiver had exactly what came before"
-    assert writers_waiting == 3, "the appends behind it waited for it too"
+    assert committed_behind == 3, "the appends behind it did not wait for it: they were committed"
     after = sorted(p for thread in later for p in thread.positions)
     assert len(after) == 3 and after[0] > holder.position, after
     held_recorded = Event.objects.filter(event_id=holder.event_id).exists()

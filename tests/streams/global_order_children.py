@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 
-ROUNDS = 30
+ROUNDS = 60
 
 
 class _Rollback(Exception):
@@ -46,14 +46,19 @@ def _writer(seed: int) -> list[str]:
             {"id": str(uuid.uuid4()), "type": "ItemAdded", "data": {"worker": seed, "round": round_}}
             for _ in range(rng.randint(1, 3))
         ]
-        try:
-            with transaction.atomic():
-                append_events(stream=stream, events=batch)
-                time.sleep(rng.uniform(0, 0.004))
-                if rng.random() < 0.25:
-                    raise _Rollback
-        except _Rollback:
-            continue
+        if rng.random() < 0.5:
+            # On its own: one statement in autocommit, the way most appends run.
+            append_events(stream=stream, events=batch)
+        else:
+            # In a caller's transaction that lingers, and sometimes rolls back.
+            try:
+                with transaction.atomic():
+                    append_events(stream=stream, events=batch)
+                    time.sleep(rng.uniform(0, 0.004))
+                    if rng.random() < 0.4:
+                        raise _Rollback
+            except _Rollback:
+                continue
         committed.extend(event["id"] for event in batch)
         time.sleep(rng.uniform(0, 0.003))
     connections.close_all()

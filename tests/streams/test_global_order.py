@@ -51,11 +51,13 @@ def test_a_reader_tailing_the_log_waits_at_an_open_transaction():
         thread.start()
     time.sleep(0.5)
 
-    # While position `held` is open, the reader sees nothing past the last committed one before it,
-    # and the later writers are still waiting for it: nothing behind it can commit first.
+    # The later writers do not wait for it: they commit. But while position `held` is open, a reader
+    # sees nothing past the last committed position before it.
+    for thread in threads[1:]:
+        thread.join(10)
+    assert sorted(finished) == [2, 3, 4]
     assert [e.position for e in read_all(after_position=0)] == [before]
     assert head() == before
-    assert finished == []
 
     release.set()
     for thread in threads:

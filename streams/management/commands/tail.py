@@ -2,14 +2,12 @@
 
 import json
 
-import psycopg
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
 
 from streams.api import EventOut
 from streams.queries import QueryErrors, QueryParser, parse_log_filter
 from streams.selectors import read_all
-from streams.services import NOTIFY_CHANNEL
+from streams.wakeups import Listener
 
 # A NOTIFY can be missed while a listener reconnects; a slow poll bounds how late an event shows.
 POLL_SECONDS = 5.0
@@ -32,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         log_filter = self._filter(options)
         position, printed, limit = options["after"], 0, options["max_events"]
-        listener = self._listen() if options["follow"] else None
+        listener = Listener() if options["follow"] else None
         try:
             while limit is None or printed < limit:
                 batch = read_all(after_position=position, log_filter=log_filter, limit=500)
@@ -44,8 +42,7 @@ class Command(BaseCommand):
                     continue
                 if listener is None:
                     break
-                for _ in listener.notifies(timeout=POLL_SECONDS, stop_after=1):
-                    pass
+                listener.wait(idle_seconds=POLL_SECONDS)
         except KeyboardInterrupt:
             pass
         finally:
@@ -63,9 +60,3 @@ class Command(BaseCommand):
         except QueryErrors as exc:
             raise CommandError("; ".join(f"--{k}: {v[0]}" for k, v in exc.errors.items())) from exc
         return log_filter
-
-    def _listen(self) -> psycopg.Connection:
-        params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
-        listener = psycopg.connect(**params, autocommit=True)
-        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        return listener

@@ -1,0 +1,94 @@
+# Global order without a lock held through commit (DESIGN.md §4): appends take one of a fixed set of
+# "append slots" and readers stop before the lowest position any slot holder may still commit. The
+# argument is in streams/services.py; the SQL lives here so that every writer and reader, in whatever
+# process, uses the same functions.
+
+from django.db import migrations
+
+SLOTS = 64
+# The first half of the two-int advisory lock key; job and consumer locks use the bigint form, a
+# different key space.
+SLOT_LOCK_CLASS = 0x7270  # "rp"
+POSITIONS = "streams_event_position_seq"
+
+FLOORS = "\n".join(
+    f"CREATE SEQUENCE streams_append_floor_{k} MINVALUE 0 START 0 CACHE 1;" for k in range(SLOTS)
+)
+
+FUNCTIONS = f"""
+-- The last position handed out (0 for a fresh store). The positions sequence must keep CACHE 1: a
+-- session's cache would hand out positions below a value a reader has already read.
+CREATE FUNCTION replaydesk_last_position() RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {POSITIONS}
+$$;
+
+-- Called by an append before it draws positions. Takes a free slot (an exclusive transaction-scoped
+-- advisory lock, so it is held until commit or rollback, a crash included) and records in the slot's
+-- floor sequence (not transactional: visible at once) a position below every position this
+-- transaction will draw. A transaction that already holds a slot keeps it: its first floor stays.
+CREATE FUNCTION replaydesk_append_slot() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    held text := current_setting('replaydesk.append_slot', true);
+    start integer := pg_backend_pid() % {SLOTS};
+    slot integer;
+BEGIN
+    IF held IS NOT NULL AND held <> '' THEN
+        RETURN held::integer;
+    END IF;
+    FOR i IN 0..{SLOTS - 1} LOOP
+        IF pg_try_advisory_xact_lock({SLOT_LOCK_CLASS}, (start + i) % {SLOTS}) THEN
+            slot := (start + i) % {SLOTS};
+            EXIT;
+        END IF;
+    END LOOP;
+    IF slot IS NULL THEN
+        -- More appends in flight than slots: wait for this connection's own slot.
+        slot := start;
+        PERFORM pg_advisory_xact_lock({SLOT_LOCK_CLASS}, slot);
+    END IF;
+    PERFORM setval(format('streams_append_floor_%s', slot)::regclass, replaydesk_last_position());
+    PERFORM set_config('replaydesk.append_slot', slot::text, true);
+    RETURN slot;
+END
+$$;
+
+-- The settled head: every position at or below it is committed or will never be. The last position
+-- handed out is read first; then a slot held now belongs to an append that may still commit positions
+-- above its floor, so the head stops at the lowest floor of a held slot. A shared try-lock tests a slot
+-- without waiting, and a writer that finds the slot tested at that instant takes another one.
+CREATE FUNCTION replaydesk_settled_head() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    head bigint := replaydesk_last_position();
+BEGIN
+    FOR slot IN 0..{SLOTS - 1} LOOP
+        IF pg_try_advisory_lock_shared({SLOT_LOCK_CLASS}, slot) THEN
+            PERFORM pg_advisory_unlock_shared({SLOT_LOCK_CLASS}, slot);
+        ELSE
+            head := least(
+                head, pg_sequence_last_value(format('streams_append_floor_%s', slot)::regclass)
+            );
+        END IF;
+    END LOOP;
+    RETURN head;
+END
+$$;
+"""
+
+DROP = "\n".join(
+    [
+        "DROP FUNCTION replaydesk_settled_head();",
+        "DROP FUNCTION replaydesk_append_slot();",
+        "DROP FUNCTION replaydesk_last_position();",
+        *(f"DROP SEQUENCE streams_append_floor_{k};" for k in range(SLOTS)),
+    ]
+)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("streams", "0005_actor_time_index"),
+    ]
+
+    operations = [
+        migrations.RunSQL(FLOORS + FUNCTIONS, DROP),
+    ]
