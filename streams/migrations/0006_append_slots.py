@@ -11,17 +11,21 @@ SLOTS = 64
 SLOT_LOCK_CLASS = 0x7270  # "rp"
 POSITIONS = "streams_event_position_seq"
 
+# Unlogged: a floor matters only while its slot is held, and no slot outlives a crash; setting an
+# unlogged sequence writes no WAL.
 FLOORS = "\n".join(
-    f"CREATE SEQUENCE streams_append_floor_{k} MINVALUE 0 START 0 CACHE 1;" for k in range(SLOTS)
+    f"CREATE UNLOGGED SEQUENCE streams_append_floor_{k} MINVALUE 0 START 0 CACHE 1;" for k in range(SLOTS)
 )
 
-FUNCTIONS = f"""
--- The last position handed out (0 for a fresh store). The positions sequence must keep CACHE 1: a
--- session's cache would hand out positions below a value a reader has already read.
-CREATE FUNCTION replaydesk_last_position() RETURNS bigint LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {POSITIONS}
-$$;
+FLOOR_ARRAY = "ARRAY[" + ", ".join(f"'streams_append_floor_{k}'" for k in range(SLOTS)) + "]::regclass[]"
 
+# Written for speed: every statement is an assignment or a condition (PL/pgSQL evaluates those directly;
+# PERFORM would run a query), and the floors are an array of constants (no name look-up per call).
+# The last position handed out (0 for a fresh store). The positions sequence must keep CACHE 1: a
+# session's cache would hand out positions below a value a reader has already read.
+LAST_POSITION = f"coalesce(pg_sequence_last_value('{POSITIONS}'::regclass), 0)"
+
+FUNCTIONS = f"""
 -- Called by an append before it draws positions. Takes a free slot (an exclusive transaction-scoped
 -- advisory lock, so it is held until commit or rollback, a crash included) and records in the slot's
 -- floor sequence (not transactional: visible at once) a position below every position this
@@ -30,7 +34,9 @@ CREATE FUNCTION replaydesk_append_slot() RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     held text := current_setting('replaydesk.append_slot', true);
     start integer := pg_backend_pid() % {SLOTS};
+    floors regclass[] := {FLOOR_ARRAY};
     slot integer;
+    done boolean;
 BEGIN
     IF held IS NOT NULL AND held <> '' THEN
         RETURN held::integer;
@@ -44,10 +50,10 @@ BEGIN
     IF slot IS NULL THEN
         -- More appends in flight than slots: wait for this connection's own slot.
         slot := start;
-        PERFORM pg_advisory_xact_lock({SLOT_LOCK_CLASS}, slot);
+        done := pg_advisory_xact_lock({SLOT_LOCK_CLASS}, slot) IS NULL;
     END IF;
-    PERFORM setval(format('streams_append_floor_%s', slot)::regclass, replaydesk_last_position());
-    PERFORM set_config('replaydesk.append_slot', slot::text, true);
+    done := setval(floors[slot + 1], {LAST_POSITION}) IS NULL;
+    held := set_config('replaydesk.append_slot', slot::text, true);
     RETURN slot;
 END
 $$;
@@ -58,15 +64,17 @@ $$;
 -- without waiting, and a writer that finds the slot tested at that instant takes another one.
 CREATE FUNCTION replaydesk_settled_head() RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    head bigint := replaydesk_last_position();
+    head bigint := {LAST_POSITION};
+    floors regclass[] := {FLOOR_ARRAY};
+    done boolean;
 BEGIN
     FOR slot IN 0..{SLOTS - 1} LOOP
         IF pg_try_advisory_lock_shared({SLOT_LOCK_CLASS}, slot) THEN
-            PERFORM pg_advisory_unlock_shared({SLOT_LOCK_CLASS}, slot);
+            done := pg_advisory_unlock_shared({SLOT_LOCK_CLASS}, slot);
         ELSE
-            head := least(
-                head, pg_sequence_last_value(format('streams_append_floor_%s', slot)::regclass)
-            );
+            -- NULL (a floor never set since the server started) means the holder has not drawn yet:
+            -- its positions come after the head read above. least() passes over it.
+            head := least(head, pg_sequence_last_value(floors[slot + 1]));
         END IF;
     END LOOP;
     RETURN head;
@@ -78,7 +86,6 @@ DROP = "\n".join(
     [
         "DROP FUNCTION replaydesk_settled_head();",
         "DROP FUNCTION replaydesk_append_slot();",
-        "DROP FUNCTION replaydesk_last_position();",
         *(f"DROP SEQUENCE streams_append_floor_{k};" for k in range(SLOTS)),
     ]
 )
