@@ -145,9 +145,8 @@ def _append(
     # the caller's transaction usable (to look up a retry's original result, say).
     inside = connection.in_atomic_block
     with transaction.atomic() if inside else contextlib.nullcontext(), connection.cursor() as cursor:
-        # Prepared (parsed and planned once per connection, four statements at most): planning this
-        # statement costs about as much as running it. Only here: prepared statements elsewhere would
-        # have to survive schema changes.
+        # Prepared (parsed and planned once per connection, four statements at most): parsing and
+        # planning this statement cost about as much as running it (console/settings.py).
         with connection.wrap_database_errors:
             cursor.cursor.execute(_APPEND.format(claim=claim), params, prepare=True)
         rows = cursor.fetchall()
