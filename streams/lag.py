@@ -16,7 +16,6 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
-from django.db.models import Count, Min, OuterRef, Subquery
 from django.utils import timezone
 
 from streams import selectors
@@ -131,21 +130,41 @@ def count_followed(
 ) -> tuple[int, bool, dt.datetime | None]:
     """(events it follows between two positions, whether that is exact, the oldest one's time), reading
     at most LAG_WINDOW positions: beyond them the count is the window's, scaled to the whole range. The
-    oldest is the window's oldest, which is the range's unless times run backwards across it."""
-    # From the next event there is: a run of holes (rolled-back appends) costs nothing.
-    after = min(up_to, selectors.next_position(after=after) - 1)
-    window_end = min(up_to, after + LAG_WINDOW)
-    events = Event.objects.filter(position__gt=after, position__lte=window_end)
+    oldest is the window's oldest, which is the range's unless times run backwards across it.
+
+    One statement: the window starts at the next event there is (a run of holes left by rolled-back
+    appends costs nothing), and a category is probed by the stream's key, one probe per event in the
+    window (a join would hash every stream, whatever the window)."""
+    conditions = ""
     if subscription.types:
-        events = events.filter(type__in=subscription.types)
+        conditions += " AND e.type = ANY(%(types)s)"
     if subscription.categories:
-        # One primary-key probe per event: a join would hash every stream, whatever the window.
-        category = Stream.objects.filter(pk=OuterRef("stream_id")).values("category")[:1]
-        events = events.annotate(category=Subquery(category)).filter(category__in=subscription.categories)
-    found = events.aggregate(count=Count("position"), oldest=Min("recorded_at"))
-    if window_end >= up_to:
-        return found["count"], True, found["oldest"]
-    return round(found["count"] * (up_to - after) / LAG_WINDOW), False, found["oldest"]
+        conditions += (
+            " AND (SELECT category FROM streams_stream s WHERE s.id = e.stream_id) = ANY(%(categories)s)"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT w.after, count(e.position), min(e.recorded_at)
+              FROM (SELECT least(%(up_to)s, coalesce(
+                       (SELECT min(position) FROM streams_event WHERE position > %(after)s), %(after)s + 1
+                    ) - 1) AS after) w
+              LEFT JOIN streams_event e
+                ON e.position > w.after AND e.position <= least(%(up_to)s, w.after + %(window)s){conditions}
+             GROUP BY w.after
+            """,
+            {
+                "after": after,
+                "up_to": up_to,
+                "window": LAG_WINDOW,
+                "types": list(subscription.types),
+                "categories": list(subscription.categories),
+            },
+        )
+        start, count, oldest = cursor.fetchone()
+    if start + LAG_WINDOW >= up_to:
+        return count, True, oldest
+    return round(count * (up_to - start) / LAG_WINDOW), False, oldest
 
 
 # --- per consumer

@@ -41,7 +41,6 @@ from streams.validation import (
 )
 
 
-
 @dataclass(frozen=True)
 class AppendResult:
     stream: str
