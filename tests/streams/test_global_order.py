@@ -1,5 +1,6 @@
 """Guarantee 1: no reader ever skips a committed event (DESIGN.md §7), under real concurrency."""
 
+import importlib
 import multiprocessing
 import queue
 import threading
@@ -7,6 +8,7 @@ import time
 import uuid
 from collections import defaultdict
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 
@@ -65,6 +67,67 @@ def test_a_reader_tailing_the_log_waits_at_an_open_transaction():
     positions = [e.position for e in read_all(after_position=before)]
     assert len(positions) == 4 and positions == sorted(positions)
     assert positions[0] == held[0]
+
+
+def test_a_transaction_that_appends_twice_holds_readers_below_its_first_position():
+    before = append_events(stream="order-0", events=one()).last_position
+    first_done, second_done = threading.Event(), threading.Event()
+    go_on, finish = threading.Event(), threading.Event()
+    held: list[int] = []
+
+    def holder():
+        with transaction.atomic():
+            held.extend(append_events(stream="order-1", events=one()).positions)
+            first_done.set()
+            go_on.wait(20)
+            held.extend(append_events(stream="order-2", events=one()).positions)
+            second_done.set()
+            finish.wait(20)
+        connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert first_done.wait(10)
+    # Another append commits between the open transaction's two appends.
+    between = append_events(stream="order-3", events=one()).last_position
+    go_on.set()
+    assert second_done.wait(10)
+    later = append_events(stream="order-4", events=one()).last_position
+
+    # The second append keeps the slot and the floor of the first: readers stay below both.
+    assert held[0] < between < held[1] < later
+    assert head() == before
+    assert [e.position for e in read_all(after_position=0)] == [before]
+
+    finish.set()
+    thread.join(20)
+    assert [e.position for e in read_all(after_position=before)] == [held[0], between, held[1], later]
+
+
+def test_appends_beyond_the_number_of_slots_wait_for_one_and_then_commit():
+    slots = importlib.import_module("streams.migrations.0006_append_slots")
+    before = append_events(stream="order-0", events=one()).last_position
+    finished: list[int] = []
+    params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
+    with psycopg.connect(**params) as occupier:
+        # Every slot taken, as by SLOTS appends in flight.
+        occupier.execute(
+            "SELECT pg_advisory_xact_lock(%s, k) FROM generate_series(0, %s) AS k",
+            [slots.SLOT_LOCK_CLASS, slots.SLOTS - 1],
+        )
+
+        def late():
+            finished.append(append_events(stream="order-1", events=one()).last_position)
+            connection.close()
+
+        thread = threading.Thread(target=late)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive() and finished == [], "the append waits for a slot"
+        occupier.rollback()
+    thread.join(10)
+    assert finished and finished[0] > before
+    assert [e.position for e in read_all(after_position=before)] == finished
 
 
 def _result(out):
