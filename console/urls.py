@@ -37,6 +37,9 @@ api_v1 = [
 
 READ_ONLY = ["get", "head", "options"]
 
+# The admin's own login page counts failed logins against the same limits as the console's.
+admin.site.login = login.limit_failed_logins(admin.site.login)
+
 urlpatterns = [
     path(
         "",

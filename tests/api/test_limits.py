@@ -247,3 +247,33 @@ def test_the_username_limit_counts_each_username_apart(client, db, rates):
     log_in(client, f"user-{uuid.uuid4()}", "wrong")
 
     assert log_in(client, f"user-{uuid.uuid4()}", "wrong").status_code == 200
+
+
+def test_the_django_admin_login_counts_against_the_same_limits(client, admin_user, rates):
+    rates(login_user="3/15min")
+    admin_login = "/admin/login/?next=/admin/"
+    log_in(client, "ada", "wrong")
+    for _ in range(2):
+        response = client.post(admin_login, {"username": "ada", "password": "wrong"}, **WHERE)
+        assert response.status_code == 200
+
+    refused = client.post(admin_login, {"username": "ada", "password": PASSWORD}, **WHERE)
+
+    assert refused.status_code == 429 and "Too many failed logins" in refused.content.decode()
+    assert 1 <= int(refused["Retry-After"]) <= 900
+    assert "_auth_user_id" not in client.session
+    assert log_in(client, "ada", PASSWORD).status_code == 429, "and the console's page says the same"
+
+
+def test_a_django_admin_login_forgets_the_usernames_failures(client, admin_user, rates):
+    rates(login_user="3/15min")
+    admin_login = "/admin/login/?next=/admin/"
+    client.post(admin_login, {"username": "ada", "password": "wrong"}, **WHERE)
+    client.post(admin_login, {"username": "ada", "password": "wrong"}, **WHERE)
+
+    assert client.post(admin_login, {"username": "ada", "password": PASSWORD}, **WHERE).status_code == 302
+    client.logout()
+    client.post(admin_login, {"username": "ada", "password": "wrong"}, **WHERE)
+    client.post(admin_login, {"username": "ada", "password": "wrong"}, **WHERE)
+
+    assert log_in(client, "ada", PASSWORD).status_code == 302
