@@ -11,6 +11,7 @@ cover, in PostgreSQL; Celery carries only the nudges.
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import hashlib
 import logging
 import time
@@ -27,12 +28,16 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from recovery import services
-from recovery.models import Job, JobLane
+from recovery.models import Job, JobLane, JobLogLine
 from recovery.terminal import unit_of
 
 logger = logging.getLogger(__name__)
 
 MAX_FAILURES = 3
+# Lost database sessions are retried, with pauses that grow, until they have gone on this long without
+# the job making progress; then the job fails.
+LOST_SESSIONS_GIVE_UP = dt.timedelta(minutes=15)
+LOST_SESSION = "lost its database session,"
 # Progress and heartbeat are written at most this often per job, whoever writes them.
 PROGRESS_EVERY_SECONDS = 0.5
 
@@ -245,6 +250,8 @@ def _cancel(job: Job, kind: Kind) -> None:
 
 def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None]) -> None:
     """A slice raised: try it again (with a pause) up to MAX_FAILURES times in a row, then fail the job.
+    A lost database session is no failure of the work: it is tried again, with a pause of a tenth of the
+    time sessions have been lost without progress (1 to 30 s), until that is LOST_SESSIONS_GIVE_UP.
     A failed job keeps its checkpoints; retrying it goes on from them."""
     error = _describe(exc)
     logger.warning("job %s: slice failed: %s", job.pk, error)
@@ -260,11 +267,19 @@ def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None]) -> N
         if lost:
             # The database ended the session (a restart, a failover, pg_terminate_backend): the work did
             # not fail, and parallel lanes losing their sessions at once must not use up the attempts.
-            services.log(job, f"lost its database session, trying again: {error}", level="warning")
-            transaction.on_commit(lambda: again(1.0))
-            return
+            # But a database that goes on ending sessions must not keep a job retrying for ever.
+            streak = _lost_sessions_for(current)
+            if streak < LOST_SESSIONS_GIVE_UP.total_seconds():
+                pause = min(max(1.0, streak / 10), 30.0)
+                services.log(job, f"{LOST_SESSION} trying again in {pause:.0f} s: {error}", level="warning")
+                transaction.on_commit(lambda: again(pause))
+                return
+            error = (
+                f"the database ended this job's sessions again and again for {streak / 60:.0f} minutes "
+                f"without progress; retry the job once the database is stable. The last: {error}"
+            )
         failures = current.failures + 1
-        if failures < MAX_FAILURES and not getattr(exc, "final", False):
+        if failures < MAX_FAILURES and not lost and not getattr(exc, "final", False):
             Job.objects.filter(pk=job.pk).update(failures=failures, error=error)
             services.log(job, f"attempt {failures} failed, trying again: {error}", level="warning")
             transaction.on_commit(lambda: again(min(2.0**failures, 30.0)))
@@ -274,6 +289,18 @@ def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None]) -> N
         )
         services.log(job, f"failed: {error}", level="error")
         services.record(job, "JobFailed", "system", error=error[:2000])
+
+
+def _lost_sessions_for(job: Job) -> float:
+    """Seconds since the first session this job lost after its last progress (0: this is the first)."""
+    since = job.progress_at or job.started_at or timezone.now()
+    first = (
+        JobLogLine.objects.filter(job=job, at__gt=since, message__startswith=LOST_SESSION)
+        .order_by("at")
+        .values_list("at", flat=True)
+        .first()
+    )
+    return 0.0 if first is None else (timezone.now() - first).total_seconds()
 
 
 def _session_lost(exc: BaseException) -> bool:

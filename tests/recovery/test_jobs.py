@@ -2,12 +2,13 @@
 
 import datetime as dt
 
+import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
 
 from recovery import runner, services
-from recovery.models import Job, JobLane
+from recovery.models import Job, JobLane, JobLogLine
 from recovery.params import JobParamsError, params_sha256
 from streams.consumers import run_projection
 from streams.lag import consumer_statuses
@@ -483,3 +484,51 @@ def test_a_projection_stopped_by_a_schema_of_another_version_runs_again_after_a_
     users(1, start=3)
     run_projection("users_directory")
     assert projected_users() == fold_users()
+
+
+def lost_session_job(*, lost_ago: dt.timedelta | None):
+    """A running job that made progress 20 minutes ago and, if lost_ago, first lost its session then."""
+    users(1)
+    run_projection("users_directory")
+    job = services.request_job(
+        kind="snapshot", params={"projection": "users_directory"}, requested_by="olivia", reason="drill"
+    )
+    long_ago = timezone.now() - dt.timedelta(minutes=20)
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, started_at=long_ago, progress_at=long_ago)
+    if lost_ago is not None:
+        line = JobLogLine.objects.create(
+            job=job, level="warning", message=f"{runner.LOST_SESSION} trying again"
+        )
+        JobLogLine.objects.filter(pk=line.pk).update(at=timezone.now() - lost_ago)
+    return Job.objects.get(pk=job.pk)
+
+
+SESSION_GONE = psycopg.OperationalError("server closed the connection unexpectedly")
+
+
+@pytest.mark.parametrize(
+    ("lost_ago", "pause"), [(None, 1.0), (dt.timedelta(seconds=60), 6.0), (dt.timedelta(minutes=10), 30.0)]
+)
+def test_a_lost_session_is_retried_with_pauses_that_grow_while_it_goes_on(lost_ago, pause):
+    job = lost_session_job(lost_ago=lost_ago)
+    pauses = []
+
+    runner._failed_slice(job, SESSION_GONE, pauses.append)
+
+    job.refresh_from_db()
+    assert job.state == "running" and job.failures == 0
+    assert pauses == [pytest.approx(pause, abs=0.5)]
+
+
+def test_a_job_whose_sessions_are_lost_for_15_minutes_without_progress_fails():
+    job = lost_session_job(lost_ago=dt.timedelta(minutes=16))
+    pauses = []
+
+    runner._failed_slice(job, SESSION_GONE, pauses.append)
+
+    job.refresh_from_db()
+    assert pauses == []
+    assert job.state == "failed"
+    assert "again and again for 16 minutes without progress" in job.error
+    assert "server closed the connection unexpectedly" in job.error
+    assert audit_types(job)[-1] == "JobFailed"
