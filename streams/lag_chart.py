@@ -69,8 +69,8 @@ def parse_range(value: str | None) -> str:
 def lag_chart(*, consumer: Consumer, range_key: str, now: dt.datetime) -> LagChart:
     span, label = RANGES[range_key]
     since = now - span
-    samples = lag_history(consumer=consumer, since=since)
-    points = thin(samples, since=since, span=span)
+    history = lag_history(consumer=consumer, since=since, until=now, max_points=MAX_POINTS)
+    points = history.points
     top = nice_ceiling(max((s.lag_events for s in points), default=0))
     x_of = _scale(0.0, span.total_seconds(), LEFT, WIDTH - RIGHT)
     y_of = _scale(0.0, float(top), HEIGHT - BOTTOM, TOP)
@@ -81,13 +81,12 @@ def lag_chart(*, consumer: Consumer, range_key: str, now: dt.datetime) -> LagCha
             dots.append(xy[0])
         else:
             lines.append("M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in xy))
-    lags = [s.lag_events for s in samples]
     return LagChart(
         range=range_key,
         label=label,
         since=since,
         until=now,
-        samples=len(samples),
+        samples=history.samples,
         lines=lines,
         dots=dots,
         x_ticks=[
@@ -95,24 +94,10 @@ def lag_chart(*, consumer: Consumer, range_key: str, now: dt.datetime) -> LagCha
             for i in range(5)
         ],
         y_ticks=[Tick(y_of(top * i / 4), _count_label(top * i / 4)) for i in range(5)],
-        min_lag=min(lags) if lags else None,
-        max_lag=max(lags) if lags else None,
-        latest_lag=lags[-1] if lags else None,
+        min_lag=history.min_lag,
+        max_lag=history.max_lag,
+        latest_lag=history.latest_lag,
     )
-
-
-def thin(samples: list[LagSample], *, since: dt.datetime, span: dt.timedelta) -> list[LagSample]:
-    """At most MAX_POINTS samples: the one with the highest lag of each slice of the range, so that a
-    short spike still shows."""
-    if len(samples) <= MAX_POINTS:
-        return samples
-    slice_seconds = span.total_seconds() / MAX_POINTS
-    kept: dict[int, LagSample] = {}
-    for sample in samples:
-        key = int((sample.sampled_at - since).total_seconds() // slice_seconds)
-        if key not in kept or sample.lag_events > kept[key].lag_events:
-            kept[key] = sample
-    return [kept[key] for key in sorted(kept)]
 
 
 def runs(points: list[LagSample], *, gap: dt.timedelta) -> list[list[LagSample]]:

@@ -12,7 +12,8 @@ from pytest_django.asserts import assertContains, assertNotContains, assertRedir
 
 from streams import consumers
 from streams.consumers import run_projection
-from streams.lag_chart import MAX_POINTS, thin
+from streams.lag import lag_history
+from streams.lag_chart import MAX_POINTS, lag_chart
 from streams.models import Consumer, Event, LagSample, ParkedEvent
 from streams.projections import Projection, add, remove
 from streams.services import append_events
@@ -239,17 +240,29 @@ def test_consumer_page_without_samples_says_so_in_the_chart(browser_client, dire
     assertContains(response, "No lag samples in the last 7 days")
 
 
-def test_a_week_of_samples_is_thinned_and_keeps_its_peak():
-    start = timezone.now() - dt.timedelta(days=7)
-    samples = [
-        LagSample(sampled_at=start + dt.timedelta(seconds=10 * n), lag_events=5_000 if n == 31_337 else n % 7)
+def test_a_week_of_samples_is_thinned_in_the_database_and_keeps_its_peak(directory):
+    now = timezone.now()
+    start = now - dt.timedelta(days=7)
+    LagSample.objects.bulk_create(
+        LagSample(
+            consumer=directory,
+            sampled_at=start + dt.timedelta(seconds=10 * n + 5),
+            head=0,
+            checkpoint=0,
+            lag_events=5_000 if n == 31_337 else n % 7,
+            lag_seconds=0.0,
+        )
         for n in range(60_480)
-    ]
+    )
 
-    points = thin(samples, since=start, span=dt.timedelta(days=7))
+    chart = lag_chart(consumer=directory, range_key="7d", now=now)
+    history = lag_history(consumer=directory, since=start, until=now, max_points=MAX_POINTS)
 
-    assert len(points) <= MAX_POINTS
-    assert max(p.lag_events for p in points) == 5_000
+    assert len(history.points) <= MAX_POINTS
+    assert max(p.lag_events for p in history.points) == 5_000
+    times = [p.sampled_at for p in history.points]
+    assert times == sorted(times)
+    assert (chart.samples, chart.min_lag, chart.max_lag, chart.latest_lag) == (60_480, 0, 5_000, 60_479 % 7)
 
 
 def test_consumer_page_lists_the_top_lagging_streams_with_links(browser_client, directory):

@@ -366,8 +366,9 @@ def test_sample_all_takes_one_sample_per_consumer_and_keeps_seven_days(orders):
     assert LagSample.objects.filter(pk=kept.pk).exists()
     assert LagSample.objects.filter(consumer__name="test_lag_users", sampled_at=now).count() == 1
 
-    history = lag.lag_history(consumer=consumer, since=now - dt.timedelta(days=7))
-    assert [s.pk for s in history] == [kept.pk, taken.pk]
+    history = lag.lag_history(consumer=consumer, since=now - dt.timedelta(days=7), until=now, max_points=100)
+    assert [s.pk for s in history.points] == [kept.pk, taken.pk]
+    assert (history.samples, history.latest_lag) == (2, 2)
 
 
 def test_a_status_takes_a_few_queries_whatever_the_log_size(orders, django_assert_max_num_queries):
