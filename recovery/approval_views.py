@@ -22,8 +22,8 @@ from console.roles import Can, can
 from recovery import approvals, reauth, selectors, services
 from recovery.models import Approval, Job
 from recovery.params import JobParamsError
-from recovery.views import STOP_POLLING, pretty_json
-from streams.views import login_required, not_found
+from recovery.views import STOP_POLLING, pretty_json, with_job
+from streams.views import login_required
 
 INBOX_SHOWN = 200
 REJECT_WHY = "say why the job is rejected (the requester reads it)"
@@ -119,19 +119,15 @@ def waiting_summary(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 @login_required
-def review(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.get_job(job_id=job_id)
-    if job is None:
-        return not_found(request, f"No job has the id {job_id}.")
+@with_job
+def review(request: HttpRequest, job: Job) -> HttpResponse:
     return review_page(request, job)
 
 
 @require_POST
 @login_required(can=Can.APPROVE)
-def approve(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.get_job(job_id=job_id)
-    if job is None:
-        return not_found(request, f"No job has the id {job_id}.")
+@with_job
+def approve(request: HttpRequest, job: Job) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
         return review_page(request, job, approve_form=form, status=400)
@@ -153,10 +149,8 @@ def approve(request: HttpRequest, job_id: int) -> HttpResponse:
 
 @require_POST
 @login_required(can=Can.APPROVE)
-def reject(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.get_job(job_id=job_id)
-    if job is None:
-        return not_found(request, f"No job has the id {job_id}.")
+@with_job
+def reject(request: HttpRequest, job: Job) -> HttpResponse:
     form = RejectForm(request.POST)
     if not form.is_valid():
         return review_page(request, job, reject_form=form, status=400)
@@ -238,11 +232,9 @@ def review_context(request: HttpRequest, job: Job) -> dict[str, Any]:
 
 @require_safe
 @login_required
-def job_approvals(request: HttpRequest, job_id: int) -> HttpResponse:
+@with_job
+def job_approvals(request: HttpRequest, job: Job) -> HttpResponse:
     """Loaded into the job's page and polled while the job waits; 286 once it no longer does."""
-    job = selectors.get_job(job_id=job_id)
-    if job is None:
-        return not_found(request, f"No job has the id {job_id}.")
     own = job.requested_by == request.user.get_username()
     waiting = job.state in approvals.WAITING
     context = {"job": job, "tally": tally(job), "own": own, "waiting": waiting}

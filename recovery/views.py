@@ -8,6 +8,7 @@ The progress fragment answers 286 once its job is finished: htmx then stops poll
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -115,22 +116,31 @@ def form_page(
     )
 
 
+def with_job(view):
+    """A view of one job, given the Job instead of its id; the 404 page when no job has the id."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, job_id: int, *args, **kwargs) -> HttpResponse:
+        job = selectors.get_job(job_id=job_id)
+        if job is None:
+            return not_found(request, f"No job has the id {job_id}.")
+        return view(request, job, *args, **kwargs)
+
+    return wrapped
+
+
 @require_safe
 @login_required
-def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.get_job(job_id=job_id)
-    if job is None:
-        return not_found(request, f"No job has the id {job_id}.")
+@with_job
+def job_detail(request: HttpRequest, job: Job) -> HttpResponse:
     context = job_context(job) | {"section": "jobs", "params": pretty_json(job.params)}
     return render(request, "recovery/job_detail.html", context)
 
 
 @require_safe
 @login_required
-def job_progress(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = selectors.get_job(job_id=job_id)
-    if job is None:
-        return not_found(request, f"No job has the id {job_id}.")
+@with_job
+def job_progress(request: HttpRequest, job: Job) -> HttpResponse:
     response = render(request, "recovery/partials/job_progress.html", job_context(job))
     if job.finished:
         response.status_code = STOP_POLLING
