@@ -6,7 +6,9 @@ notifies at most once per NOTIFY_EVERY_SECONDS: a NOTIFY is a round trip of its 
 nobody needs one per event. So a listener, once woken, follows the settled head itself every
 FOLLOW_SECONDS until the head has stood still for QUIET_SECONDS. Every commit is then seen within about
 FOLLOW_SECONDS: it either notified, or came at most NOTIFY_EVERY_SECONDS after its process's last
-notification, while the listener that notification woke is still following.
+notification, while the listener that notification woke is still following. An append that rolls
+back notifies nobody: if it was holding readers back, what it held back is seen at the next
+notification, or at the listener's idle timeout (the dispatcher's 5 s).
 """
 
 from __future__ import annotations
