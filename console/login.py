@@ -1,9 +1,12 @@
 """The console's login page, with a limit on failed logins per username and per IP address; the Django
 admin's login page has the same limit (`limit_failed_logins`), so that it is no way around them.
 
-Once either has failed too often in its window (settings.REPLAYDESK_RATES "login_user" and
-"login_ip"), the page answers 429 with Retry-After and does not check the password at all, so that
-guessing stops there. A successful login forgets the username's failures, not the address's.
+Failures are counted per username and address ("login_user_ip" in settings.REPLAYDESK_RATES), per
+username from anywhere ("login_user", higher: guesses spread over many addresses) and per address
+("login_ip"). Once one has failed too often in its window, the page answers 429 with Retry-After and
+does not check the password at all, so that guessing stops there. One address failing for a username
+does not lock the username out for everyone else. A successful login forgets the username's failures,
+not the address's.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from console.signals import MAX_USERNAME
 
 def _keys(request) -> list[tuple[str, limits.Rate]]:
     username = str(request.POST.get("username", ""))[:MAX_USERNAME]
+    # The same address as the API's limits see (DRF's reading of REMOTE_ADDR / X-Forwarded-For).
+    address = BaseThrottle().get_ident(request) or ""
     keys = []
     for scope, who in (
+        ("login_user_ip", limits.digest(f"{username}\0{address}")),
         ("login_user", limits.digest(username)),
-        # The same address as the API's limits see (DRF's reading of REMOTE_ADDR / X-Forwarded-For).
-        ("login_ip", limits.digest(BaseThrottle().get_ident(request) or "")),
+        ("login_ip", limits.digest(address)),
     ):
         limit = limits.rate(scope)
         if limit is not None:
@@ -43,7 +48,7 @@ def _blocked_for(request) -> int | None:
 
 def _succeeded(request) -> None:
     for name, limit in _keys(request):
-        if name.startswith("login_user:"):
+        if name.startswith(("login_user:", "login_user_ip:")):
             limits.forget(name, limit)
 
 

@@ -129,12 +129,15 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("REPLAYDESK_MAX_BODY_BYTES", 16 * 1024 * 1024))
 
 # Request rates (console/limits.py): "N/period" (600/min, 10/15min, 5000/h) or "off". API budgets are per
-# user (token or session; per IP address when anonymous); login failures per username and per address.
+# user (token or session; per IP address when anonymous); login failures per username and address (the
+# guessing brake), per username from anywhere (a higher one, for guesses spread over many addresses), and
+# per address.
 REPLAYDESK_RATES = {
     "append": os.environ.get("REPLAYDESK_RATE_APPEND", "6000/min"),
     "write": os.environ.get("REPLAYDESK_RATE_WRITE", "600/min"),
     "read": os.environ.get("REPLAYDESK_RATE_READ", "6000/min"),
-    "login_user": os.environ.get("REPLAYDESK_RATE_LOGIN_USER", "10/15min"),
+    "login_user_ip": os.environ.get("REPLAYDESK_RATE_LOGIN_USER_IP", "10/15min"),
+    "login_user": os.environ.get("REPLAYDESK_RATE_LOGIN_USER", "100/15min"),
     "login_ip": os.environ.get("REPLAYDESK_RATE_LOGIN_IP", "50/15min"),
 }
 

@@ -277,3 +277,20 @@ def test_a_django_admin_login_forgets_the_usernames_failures(client, admin_user,
     client.post(admin_login, {"username": "ada", "password": "wrong"}, **WHERE)
 
     assert log_in(client, "ada", PASSWORD).status_code == 302
+
+
+def test_failures_from_one_address_do_not_lock_the_username_out_elsewhere(client, operator, rates):
+    rates(login_user_ip="3/15min", login_user="100/15min", login_ip="off")
+    for _ in range(3):
+        assert log_in(client, "olivia", "wrong").status_code == 200
+
+    assert log_in(client, "olivia", PASSWORD).status_code == 429
+    assert log_in(client, "olivia", PASSWORD, REMOTE_ADDR="198.51.100.77").status_code == 302
+
+
+def test_failures_spread_over_many_addresses_lock_the_username_out(client, operator, rates):
+    rates(login_user_ip="3/15min", login_user="5/15min", login_ip="off")
+    for n in range(5):
+        assert log_in(client, "olivia", "wrong", REMOTE_ADDR=f"198.51.100.{100 + n}").status_code == 200
+
+    assert log_in(client, "olivia", PASSWORD, REMOTE_ADDR="198.51.100.200").status_code == 429
