@@ -1,5 +1,6 @@
-"""/metrics for Prometheus: the head, and each consumer's checkpoint, lag and health, read from the
-database at scrape time (nothing is kept in process memory, so every web process answers the same).
+"""/metrics for Prometheus: the head, open appends, and each consumer's checkpoint, lag and health, read
+from the database at scrape time (nothing is kept in process memory, so every web process answers the
+same).
 
 Access: a logged-in session, an API token (`Authorization: Bearer <token>`), or, for a scraper without
 a user, the token in REPLAYDESK_METRICS_TOKEN (`bearer_token` in the Prometheus scrape config). Consumer
@@ -35,7 +36,23 @@ class StoreCollector:
         head = selectors.head()
         statuses = lag.consumer_statuses(with_rate=False)
         yield GaugeMetricFamily(
-            "replaydesk_head_position", "The highest committed position of the event log.", value=head
+            "replaydesk_head_position",
+            "The position of the last event readers of the log may go up to (the settled head).",
+            value=head,
+        )
+        appends = selectors.open_appends()
+        yield GaugeMetricFamily(
+            "replaydesk_open_appends", "Appends whose transactions are still open.", value=appends.count
+        )
+        yield GaugeMetricFamily(
+            "replaydesk_oldest_open_append_seconds",
+            "Age of the oldest transaction holding an append open; consumers wait below its position.",
+            value=appends.oldest_seconds,
+        )
+        yield GaugeMetricFamily(
+            "replaydesk_unsettled_positions",
+            "Positions handed out that readers cannot read yet: open appends and what committed after them.",
+            value=appends.unsettled_positions,
         )
         gauges = {
             "checkpoint": GaugeMetricFamily(

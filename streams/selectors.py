@@ -28,6 +28,38 @@ def settled_head() -> int:
         return cursor.fetchone()[0]
 
 
+# The first half of the append slots' advisory lock key (migration streams/0006).
+APPEND_SLOT_LOCK_CLASS = 0x7270
+
+
+@dataclass(frozen=True)
+class OpenAppends:
+    """Appends whose transactions are still open: while one is, readers of the global log wait below its
+    first position, however much commits after it."""
+
+    count: int
+    oldest_seconds: float
+    # Positions handed out above the settled head: what readers cannot read yet.
+    unsettled_positions: int
+
+
+def open_appends() -> OpenAppends:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*), coalesce(extract(epoch FROM now() - min(a.xact_start)), 0),
+                   coalesce(pg_sequence_last_value(pg_get_serial_sequence('streams_event', 'position')), 0)
+                   - replaydesk_settled_head()
+              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2
+               AND l.mode = 'ExclusiveLock' AND l.granted
+            """,
+            [APPEND_SLOT_LOCK_CLASS],
+        )
+        count, oldest, unsettled = cursor.fetchone()
+    return OpenAppends(count=count, oldest_seconds=float(oldest), unsettled_positions=max(0, unsettled))
+
+
 def head() -> int:
     """The position of the last event a reader of the global log may go up to (0 for an empty log): the
     last committed event at or below the settled head. An event that commits later gets a higher

@@ -1,7 +1,11 @@
 """/metrics: Prometheus text with the head and each consumer's checkpoint, lag and health, for those
 allowed to see it."""
 
+import threading
+import time
+
 import pytest
+from django.db import connection, transaction
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.consumers import ensure_projection, pause_consumer, run_projection
@@ -84,3 +88,33 @@ def test_the_metrics_token_lets_a_scraper_in_without_a_user(client, monkeypatch)
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-you").status_code == 401
     monkeypatch.delenv("REPLAYDESK_METRICS_TOKEN")
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_show_an_append_left_open_and_what_waits_behind_it(browser_client):
+    holding, release = threading.Event(), threading.Event()
+
+    def holder():
+        with transaction.atomic():
+            append_events(stream="cart-1", events=[{"type": "Added", "data": {}}])
+            holding.set()
+            release.wait(20)
+        connection.close()
+
+    quiet = samples(browser_client.get("/metrics"))
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(10)
+    append_events(stream="cart-2", events=[{"type": "Added", "data": {}}] * 2)
+    time.sleep(0.2)
+    held = samples(browser_client.get("/metrics"))
+    release.set()
+    thread.join(20)
+    after = samples(browser_client.get("/metrics"))
+
+    assert quiet[("replaydesk_open_appends", ())] == 0
+    assert held[("replaydesk_open_appends", ())] == 1
+    assert held[("replaydesk_oldest_open_append_seconds", ())] >= 0.2
+    assert held[("replaydesk_unsettled_positions", ())] == 3, "the open one, and the two committed after it"
+    assert (after[("replaydesk_open_appends", ())], after[("replaydesk_unsettled_positions", ())]) == (0, 0)
+    assert after[("replaydesk_head_position", ())] == head() == held[("replaydesk_head_position", ())] + 3
