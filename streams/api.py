@@ -35,6 +35,24 @@ class EventOut(serializers.Serializer):
     actor = serializers.CharField()
     recorded_at = serializers.DateTimeField()
 
+    def to_representation(self, instance):
+        # The fields above, written out: DRF's field-by-field path was half of a 1,000-event read. The
+        # declarations stay for the schema; a test holds the two equal.
+        return {
+            "id": str(instance.event_id),
+            "stream": instance.stream.name,
+            "sequence": instance.sequence,
+            "position": instance.position,
+            "type": instance.type,
+            "data": instance.data,
+            "metadata": instance.metadata,
+            "actor": instance.actor,
+            "recorded_at": _TIMESTAMP.to_representation(instance.recorded_at),
+        }
+
+
+_TIMESTAMP = serializers.DateTimeField()
+
 
 class StreamOut(serializers.Serializer):
     name = serializers.CharField()
