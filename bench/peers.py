@@ -5,7 +5,7 @@ the store's own shape.
   lock per insert for global order: the library's own defaults), in the schema `es`; its catch-up folds
   into tables of the demo projections' shapes in `es_view`, with the library's tracking recorder.
 - raw: `raw.streams_event`, a copy of streams_event with every index (LIKE … INCLUDING ALL), written
-  with plain INSERT + COMMIT or COPY: no stream table, no version check, no global-order lock.
+  with plain INSERT + COMMIT or COPY: no stream table, no version check, nothing for global order.
 """
 
 from __future__ import annotations
