@@ -30,6 +30,9 @@ PARKED_SHOWN = 100
 RESOLVED_SHOWN = 20
 LAGGING_STREAMS_SHOWN = 10
 
+# An append open this long is named on the dashboard: every consumer waits below its position.
+OPEN_APPEND_NOTICE_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class AppendRate:
@@ -68,9 +71,12 @@ def parked_counts() -> dict[int, int]:
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
+    open_appends = selectors.open_appends()
     context = {
         "section": "dashboard",
         "head": selectors.head(),
+        "open_appends": open_appends,
+        "appends_held": open_appends.oldest_seconds >= OPEN_APPEND_NOTICE_SECONDS,
         "rate": append_rate(now=now),
         "statuses": lag.consumer_statuses(now=now),
         "now": now,

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+import time
 
 import pytest
+from django.db import connection, transaction
+from django.urls import reverse
 from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
-from streams import consumers
+from streams import consumer_views, consumers
 from streams.consumers import run_projection
 from streams.lag import lag_history
 from streams.lag_chart import MAX_POINTS, lag_chart
@@ -462,3 +466,30 @@ def test_rate_without_samples_is_a_dash_not_zero():
         "0.25/s",
         "12.3/s",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dashboard_names_an_append_left_open_and_what_it_holds_back(browser_client, monkeypatch):
+    monkeypatch.setattr(consumer_views, "OPEN_APPEND_NOTICE_SECONDS", 0.2)
+    holding, release = threading.Event(), threading.Event()
+
+    def holder():
+        with transaction.atomic():
+            append_events(stream="user-1", events=[{"type": "UserCreated", "data": {}}])
+            holding.set()
+            release.wait(20)
+        connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(10)
+    append_events(stream="user-2", events=[{"type": "UserCreated", "data": {}}] * 2)
+    time.sleep(0.3)
+    held = browser_client.get(reverse("streams:dashboard"))
+    release.set()
+    thread.join(20)
+    after = browser_client.get(reverse("streams:dashboard"))
+
+    assertContains(held, 'id="open-append-notice"')
+    assertContains(held, "every consumer waits below its position, and 2 positions handed out after it")
+    assertNotContains(after, 'id="open-append-notice"')
