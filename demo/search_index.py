@@ -16,7 +16,8 @@ from django.views.decorators.http import require_POST, require_safe
 
 from demo.models import SearchDelivery, SearchDocument
 from streams.models import Sink
-from streams.sinks import SIGNATURE_HEADER, create_sink, signature, update_sink
+from streams.sink_config import create_sink, update_sink
+from streams.sinks import SIGNATURE_HEADER, signature
 from streams.views import login_required
 
 SINK_NAME = "search_index"

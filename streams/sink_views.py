@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from console.roles import Can
-from streams import sinks
+from streams import sink_config
 from streams.consumers import ConsumerError
 from streams.models import Sink
 from streams.views import login_required, not_found
@@ -75,7 +75,7 @@ class SinkForm(forms.Form):
             del self.fields["name"]
             del self.fields["start"]
             self.fields["secret"].help_text = "Blank keeps the current secret."
-            if sinks.public_url(sink.url) != sink.url:
+            if sink_config.public_url(sink.url) != sink.url:
                 self.fields["url"].help_text = "The password in it is shown as ***: left so, it is kept."
 
     def settings(self) -> dict[str, Any]:
@@ -90,7 +90,7 @@ class SinkForm(forms.Form):
         return [self[name] for name in ADVANCED]
 
     def show_errors(self, exc: ConsumerError) -> None:
-        errors = exc.errors if isinstance(exc, sinks.SinkConfigError) else {None: [str(exc)]}
+        errors = exc.errors if isinstance(exc, sink_config.SinkConfigError) else {None: [str(exc)]}
         for field, found in errors.items():
             for message in found:
                 self.add_error(field if field in self.fields else None, message)
@@ -98,7 +98,7 @@ class SinkForm(forms.Form):
 
 def settings_of(sink: Sink) -> dict[str, Any]:
     return {
-        "url": sinks.public_url(sink.url),
+        "url": sink_config.public_url(sink.url),
         "categories": ", ".join(sink.categories),
         "types": ", ".join(sink.types),
         "rate_per_second": sink.rate_per_second,
@@ -113,13 +113,13 @@ def sink_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         settings = form.settings()
         try:
-            sink = sinks.create_sink(
+            sink = sink_config.create_sink(
                 **settings,
                 from_head=form.cleaned_data["start"] == "now",
                 actor=request.user.get_username(),
                 request=request,
             )
-        except sinks.SinkConfigError as exc:
+        except sink_config.SinkConfigError as exc:
             form.show_errors(exc)
         else:
             start = "now" if form.cleaned_data["start"] == "now" else "the beginning of the log"
@@ -140,10 +140,10 @@ def sink_edit(request: HttpRequest, name: str) -> HttpResponse:
         # Write-only: a blank secret keeps the one the sink has, and so does the URL shown with its
         # password masked.
         settings["secret"] = settings["secret"] or None
-        if settings["url"] == sinks.public_url(sink.url):
+        if settings["url"] == sink_config.public_url(sink.url):
             settings["url"] = None
         try:
-            saved = sinks.update_sink(
+            saved = sink_config.update_sink(
                 name=name, **settings, actor=request.user.get_username(), request=request
             )
         except ConsumerError as exc:

@@ -36,7 +36,8 @@ from streams.models import Consumer, Event, Stream
 from streams.projections import get_projection
 from streams.selectors import head
 from streams.services import append_events
-from streams.sinks import create_sink, run_sink
+from streams.sink_config import create_sink
+from streams.sinks import run_sink
 
 PROJECTION = "users_directory"
 SINK = "drill_downstream"

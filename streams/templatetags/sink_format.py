@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from streams.sinks import public_url as _public_url
+from streams.sink_config import public_url as _public_url
 
 register = template.Library()
 

@@ -20,7 +20,7 @@ from streams.models import Consumer, Event
 from streams.projections import get_projection
 from streams.selectors import head
 from streams.services import append_events
-from streams.sinks import create_sink
+from streams.sink_config import create_sink
 from streams.tasks import enqueue_consumer
 from tests.chaos.helpers import (
     CHAOS,

@@ -18,7 +18,7 @@ from recovery.runner import run_inline
 from recovery.services import request_job
 from streams.consumers import run_projection
 from streams.models import Event
-from streams.sinks import create_sink
+from streams.sink_config import create_sink
 from tests.chaos.helpers import (
     CHAOS,
     LIVE,

@@ -12,7 +12,7 @@ from pytest_django.asserts import assertContains, assertNotContains, assertRedir
 
 from recovery import runner, selectors, services
 from recovery.models import Job, Snapshot
-from streams import sinks
+from streams import sink_config
 from streams.consumers import run_projection
 from streams.models import Event
 from tests.streams.projection_helpers import create_user, fold_users, projected_users
@@ -263,7 +263,7 @@ def test_start_is_refused_while_another_job_holds_the_target_and_names_it(browse
 
 
 def test_a_resync_is_started_for_a_sink(browser_client, directory):
-    sinks.create_sink(
+    sink_config.create_sink(
         name="crm_hook",
         url="https://hooks.example.com/in",
         secret="s" * 20,
@@ -501,7 +501,7 @@ def test_a_rollback_without_a_previous_schema_says_so(browser_client, directory)
 
 
 def test_a_sinks_page_links_to_a_resync(browser_client):
-    sinks.create_sink(
+    sink_config.create_sink(
         name="crm_hook",
         url="https://hooks.example.com/in",
         secret="s" * 20,

@@ -14,7 +14,8 @@ from streams.consumers import run_projection
 from streams.models import Event
 from streams.selectors import head
 from streams.services import append_events
-from streams.sinks import create_sink, run_sink
+from streams.sink_config import create_sink
+from streams.sinks import run_sink
 from tests.receivers import Receiver
 from tests.recovery.crash_helpers import History, checkpoint_of, clear_queues, schema_exists
 from tests.streams.projection_helpers import fold_users, projected_users

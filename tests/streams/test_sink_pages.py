@@ -8,7 +8,7 @@ import json
 import pytest
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
-from streams import selectors, sinks
+from streams import selectors, sink_config
 from streams.models import Consumer, Event, Sink
 from streams.services import append_events
 
@@ -39,7 +39,7 @@ def form(**changes) -> dict[str, str]:
 
 @pytest.fixture
 def crm_hook() -> Sink:
-    return sinks.create_sink(
+    return sink_config.create_sink(
         name="crm_hook",
         url=PASSWORD_URL,
         secret=SECRET,

@@ -16,7 +16,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
-from streams import consumers, sinks
+from streams import consumers, sink_config, sinks
 from streams.consumers import ConsumerError, lock_key
 from streams.models import Consumer, Event, ParkedEvent, Sink
 from streams.selectors import head
@@ -148,7 +148,7 @@ def make_sink(receiver, **settings) -> Sink:
         "categories": ["user"],
         "actor": "olivia",
     }
-    return sinks.create_sink(**{**defaults, **settings})
+    return sink_config.create_sink(**{**defaults, **settings})
 
 
 def users(n: int, start: int = 0) -> list[Event]:
@@ -376,7 +376,7 @@ def test_an_endpoint_that_refuses_everything_stops_the_sink_instead_of_parking_t
 def test_a_wrong_secret_is_refused_by_the_receiver(receiver):
     users(1)
     make_sink(receiver)
-    sinks.update_sink(name="crm_hook", secret="another-secret-0123456789", actor="olivia")
+    sink_config.update_sink(name="crm_hook", secret="another-secret-0123456789", actor="olivia")
     drain()
     assert [r["signed"] for r in receiver.requests] == [False]
     assert "HTTP 401" in ParkedEvent.objects.get().error
@@ -435,7 +435,7 @@ BAD_CONFIGS = [
 @pytest.mark.django_db
 @pytest.mark.parametrize(("config", "field"), BAD_CONFIGS)
 def test_a_bad_configuration_is_refused_clearly_and_writes_nothing(receiver, config, field):
-    with pytest.raises(sinks.SinkConfigError) as refused:
+    with pytest.raises(sink_config.SinkConfigError) as refused:
         make_sink(receiver, **config)
     assert field in refused.value.errors and str(refused.value).startswith(field)
     assert not Consumer.objects.exists() and not Sink.objects.exists() and not Event.objects.exists()
@@ -444,10 +444,10 @@ def test_a_bad_configuration_is_refused_clearly_and_writes_nothing(receiver, con
 @pytest.mark.django_db
 def test_a_taken_name_and_a_bad_update_are_refused_and_change_nothing(receiver):
     make_sink(receiver)
-    with pytest.raises(sinks.SinkConfigError, match="exists already"):
+    with pytest.raises(sink_config.SinkConfigError, match="exists already"):
         make_sink(receiver)
-    with pytest.raises(sinks.SinkConfigError, match="rate_per_second"):
-        sinks.update_sink(name="crm_hook", rate_per_second=0, actor="olivia")
+    with pytest.raises(sink_config.SinkConfigError, match="rate_per_second"):
+        sink_config.update_sink(name="crm_hook", rate_per_second=0, actor="olivia")
     assert Sink.objects.get().rate_per_second == 1000
     assert list(Event.objects.values_list("type", flat=True)) == ["SinkCreated"]
     created = Event.objects.get()

@@ -3,7 +3,7 @@ replaydesk sink list"""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from streams import sinks
+from streams import sink_config, sinks
 from streams.consumers import ConsumerError
 
 DEFAULT_RATE = 10.0
@@ -35,7 +35,7 @@ class Command(BaseCommand):
 
     def _add(self, options):
         try:
-            sink = sinks.create_sink(
+            sink = sink_config.create_sink(
                 name=options["name"],
                 url=options["url"],
                 secret=options["secret"],
@@ -50,7 +50,7 @@ class Command(BaseCommand):
         except ConsumerError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
-            f"sink {sink.consumer.name} delivers to {sinks.public_url(sink.url)} from position "
+            f"sink {sink.consumer.name} delivers to {sink_config.public_url(sink.url)} from position "
             f"{sink.consumer.position}, at most {sink.rate_per_second:g} events/s"
         )
 
@@ -66,7 +66,7 @@ class Command(BaseCommand):
                     str(sink.consumer.position or 0),
                     f"{sink.rate_per_second:g}",
                     ",".join(only) or "all",
-                    sinks.public_url(sink.url),
+                    sink_config.public_url(sink.url),
                 )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
