@@ -24,7 +24,7 @@ from typing import Protocol
 import psycopg
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from recovery import services
@@ -38,6 +38,9 @@ MAX_FAILURES = 3
 # the job making progress; then the job fails.
 LOST_SESSIONS_GIVE_UP = dt.timedelta(minutes=15)
 LOST_SESSION = "lost its database session,"
+# Parts of a job (lanes) that fail within this long of each other count as one failed attempt. Shorter
+# than the pause before the first retry (2 s).
+SAME_FAILURE = dt.timedelta(seconds=1)
 # Progress and heartbeat are written at most this often per job, whoever writes them.
 PROGRESS_EVERY_SECONDS = 0.5
 
@@ -103,7 +106,8 @@ def run_slice(job_id: int, expected_slice: int) -> None:
         try:
             step = kind.main(job, time.monotonic() + slice_seconds())
         except Exception as exc:
-            _failed_slice(job, exc, lambda delay: enqueue_slice(job.pk, expected_slice, countdown=delay))
+            again = lambda delay: enqueue_slice(job.pk, expected_slice, countdown=delay)  # noqa: E731
+            _failed_slice(job, exc, again, where="main line")
             return
         advanced = Job.objects.filter(pk=job.pk, slice=expected_slice).update(
             slice=F("slice") + 1, failures=0
@@ -138,7 +142,10 @@ def run_lane(job_id: int, lane_no: int, expected_slice: int) -> None:
             kind_of(job).lane(job, lane, time.monotonic() + slice_seconds())
         except Exception as exc:
             _failed_slice(
-                job, exc, lambda delay: enqueue_lane(job_id, lane_no, expected_slice, countdown=delay)
+                job,
+                exc,
+                lambda delay: enqueue_lane(job_id, lane_no, expected_slice, countdown=delay),
+                where=f"lane {lane_no}",
             )
             return
         JobLane.objects.filter(pk=lane.pk, slice=expected_slice).update(slice=F("slice") + 1)
@@ -248,7 +255,7 @@ def _cancel(job: Job, kind: Kind) -> None:
         services.record(job, "JobCancelled", job.cancel_requested_by or "system")
 
 
-def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None]) -> None:
+def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None], *, where: str) -> None:
     """A slice raised: try it again (with a pause) up to MAX_FAILURES times in a row, then fail the job.
     A lost database session is no failure of the work: it is tried again, with a pause of a tenth of the
     time sessions have been lost without progress (1 to 30 s), until that is LOST_SESSIONS_GIVE_UP.
@@ -278,10 +285,18 @@ def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None]) -> N
                 f"the database ended this job's sessions again and again for {streak / 60:.0f} minutes "
                 f"without progress; retry the job once the database is stable. The last: {error}"
             )
+        final = lost or getattr(exc, "final", False)
+        if not final and _same_failure_elsewhere(current, where):
+            # Another lane failed a moment ago and this one had not: most likely one cause (a database
+            # error, a poisoned batch of the same kind). One attempt of the job, not one per lane, or
+            # parallel lanes would use the attempts up at once.
+            services.log(job, f"{where} failed too: {error}", level="warning")
+            transaction.on_commit(lambda: again(min(2.0**current.failures, 30.0)))
+            return
         failures = current.failures + 1
-        if failures < MAX_FAILURES and not lost and not getattr(exc, "final", False):
+        if failures < MAX_FAILURES and not final:
             Job.objects.filter(pk=job.pk).update(failures=failures, error=error)
-            services.log(job, f"attempt {failures} failed, trying again: {error}", level="warning")
+            services.log(job, f"attempt {failures} failed ({where}), trying again: {error}", level="warning")
             transaction.on_commit(lambda: again(min(2.0**failures, 30.0)))
             return
         Job.objects.filter(pk=job.pk).update(
@@ -289,6 +304,21 @@ def _failed_slice(job: Job, exc: Exception, again: Callable[[float], None]) -> N
         )
         services.log(job, f"failed: {error}", level="error")
         services.record(job, "JobFailed", "system", error=error[:2000])
+
+
+def _same_failure_elsewhere(job: Job, where: str) -> bool:
+    """Whether another part of the job counted a failure within SAME_FAILURE, while this part did not
+    fail in that time. SAME_FAILURE is shorter than the first retry's pause, so a part's own retry
+    failing again always counts."""
+    if not job.failures:
+        return False
+    recent = JobLogLine.objects.filter(job=job, level="warning", at__gte=timezone.now() - SAME_FAILURE)
+    own = recent.filter(
+        Q(message__startswith="attempt ", message__contains=f"({where})")
+        | Q(message__startswith=f"{where} failed too:")
+    )
+    counted = recent.filter(message__startswith="attempt ").exclude(message__contains=f"({where})")
+    return counted.exists() and not own.exists()
 
 
 def _lost_sessions_for(job: Job) -> float:

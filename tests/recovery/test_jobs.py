@@ -513,7 +513,7 @@ def test_a_lost_session_is_retried_with_pauses_that_grow_while_it_goes_on(lost_a
     job = lost_session_job(lost_ago=lost_ago)
     pauses = []
 
-    runner._failed_slice(job, SESSION_GONE, pauses.append)
+    runner._failed_slice(job, SESSION_GONE, pauses.append, where="lane 0")
 
     job.refresh_from_db()
     assert job.state == "running" and job.failures == 0
@@ -524,7 +524,7 @@ def test_a_job_whose_sessions_are_lost_for_15_minutes_without_progress_fails():
     job = lost_session_job(lost_ago=dt.timedelta(minutes=16))
     pauses = []
 
-    runner._failed_slice(job, SESSION_GONE, pauses.append)
+    runner._failed_slice(job, SESSION_GONE, pauses.append, where="lane 0")
 
     job.refresh_from_db()
     assert pauses == []
@@ -532,3 +532,47 @@ def test_a_job_whose_sessions_are_lost_for_15_minutes_without_progress_fails():
     assert "again and again for 16 minutes without progress" in job.error
     assert "server closed the connection unexpectedly" in job.error
     assert audit_types(job)[-1] == "JobFailed"
+
+
+def running_job():
+    users(1)
+    run_projection("users_directory")
+    job = services.request_job(
+        kind="snapshot", params={"projection": "users_directory"}, requested_by="olivia", reason="drill"
+    )
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, started_at=timezone.now())
+    return Job.objects.get(pk=job.pk)
+
+
+def fail(job, where, pauses):
+    runner._failed_slice(
+        Job.objects.get(pk=job.pk), RuntimeError("deadlock detected"), pauses.append, where=where
+    )
+    return Job.objects.get(pk=job.pk)
+
+
+def test_lanes_failing_together_count_as_one_attempt_and_each_lane_retries():
+    job = running_job()
+    pauses = []
+
+    for lane in range(4):
+        job = fail(job, f"lane {lane}", pauses)
+
+    assert job.state == "running" and job.failures == 1
+    assert pauses == [2.0, 2.0, 2.0, 2.0], "every lane is tried again after the same pause"
+    lines = list(JobLogLine.objects.filter(job=job, level="warning").values_list("message", flat=True))
+    assert lines[0].startswith("attempt 1 failed (lane 0)") and lines[1].startswith("lane 1 failed too")
+
+
+def test_a_lane_failing_again_counts_and_the_job_fails_after_its_attempts():
+    job = running_job()
+    pauses = []
+
+    job = fail(job, "lane 0", pauses)
+    job = fail(job, "lane 1", pauses)  # the same moment: the same attempt
+    job = fail(job, "lane 0", pauses)  # its own retry (inline, at once): a new attempt
+    assert job.failures == 2 and job.state == "running"
+    job = fail(job, "lane 0", pauses)
+
+    assert job.state == "failed" and job.failures == runner.MAX_FAILURES
+    assert "deadlock detected" in job.error
