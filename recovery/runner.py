@@ -38,6 +38,8 @@ MAX_FAILURES = 3
 # the job making progress; then the job fails.
 LOST_SESSIONS_GIVE_UP = dt.timedelta(minutes=15)
 LOST_SESSION = "lost its database session,"
+# A message that finds its job (or lane) held by another delivery comes back after this long.
+BUSY_AGAIN_SECONDS = 1.0
 # Parts of a job (lanes) that fail within this long of each other count as one failed attempt. Shorter
 # than the pause before the first retry (2 s).
 SAME_FAILURE = dt.timedelta(seconds=1)
@@ -93,7 +95,11 @@ def run_slice(job_id: int, expected_slice: int) -> None:
 
     with held(lock_key(job_id)) as got:
         if not got:
-            return  # another delivery of this job is working: it carries on
+            # Another delivery holds the job. It may be a stale duplicate that stops at once, so the
+            # message of the current slice comes back in a moment instead of being lost.
+            if Job.objects.filter(pk=job_id, slice=expected_slice, state__in=Job.ACTIVE).exists():
+                enqueue_slice(job_id, expected_slice, countdown=BUSY_AGAIN_SECONDS)
+            return
         job = Job.objects.filter(pk=job_id).first()
         if job is None or job.state not in Job.ACTIVE or job.slice != expected_slice:
             return
@@ -128,6 +134,15 @@ def run_lane(job_id: int, lane_no: int, expected_slice: int) -> None:
 
     with held(lock_key(job_id, lane_no)) as got:
         if not got:
+            # As for a slice: the holder may be a stale duplicate of this lane's message.
+            if JobLane.objects.filter(
+                job_id=job_id,
+                lane=lane_no,
+                slice=expected_slice,
+                finished=False,
+                job__state=Job.State.RUNNING,
+            ).exists():
+                enqueue_lane(job_id, lane_no, expected_slice, countdown=BUSY_AGAIN_SECONDS)
             return
         job = Job.objects.filter(pk=job_id).first()
         lane = JobLane.objects.filter(job_id=job_id, lane=lane_no).first()

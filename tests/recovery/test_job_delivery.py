@@ -4,9 +4,11 @@ batch. The slices are called directly here, as a worker would run them; the lost
 worker.
 """
 
+import json
 import threading
 import time
 
+import psycopg
 import pytest
 from django.db import IntegrityError, connection, transaction
 
@@ -14,7 +16,7 @@ from console.redis import client as redis_client
 from recovery import services
 from recovery.models import Job, JobLane, JobLogLine
 from recovery.params import params_sha256
-from recovery.runner import reconcile, run_inline, run_lane, run_slice
+from recovery.runner import lock_key, reconcile, run_inline, run_lane, run_slice
 from recovery.services import JobConflict, cancel_job, request_job
 from streams.consumers import run_projection
 from streams.models import Event
@@ -248,3 +250,30 @@ def test_a_cancelled_replay_stops_within_its_slice_and_leaves_the_live_projectio
     assert not schema_exists(schema), "the rebuild schema was dropped"
     assert (projected(LIVE), applied_counts(LIVE), checkpoint_of(LIVE)) == live
     assert audited(job, "JobCancelled") == 1
+
+
+def test_a_message_that_finds_its_job_held_by_another_delivery_comes_back_a_moment_later():
+    History(seed=4).add(500)
+    job = replay()
+    run_slice(job.pk, 0)  # prepared: the main line is at slice 1, the lanes at 0
+    clear_queues()
+    params = {k: v for k, v in connection.get_connection_params().items() if k != "cursor_factory"}
+
+    with psycopg.connect(**params, autocommit=True) as stale:
+        # A stale duplicate holds the job and its lane 0 (it will find its slice gone and stop).
+        stale.execute(
+            "SELECT pg_advisory_lock(%s), pg_advisory_lock(%s)", [lock_key(job.pk), lock_key(job.pk, 0)]
+        )
+        run_slice(job.pk, 1)  # the current slice: must not be lost
+        run_lane(job.pk, 0, 0)  # the current lane slice: must not be lost
+        run_slice(job.pk, 0)  # a stale message itself: dropped
+        run_lane(job.pk, 0, 5)
+
+    queued = [json.loads(raw) for raw in redis_client().lrange("recovery", 0, -1)]
+    sent = sorted((m["headers"]["task"], m["headers"]["argsrepr"]) for m in queued)
+    assert sent == [
+        ("recovery.tasks.run_job_lane", f"({job.pk}, 0, 0)"),
+        ("recovery.tasks.run_job_slice", f"({job.pk}, 1)"),
+    ]
+    assert all(m["headers"]["eta"] for m in queued), "after a moment, not at once"
+    assert job_row(job)[2] == 1 and lanes(job)[0][4] == 0, "and nothing ran meanwhile"
