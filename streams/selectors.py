@@ -214,10 +214,13 @@ def read_all(
     limit: int = DEFAULT_LIMIT,
     up_to_position: int | None = None,
 ) -> list[Event]:
-    """The global log in position order after `after_position` (and up to `up_to_position`), filtered,
-    never past the settled head: a tail that goes on from the last position it got misses nothing."""
-    events = _settled(Event.objects.filter(position__gt=after_position)).select_related("stream")
-    if up_to_position is not None:
+    """The global log in position order after `after_position`, filtered, never past the settled head:
+    a tail that goes on from the last position it got misses nothing. A caller that bounds the read
+    itself passes `up_to_position`, which must come from head() (a sink's window does)."""
+    events = Event.objects.filter(position__gt=after_position).select_related("stream")
+    if up_to_position is None:
+        events = _settled(events)
+    else:
         events = events.filter(position__lte=up_to_position)
     events = filter_events(events, log_filter or LogFilter())
     return list(events.order_by("position")[:limit])

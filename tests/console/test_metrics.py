@@ -1,17 +1,16 @@
 """/metrics: Prometheus text with the head and each consumer's checkpoint, lag and health, for those
 allowed to see it."""
 
-import threading
 import time
 
 import pytest
-from django.db import connection, transaction
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.consumers import ensure_projection, pause_consumer, run_projection
 from streams.projections import Projection, add, remove
 from streams.selectors import head
 from streams.services import append_events
+from tests.holding import append_held_open
 
 pytestmark = pytest.mark.django_db
 
@@ -92,24 +91,11 @@ def test_the_metrics_token_lets_a_scraper_in_without_a_user(client, monkeypatch)
 
 @pytest.mark.django_db(transaction=True)
 def test_metrics_show_an_append_left_open_and_what_waits_behind_it(browser_client):
-    holding, release = threading.Event(), threading.Event()
-
-    def holder():
-        with transaction.atomic():
-            append_events(stream="cart-1", events=[{"type": "Added", "data": {}}])
-            holding.set()
-            release.wait(20)
-        connection.close()
-
     quiet = samples(browser_client.get("/metrics"))
-    thread = threading.Thread(target=holder)
-    thread.start()
-    assert holding.wait(10)
-    append_events(stream="cart-2", events=[{"type": "Added", "data": {}}] * 2)
-    time.sleep(0.2)
-    held = samples(browser_client.get("/metrics"))
-    release.set()
-    thread.join(20)
+    with append_held_open("cart-1"):
+        append_events(stream="cart-2", events=[{"type": "Added", "data": {}}] * 2)
+        time.sleep(0.2)
+        held = samples(browser_client.get("/metrics"))
     after = samples(browser_client.get("/metrics"))
 
     assert quiet[("replaydesk_open_appends", ())] == 0

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 import time
 
 import pytest
-from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
@@ -22,6 +20,7 @@ from streams.models import Consumer, Event, LagSample, ParkedEvent
 from streams.projections import Projection, add, remove
 from streams.services import append_events
 from streams.templatetags.consumer_format import duration, per_second
+from tests.holding import append_held_open
 
 pytestmark = pytest.mark.django_db
 
@@ -471,23 +470,10 @@ def test_rate_without_samples_is_a_dash_not_zero():
 @pytest.mark.django_db(transaction=True)
 def test_dashboard_names_an_append_left_open_and_what_it_holds_back(browser_client, monkeypatch):
     monkeypatch.setattr(consumer_views, "OPEN_APPEND_NOTICE_SECONDS", 0.2)
-    holding, release = threading.Event(), threading.Event()
-
-    def holder():
-        with transaction.atomic():
-            append_events(stream="user-1", events=[{"type": "UserCreated", "data": {}}])
-            holding.set()
-            release.wait(20)
-        connection.close()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    assert holding.wait(10)
-    append_events(stream="user-2", events=[{"type": "UserCreated", "data": {}}] * 2)
-    time.sleep(0.3)
-    held = browser_client.get(reverse("streams:dashboard"))
-    release.set()
-    thread.join(20)
+    with append_held_open("user-1", "UserCreated"):
+        append_events(stream="user-2", events=[{"type": "UserCreated", "data": {}}] * 2)
+        time.sleep(0.3)
+        held = browser_client.get(reverse("streams:dashboard"))
     after = browser_client.get(reverse("streams:dashboard"))
 
     assertContains(held, 'id="open-append-notice"')

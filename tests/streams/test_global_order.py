@@ -14,6 +14,7 @@ from django.db import connection, transaction
 
 from streams.selectors import head, read_all
 from streams.services import append_events
+from tests.holding import append_held_open
 from tests.streams import global_order_children as children
 from tests.streams.test_projection_crashes import this_database_url
 
@@ -29,41 +30,27 @@ def one(type_="Happened"):
 
 def test_a_reader_tailing_the_log_waits_at_an_open_transaction():
     before = append_events(stream="order-0", events=one()).last_position
-    holding, release = threading.Event(), threading.Event()
-    held: list[int] = []
     finished: list[int] = []
-
-    def holder():
-        with transaction.atomic():
-            held.extend(append_events(stream="order-1", events=one()).positions)
-            holding.set()
-            release.wait(20)
-        connection.close()
 
     def later(n):
         append_events(stream=f"order-{n}", events=one())
         finished.append(n)
         connection.close()
 
-    threads = [threading.Thread(target=holder)]
-    threads[0].start()
-    assert holding.wait(10)
-    threads += [threading.Thread(target=later, args=(n,)) for n in (2, 3, 4)]
-    for thread in threads[1:]:
-        thread.start()
-    time.sleep(0.5)
+    with append_held_open("order-1") as held:
+        threads = [threading.Thread(target=later, args=(n,)) for n in (2, 3, 4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
 
-    # The later writers do not wait for it: they commit. But while position `held` is open, a reader
-    # sees nothing past the last committed position before it.
-    for thread in threads[1:]:
-        thread.join(10)
-    assert sorted(finished) == [2, 3, 4]
-    assert [e.position for e in read_all(after_position=0)] == [before]
-    assert head() == before
+        # The later writers do not wait for it: they commit. But while position `held` is open, a
+        # reader sees nothing past the last committed position before it.
+        for thread in threads:
+            thread.join(10)
+        assert sorted(finished) == [2, 3, 4]
+        assert [e.position for e in read_all(after_position=0)] == [before]
+        assert head() == before
 
-    release.set()
-    for thread in threads:
-        thread.join(20)
     positions = [e.position for e in read_all(after_position=before)]
     assert len(positions) == 4 and positions == sorted(positions)
     assert positions[0] == held[0]
