@@ -10,9 +10,9 @@ names and lag are operational data; they are not served to anyone who asks.
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -104,7 +104,7 @@ def _allowed(request: HttpRequest) -> bool:
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         return False
-    expected = os.environ.get(METRICS_TOKEN_ENV, "")
+    expected = settings.REPLAYDESK_METRICS_TOKEN
     if expected and hmac.compare_digest(credential.strip().encode(), expected.encode()):
         return True
     try:

@@ -276,5 +276,16 @@ REPLAYDESK_REAUTH_SECONDS = float(os.environ.get("REPLAYDESK_REAUTH_SECONDS", 30
 # Read-your-writes: how long a projection read with min_position waits before answering 503.
 REPLAYDESK_READ_WAIT_SECONDS = float(os.environ.get("REPLAYDESK_READ_WAIT_SECONDS", 5))
 
-# How long /readyz keeps a result, so that a busy prober cannot hammer the database.
+# How long /readyz keeps a result, so that a busy prober cannot hammer the database; how long it waits
+# for a worker to answer its ping.
 READYZ_CACHE_SECONDS = float(os.environ.get("READYZ_CACHE_SECONDS", 3))
+READYZ_WORKER_TIMEOUT = float(os.environ.get("READYZ_WORKER_TIMEOUT", 1))
+
+# A bearer token Prometheus may use for /metrics without a user (empty: only users' API tokens).
+REPLAYDESK_METRICS_TOKEN = os.environ.get("REPLAYDESK_METRICS_TOKEN", "")
+
+# A consumer's error counts as current (health `failing`) for this long unless it has moved on since.
+REPLAYDESK_ERROR_RECENT_SECONDS = float(os.environ.get("REPLAYDESK_ERROR_RECENT_SECONDS", 300))
+
+# How long an unmasked event's personal data stays shown to the person who unmasked it.
+REPLAYDESK_UNMASK_SECONDS = float(os.environ.get("REPLAYDESK_UNMASK_SECONDS", 300))

@@ -76,7 +76,7 @@ def _check_worker(*, broker_ok: bool) -> dict:
     if not broker_ok:
         # Kombu would retry an unreachable broker for a long time; the Redis check has said why.
         return {"ok": False, "error": "not checked: the broker (Redis) is unreachable"}
-    timeout = float(getattr(settings, "READYZ_WORKER_TIMEOUT", 1.0))
+    timeout = settings.READYZ_WORKER_TIMEOUT
     started = time.monotonic()
     try:
         replies = app.control.ping(timeout=timeout, limit=1)

@@ -69,7 +69,7 @@ def _audited(decide):
 
 
 def approval_lifetime() -> dt.timedelta:
-    return dt.timedelta(hours=float(getattr(settings, "REPLAYDESK_APPROVAL_HOURS", 24)))
+    return dt.timedelta(hours=settings.REPLAYDESK_APPROVAL_HOURS)
 
 
 def valid_approvals(job: Job, *, now: dt.datetime | None = None) -> list[Approval]:

@@ -57,7 +57,7 @@ def params_sha256(params: dict[str, Any]) -> str:
 
 
 def default_shards() -> int:
-    return int(getattr(settings, "REPLAYDESK_REPLAY_SHARDS", 4))
+    return settings.REPLAYDESK_REPLAY_SHARDS
 
 
 def target_of(kind: str, params: dict[str, Any]) -> str:

@@ -48,7 +48,7 @@ PROGRESS_EVERY_SECONDS = 0.5
 
 
 def slice_seconds() -> float:
-    return float(getattr(settings, "REPLAYDESK_JOB_SLICE_SECONDS", 5.0))
+    return settings.REPLAYDESK_JOB_SLICE_SECONDS
 
 
 @dataclass(frozen=True)

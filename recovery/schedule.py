@@ -31,7 +31,7 @@ def run_schedule(*, now: dt.datetime | None = None) -> list[Job]:
 
 
 def _due_snapshots(now: dt.datetime) -> list[Job]:
-    every = float(getattr(settings, "REPLAYDESK_SNAPSHOT_EVERY_MINUTES", 60))
+    every = settings.REPLAYDESK_SNAPSHOT_EVERY_MINUTES
     if every <= 0:
         return []
     started = []
@@ -52,7 +52,7 @@ def _due_snapshots(now: dt.datetime) -> list[Job]:
 
 
 def _due_verifications(now: dt.datetime) -> list[Job]:
-    at = getattr(settings, "REPLAYDESK_VERIFY_NIGHTLY_AT", "")
+    at = settings.REPLAYDESK_VERIFY_NIGHTLY_AT
     if not at:
         return []
     hour, minute = (int(part) for part in at.split(":"))
@@ -84,7 +84,7 @@ def _request(kind: str, projection: str, reason: str) -> list[Job]:
 
 def prune() -> list[str]:
     """Drop scheduled snapshots beyond the retention count, and half-written ones a killed job left."""
-    keep = int(getattr(settings, "REPLAYDESK_SNAPSHOT_KEEP", 24))
+    keep = settings.REPLAYDESK_SNAPSHOT_KEEP
     root = snapshots.snapshot_root()
     dropped = []
     for projection in Snapshot.objects.values_list("projection", flat=True).distinct():

@@ -51,7 +51,7 @@ class Manifest:
 
 
 def snapshot_root() -> Path:
-    return Path(getattr(settings, "REPLAYDESK_SNAPSHOT_DIR", None) or settings.REPLAYDESK_HOME / "snapshots")
+    return Path(settings.REPLAYDESK_SNAPSHOT_DIR)
 
 
 def take_snapshot(*, projection_name: str, root: Path | None = None) -> tuple[Path, Manifest]:

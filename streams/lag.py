@@ -30,8 +30,6 @@ RATE_WINDOW = dt.timedelta(seconds=60)
 RATE_MIN_SPAN = dt.timedelta(seconds=5)
 # Positions after a checkpoint that a lag count reads: exact within them, an estimate beyond.
 LAG_WINDOW = 2_000
-# An error counts as current for this long unless the consumer has moved on since.
-DEFAULT_ERROR_RECENT_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -256,7 +254,7 @@ def health_of(*, consumer: Consumer, measure: _Measure, now: dt.datetime, sink: 
         return "rebuilding"
     if consumer.state == Consumer.State.FAILED or consumer.attempts > 0 or _breaker_open(sink):
         return "failing"
-    recent = getattr(settings, "REPLAYDESK_ERROR_RECENT_SECONDS", DEFAULT_ERROR_RECENT_SECONDS)
+    recent = settings.REPLAYDESK_ERROR_RECENT_SECONDS
     error_at = consumer.last_error_at
     if (
         error_at is not None

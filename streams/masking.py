@@ -32,7 +32,6 @@ from streams.models import Event
 MASK = "•••"
 HINT_HEX_DIGITS = 6
 SESSION_KEY = "replaydesk_unmasked"
-DEFAULT_UNMASK_SECONDS = 300
 ROOTS = ("data", "metadata")
 _SUBJECT_UNSAFE = re.compile(r"[^A-Za-z0-9_.:@-]")
 
@@ -106,7 +105,7 @@ def view_key(view: str, target: str) -> str:
 
 
 def unmask_seconds() -> float:
-    return float(getattr(settings, "REPLAYDESK_UNMASK_SECONDS", DEFAULT_UNMASK_SECONDS))
+    return settings.REPLAYDESK_UNMASK_SECONDS
 
 
 def is_unmasked(request: HttpRequest, key: str) -> bool:

@@ -78,7 +78,7 @@ class Projection:
     @property
     def replay_batch(self) -> int:
         own = self.replay_batch_size or self.batch_size * 10
-        cap = getattr(settings, "REPLAYDESK_REPLAY_BATCH_MAX", 0)
+        cap = settings.REPLAYDESK_REPLAY_BATCH_MAX
         return min(own, cap) if cap else own
 
     @property

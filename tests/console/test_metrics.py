@@ -81,11 +81,11 @@ def test_an_api_token_may_read_the_metrics(api):
     assert api.get("/metrics").status_code == 200
 
 
-def test_the_metrics_token_lets_a_scraper_in_without_a_user(client, monkeypatch):
-    monkeypatch.setenv("REPLAYDESK_METRICS_TOKEN", "scrape-me")
+def test_the_metrics_token_lets_a_scraper_in_without_a_user(client, settings):
+    settings.REPLAYDESK_METRICS_TOKEN = "scrape-me"
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-you").status_code == 401
-    monkeypatch.delenv("REPLAYDESK_METRICS_TOKEN")
+    settings.REPLAYDESK_METRICS_TOKEN = ""
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
 
 

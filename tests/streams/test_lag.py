@@ -4,6 +4,7 @@ import contextlib
 import datetime as dt
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -275,7 +276,8 @@ def test_a_recent_error_is_failing_until_the_consumer_moves_past_it(orders):
     consumer.last_error = "parked"
     consumer.save()
     assert status(now=now).health == "failing"
-    assert status(now=now + dt.timedelta(seconds=lag.DEFAULT_ERROR_RECENT_SECONDS)).health == "healthy"
+    recent = dt.timedelta(seconds=settings.REPLAYDESK_ERROR_RECENT_SECONDS)
+    assert status(now=now + recent).health == "healthy"
 
     append("order-1")
     run_projection("test_lag_orders")  # moved on since
