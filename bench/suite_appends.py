@@ -131,7 +131,7 @@ def _token() -> str:
     from django.contrib.auth.models import Group
     from rest_framework.authtoken.models import Token
 
-    from console.roles import OPERATOR, ensure_groups
+    from core.roles import OPERATOR, ensure_groups
 
     ensure_groups()
     user, _ = get_user_model().objects.get_or_create(username="bench.writer")

@@ -91,8 +91,8 @@ def reads(ctx: Context) -> None:
 
 
 def audit(ctx: Context) -> None:
+    from core.queries import QueryParser
     from streams.audit_search import parse_search, search_events
-    from streams.queries import QueryParser
 
     raw = psycopg.connect(ctx.url, autocommit=True)
     first, last = raw.execute("SELECT min(recorded_at), max(recorded_at) FROM streams_event").fetchone()

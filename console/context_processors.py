@@ -9,7 +9,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from console.roles import Can, can
+from core.roles import Can, can
 from recovery.approvals import pending_count
 
 

@@ -19,8 +19,8 @@ from django.forms.utils import ErrorDict
 from django.http import HttpResponse
 from rest_framework.throttling import BaseThrottle
 
-from console import limits
 from console.signals import MAX_USERNAME
+from core import limits
 
 
 def _keys(request) -> list[tuple[str, limits.Rate]]:

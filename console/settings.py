@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "core",
     "console",
     "streams",
     "recovery",
@@ -48,7 +49,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads a body, opens a session or logs anyone in.
-    "console.limits.BodySizeLimitMiddleware",
+    "core.limits.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -108,7 +109,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "streams:dashboard"
+LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -159,18 +160,18 @@ SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS", [])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "console.auth.BearerTokenAuthentication",
+        "core.auth.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["console.roles.ReadAllowed"],
+    "DEFAULT_PERMISSION_CLASSES": ["core.roles.ReadAllowed"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # Non-ASCII as \u escapes: an error that quotes a client's text (an unknown field's name, say)
     # renders even when that text holds a lone surrogate, which UTF-8 cannot encode.
     "UNICODE_JSON": False,
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "console.problems.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["console.limits.ApiRateThrottle"],
+    "EXCEPTION_HANDLER": "core.problems.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["core.limits.ApiRateThrottle"],
     # Proxies in front that append to X-Forwarded-For; 0 trusts REMOTE_ADDR alone (what the audit records).
     "NUM_PROXIES": int(os.environ.get("REPLAYDESK_NUM_PROXIES", 0)),
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -188,7 +189,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "console.limits.document_limits",
+        "core.limits.document_limits",
     ],
 }
 

@@ -11,7 +11,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest
 
-from console import audit
+from core.audit import AuditType, user_subject
+from streams import audit
 
 # Longer than any username Django accepts (150); what a failed login typed is cut here.
 MAX_USERNAME = 200
@@ -20,8 +21,8 @@ MAX_USERNAME = 200
 def user_logged_in(sender, request: HttpRequest | None, user, **kwargs: Any) -> None:
     name = user.get_username()
     audit.record(
-        subject=audit.user_subject(name),
-        type="UserLoggedIn",
+        subject=user_subject(name),
+        type=AuditType.USER_LOGGED_IN,
         actor=name,
         data={"user": name},
         request=request,
@@ -33,8 +34,8 @@ def user_logged_out(sender, request: HttpRequest | None, user, **kwargs: Any) ->
         return
     name = user.get_username()
     audit.record(
-        subject=audit.user_subject(name),
-        type="UserLoggedOut",
+        subject=user_subject(name),
+        type=AuditType.USER_LOGGED_OUT,
         actor=name,
         data={"user": name},
         request=request,
@@ -48,8 +49,8 @@ def user_login_failed(
     # nothing an audit needs, and other keys (tokens, one-time codes) must not reach the log either.
     tried = str(credentials.get(get_user_model().USERNAME_FIELD) or "")[:MAX_USERNAME]
     audit.record(
-        subject=audit.user_subject(tried),
-        type="UserLoginFailed",
+        subject=user_subject(tried),
+        type=AuditType.USER_LOGIN_FAILED,
         actor="anonymous",
         data={"username": tried},
         request=request,

@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from console import login, metrics, views
+from console import dashboard, login, metrics, views
 from demo.urls import api_urlpatterns as demo_api
 from demo.urls import urlpatterns as demo_pages
 from recovery.api_urls import api_urlpatterns as recovery_api
@@ -43,9 +43,10 @@ admin.site.login = login.limit_failed_logins(admin.site.login)
 urlpatterns = [
     path(
         "",
-        RedirectView.as_view(pattern_name="streams:dashboard", permanent=False, http_method_names=READ_ONLY),
+        RedirectView.as_view(pattern_name="dashboard", permanent=False, http_method_names=READ_ONLY),
         name="home",
     ),
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("login/", login.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),

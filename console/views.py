@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET
 from django.views.defaults import page_not_found, permission_denied
 
 from console.celery import app
-from console.problems import problem_response
+from core.problems import problem_response
 
 _ready_lock = threading.Lock()
 _ready_cache: tuple[float, int, dict] | None = None

@@ -11,10 +11,10 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from console.problems import Problem, invalid_input
-from streams.api import _problems
+from core.api import problems
+from core.problems import Problem, invalid_input
+from core.queries import QueryErrors, QueryParser
 from streams.projections import Projection, get_projection, read_checkpoint, wait_until_applied
-from streams.queries import QueryErrors, QueryParser
 
 _MIN_POSITION = OpenApiParameter(
     "min_position", int, description="Wait until the projection has applied this position (read-your-writes)."
@@ -86,7 +86,7 @@ def _rows(sql: str, params: list) -> list[dict]:
 @extend_schema(
     operation_id="demo_user_retrieve",
     parameters=[_MIN_POSITION],
-    responses={200: UserOut, **_problems(400, 401, 404, 503)},
+    responses={200: UserOut, **problems(400, 401, 404, 503)},
 )
 @api_view(["GET"])
 def user_detail(request: Request, user_id: str) -> Response:
@@ -111,7 +111,7 @@ def user_detail(request: Request, user_id: str) -> Response:
     parameters=[_MIN_POSITION, OpenApiParameter("user_id", str), OpenApiParameter("resource", str)],
     responses={
         200: GrantPage,
-        **_problems(400, 401, 503),
+        **problems(400, 401, 503),
     },
 )
 @api_view(["GET"])

@@ -14,11 +14,11 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
+from core.pages import role_required
 from demo.models import SearchDelivery, SearchDocument
 from streams.models import Sink
 from streams.sink_config import create_sink, update_sink
 from streams.sinks import SIGNATURE_HEADER, signature
-from streams.views import login_required
 
 SINK_NAME = "search_index"
 PATH = "/demo/search-index/events"
@@ -96,7 +96,7 @@ def search(*, query: str, limit: int = 50) -> list[SearchDocument]:
 
 
 @require_safe
-@login_required
+@role_required
 def search_page(request: HttpRequest):
     query = request.GET.get("q", "").strip()
     results = search(query=query) if query else []

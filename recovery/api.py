@@ -13,12 +13,12 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from console.problems import Problem, invalid_input
-from console.roles import Allows, Can
+from core.api import ProblemOut, finish_query, page_of, parse_query, problems
+from core.problems import Problem, invalid_input
+from core.roles import Allows, Can
 from recovery import approvals, reauth, selectors, services
 from recovery.models import Approval, Job, Snapshot
 from recovery.params import JobParamsError
-from streams.api import ProblemOut, _finish, _page, _parse, _problems
 from streams.projections import get_projection
 
 MAX_NAME = 60  # Job.target and Snapshot.projection
@@ -276,14 +276,14 @@ def _name(parser, field: str) -> str | None:
         OpenApiParameter("cursor", str, description="`next` of the previous page."),
         OpenApiParameter("limit", int, description=f"1–{selectors.MAX_LIMIT}, default 50."),
     ],
-    responses={200: _page("JobPage", JobOut), **_problems(400, 401)},
+    responses={200: page_of("JobPage", JobOut), **problems(400, 401)},
     description="Jobs, newest first.",
 )
 @extend_schema(
     methods=["POST"],
     operation_id="jobs_create",
     request=JobIn,
-    responses={201: JobOut, **_problems(400, 401), (409, "application/problem+json"): JobConflictOut},
+    responses={201: JobOut, **problems(400, 401), (409, "application/problem+json"): JobConflictOut},
     description="Request a job. Errors about params are named by the param's field (`projection`, "
     "`exclude.event_ids`, …). 409 when another job is queued or running on the same projection or "
     "sink; `job` names it. Nothing is written on a refusal.",
@@ -294,13 +294,13 @@ def job_list(request: Request) -> Response:
     if request.method == "POST":
         body = _body(request, JobIn)
         return _created(_request(request, **body), 201)
-    parser = _parse(request, ("kind", "state", "target", "cursor", "limit"))
+    parser = parse_query(request, ("kind", "state", "target", "cursor", "limit"))
     kind = parser.choice("kind", tuple(Job.Kind.values), "")
     state = parser.choice("state", tuple(Job.State.values), "")
     target = _name(parser, "target")
     before = parser.integer("cursor", minimum=1)
     limit = parser.integer("limit", minimum=1, maximum=selectors.MAX_LIMIT, default=50)
-    _finish(parser)
+    finish_query(parser)
     jobs = selectors.list_jobs(kind=kind, state=state, target=target, before=before, limit=limit)
     prefetch_related_objects(jobs, "approvals")
     next_cursor = str(jobs[-1].pk) if len(jobs) == limit else None
@@ -310,7 +310,7 @@ def job_list(request: Request) -> Response:
 @extend_schema(
     operation_id="jobs_estimate",
     request=JobIn,
-    responses={200: EstimateOut, **_problems(400, 401)},
+    responses={200: EstimateOut, **problems(400, 401)},
     description="The dry run: what the job would do and how long it may take. Takes the body of a "
     "request (its reason is not needed) and writes nothing.",
 )
@@ -325,12 +325,12 @@ def job_estimate(request: Request) -> Response:
     return Response(EstimateOut(estimate).data)
 
 
-@extend_schema(methods=["GET"], operation_id="jobs_retrieve", responses={200: JobOut, **_problems(401, 404)})
+@extend_schema(methods=["GET"], operation_id="jobs_retrieve", responses={200: JobOut, **problems(401, 404)})
 @extend_schema(
     methods=["PATCH"],
     operation_id="jobs_change",
     request=ChangeIn,
-    responses={200: JobOut, **_problems(400, 401, 403, 404, 409)},
+    responses={200: JobOut, **problems(400, 401, 403, 404, 409)},
     description="New params for a job still waiting for approval (audited). Only its requester may "
     "change it; the approvals given so far were for the old params and no longer count. 400 for params "
     "that cannot run (or another target), 409 when the job is no longer waiting.",
@@ -366,7 +366,7 @@ def _change(request: Request, job: Job) -> Response:
 @extend_schema(
     operation_id="jobs_approve",
     request=ApproveIn,
-    responses={200: JobOut, **_problems(400, 401, 403, 404, 409)},
+    responses={200: JobOut, **problems(400, 401, 403, 404, 409)},
     description="Approve the job's params as you read them (`params_sha256`), audited. Once it has the "
     "approvals its kind needs it is queued (or waits, `approved`, while another job holds its target). "
     "403: your own request (four-eyes rule, and the attempt is audited), no approve permission, or a "
@@ -395,7 +395,7 @@ def job_approve(request: Request, job_id: int) -> Response:
 @extend_schema(
     operation_id="jobs_reject",
     request=RejectIn,
-    responses={200: JobOut, **_problems(400, 401, 403, 404, 409)},
+    responses={200: JobOut, **problems(400, 401, 403, 404, 409)},
     description="Reject the job (final; audited); the comment says why. 403 and 409 as for approve.",
 )
 @api_view(["POST"])
@@ -444,7 +444,7 @@ def _decide(request: Request, job: Job, decide) -> Response:
 @extend_schema(
     operation_id="jobs_cancel",
     request=None,
-    responses={200: JobOut, **_problems(401, 404, 409)},
+    responses={200: JobOut, **problems(401, 404, 409)},
     description="A job not yet running is cancelled at once; a running one stops at its next batch "
     "(`cancel_requested_by` is set until then). 409 when it has finished already.",
 )
@@ -462,7 +462,7 @@ def job_cancel(request: Request, job_id: int) -> Response:
 @extend_schema(
     operation_id="jobs_retry",
     request=None,
-    responses={200: JobOut, **_problems(401, 404), (409, "application/problem+json"): JobConflictOut},
+    responses={200: JobOut, **problems(401, 404), (409, "application/problem+json"): JobConflictOut},
     description="Queue a failed job again; it goes on from its last checkpoint. 409 for any other state, "
     "or when another job now holds its target (`job` names it).",
 )
@@ -488,14 +488,14 @@ def job_retry(request: Request, job_id: int) -> Response:
         OpenApiParameter("cursor", str, description="`next` of the previous page."),
         OpenApiParameter("limit", int, description=f"1–{selectors.MAX_LIMIT}, default 50."),
     ],
-    responses={200: _page("SnapshotPage", SnapshotOut), **_problems(400, 401)},
+    responses={200: page_of("SnapshotPage", SnapshotOut), **problems(400, 401)},
     description="The snapshot catalogue, newest first.",
 )
 @extend_schema(
     methods=["POST"],
     operation_id="snapshots_create",
     request=SnapshotIn,
-    responses={202: JobOut, **_problems(400, 401), (409, "application/problem+json"): JobConflictOut},
+    responses={202: JobOut, **problems(400, 401), (409, "application/problem+json"): JobConflictOut},
     description="Take a snapshot: requests a `snapshot` job (answered 202 with the job; the snapshot "
     "is listed here once the job has succeeded, and the job's result names it).",
 )
@@ -508,17 +508,17 @@ def snapshot_list(request: Request) -> Response:
             request, kind=Job.Kind.SNAPSHOT, params={"projection": body["projection"]}, reason=body["reason"]
         )
         return _created(job, 202)
-    parser = _parse(request, ("projection", "cursor", "limit"))
+    parser = parse_query(request, ("projection", "cursor", "limit"))
     projection = _name(parser, "projection")
     before = parser.integer("cursor", minimum=1)
     limit = parser.integer("limit", minimum=1, maximum=selectors.MAX_LIMIT, default=50)
-    _finish(parser)
+    finish_query(parser)
     snapshots = selectors.list_snapshots(projection=projection, before=before, limit=limit)
     next_cursor = str(snapshots[-1].pk) if len(snapshots) == limit else None
     return Response({"results": SnapshotOut(snapshots, many=True).data, "next": next_cursor})
 
 
-@extend_schema(operation_id="snapshots_retrieve", responses={200: SnapshotDetailOut, **_problems(401, 404)})
+@extend_schema(operation_id="snapshots_retrieve", responses={200: SnapshotDetailOut, **problems(401, 404)})
 @api_view(["GET"])
 def snapshot_detail(request: Request, snapshot_id: int) -> Response:
     snapshot: Snapshot | None = selectors.get_snapshot(snapshot_id=snapshot_id)
@@ -538,7 +538,7 @@ def snapshot_detail(request: Request, snapshot_id: int) -> Response:
 @extend_schema(
     operation_id="consumers_rollback",
     request=RollbackIn,
-    responses={200: RollbackResultOut, **_problems(400, 401, 404, 409)},
+    responses={200: RollbackResultOut, **problems(400, 401, 404, 409)},
     description="Swap a projection back to the schema its last replay or restore replaced (audited). "
     "The live runner catches it up from its own checkpoint. 409 when there is no previous schema or a "
     "job is working on it.",

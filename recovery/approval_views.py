@@ -18,12 +18,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from console.roles import Can, can
+from core.pages import pretty_json, role_required, stop_polling
+from core.roles import Can, can
 from recovery import approvals, reauth, selectors, services
 from recovery.models import Approval, Job
 from recovery.params import JobParamsError
-from recovery.views import STOP_POLLING, pretty_json, with_job
-from streams.views import login_required
+from recovery.views import with_job
 
 INBOX_SHOWN = 200
 REJECT_WHY = "say why the job is rejected (the requester reads it)"
@@ -98,7 +98,7 @@ def waiting_jobs(*, limit: int) -> list[Job]:
 
 
 @require_safe
-@login_required
+@role_required
 def inbox(request: HttpRequest) -> HttpResponse:
     jobs = waiting_jobs(limit=INBOX_SHOWN + 1)
     rows = [(job, tally(job)) for job in jobs[:INBOX_SHOWN]]
@@ -107,7 +107,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@login_required
+@role_required
 def waiting_summary(request: HttpRequest) -> HttpResponse:
     """The dashboard's approvals panel, polled on its own."""
     context = {"pending_approvals": approvals.pending_count()}
@@ -118,14 +118,14 @@ def waiting_summary(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@login_required
+@role_required
 @with_job
 def review(request: HttpRequest, job: Job) -> HttpResponse:
     return review_page(request, job)
 
 
 @require_POST
-@login_required(can=Can.APPROVE)
+@role_required(can=Can.APPROVE)
 @with_job
 def approve(request: HttpRequest, job: Job) -> HttpResponse:
     form = ApproveForm(request.POST)
@@ -148,7 +148,7 @@ def approve(request: HttpRequest, job: Job) -> HttpResponse:
 
 
 @require_POST
-@login_required(can=Can.APPROVE)
+@role_required(can=Can.APPROVE)
 @with_job
 def reject(request: HttpRequest, job: Job) -> HttpResponse:
     form = RejectForm(request.POST)
@@ -213,7 +213,11 @@ def review_context(request: HttpRequest, job: Job) -> dict[str, Any]:
     user = request.user
     own = job.requested_by == user.get_username()
     waiting = job.state in approvals.WAITING
-    context: dict[str, Any] = {"section": "approvals", "job": job, "params": pretty_json(job.params)}
+    context: dict[str, Any] = {
+        "section": "approvals",
+        "job": job,
+        "params": pretty_json(job.params, sort_keys=True),
+    }
     context |= {"tally": tally(job), "own": own, "waiting": waiting}
     context |= {
         "may_decide": waiting and not own and can(user, Can.APPROVE),
@@ -231,7 +235,7 @@ def review_context(request: HttpRequest, job: Job) -> dict[str, Any]:
 
 
 @require_safe
-@login_required
+@role_required
 @with_job
 def job_approvals(request: HttpRequest, job: Job) -> HttpResponse:
     """Loaded into the job's page and polled while the job waits; 286 once it no longer does."""
@@ -240,6 +244,4 @@ def job_approvals(request: HttpRequest, job: Job) -> HttpResponse:
     context = {"job": job, "tally": tally(job), "own": own, "waiting": waiting}
     context["may_decide"] = waiting and not own and can(request.user, Can.APPROVE)
     response = render(request, "recovery/partials/approval_panel.html", context)
-    if not waiting:
-        response.status_code = STOP_POLLING
-    return response
+    return stop_polling(response) if not waiting else response

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from console.roles import Can, can
+from core.roles import Can, can
 from recovery import params as job_params
 from recovery import services
 from recovery.models import Approval, Job

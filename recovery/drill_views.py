@@ -7,16 +7,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from console.roles import Can
+from core.pages import role_required
+from core.roles import Can
 from recovery import services
 from recovery.models import Job
-from streams.views import login_required
 
 DRILLS_SHOWN = 50
 
 
 @require_safe
-@login_required
+@role_required
 def drill_list(request: HttpRequest) -> HttpResponse:
     drills = Job.objects.filter(kind=Job.Kind.DRILL).order_by("-pk")[:DRILLS_SHOWN]
     running = Job.objects.filter(kind=Job.Kind.DRILL, state__in=Job.ACTIVE).first()
@@ -26,7 +26,7 @@ def drill_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def drill_start(request: HttpRequest) -> HttpResponse:
     quick = request.POST.get("size") != "full"
     try:

@@ -16,9 +16,10 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 from rest_framework.authentication import SessionAuthentication
 
-from console import audit
-from console.roles import Can, can
+from core.audit import AuditType, user_subject
+from core.roles import Can, can
 from recovery.models import Job
+from streams import audit
 
 SESSION_KEY = "replaydesk_password_given_at"
 
@@ -70,8 +71,8 @@ def confirm(request: HttpRequest, password: str | None, *, action: str) -> None:
     if not user.check_password(password):
         name = user.get_username()
         audit.record(
-            subject=audit.user_subject(name),
-            type="ReauthenticationFailed",
+            subject=user_subject(name),
+            type=AuditType.REAUTHENTICATION_FAILED,
             actor=name,
             data={"user": name, "action": action},
             request=request,

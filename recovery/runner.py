@@ -427,7 +427,7 @@ BROKER_MARK_KEY = "replaydesk:reconciler-mark"
 def broker_forgot() -> bool:
     """True when Redis no longer holds the mark the last call left (it restarted empty, or this is the
     first call); the mark is set again, so one caller sees it."""
-    from console.redis import client
+    from core.redis import client
 
     return bool(client().set(BROKER_MARK_KEY, timezone.now().isoformat(), nx=True))
 

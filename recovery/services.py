@@ -14,9 +14,10 @@ from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from console import audit
+from core.audit import AuditType
 from recovery import params as job_params
 from recovery.models import Job, JobLogLine
+from streams import audit
 from streams.consumers import lock_key
 from streams.projections import get_projection, quote
 
@@ -151,7 +152,7 @@ def rollback_projection(
         cursor.execute(f"ALTER SCHEMA {quote(swap_aside)} RENAME TO {quote(previous)}")
         audit.record(
             subject=f"consumer.{projection}",
-            type="ProjectionRolledBack",
+            type=AuditType.PROJECTION_ROLLED_BACK,
             actor=actor,
             data={"consumer": projection, "reason": reason.strip()[:MAX_REASON]},
             request=request,

@@ -9,7 +9,6 @@ The progress fragment answers 286 once its job is finished: htmx then stops poll
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 from django.contrib import messages
@@ -20,26 +19,25 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
-from console.roles import Can
+from core.pages import not_found, pretty_json, render_page, role_required, stop_polling
+from core.queries import QueryParser
+from core.roles import Can
 from recovery import params as job_params
 from recovery import rebuild, selectors, services
 from recovery.forms import JobForm, prefill
 from recovery.models import Job
 from streams.models import Consumer
 from streams.projections import get_projection, projections
-from streams.queries import QueryParser
-from streams.views import login_required, not_found, render_page
 
 PAGE_SIZE = 50
 LOG_SHOWN = 500
 CONSUMER_JOBS_SHOWN = 5
 # htmx stops polling an element whose request is answered with this status.
-STOP_POLLING = 286
 # --- jobs
 
 
 @require_safe
-@login_required
+@role_required
 def job_list(request: HttpRequest) -> HttpResponse:
     parser = QueryParser(request.GET, ("kind", "state", "target", "before", "limit"))
     kind = parser.choice("kind", tuple(Job.Kind.values), "")
@@ -59,7 +57,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def job_new(request: HttpRequest) -> HttpResponse:
     form = JobForm(request.POST or None, initial=prefill(request.GET))
     conflict = None
@@ -85,7 +83,7 @@ def job_new(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def job_estimate(request: HttpRequest) -> HttpResponse:
     """The dry run: what the job would do and how long it may take; nothing is written."""
     form = JobForm(request.POST)
@@ -107,7 +105,10 @@ def form_page(
     dry_run: bool = False,
 ) -> HttpResponse:
     context = {"section": "jobs", "form": form, "conflict": conflict, "dry_run": dry_run}
-    context |= {"estimate": estimate, "estimate_params": pretty_json(estimate.params) if estimate else ""}
+    context |= {
+        "estimate": estimate,
+        "estimate_params": pretty_json(estimate.params, sort_keys=True) if estimate else "",
+    }
     refused = form.has_errors or conflict is not None
     # htmx swaps only 2xx answers in: a refused dry run still has to show its errors.
     status = 400 if refused and not request.htmx else 200
@@ -130,21 +131,19 @@ def with_job(view):
 
 
 @require_safe
-@login_required
+@role_required
 @with_job
 def job_detail(request: HttpRequest, job: Job) -> HttpResponse:
-    context = job_context(job) | {"section": "jobs", "params": pretty_json(job.params)}
+    context = job_context(job) | {"section": "jobs", "params": pretty_json(job.params, sort_keys=True)}
     return render(request, "recovery/job_detail.html", context)
 
 
 @require_safe
-@login_required
+@role_required
 @with_job
 def job_progress(request: HttpRequest, job: Job) -> HttpResponse:
     response = render(request, "recovery/partials/job_progress.html", job_context(job))
-    if job.finished:
-        response.status_code = STOP_POLLING
-    return response
+    return stop_polling(response) if job.finished else response
 
 
 def job_context(job: Job) -> dict[str, Any]:
@@ -155,11 +154,11 @@ def job_context(job: Job) -> dict[str, Any]:
     # A stage's rate while it runs; once finished, the whole job's.
     rate = (job.done / took if took else None) if job.finished else job.rate
     context = {"job": job, "log": lines, "took": took, "rate": rate}
-    return context | {"result": pretty_json(job.result) if job.result else ""}
+    return context | {"result": pretty_json(job.result, sort_keys=True) if job.result else ""}
 
 
 @require_POST
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     return act(
         request,
@@ -170,7 +169,7 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def job_retry(request: HttpRequest, job_id: int) -> HttpResponse:
     return act(
         request,
@@ -198,7 +197,7 @@ def back_to(request: HttpRequest, url: str) -> HttpResponse:
 
 
 @require_safe
-@login_required
+@role_required
 def running_jobs(request: HttpRequest) -> HttpResponse:
     """The dashboard's panel of queued and running jobs, polled on its own."""
     return render(request, "recovery/partials/running_jobs.html", {"running_jobs": selectors.running_jobs()})
@@ -208,7 +207,7 @@ def running_jobs(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@login_required
+@role_required
 def snapshot_list(request: HttpRequest) -> HttpResponse:
     parser = QueryParser(request.GET, ("projection", "before", "limit"))
     projection = parser.choice("projection", tuple(sorted(projections())), "")
@@ -223,7 +222,7 @@ def snapshot_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@login_required
+@role_required
 def snapshot_detail(request: HttpRequest, snapshot_id: int) -> HttpResponse:
     snapshot = selectors.get_snapshot(snapshot_id=snapshot_id)
     if snapshot is None:
@@ -236,7 +235,7 @@ def snapshot_detail(request: HttpRequest, snapshot_id: int) -> HttpResponse:
 
 
 @require_safe
-@login_required
+@role_required
 def consumer_recovery(request: HttpRequest, name: str) -> HttpResponse:
     """Loaded into the consumer's page: its latest jobs, and Roll back when a replay or restore left the
     schema it replaced."""
@@ -260,7 +259,7 @@ def has_previous_schema(name: str) -> bool:
 
 
 @require_POST
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def rollback(request: HttpRequest, name: str) -> HttpResponse:
     if get_projection(name) is None:
         return not_found(request, f"No projection is named “{name}”.")
@@ -276,7 +275,3 @@ def rollback(request: HttpRequest, name: str) -> HttpResponse:
             request, f"Rolled {name} back to the schema the last swap replaced; it catches up from there."
         )
     return back_to(request, reverse("streams:consumer", args=[name]))
-
-
-def pretty_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)

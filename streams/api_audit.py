@@ -12,10 +12,11 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from console.problems import Problem, invalid_input
-from console.roles import Allows, Can
+from core.api import finish_query, parse_query, problems
+from core.problems import Problem, invalid_input
+from core.roles import Allows, Can
 from streams import audit_search, masking, selectors, timeline
-from streams.api import EventOut, StreamOut, _finish, _parse, _problems, _stream_or_404
+from streams.api import EventOut, StreamOut, stream_or_404
 
 SearchPage = inline_serializer(
     "AuditSearchPage",
@@ -52,16 +53,16 @@ StateOut = inline_serializer(
         OpenApiParameter("cursor", str, description="`next` of the previous page."),
         OpenApiParameter("limit", int, description="1–1000, default 50."),
     ],
-    responses={200: SearchPage, **_problems(400, 401, 403)},
+    responses={200: SearchPage, **problems(400, 401, 403)},
 )
 @api_view(["GET"])
 def search(request: Request) -> Response:
-    parser = _parse(request, ("cursor", "limit", *audit_search.SEARCH_PARAMS))
+    parser = parse_query(request, ("cursor", "limit", *audit_search.SEARCH_PARAMS))
     before, limit = parser.integer("cursor", minimum=1), parser.limit(50)
     query = audit_search.parse_search(parser)
     if query.is_empty and not parser.errors:
         parser.error("q", "say what to look for: a stream, an id, actor:NAME, type:TYPE or field=value")
-    _finish(parser)
+    finish_query(parser)
     events = audit_search.search_events(query, before=before, limit=limit)
     streams = audit_search.matching_streams(query) if before is None else []
     return Response(
@@ -79,16 +80,16 @@ def search(request: Request) -> Response:
         OpenApiParameter("sequence", int, description="The state after this event (default: the last)."),
         OpenApiParameter("at", OpenApiTypes.DATETIME, description="The state at this time."),
     ],
-    responses={200: StateOut, **_problems(400, 401, 403, 404)},
+    responses={200: StateOut, **problems(400, 401, 403, 404)},
 )
 @api_view(["GET"])
 def stream_state(request: Request, stream: str) -> Response:
-    found = _stream_or_404(stream)
-    parser = _parse(request, ("sequence", "at"))
+    found = stream_or_404(stream)
+    parser = parse_query(request, ("sequence", "at"))
     sequence, at = parser.integer("sequence", minimum=0, maximum=found.version), parser.time("at")
     if sequence is not None and at is not None:
         parser.error("at", "give sequence or at, not both")
-    _finish(parser)
+    finish_query(parser)
     state = timeline.state_as_of(stream=found, masked=True, sequence=sequence, at=at)
     return Response(
         {
@@ -108,7 +109,7 @@ def stream_state(request: Request, stream: str) -> Response:
     request=None,
     description="The event with its personal data in clear, for those who may unmask; audited "
     "(PiiUnmasked, with the caller's IP address and user agent).",
-    responses={200: EventOut, **_problems(400, 401, 403, 404)},
+    responses={200: EventOut, **problems(400, 401, 403, 404)},
 )
 @api_view(["POST"])
 @permission_classes([Allows.to(Can.UNMASK)])

@@ -3,16 +3,17 @@ parking lot. Thin: parse, call a selector or a service, render."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from console.problems import Problem
-from console.roles import Allows, Can
+from core.api import finish_query, page_of, parse_query, problems
+from core.problems import Problem
+from core.roles import Allows, Can
 from streams import lag, masking
-from streams.api import EventOut, _finish, _parse, _problems
+from streams.api import EventOut
 from streams.consumers import ConsumerError, pause_consumer, resume_consumer, retry_parked, skip_parked
 from streams.models import Consumer, ParkedEvent
 
@@ -64,12 +65,6 @@ class ParkedOut(serializers.Serializer):
     event = EventOut()
 
 
-def _page(name: str, item: type[serializers.Serializer]):
-    return inline_serializer(
-        name, {"results": item(many=True), "next": serializers.CharField(allow_null=True)}
-    )
-
-
 def _consumer_or_404(name: str) -> Consumer:
     consumer = Consumer.objects.filter(name=name).first()
     if consumer is None:
@@ -93,7 +88,7 @@ def _status(consumer: Consumer) -> dict:
 
 
 @extend_schema(
-    operation_id="consumers_list", responses={200: _page("ConsumerPage", ConsumerOut), **_problems(401)}
+    operation_id="consumers_list", responses={200: page_of("ConsumerPage", ConsumerOut), **problems(401)}
 )
 @api_view(["GET"])
 def consumer_list(request: Request) -> Response:
@@ -101,7 +96,7 @@ def consumer_list(request: Request) -> Response:
     return Response({"results": ConsumerOut(lag.consumer_statuses(), many=True).data, "next": None})
 
 
-@extend_schema(operation_id="consumers_retrieve", responses={200: ConsumerOut, **_problems(401, 404)})
+@extend_schema(operation_id="consumers_retrieve", responses={200: ConsumerOut, **problems(401, 404)})
 @api_view(["GET"])
 def consumer_detail(request: Request, name: str) -> Response:
     return Response(_status(_consumer_or_404(name)))
@@ -110,20 +105,20 @@ def consumer_detail(request: Request, name: str) -> Response:
 @extend_schema(
     operation_id="consumers_lagging_streams",
     parameters=[OpenApiParameter("limit", int, description="1–1000, default 10.")],
-    responses={200: _page("StreamLagPage", StreamLagOut), **_problems(400, 401, 404)},
+    responses={200: page_of("StreamLagPage", StreamLagOut), **problems(400, 401, 404)},
 )
 @api_view(["GET"])
 def lagging_streams(request: Request, name: str) -> Response:
     consumer = _consumer_or_404(name)
-    parser = _parse(request, ("limit",))
+    parser = parse_query(request, ("limit",))
     limit = parser.limit(10)
-    _finish(parser)
+    finish_query(parser)
     streams = lag.top_lagging_streams(consumer=consumer, limit=limit)
     return Response({"results": StreamLagOut(streams, many=True).data, "next": None})
 
 
 @extend_schema(
-    operation_id="consumers_pause", request=None, responses={200: ConsumerOut, **_problems(401, 404, 409)}
+    operation_id="consumers_pause", request=None, responses={200: ConsumerOut, **problems(401, 404, 409)}
 )
 @api_view(["POST"])
 @permission_classes([Allows.to(Can.OPERATE)])
@@ -137,7 +132,7 @@ def pause(request: Request, name: str) -> Response:
 
 
 @extend_schema(
-    operation_id="consumers_resume", request=None, responses={200: ConsumerOut, **_problems(401, 404, 409)}
+    operation_id="consumers_resume", request=None, responses={200: ConsumerOut, **problems(401, 404, 409)}
 )
 @api_view(["POST"])
 @permission_classes([Allows.to(Can.OPERATE)])
@@ -159,16 +154,16 @@ def resume(request: Request, name: str) -> Response:
         OpenApiParameter("cursor", str, description="`next` of the previous page."),
         OpenApiParameter("limit", int, description="1–1000, default 50."),
     ],
-    responses={200: _page("ParkedPage", ParkedOut), **_problems(400, 401, 404)},
+    responses={200: page_of("ParkedPage", ParkedOut), **problems(400, 401, 404)},
 )
 @api_view(["GET"])
 def parked_list(request: Request, name: str) -> Response:
     consumer = _consumer_or_404(name)
-    parser = _parse(request, ("state", "cursor", "limit"))
+    parser = parse_query(request, ("state", "cursor", "limit"))
     state = parser.choice("state", tuple(ParkedEvent.State.values), ParkedEvent.State.PARKED)
     after = parser.integer("cursor", minimum=0)
     limit = parser.limit(50)
-    _finish(parser)
+    finish_query(parser)
     # Keyset by the event's position, in log order, along the (consumer, state, event) index.
     parked = ParkedEvent.objects.filter(consumer=consumer, state=state).select_related("event__stream")
     if after is not None:
@@ -205,7 +200,7 @@ def _parked_action(request: Request, name: str, parked_id: int, action) -> Respo
 @extend_schema(
     operation_id="consumers_parked_retry",
     request=None,
-    responses={200: ParkedOut, **_problems(401, 404, 409)},
+    responses={200: ParkedOut, **problems(401, 404, 409)},
     description="Apply the parked event now. 409 when it fails again (its error is updated) or was "
     "resolved already.",
 )
@@ -218,7 +213,7 @@ def parked_retry(request: Request, name: str, parked_id: int) -> Response:
 @extend_schema(
     operation_id="consumers_parked_skip",
     request=None,
-    responses={200: ParkedOut, **_problems(401, 404, 409)},
+    responses={200: ParkedOut, **problems(401, 404, 409)},
     description="Give up on the parked event for good (audited). 409 when it was resolved already.",
 )
 @api_view(["POST"])

@@ -29,8 +29,8 @@ from django.db import connection
 from django.db.models import F, Q, Subquery
 from django.utils.http import urlencode
 
+from core.queries import QueryParser
 from streams.models import Event, Stream
-from streams.queries import QueryParser
 from streams.selectors import LogFilter, data_containment, filter_events
 from streams.validation import STREAM_NAME_RE, TYPE_RE
 

@@ -20,11 +20,12 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from console.roles import Can
+from core.pages import role_required
+from core.queries import QueryParser
+from core.roles import Can
 from streams import audit_search, masking, selectors
 from streams.models import Event
-from streams.queries import QueryParser
-from streams.views import PAGE_SIZE, event_rows, login_required, unmask_form
+from streams.views import PAGE_SIZE, event_rows, unmask_form
 
 UNMASKABLE_VIEWS = ("stream", "event", "search")
 CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -38,7 +39,7 @@ def _parse_search(
 
 
 @require_GET
-@login_required
+@role_required
 def search(request: HttpRequest) -> HttpResponse:
     parser, query = _parse_search(request, ("before", "limit"))
     before, limit = parser.integer("before", minimum=1), parser.limit(PAGE_SIZE)
@@ -58,7 +59,7 @@ def search(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@role_required
 def export(request: HttpRequest, fmt: str) -> HttpResponse:
     parser, query = _parse_search(request, ())
     if query.is_empty and not parser.errors:
@@ -132,7 +133,7 @@ def _json(rows: audit_search.Export, masked: bool, query: audit_search.AuditQuer
 
 
 @require_POST
-@login_required(can=Can.UNMASK)
+@role_required(can=Can.UNMASK)
 def unmask(request: HttpRequest) -> HttpResponse:
     view, target = request.POST.get("view", ""), request.POST.get("target", "")
     detail = _unmask_target(view, target)
@@ -146,7 +147,7 @@ def unmask(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@role_required
 def mask_again(request: HttpRequest) -> HttpResponse:
     view, target = request.POST.get("view", ""), request.POST.get("target", "")
     masking.mask_again(request=request, view=view, target=target)

@@ -1,4 +1,4 @@
-"""Pages of consumers: the dashboard, the consumers list, one consumer with its lag chart and parking
+"""Pages of consumers: the consumers list, one consumer with its lag chart and parking
 lot, and the operator actions on them (pause, resume, retry and skip a parked event).
 
 The tables poll themselves through htmx; an action answers htmx with the consumer's panel re-rendered
@@ -7,57 +7,24 @@ The tables poll themselves through htmx; an action answers htmx with the consume
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
-from django.db.models import Count, Max, Q
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
-from console.roles import Can
-from recovery import approvals
-from recovery import selectors as recovery_selectors
-from streams import consumers, lag, selectors
+from core.pages import not_found, render_page, role_required
+from core.roles import Can
+from streams import consumers, lag
 from streams.lag_chart import RANGES, lag_chart, parse_range
-from streams.models import Consumer, Event, ParkedEvent
-from streams.views import login_required, not_found, render_page
+from streams.models import Consumer, ParkedEvent
 
 PARKED_SHOWN = 100
 RESOLVED_SHOWN = 20
 LAGGING_STREAMS_SHOWN = 10
-
-# An append open this long is named on the dashboard: every consumer waits below its position.
-OPEN_APPEND_NOTICE_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class AppendRate:
-    """Events recorded in the last minute and the last ten, by recorded_at: an import that keeps the
-    original times of its events adds nothing here, which is the truth about appends now."""
-
-    last_minute: int
-    last_ten_minutes: int
-    last_recorded_at: dt.datetime | None
-
-    @property
-    def per_second_minute(self) -> float:
-        return self.last_minute / 60
-
-    @property
-    def per_second_ten_minutes(self) -> float:
-        return self.last_ten_minutes / 600
-
-
-def append_rate(*, now: dt.datetime) -> AppendRate:
-    found = Event.objects.filter(recorded_at__gt=now - dt.timedelta(minutes=10)).aggregate(
-        ten=Count("position"), one=Count("position", filter=Q(recorded_at__gt=now - dt.timedelta(minutes=1)))
-    )
-    newest = Event.objects.aggregate(at=Max("recorded_at"))["at"]
-    return AppendRate(found["one"], found["ten"], newest)
 
 
 def parked_counts() -> dict[int, int]:
@@ -68,26 +35,7 @@ def parked_counts() -> dict[int, int]:
 
 
 @require_safe
-@login_required
-def dashboard(request: HttpRequest) -> HttpResponse:
-    now = timezone.now()
-    open_appends = selectors.open_appends()
-    context = {
-        "section": "dashboard",
-        "head": selectors.head(),
-        "open_appends": open_appends,
-        "appends_held": open_appends.oldest_seconds >= OPEN_APPEND_NOTICE_SECONDS,
-        "rate": append_rate(now=now),
-        "statuses": lag.consumer_statuses(now=now),
-        "now": now,
-        "running_jobs": recovery_selectors.running_jobs(),
-        "pending_approvals": approvals.pending_count(),
-    }
-    return render_page(request, "streams/dashboard.html", "streams/partials/dashboard_live.html", context)
-
-
-@require_safe
-@login_required
+@role_required
 def consumer_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     counts = parked_counts()
@@ -103,7 +51,7 @@ def consumer_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@login_required
+@role_required
 def consumer_detail(request: HttpRequest, name: str) -> HttpResponse:
     consumer = Consumer.objects.filter(name=name).first()
     if consumer is None:
@@ -139,7 +87,7 @@ def consumer_context(request: HttpRequest, consumer: Consumer) -> dict[str, Any]
 
 
 @require_POST
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def pause(request: HttpRequest, name: str) -> HttpResponse:
     return act(
         request,
@@ -150,7 +98,7 @@ def pause(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def resume(request: HttpRequest, name: str) -> HttpResponse:
     return act(
         request,
@@ -161,7 +109,7 @@ def resume(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_POST
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def retry(request: HttpRequest, name: str, parked_id: int) -> HttpResponse:
     if not ParkedEvent.objects.filter(pk=parked_id, consumer__name=name).exists():
         return not_found(request, f"{name} has no parked event {parked_id}.")
@@ -174,7 +122,7 @@ def retry(request: HttpRequest, name: str, parked_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def skip(request: HttpRequest, name: str, parked_id: int) -> HttpResponse:
     if not ParkedEvent.objects.filter(pk=parked_id, consumer__name=name).exists():
         return not_found(request, f"{name} has no parked event {parked_id}.")

@@ -20,8 +20,8 @@ from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
-from console import audit
-from streams import batches, selectors
+from core.audit import AuditType
+from streams import audit, batches, selectors
 from streams.models import Consumer, Event, ParkedEvent
 from streams.projections import Projection, create_schema, get_projection, quote, read_checkpoint
 
@@ -244,7 +244,7 @@ def pause_consumer(*, name: str, actor: str, request=None) -> Consumer:
         consumer.save(update_fields=["state"])
         audit.record(
             subject=f"consumer.{name}",
-            type="ConsumerPaused",
+            type=AuditType.CONSUMER_PAUSED,
             actor=actor,
             data={"consumer": name},
             request=request,
@@ -264,7 +264,7 @@ def resume_consumer(*, name: str, actor: str, request=None) -> Consumer:
         consumer.save(update_fields=["state", "attempts", "retry_at"])
         audit.record(
             subject=f"consumer.{name}",
-            type="ConsumerResumed",
+            type=AuditType.CONSUMER_RESUMED,
             actor=actor,
             data={"consumer": name, "was": was},
             request=request,
@@ -286,7 +286,9 @@ def resolve_parked(parked: ParkedEvent, *, state: str, actor: str, request=None)
     parked.save(update_fields=["state", "resolved_at", "resolved_by"])
     audit.record(
         subject=f"consumer.{parked.consumer.name}",
-        type="ParkedEventRetried" if state == ParkedEvent.State.RETRIED else "ParkedEventSkipped",
+        type=AuditType.PARKED_EVENT_RETRIED
+        if state == ParkedEvent.State.RETRIED
+        else AuditType.PARKED_EVENT_SKIPPED,
         actor=actor,
         data=_parked_data(parked),
         request=request,

@@ -25,8 +25,9 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from console import audit
-from console.roles import Can, can
+from core.audit import AuditType
+from core.roles import Can, can
+from streams import audit
 from streams.models import Event
 
 MASK = "•••"
@@ -140,7 +141,7 @@ def record_unmasked(
     username = request.user.get_username()
     audit.record(
         subject=f"pii.{_SUBJECT_UNSAFE.sub('_', username)[:150]}",
-        type="PiiUnmasked",
+        type=AuditType.PII_UNMASKED,
         actor=username,
         data={
             "view": view,

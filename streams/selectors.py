@@ -16,7 +16,6 @@ from django.db.models.fields.json import KT
 from streams.models import Event, Stream
 
 DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 
 
 def settled_head() -> int:

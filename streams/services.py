@@ -61,11 +61,13 @@ def append_events(
     events: Sequence[NewEvent | dict[str, Any]],
     expected_version: str | int = "any",
     actor: str = "",
+    audit_trail: bool = False,
 ) -> AppendResult:
     """Append a batch to one stream atomically.
 
     expected_version: "any", "no_stream", "exists", or N (the stream's current version; 0 = no events).
     actor: who appends, used when an event's metadata names no actor.
+    audit_trail: only the console's own audit (streams.audit.record) may append to its category.
     Raises InvalidAppend (bad input or a partial retry) or WrongExpectedVersion; in both cases nothing
     is written.
 
@@ -73,7 +75,9 @@ def append_events(
     readers of the global log (consumers, replays, tails) wait at its first position until it ends.
     """
     raw = list(events) if isinstance(events, list | tuple) else events
-    stream, batch, expected = parse_append(stream=stream, events=raw, expected_version=expected_version)
+    stream, batch, expected = parse_append(
+        stream=stream, events=raw, expected_version=expected_version, audit_trail=audit_trail
+    )
     ids = [event.id or uuid.uuid4() for event in batch]
     client_ids = any(event.id is not None for event in batch)
     try:

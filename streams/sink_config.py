@@ -15,8 +15,8 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from console import audit
-from streams import consumers, selectors
+from core.audit import AuditType
+from streams import audit, consumers, selectors
 from streams.consumers import ConsumerError
 from streams.models import Consumer, Sink
 from streams.validation import TYPE_RE
@@ -95,7 +95,7 @@ def create_sink(
         sink = Sink.objects.create(consumer=consumer, **settings)
         audit.record(
             subject=f"consumer.{name}",
-            type="SinkCreated",
+            type=AuditType.SINK_CREATED,
             actor=actor,
             data={"consumer": name, "position": consumer.position, **_public(settings)},
             request=request,
@@ -151,7 +151,7 @@ def update_sink(
         sink.save(update_fields=[*changed, "updated_at"])
         audit.record(
             subject=f"consumer.{name}",
-            type="SinkUpdated",
+            type=AuditType.SINK_UPDATED,
             actor=actor,
             data={
                 "consumer": name,

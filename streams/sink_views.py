@@ -14,11 +14,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from console.roles import Can
+from core.pages import not_found, role_required
+from core.roles import Can
 from streams import sink_config
 from streams.consumers import ConsumerError
 from streams.models import Sink
-from streams.views import login_required, not_found
 
 ADVANCED = ("batch_size", "timeout_seconds", "max_attempts", "breaker_threshold", "breaker_cooldown_seconds")
 START_CHOICES = [("beginning", "The beginning of the log"), ("now", "Now: only events appended from here on")]
@@ -107,7 +107,7 @@ def settings_of(sink: Sink) -> dict[str, Any]:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def sink_new(request: HttpRequest) -> HttpResponse:
     form = SinkForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -129,7 +129,7 @@ def sink_new(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@login_required(can=Can.OPERATE)
+@role_required(can=Can.OPERATE)
 def sink_edit(request: HttpRequest, name: str) -> HttpResponse:
     sink = Sink.objects.filter(consumer__name=name).first()
     if sink is None:

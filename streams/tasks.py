@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from console.redis import client as redis_client
+from core.redis import client as redis_client
 from streams.consumers import ensure_projection, run_projection
 from streams.models import Consumer
 from streams.projections import projections

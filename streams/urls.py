@@ -20,7 +20,6 @@ audit_api_urlpatterns = [
 ]
 
 urlpatterns = [
-    path("dashboard/", consumer_views.dashboard, name="dashboard"),
     path("consumers/", consumer_views.consumer_list, name="consumers"),
     path("consumers/sinks/new", sink_views.sink_new, name="sink-new"),
     path("consumers/<str:name>/", consumer_views.consumer_detail, name="consumer"),

@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.audit import CATEGORY as AUDIT_CATEGORY
+
 MAX_BATCH = 1000
 MAX_EVENT_BYTES = 1024 * 1024
 MAX_STREAM_NAME = 200
@@ -211,10 +213,18 @@ def json_text(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def parse_append(*, stream: Any, events: Any, expected_version: Any) -> tuple[str, list[NewEvent], str | int]:
-    """Check a whole append; raise InvalidAppend with every problem found, or return the parsed parts."""
+def parse_append(
+    *, stream: Any, events: Any, expected_version: Any, audit_trail: bool = False
+) -> tuple[str, list[NewEvent], str | int]:
+    """Check a whole append; raise InvalidAppend with every problem found, or return the parsed parts.
+
+    audit_trail: the console's own audit (streams.audit) writes; only it may append to its category."""
     errors = _Errors()
     check_stream_name(stream, errors)
+    if isinstance(stream, str) and category_of(stream) == AUDIT_CATEGORY and not audit_trail:
+        # An application's event there would break the trail's hash chain and could pass for an action
+        # nobody took.
+        errors.add("stream", f"the {AUDIT_CATEGORY} category is the console's own audit trail")
     expected = parse_expected_version(expected_version, errors)
     parsed = parse_events(events, errors)
     errors.raise_if_any()

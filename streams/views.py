@@ -6,62 +6,26 @@ Every list is keyset paged by name, sequence or position, newest first where it 
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.decorators import login_required as django_login_required
-from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django.views.decorators.http import require_safe
-from django_htmx.http import HttpResponseClientRedirect
 
-from console.roles import Can, can, require
+from core.pages import not_found, pretty_json, render_page, role_required
+from core.queries import QueryErrors, QueryParser
+from core.roles import Can, can
 from streams import lag, masking, selectors, timeline
 from streams.models import Event, Stream
-from streams.queries import LOG_PARAMS, QueryErrors, QueryParser, parse_log_filter
+from streams.queries import LOG_PARAMS, parse_log_filter
 
 PAGE_SIZE = 50
 PREVIEW_CHARS = 160
-
-
-def login_required(view=None, *, can: Can = Can.READ):
-    """Django's login_required, then the role check (`can`, reading by default: see console/roles.py);
-    and an htmx request from a lapsed session (a tail poll after logging out elsewhere) sends the whole
-    window to the login form instead of swapping it into a table."""
-    if view is None:
-        return functools.partial(login_required, can=can)
-    page_view = django_login_required(require(can)(view))
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.htmx and not request.user.is_authenticated:
-            come_back_to = request.htmx.current_url_abs_path or request.get_full_path()
-            return HttpResponseClientRedirect(redirect_to_login(come_back_to)["Location"])
-        return page_view(request, *args, **kwargs)
-
-    wrapper.required_capability = can  # type: ignore[attr-defined]
-    return wrapper
-
-
-def render_page(
-    request: HttpRequest, page: str, partial: str, context: dict[str, Any], *, status: int = 200
-) -> HttpResponse:
-    """The partial for htmx, the whole page otherwise (also when htmx restores history it has not cached)."""
-    wants_partial = request.htmx and not request.htmx.history_restore_request
-    response = render(request, partial if wants_partial else page, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
-def not_found(request: HttpRequest, message: str) -> HttpResponse:
-    return render(request, "streams/not_found.html", {"message": message}, status=404)
 
 
 @dataclass(frozen=True)
@@ -86,12 +50,8 @@ def event_rows(events: list[Event], steps: dict[int, timeline.Step] | None = Non
     return rows
 
 
-def pretty_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2)
-
-
 @require_safe
-@login_required
+@role_required
 def stream_list(request: HttpRequest) -> HttpResponse:
     parser = QueryParser(request.GET, ("prefix", "category", "after", "limit"))
     prefix, category = (parser.raw("prefix") or "").strip(), (parser.raw("category") or "").strip()
@@ -117,7 +77,7 @@ def stream_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@login_required
+@role_required
 def stream_detail(request: HttpRequest, name: str) -> HttpResponse:
     stream = selectors.get_stream(name=name)
     if stream is None:
@@ -192,7 +152,7 @@ def stream_window(*, stream: Stream, before: int | None, after: int | None, limi
 
 
 @require_safe
-@login_required
+@role_required
 def event_detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
     event = selectors.get_event(event_id=event_id)
     if event is None:
@@ -251,7 +211,7 @@ def related_event(event: Event, value: Any) -> RelatedEvent | None:
 
 
 @require_safe
-@login_required
+@role_required
 def event_log(request: HttpRequest) -> HttpResponse:
     try:
         canonical = canonical_log_query(request.GET)

@@ -24,7 +24,7 @@ def four_eyes(settings):
 def _rate_limit_windows_start_empty():
     """Rate-limit counters live in Redis for minutes: a run must not inherit the last run's failed
     logins (console/limits.py)."""
-    from console import limits
+    from core import limits
 
     limits.reset()
 
@@ -37,7 +37,7 @@ def _fast_password_hashing(settings):
 
 def person(username: str, *roles: str):
     """A user with a password (PASSWORD) and the given roles (console/roles.py)."""
-    from console.roles import ensure_groups
+    from core.roles import ensure_groups
 
     ensure_groups()
     user = get_user_model().objects.create_user(

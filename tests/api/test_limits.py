@@ -9,7 +9,7 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from console import limits
+from core import limits
 from streams.models import Event, Stream
 from tests.conftest import PASSWORD, person
 from tests.streams.test_api_append import URL, assert_problem, body, post, post_raw

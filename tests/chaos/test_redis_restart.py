@@ -34,9 +34,9 @@ RECOVERED_WITHIN_SECONDS = 30
 
 def use_broker(settings, url: str) -> None:
     """Point this process's Redis client and Celery producer at `url`."""
-    from console import redis as console_redis
     from console.celery import app
     from console.env import redis_url_for_celery
+    from core import redis as console_redis
 
     settings.REDIS_URL = url
     console_redis.client.cache_clear()

@@ -5,7 +5,7 @@ gone, fails the test, so a new page or endpoint cannot ship without saying who m
 import pytest
 from django.test import Client
 
-from console.roles import GRANTS, Can
+from core.roles import GRANTS, Can
 from tests.conftest import person
 from tests.console.routes import all_routes
 
@@ -56,7 +56,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "api:api-consumer-parked-retry": {"POST": OPERATE},
     "api:api-consumer-parked-skip": {"POST": OPERATE},
     # pages
-    "streams:dashboard": {"GET": READ},
+    "dashboard": {"GET": READ},
     "streams:consumers": {"GET": READ},
     "streams:sink-new": {"GET": OPERATE, "POST": OPERATE},
     "streams:consumer": {"GET": READ},

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 
-from console.roles import Can, can, roles_of
+from core.roles import Can, can, roles_of
 from streams.models import Event
 
 pytestmark = pytest.mark.django_db(transaction=True)

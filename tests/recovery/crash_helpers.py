@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.db import connection
 
-from console.redis import client as redis_client
+from core.redis import client as redis_client
 from demo.projections import AccessTable, UsersDirectory
 from recovery.models import Job, JobLane
 from streams.models import Event

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from console.redis import client as redis_client
+from core.redis import client as redis_client
 from recovery import services
 from recovery.models import Job, JobLane, JobLogLine
 from recovery.params import params_sha256

@@ -135,6 +135,13 @@ def test_bad_stream_names_are_refused(stream, field):
     assert not Event.objects.exists()
 
 
+def test_the_console_category_is_refused_to_everyone_but_the_consoles_own_audit():
+    with pytest.raises(InvalidAppend) as refused:
+        append_events(stream="console-job.1", events=[{"type": "JobApproved", "data": {}}])
+    assert refused.value.errors["stream"] == ["the console category is the console's own audit trail"]
+    assert not Event.objects.exists()
+
+
 @pytest.mark.parametrize("type_", ["", "1Created", "_Created", "User Created", "x" * 201, None, 5])
 def test_bad_event_types_are_refused(type_):
     with pytest.raises(InvalidAppend) as refused:

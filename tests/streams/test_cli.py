@@ -50,6 +50,7 @@ def test_append_reads_a_batch_from_a_file(tmp_path):
         (["user 1", "UserCreated"], "stream"),
         (["user-1"], "give an event TYPE"),
         (["user-1", "UserCreated", "--expected-version", "7"], "is at version 0"),
+        (["console-job.1", "JobApproved"], "the console's own audit trail"),
     ],
 )
 def test_append_refuses_bad_input_clearly_and_writes_nothing(args, message):

@@ -12,7 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
-from streams import consumer_views, consumers
+from console import dashboard
+from streams import consumers
 from streams.consumers import run_projection
 from streams.lag import lag_history
 from streams.lag_chart import MAX_POINTS, lag_chart
@@ -469,12 +470,12 @@ def test_rate_without_samples_is_a_dash_not_zero():
 
 @pytest.mark.django_db(transaction=True)
 def test_dashboard_names_an_append_left_open_and_what_it_holds_back(browser_client, monkeypatch):
-    monkeypatch.setattr(consumer_views, "OPEN_APPEND_NOTICE_SECONDS", 0.2)
+    monkeypatch.setattr(dashboard, "OPEN_APPEND_NOTICE_SECONDS", 0.2)
     with append_held_open("user-1", "UserCreated"):
         append_events(stream="user-2", events=[{"type": "UserCreated", "data": {}}] * 2)
         time.sleep(0.3)
-        held = browser_client.get(reverse("streams:dashboard"))
-    after = browser_client.get(reverse("streams:dashboard"))
+        held = browser_client.get(reverse("dashboard"))
+    after = browser_client.get(reverse("dashboard"))
 
     assertContains(held, 'id="open-append-notice"')
     assertContains(held, "every consumer waits below its position, and 2 positions handed out after it")

@@ -67,3 +67,15 @@ def test_an_import_only_adds_new_events():
     with pytest.raises(InvalidAppend, match="recorded already"):
         import_events(batches=[ImportBatch(stream="user-2", events=events(2) + recorded)])
     assert Event.objects.count() == 1
+
+
+def test_an_import_into_the_consoles_audit_category_is_refused_and_writes_nothing():
+    with pytest.raises(InvalidAppend) as refused:
+        import_events(
+            batches=[
+                ImportBatch(stream="user-1", events=events(1)),
+                ImportBatch(stream="console-job.1", events=events(1, type_="JobApproved")),
+            ]
+        )
+    assert refused.value.errors["batches[1].stream"] == ["the console category is the console's own audit trail"]
+    assert not Event.objects.exists()

@@ -65,7 +65,7 @@ def test_anonymous_tail_poll_sends_the_whole_window_to_login_instead_of_swapping
 def test_login_with_the_right_password_lands_on_the_dashboard(client, operator):
     response = client.post("/login/", {"username": "olivia", "password": PASSWORD}, follow=True)
 
-    assert response.redirect_chain[-1][0] == reverse("streams:dashboard")
+    assert response.redirect_chain[-1][0] == reverse("dashboard")
     assertContains(response, "Dashboard")
 
 

@@ -22,7 +22,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from console.redis import client as redis_client
+from core.redis import client as redis_client
 from streams.models import Consumer
 from streams.selectors import head
 from streams.services import append_events

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from console import audit_chain
+from core import audit_chain
 
 
 class Command(BaseCommand):

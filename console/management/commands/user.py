@@ -15,8 +15,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from console import audit
-from console.roles import ADMIN, ROLES, ensure_groups
+from core.audit import AuditType, user_subject
+from core.roles import ADMIN, ROLES, ensure_groups
+from streams import audit
 
 
 class Command(BaseCommand):
@@ -54,8 +55,8 @@ class Command(BaseCommand):
             account.save()
             account.groups.set(Group.objects.filter(name__in=roles))
             audit.record(
-                subject=audit.user_subject(name),
-                type="UserCreated" if existing is None else "UserUpdated",
+                subject=user_subject(name),
+                type=AuditType.USER_CREATED if existing is None else AuditType.USER_UPDATED,
                 actor=f"cli:{getpass.getuser()}",
                 data={"user": name, "roles": roles, "password_changed": password is not None},
             )

@@ -4,8 +4,9 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.queries import QueryErrors, QueryParser
 from streams.api import EventOut
-from streams.queries import QueryErrors, QueryParser, parse_log_filter
+from streams.queries import parse_log_filter
 from streams.selectors import read_all
 from streams.wakeups import Listener
 

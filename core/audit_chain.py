@@ -1,9 +1,9 @@
 """Tamper evidence for the console's audit trail: every console event names the hash of its predecessor.
 
 The chain
-    Each event appended through console.audit.record carries `metadata.prev_hash`: the sha256 (hex) of the
+    Each event appended through streams.audit.record carries `metadata.prev_hash`: the sha256 (hex) of the
     canonical form of the event before it in the same stream, or GENESIS (64 zeros) for sequence 1.
-    console.audit.record reads the predecessor and appends with expected_version = the version it read
+    streams.audit.record reads the predecessor and appends with expected_version = the version it read
     it at, retrying on WrongExpectedVersion, so two concurrent records never chain to the same event.
 
 The canonical form of an event (what is hashed)
@@ -30,7 +30,7 @@ What `replaydesk audit verify` catches
     - a deleted event: a hole in the sequences.
     - a truncation: the stream row's version (streams_stream.version, raised by every append) above the
       last sequence present.
-    - an event without prev_hash: appended to a console stream some other way than console.audit.record.
+    - an event without prev_hash: appended to a console stream some other way than core.audit.record.
 
 What it cannot catch, and what to do about it
     The hashes are not keyed: somebody who can write to the database may delete the last events of a
@@ -56,8 +56,9 @@ from typing import Any
 
 from django.db import connection
 
+from core.audit import CATEGORY
+
 GENESIS = "0" * 64
-CATEGORY = "console"
 
 STREAM_PAGE = 500
 EVENT_PAGE = 2000

@@ -94,7 +94,7 @@ def forget(name: str, limit: Rate) -> None:
 
 def reset() -> None:
     """Forget every window (tests; an operator who lets everyone in again at once)."""
-    from console.redis import client
+    from core.redis import client
 
     keys = list(client().scan_iter(match=cache.make_key(f"{_PREFIX}:*").replace("[", "\\[")))
     if keys:
@@ -126,8 +126,8 @@ class ApiRateThrottle(BaseThrottle):
         )
         window = hit(f"api:{scope}:{who}", limit)
         if window.used > limit.count:
-            # Here, not at the top: console.problems imports DRF's views, which import this class.
-            from console.problems import Problem
+            # Here, not at the top: core.problems imports DRF's views, which import this class.
+            from core.problems import Problem
 
             raise Problem(
                 status_code=429,
@@ -180,7 +180,7 @@ class BodySizeLimitMiddleware:
         except ValueError:
             size = 0
         if limit is not None and size > limit:
-            from console.problems import problem_response, too_large_detail
+            from core.problems import problem_response, too_large_detail
 
             return problem_response(
                 status_code=413,

@@ -1,0 +1,66 @@
+"""The console's own audit trail: events in the store itself, category `console` (DESIGN.md §4).
+
+What is shared by every app: the category, the event types, and how a user becomes an audit subject.
+The writer is `streams.audit.record` (it appends to the store); the chain that makes edits behind the
+store's back visible is core/audit_chain.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import StrEnum
+
+# Streams of this category are the console's own: the store refuses anyone else's append to them.
+CATEGORY = "console"
+
+_SUBJECT_CHAR = re.compile(r"[A-Za-z0-9_.@-]")
+_MAX_USER_SUBJECT = 180
+
+
+class AuditType(StrEnum):
+    """Every type of event the console records about itself."""
+
+    USER_CREATED = "UserCreated"
+    USER_UPDATED = "UserUpdated"
+    USER_LOGGED_IN = "UserLoggedIn"
+    USER_LOGGED_OUT = "UserLoggedOut"
+    USER_LOGIN_FAILED = "UserLoginFailed"
+    REAUTHENTICATION_FAILED = "ReauthenticationFailed"
+    PII_UNMASKED = "PiiUnmasked"
+    CONSUMER_PAUSED = "ConsumerPaused"
+    CONSUMER_RESUMED = "ConsumerResumed"
+    PARKED_EVENT_RETRIED = "ParkedEventRetried"
+    PARKED_EVENT_SKIPPED = "ParkedEventSkipped"
+    SINK_CREATED = "SinkCreated"
+    SINK_UPDATED = "SinkUpdated"
+    PROJECTION_ROLLED_BACK = "ProjectionRolledBack"
+    JOB_REQUESTED = "JobRequested"
+    JOB_CHANGED = "JobChanged"
+    JOB_APPROVED = "JobApproved"
+    JOB_APPROVAL_REFUSED = "JobApprovalRefused"
+    JOB_REJECTED = "JobRejected"
+    JOB_QUEUED = "JobQueued"
+    JOB_START_REFUSED = "JobStartRefused"
+    JOB_STARTED = "JobStarted"
+    JOB_SUCCEEDED = "JobSucceeded"
+    JOB_FAILED = "JobFailed"
+    JOB_CANCEL_REQUESTED = "JobCancelRequested"
+    JOB_CANCELLED = "JobCancelled"
+    JOB_RETRIED = "JobRetried"
+
+
+def user_subject(username: str) -> str:
+    """The audit subject of a user (`user.<name>`), for any name a login form may receive.
+
+    Stream names allow fewer characters than usernames (`+`, letters beyond ASCII), and a failed login
+    can carry anything: other characters are written as `:` and their UTF-8 bytes in hex, and an overlong
+    name becomes its sha256.
+    """
+    encoded = "".join(
+        char if _SUBJECT_CHAR.fullmatch(char) else "".join(f":{byte:02x}" for byte in char.encode())
+        for char in username
+    )
+    if not encoded or len(encoded) > _MAX_USER_SUBJECT:
+        encoded = "sha256:" + hashlib.sha256(username.encode()).hexdigest()
+    return f"user.{encoded}"
