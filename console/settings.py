@@ -43,8 +43,13 @@ INSTALLED_APPS = [
     "console",
     "streams",
     "recovery",
-    "demo",
 ]
+# The identity demo (users, groups, permissions: projections of `user-*` and `group-*` streams, names real
+# systems use) is installed only when asked for: `replaydesk up --demo`, `replaydesk demo`, or
+# REPLAYDESK_DEMO=1. A production start never folds someone's own `user-*` events with the demo's code.
+REPLAYDESK_DEMO = env_bool("REPLAYDESK_DEMO", False)
+if REPLAYDESK_DEMO:
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -238,6 +243,9 @@ LOGGING = {
 
 # Where snapshots of projections are kept (back this directory up).
 REPLAYDESK_SNAPSHOT_DIR = Path(os.environ.get("REPLAYDESK_SNAPSHOT_DIR") or REPLAYDESK_HOME / "snapshots")
+
+# The data set a fault drill plays its story with (recovery/drill/dataset.py), in its scratch database.
+REPLAYDESK_DRILL_DATA_SET = os.environ.get("REPLAYDESK_DRILL_DATA_SET", "demo.drill.IDENTITY")
 
 # Scheduled snapshots: every N minutes (0 = off), keeping the newest M; a nightly verify at HH:MM UTC.
 REPLAYDESK_SNAPSHOT_EVERY_MINUTES = float(os.environ.get("REPLAYDESK_SNAPSHOT_EVERY_MINUTES", 60))

@@ -29,6 +29,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
     # The test client and the browser speak plain HTTP to a local server.
     os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
     os.environ.setdefault("SECURE_COOKIES", "false")
+    # Most tests fold the identity demo's events with its projections; tests/console/test_without_demo.py
+    # runs the product without it.
+    os.environ.setdefault("REPLAYDESK_DEMO", "1")
     if want_db or want_redis:
         from console import embedded
 

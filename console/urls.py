@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -5,8 +6,6 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from console import dashboard, login, metrics, views
-from demo.urls import api_urlpatterns as demo_api
-from demo.urls import urlpatterns as demo_pages
 from recovery.api_urls import api_urlpatterns as recovery_api
 from streams import api_consumers
 from streams.urls import api_urlpatterns as streams_api
@@ -15,7 +14,6 @@ from streams.urls import audit_api_urlpatterns as streams_audit_api
 api_v1 = [
     *streams_api,
     *streams_audit_api,
-    *demo_api,
     *recovery_api,
     path("consumers", api_consumers.consumer_list, name="api-consumer-list"),
     path("consumers/<str:name>", api_consumers.consumer_detail, name="api-consumer-detail"),
@@ -34,6 +32,9 @@ api_v1 = [
         name="api-consumer-parked-skip",
     ),
 ]
+
+if apps.is_installed("demo"):
+    api_v1.append(path("", include("demo.api_urls")))
 
 READ_ONLY = ["get", "head", "options"]
 
@@ -63,8 +64,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("streams.urls")),
     path("", include("recovery.urls")),
-    path("", include(demo_pages)),
 ]
+if apps.is_installed("demo"):
+    # Mounted by name: the product imports nothing of the optional demo.
+    urlpatterns.append(path("", include("demo.urls")))
 
 handler403 = "console.views.forbidden"
 handler404 = "console.views.not_found"

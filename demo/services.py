@@ -24,8 +24,6 @@ NAMESPACE = uuid.UUID("5d1e6f4a-2b7c-4c1e-9a8e-7f3b2d6c1a90")
 USERS = 300
 # What `replaydesk up --demo` loads: enough that a projection takes a while to catch up and the charts
 # and replays have something to show, small enough to load in seconds.
-UP_USERS = 1500
-UP_EVENTS = 40_000
 STARTED_AT = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
 ADMINS = ("alice.admin", "bruno.admin", "chen.admin", "dana.admin")
 RESOURCES = (

@@ -1,11 +1,6 @@
 from django.urls import path
 
-from demo import api, search_index
-
-api_urlpatterns = [
-    path("demo/users/<str:user_id>", api.user_detail, name="api-demo-user"),
-    path("demo/access", api.access_list, name="api-demo-access"),
-]
+from demo import search_index
 
 urlpatterns = [
     path("demo/search-index/events", search_index.receive, name="demo-search-index-receive"),

@@ -23,6 +23,8 @@ import psycopg
 from django.conf import settings
 from django.db import connection
 
+from core.processes import die_with_parent
+
 # What the report's JSON form always holds (the command's --json, the job's result).
 REPORT_KEYS = ("rpo_events", "rto_seconds", "events_replayed", "downstream_resent", "passed")
 
@@ -77,6 +79,8 @@ def _play(scratch: str, home: Path, *, quick: bool, on_progress: Progress) -> di
         # The drill's own jobs run in its sandbox at once; approvals guard the store, not this.
         "REPLAYDESK_APPROVALS": "restore=0,replay=0,resync=0,snapshot=0",
         "PGAPPNAME": "replaydesk-drill",
+        # The default data set is the identity demo's (demo/drill.py): installed in the sandbox only.
+        "REPLAYDESK_DEMO": "1",
         "PYTHONUNBUFFERED": "1",
     }
     command = [sys.executable, "-m", "console.cli", "drill", "--sandbox", *(["--quick"] if quick else [])]
@@ -84,7 +88,7 @@ def _play(scratch: str, home: Path, *, quick: bool, on_progress: Progress) -> di
     report = None
     with errors.open("w") as stderr:
         child = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=_die_with_parent
+            command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=die_with_parent
         )
         try:
             for line in child.stdout:
@@ -109,12 +113,6 @@ def _parse(line: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return message if isinstance(message, dict) else {}
-
-
-def _die_with_parent() -> None:
-    from console.runtime import die_with_parent
-
-    die_with_parent()
 
 
 def admin_connection() -> psycopg.Connection:

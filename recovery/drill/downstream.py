@@ -12,17 +12,18 @@ import hmac
 import json
 import threading
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from streams.sinks import SIGNATURE_HEADER, signature
 
-TYPES = ("UserCreated", "UserNameSet", "UserEmailSet")
-
 
 class Downstream:
-    def __init__(self, *, secret: str):
+    def __init__(self, *, secret: str, apply: Callable[[dict[str, dict[str, Any]], dict[str, Any]], None]):
+        """apply: one event's effect on the documents (the drill's data set says what it is)."""
         self.secret = secret
+        self._effect = apply
         self.lock = threading.Lock()
         self.documents: dict[str, dict[str, Any]] = {}
         # Event id → times it took effect; and deliveries of events already in effect, ignored.
@@ -51,16 +52,7 @@ class Downstream:
         return 202
 
     def _apply(self, event: dict[str, Any]) -> None:
-        data = event.get("data") or {}
-        user = data.get("user_id")
-        # `changes` counts the effects on a document: an event applied twice would show there.
-        if event["type"] == "UserCreated":
-            self.documents[user] = {key: data.get(key) for key in ("username", "name", "email")}
-            self.documents[user]["changes"] = 1
-        elif event["type"] in ("UserNameSet", "UserEmailSet") and user in self.documents:
-            field = "name" if event["type"] == "UserNameSet" else "email"
-            self.documents[user][field] = data.get(field)
-            self.documents[user]["changes"] += 1
+        self._effect(self.documents, event)
 
     def back_up(self) -> None:
         with self.lock:

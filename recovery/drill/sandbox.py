@@ -1,8 +1,9 @@
 """The drill itself, played inside a scratch database (recovery/drill/__init__.py makes it and drops it).
 
 The story of a restore from an old backup, for real:
-1. the demo domain is loaded; an application keeps appending, the users directory projection and a
-   downstream search index (a webhook sink) keep consuming;
+1. a domain's history is loaded (the data set the drill is given: recovery/drill/dataset.py; the
+   identity demo's by default); an application keeps appending, a projection and a downstream search
+   index (a webhook sink) keep consuming;
 2. a snapshot of the projection is taken, and the downstream backs itself up; writing goes on;
 3. a bad deploy: a bug writes bad events (wrong names and e-mails), which the projection applies and the
    downstream receives; the same bug deletes and rewrites rows of the projection; the downstream is
@@ -16,30 +17,31 @@ The story of a restore from an old backup, for real:
 
 from __future__ import annotations
 
+import contextlib
 import random
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 
-from demo.services import load_demo
-from recovery.drill.downstream import TYPES, Downstream
+from recovery.drill import dataset
+from recovery.drill.dataset import DataSet
+from recovery.drill.downstream import Downstream
 from recovery.models import Job
 from recovery.runner import inline, run_inline
 from recovery.services import request_job
 from streams.consumers import ensure_projection, pause_consumer, resume_consumer, run_projection
-from streams.models import Consumer, Event, Stream
-from streams.projections import get_projection
+from streams.models import Consumer, Event
+from streams.projections import get_projection, quote, read_checkpoint
 from streams.selectors import head
 from streams.services import append_events
 from streams.sink_config import create_sink
 from streams.sinks import run_sink
 
-PROJECTION = "users_directory"
 SINK = "drill_downstream"
 BAD_ACTOR = "drill:bad-deploy"
 ACTOR = "drill"
@@ -76,9 +78,9 @@ FULL = Sizes(
 Say = Callable[[str, str], None]
 
 
-def play(*, quick: bool, say: Say) -> dict[str, Any]:
+def play(*, quick: bool, say: Say, data_set: DataSet | None = None) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
-    drill = _Drill(sizes, say)
+    drill = _Drill(sizes, say, data_set or dataset.configured())
     try:
         return drill.play()
     finally:
@@ -86,12 +88,13 @@ def play(*, quick: bool, say: Say) -> dict[str, Any]:
 
 
 class _Drill:
-    def __init__(self, sizes: Sizes, say: Say):
-        self.sizes, self.say = sizes, say
+    def __init__(self, sizes: Sizes, say: Say, data_set: DataSet):
+        self.sizes, self.say, self.data_set = sizes, say, data_set
+        self.projection = get_projection(data_set.projection)
         self.rng = random.Random(20261122)
-        self.downstream = Downstream(secret=secrets.token_urlsafe(32))
+        self.downstream = Downstream(secret=secrets.token_urlsafe(32), apply=data_set.apply)
         self.traffic: _Traffic | None = None
-        self.consumers = _Consumers()
+        self.consumers = _Consumers(self.projection.name)
         self.report: dict[str, Any] = {"sizes": sizes.__dict__}
 
     def play(self) -> dict[str, Any]:
@@ -113,29 +116,29 @@ class _Drill:
     # --- the story
 
     def _load(self) -> None:
-        self.say("loading", f"loading the demo domain ({self.sizes.users} people)")
-        loaded = load_demo(users=self.sizes.users, events=self.sizes.events)
-        ensure_projection(get_projection(PROJECTION))
+        self.say("loading", f"loading {self.data_set.what} ({self.sizes.users} people)")
+        loaded = self.data_set.load(users=self.sizes.users, events=self.sizes.events)
+        ensure_projection(self.projection)
         create_sink(
             name=SINK,
             url=self.downstream.url,
             secret=self.downstream.secret,
             rate_per_second=10_000,
             batch_size=500,
-            categories=["user"],
-            types=list(TYPES),
+            categories=list(self.data_set.categories),
+            types=list(self.data_set.types),
             actor=ACTOR,
         )
         self.consumers.start()
-        self.traffic = _Traffic(self.rng, self.sizes.appends_per_second)
+        self.traffic = _Traffic(self.rng, self.sizes.appends_per_second, self.data_set)
         self.traffic.start()
         self.consumers.wait_caught_up(timeout=600)
-        self.report["events_loaded"] = loaded.events
-        self.say("loading", f"{loaded.events} events loaded; the projection and the downstream caught up")
+        self.report["events_loaded"] = loaded
+        self.say("loading", f"{loaded} events loaded; the projection and the downstream caught up")
 
     def _snapshot(self) -> Job:
         self.say("snapshot", "taking a snapshot of the projection")
-        job = _run("snapshot", projection=PROJECTION)
+        job = _run("snapshot", projection=self.projection.name)
         position = job.result["position"]
         self.consumers.wait_sink_past(position, timeout=120)
         self.downstream.back_up()
@@ -154,14 +157,8 @@ class _Drill:
         bad = self._bad_events()
         self.consumers.wait_caught_up(timeout=120)
         received = sum(1 for event_id in bad if event_id in self.downstream.effects)
-        with connection.cursor() as cursor:
-            cursor.execute("DELETE FROM proj_users_directory.users WHERE random() < 0.05")
-            deleted = cursor.rowcount
-            cursor.execute(
-                "UPDATE proj_users_directory.users SET name = upper(name), email = 'lost@bug.invalid'"
-                " WHERE random() < 0.05"
-            )
-            rewritten = cursor.rowcount
+        with self._in_projection() as cursor:
+            deleted, rewritten = self.data_set.damage(cursor)
         # The downstream is broken: its sink is paused (and its last batch in flight has landed) before
         # it is restored, so that nothing newer reaches it ahead of the resync.
         pause_consumer(name=SINK, actor=ACTOR)
@@ -182,17 +179,10 @@ class _Drill:
 
     def _bad_events(self) -> set[str]:
         ids: set[str] = set()
-        users = self.traffic.users
+        entities = self.traffic.entities
         for n in range(self.sizes.bad_events):
-            user = self.rng.choice(users)
-            kind = ("UserEmailSet", "email", f"{user}@bad-deploy.invalid")
-            if n % 2:
-                kind = ("UserNameSet", "name", "?????")
-            result = append_events(
-                stream=f"user-{user}",
-                events=[{"type": kind[0], "data": {"user_id": user, kind[1]: kind[2]}}],
-                actor=BAD_ACTOR,
-            )
+            stream, event = self.data_set.bad_change(self.rng.choice(entities), n)
+            result = append_events(stream=stream, events=[event], actor=BAD_ACTOR)
             ids.update(
                 str(i)
                 for i in Event.objects.filter(position__in=result.positions).values_list(
@@ -206,7 +196,7 @@ class _Drill:
         started = time.monotonic()
         exclude = {"actor": BAD_ACTOR}
         from_snapshot = snapshot.result["snapshot"]
-        restore = _run("restore", projection=PROJECTION, snapshot=from_snapshot, exclude=exclude)
+        restore = _run("restore", projection=self.projection.name, snapshot=from_snapshot, exclude=exclude)
         self.say("recovering", f"restored: {restore.result['events_replayed']} events replayed")
         resync = _run(
             "resync",
@@ -231,10 +221,9 @@ class _Drill:
         self.say("verifying", "comparing the projection and the downstream with a fold of the log")
         self.consumers.wait_caught_up(timeout=300)
         self.consumers.stop()
-        expected, good_ids, bad_ids = _fold_without(BAD_ACTOR)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT user_id, username, name, email FROM proj_users_directory.users")
-            projected = {row[0]: {"username": row[1], "name": row[2], "email": row[3]} for row in cursor}
+        expected, good_ids, bad_ids = _fold_without(BAD_ACTOR, self.data_set)
+        with self._in_projection() as cursor:
+            projected = self.data_set.projected(cursor)
         effects = self.downstream.effects
         fields = {user: {k: v for k, v in doc.items() if k != "changes"} for user, doc in expected.items()}
         # Each count is of what is wrong: 0 everywhere is a pass.
@@ -255,6 +244,13 @@ class _Drill:
         verdict = "passed" if self.report["passed"] else "FAILED"
         self.say("verifying", f"{verdict}: {checks}")
 
+    @contextlib.contextmanager
+    def _in_projection(self) -> Iterator[Any]:
+        """A cursor with the live projection's schema first on its search_path."""
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL search_path TO {quote(self.projection.schema)}, public")
+            yield cursor
+
 
 def _run(kind: str, **params: Any) -> Job:
     with inline():
@@ -265,27 +261,22 @@ def _run(kind: str, **params: Any) -> Job:
     return finished
 
 
-def _fold_without(actor: str) -> tuple[dict[str, dict], set[str], set[str]]:
-    """The users directory as a fold of the log without `actor`'s events, and the ids of the events the
-    downstream should hold (and of those it must not)."""
-    users: dict[str, dict] = {}
+def _fold_without(actor: str, data_set: DataSet) -> tuple[dict[str, dict], set[str], set[str]]:
+    """The downstream's documents as a fold of the log without `actor`'s events, and the ids of the
+    events the downstream should hold (and of those it must not)."""
+    documents: dict[str, dict] = {}
     good: set[str] = set()
     bad: set[str] = set()
-    events = Event.objects.filter(stream__category="user", type__in=TYPES).order_by("position")
+    events = Event.objects.filter(stream__category__in=data_set.categories, type__in=data_set.types).order_by(
+        "position"
+    )
     for event_id, kind, data, by in events.values_list("event_id", "type", "data", "actor").iterator(5000):
         if by == actor:
             bad.add(str(event_id))
             continue
         good.add(str(event_id))
-        user = data.get("user_id")
-        if kind == "UserCreated":
-            users[user] = {key: data.get(key) for key in ("username", "name", "email")}
-            users[user]["changes"] = 1
-        elif user in users:
-            field = "name" if kind == "UserNameSet" else "email"
-            users[user][field] = data.get(field)
-            users[user]["changes"] += 1
-    return users, good, bad
+        data_set.apply(documents, {"type": kind, "data": data})
+    return documents, good, bad
 
 
 def _differences(expected: dict[str, dict], found: dict[str, dict]) -> int:
@@ -336,24 +327,16 @@ class _Traffic(_Loop):
 
     what = "the application's appends"
 
-    def __init__(self, rng: random.Random, per_second: float):
+    def __init__(self, rng: random.Random, per_second: float, data_set: DataSet):
         super().__init__("drill-traffic")
-        self.rng, self.per_second = rng, per_second
-        self.users = [
-            name.removeprefix("user-")
-            for name in Stream.objects.filter(category="user").values_list("name", flat=True)
-        ]
+        self.rng, self.per_second, self.data_set = rng, per_second, data_set
+        self.entities = data_set.entities()
         self.appended = 0
         self.started = time.monotonic()
 
     def step(self) -> None:
-        user = self.rng.choice(self.users)
-        if self.rng.random() < 0.5:
-            event = {"type": "UserNameSet", "data": {"user_id": user, "name": f"Name {self.appended}"}}
-        else:
-            email = f"{user}.{self.appended}@example.com"
-            event = {"type": "UserEmailSet", "data": {"user_id": user, "email": email}}
-        append_events(stream=f"user-{user}", events=[event], actor="app")
+        stream, event = self.data_set.change(self.rng, self.rng.choice(self.entities), self.appended)
+        append_events(stream=stream, events=[event], actor="app")
         self.appended += 1
         time.sleep(max(0.0, self.started + self.appended / self.per_second - time.monotonic()))
 
@@ -367,18 +350,19 @@ class _Consumers(_Loop):
 
     what = "the consumers"
 
-    def __init__(self):
+    def __init__(self, projection: str):
         super().__init__("drill-consumers")
+        self.projection = projection
         self.projection_position = 0
         self.sink_position = 0
         self.rounds = 0
 
     def step(self) -> None:
-        projected = run_projection(PROJECTION, budget_seconds=0.5)
+        projected = run_projection(self.projection, budget_seconds=0.5)
         delivered = run_sink(SINK, budget_seconds=0.5)
         close_old_connections()
         if projected.caught_up:
-            self.projection_position = _checkpoint()
+            self.projection_position = read_checkpoint(get_projection(self.projection))[0]
         if delivered.caught_up or delivered.idle:
             self.sink_position = Consumer.objects.values_list("position", flat=True).get(name=SINK)
         self.rounds += 1
@@ -396,9 +380,3 @@ class _Consumers(_Loop):
 
     def wait_sink_past(self, position: int, *, timeout: float) -> None:
         self.wait_until(lambda: self.sink_position >= position, timeout=timeout)
-
-
-def _checkpoint() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT position FROM proj_users_directory.checkpoint")
-        return cursor.fetchone()[0]

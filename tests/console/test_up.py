@@ -25,7 +25,8 @@ import psutil
 import pytest
 
 from console import runtime
-from demo.services import UP_EVENTS, UP_USERS, demo_history
+from console.management.commands.up import DEMO_EVENTS, DEMO_USERS
+from demo.services import demo_history
 
 REPLAYDESK = str(Path(sys.executable).with_name("replaydesk"))
 READY = re.compile(r"Replaydesk is up at (http://\S+)")
@@ -79,7 +80,7 @@ def up_environment(home: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     # The session sets these for its own clients; `up` must do without them (the HTTPS ones it turns
     # off by itself).
-    for name in ("SECURE_SSL_REDIRECT", "SECURE_COOKIES", "DJANGO_ALLOW_ASYNC_UNSAFE"):
+    for name in ("SECURE_SSL_REDIRECT", "SECURE_COOKIES", "DJANGO_ALLOW_ASYNC_UNSAFE", "REPLAYDESK_DEMO"):
         env.pop(name, None)
     return {**env, "REPLAYDESK_HOME": str(home), **overrides}
 
@@ -322,7 +323,7 @@ def test_the_demo_projections_and_its_sink_catch_up_with_the_demo_on_their_own(f
 
 
 def test_demo_flag_loads_the_demo(first_run):
-    expected = sum(len(append.events) for append in demo_history(users=UP_USERS, events=UP_EVENTS))
+    expected = sum(len(append.events) for append in demo_history(users=DEMO_USERS, events=DEMO_EVENTS))
 
     assert first_run.events == expected
     assert f"Loaded demo data: {expected:,} events" in first_run.output
@@ -385,6 +386,32 @@ def test_a_child_that_dies_stops_everything_with_an_error(first_run, home):
     assert "Celery beat was killed by SIGKILL unexpectedly, so everything was stopped" in run.output
     assert survivors(tree) == []
     assert processes_of(home) == []
+
+
+def test_up_without_demo_serves_no_demo_and_runs_no_demo_consumer():
+    home = Path(tempfile.mkdtemp(prefix="rd-nodemo-"))
+    env = up_environment(home)
+    run = Up.start(env, "--port", str(free_port()))
+    try:
+        url = run.wait_ready()
+        token = token_for(env, "admin")
+        request = urllib.request.Request(
+            f"{url}api/v1/consumers", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            consumers = json.load(response)["results"]
+        with pytest.raises(urllib.error.HTTPError) as demo_page:
+            browser().open(url + "demo/search/", timeout=10)
+        tree = run.tree() + processes_of(home)
+        assert run.stop() == 0, run.output
+    finally:
+        clean_up(run, home)
+        shutil.rmtree(home, ignore_errors=True)
+
+    assert consumers == []
+    assert demo_page.value.code == 404
+    assert "Loading the demo data" not in run.output
+    assert survivors(tree) == []
 
 
 @pytest.fixture

@@ -77,5 +77,6 @@ def test_an_import_into_the_consoles_audit_category_is_refused_and_writes_nothin
                 ImportBatch(stream="console-job.1", events=events(1, type_="JobApproved")),
             ]
         )
-    assert refused.value.errors["batches[1].stream"] == ["the console category is the console's own audit trail"]
+    reason = "the console category is the console's own audit trail"
+    assert refused.value.errors["batches[1].stream"] == [reason]
     assert not Event.objects.exists()

@@ -2,6 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from demo import search_index
 from demo.services import USERS, DemoLoad, load_demo
 from streams.validation import WrongExpectedVersion
 
@@ -13,6 +14,11 @@ class Command(BaseCommand):
         parser.add_argument("--users", type=int, default=USERS, help=f"How many people (default {USERS}).")
         parser.add_argument(
             "--events", type=int, help="About how many events in all (default: five changes per person)."
+        )
+        parser.add_argument(
+            "--search-index-url",
+            metavar="BASE_URL",
+            help="Where this Replaydesk serves the demo's search index: its sink is made (or moved) there.",
         )
 
     def handle(self, *args, **options) -> None:
@@ -27,6 +33,8 @@ class Command(BaseCommand):
                 "into it; load the demo into a store of its own (another REPLAYDESK_HOME or database)"
             ) from None
         self.stdout.write(describe(result) + f" ({time.monotonic() - started:.1f} s)")
+        if options["search_index_url"]:
+            search_index.ensure_sink(base_url=options["search_index_url"])
 
 
 def describe(result: DemoLoad) -> str:
