@@ -20,7 +20,7 @@ from streams.lag_chart import MAX_POINTS, lag_chart
 from streams.models import Consumer, Event, LagSample, ParkedEvent
 from streams.projections import Projection, add, remove
 from streams.services import append_events
-from streams.templatetags.consumer_format import duration, per_second
+from core.templatetags.formats import duration, per_second
 from tests.holding import append_held_open
 
 pytestmark = pytest.mark.django_db

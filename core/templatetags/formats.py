@@ -1,4 +1,4 @@
-"""Figures of lag and rate as a person reads them: "3 min 12 s", "12.5/s"."""
+"""Figures as a person reads them: durations ("3 min 12 s"), rates ("12.5/s"); and a mapping's item."""
 
 from __future__ import annotations
 
