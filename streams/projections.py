@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
-from streams import batches
+from streams import batches, selectors
 from streams.models import Event
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -80,6 +80,11 @@ class Projection:
         own = self.replay_batch_size or self.batch_size * 10
         cap = settings.REPLAYDESK_REPLAY_BATCH_MAX
         return min(own, cap) if cap else own
+
+    @property
+    def log_filter(self) -> selectors.LogFilter:
+        """What it follows, as the log is read."""
+        return selectors.LogFilter(types=tuple(self.types), categories=tuple(self.categories))
 
     @property
     def schema(self) -> str:

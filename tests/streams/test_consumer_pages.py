@@ -14,8 +14,8 @@ from pytest_django.asserts import assertContains, assertNotContains, assertRedir
 
 from streams import consumer_views, consumers
 from streams.consumers import run_projection
-from streams.lag import lag_history
 from streams.lag_chart import MAX_POINTS, lag_chart
+from streams.lag_samples import lag_history
 from streams.models import Consumer, Event, LagSample, ParkedEvent
 from streams.projections import Projection, add, remove
 from streams.services import append_events
