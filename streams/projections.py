@@ -69,6 +69,15 @@ class Projection:
         by position where order matters) into this projection's tables."""
         raise NotImplementedError
 
+    def fold_stream(self, state: dict[str, Any], event: Event) -> dict[str, Any]:
+        """Optional: the state of an entity after `event`, for its timeline (streams/timeline.py), as a
+        new dict (the one given must not be changed). Without it, a timeline merges each event's data."""
+        raise NotImplementedError
+
+    @property
+    def folds_streams(self) -> bool:
+        return type(self).fold_stream is not Projection.fold_stream
+
     @property
     def set_based(self) -> bool:
         """Folds with apply_rows: runners load the batch inside PostgreSQL and skip Event objects."""
