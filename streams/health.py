@@ -1,4 +1,9 @@
-"""Health of a consumer (DESIGN.md §2), and who may report a consumer as rebuilding.
+"""Health of a consumer, and who may report a consumer as rebuilding.
+
+Most specific first: `paused` by an operator; `rebuilding` while a replay or restore rebuilds it;
+`failing` when stopped, retrying, with a recent error, or whatever else its kind counts (a sink's open
+circuit); `stalled` when behind and not moving for its stall_seconds; `lagging` when more than its
+lag_threshold behind but moving; else `healthy`.
 
 Whether a consumer is being rebuilt is known to the app that rebuilds it (recovery's replays and
 restores), which the store must not import: that app registers a reporter here from its
@@ -45,7 +50,6 @@ def health_of(
     now: dt.datetime,
     is_rebuilding: bool,
 ) -> str:
-    """Most specific first: paused, rebuilding, failing, stalled, lagging, healthy."""
     if consumer.state == Consumer.State.PAUSED:
         return "paused"
     if is_rebuilding:

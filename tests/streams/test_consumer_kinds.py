@@ -100,4 +100,4 @@ def test_a_consumer_whose_kind_is_not_installed_is_measured_and_never_run():
     found = lag.consumer_status(consumer=Consumer.objects.get(name="test_orphan"))
     assert (found.lag_events, found.health) == (2, "healthy")  # it follows everything: never understated
     with pytest.raises(ConsumerError, match="not installed"):
-        tasks._run("test_orphan")
+        tasks.run_consumer("test_orphan")
