@@ -39,10 +39,19 @@ def run_consumer(name: str) -> None:
 
 
 def _run(name: str) -> RunResult:
-    kind = Consumer.objects.filter(name=name).values_list("kind", flat=True).first()
+    kind = _kind(name)
+    if kind is None:
+        # Declared in code but without a row yet (a job may queue a run before the first tick).
+        for each in consumer_kinds.kinds():
+            each.ensure_consumers(name=name)
+        kind = _kind(name)
     if kind is None:
         raise ConsumerError(f"no consumer is named {name!r}")
     return consumer_kinds.get(kind).run(name)
+
+
+def _kind(name: str) -> str | None:
+    return Consumer.objects.filter(name=name).values_list("kind", flat=True).first()
 
 
 @shared_task(queue="live", ignore_result=True)

@@ -80,13 +80,15 @@ class ConsumerKind:
         if register and "name" in cls.__dict__:
             add(cls)
 
-    def ensure_consumers(self) -> None:
-        """Create the Consumer rows of the consumers this kind declares in code (every tick, before
-        the running consumers are listed). Kinds whose consumers an operator creates do nothing."""
+    def ensure_consumers(self, *, name: str | None = None) -> None:
+        """Create the Consumer rows of the consumers this kind declares in code, or of the one named
+        `name` if it declares it (every tick, and before a run of a consumer without a row). Kinds
+        whose consumers an operator creates do nothing."""
 
     def run(self, name: str, *, budget_seconds: float = 5.0) -> RunResult:
-        """One run slice: process batches until caught up, out of time, or unable to go on, moving the
-        checkpoint with the effects. Runs of one consumer never overlap."""
+        """One run slice: process batches until caught up, out of time, or unable to go on. The kind
+        keeps two runs of one consumer from overlapping, and moves the checkpoint only here, with the
+        effects it covers."""
         raise ConsumerError(f"{name} is a consumer of kind {self.label!r}, which is not installed here")
 
     def checkpoint(self, consumer: Consumer) -> int:

@@ -15,10 +15,11 @@ from streams.projections import SCHEMA_PREFIX, get_projection, projections, read
 class ProjectionKind(ConsumerKind):
     name = Consumer.Kind.PROJECTION
 
-    def ensure_consumers(self) -> None:
+    def ensure_consumers(self, *, name: str | None = None) -> None:
         # A projection exists because its code does: its row and schema appear on the first tick.
         for projection in projections().values():
-            consumers.ensure_projection(projection)
+            if name is None or projection.name == name:
+                consumers.ensure_projection(projection)
 
     def run(self, name: str, *, budget_seconds: float = 5.0) -> RunResult:
         return consumers.run_projection(name, budget_seconds=budget_seconds)

@@ -23,8 +23,9 @@ class Tally(ConsumerKind, register=False):
     counted: ClassVar[list[int]] = []
     jammed: ClassVar[bool] = False
 
-    def ensure_consumers(self) -> None:
-        Consumer.objects.get_or_create(name="test_counter", defaults={"kind": self.name})
+    def ensure_consumers(self, *, name: str | None = None) -> None:
+        if name in (None, "test_counter"):
+            Consumer.objects.get_or_create(name="test_counter", defaults={"kind": self.name})
 
     def run(self, name: str, *, budget_seconds: float = 5.0) -> RunResult:
         consumer = Consumer.objects.get(name=name)
@@ -78,6 +79,13 @@ def test_a_registered_kind_is_run_by_the_tasks_and_measured_by_lag(tally):
 
     Tally.jammed = True
     assert status().health == "failing"
+
+
+def test_a_consumer_declared_in_code_gets_its_row_at_a_run_queued_before_the_first_tick(tally):
+    counted = append("tally-1")
+    tasks.run_consumer("test_counter")
+    assert Tally.counted == counted
+    assert Consumer.objects.get(name="test_counter").kind == "test_tally"
 
 
 def test_a_parked_event_is_retried_by_its_consumers_kind(tally):
