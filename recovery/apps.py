@@ -9,3 +9,7 @@ class RecoveryConfig(AppConfig):
     def ready(self) -> None:
         # Connects the login receiver that starts the re-authentication clock (before any request).
         from recovery import reauth  # noqa: F401
+        from recovery.selectors import rebuilding_consumers
+        from streams import health
+
+        health.report_rebuilding(rebuilding_consumers)

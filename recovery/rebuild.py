@@ -34,10 +34,6 @@ def schema_for(projection: Projection, job: Job) -> str:
     return f"{projection.schema}__rebuild_{job.pk}"
 
 
-def subscription(projection: Projection) -> selectors.LogFilter:
-    return selectors.LogFilter(types=tuple(projection.types), categories=tuple(projection.categories))
-
-
 def excluded(exclude: dict[str, Any]) -> Q | None:
     """The events an exclusion drops: listed ids, or events matching all of actor, types and times."""
     rule, given = Q(), False
@@ -59,7 +55,7 @@ def matching(
     projection: Projection, *, after: int, up_to: int, lanes: int = 1, lane: int | None = None
 ) -> QuerySet[Event]:
     events = selectors.filter_events(
-        Event.objects.filter(position__gt=after, position__lte=up_to), subscription(projection)
+        Event.objects.filter(position__gt=after, position__lte=up_to), projection.log_filter
     )
     if lane is not None and lanes > 1:
         events = events.annotate(shard=F("stream_id") % lanes).filter(shard=lane)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,16 @@ def job_log(*, job: Job, after: int | None = None, limit: int = 500) -> list[Job
 def running_jobs() -> list[Job]:
     """Jobs queued or running, oldest first (the dashboard's list)."""
     return list(Job.objects.filter(state__in=Job.ACTIVE).order_by("pk"))
+
+
+def rebuilding_consumers(names: Collection[str]) -> list[str]:
+    """Those of `names` that a running replay or restore is rebuilding into a fresh schema (their
+    health is `rebuilding`; registered with streams.health in RecoveryConfig.ready)."""
+    return list(
+        Job.objects.filter(
+            target__in=names, kind__in=(Job.Kind.REPLAY, Job.Kind.RESTORE), state=Job.State.RUNNING
+        ).values_list("target", flat=True)
+    )
 
 
 def list_snapshots(

@@ -8,4 +8,7 @@ class StreamsConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
+        from streams import consumer_kinds
+
         autodiscover_modules("projections")
+        consumer_kinds.discover()

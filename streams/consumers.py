@@ -4,6 +4,9 @@ One runner per projection at a time: every batch is one transaction that first t
 transaction-scoped advisory lock named after the projection, reads the checkpoint, applies the batch and
 moves the checkpoint. A runner that dies mid-batch takes its transaction with it, and the next runner
 starts from the same checkpoint, so no event is applied twice and none is lost.
+
+The operator actions (pause, resume, retry or skip a parked event) hold for every kind of consumer;
+a retry is done the way the consumer's kind does it (streams/consumer_kinds/).
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
+from django.http import HttpRequest
 from django.utils import timezone
 
 from core.audit import AuditType
-from streams import audit, batches, selectors
+from streams import audit, batches, consumer_kinds, selectors
+from streams.consumer_kinds import ConsumerError, RunResult
 from streams.models import Consumer, Event, ParkedEvent
 from streams.projections import Projection, create_schema, get_projection, quote, read_checkpoint
 
@@ -31,24 +36,12 @@ BACKOFF_CAP_SECONDS = 60.0
 WINDOW_FACTOR = 4
 
 
-class ConsumerError(Exception):
-    """An operator action that cannot be done; the message says why."""
-
-
 @dataclass(frozen=True)
 class BatchOutcome:
     applied: int = 0
     caught_up: bool = False
-    # Another runner holds the projection, or it is paused, failed, or waiting to retry.
+    # Another runner holds the consumer, or it is paused, failed, or waiting to retry.
     idle: bool = False
-    retry_in: float | None = None
-
-
-@dataclass(frozen=True)
-class RunResult:
-    applied: int
-    caught_up: bool
-    idle: bool
     retry_in: float | None = None
 
 
@@ -111,7 +104,7 @@ def _projection_batch(projection: Projection) -> BatchOutcome:
             head, selectors.next_position(after=position) - 1 + projection.batch_size * WINDOW_FACTOR
         )
         window = selectors.filter_events(
-            Event.objects.filter(position__gt=position, position__lte=window_end), _subscription(projection)
+            Event.objects.filter(position__gt=position, position__lte=window_end), projection.log_filter
         )
         batch = batches.read(cursor, projection, window, limit=projection.batch_size)
         if not batch.count:
@@ -128,10 +121,6 @@ def _projection_batch(projection: Projection) -> BatchOutcome:
         _write_checkpoint(cursor, projection, batch.last if full else window_end, batch)
         _progressed(consumer, now)
         return BatchOutcome(applied=batch.count, caught_up=not full and window_end == head)
-
-
-def _subscription(projection: Projection) -> selectors.LogFilter:
-    return selectors.LogFilter(types=tuple(projection.types), categories=tuple(projection.categories))
 
 
 def _apply(cursor: CursorWrapper, projection: Projection, batch: batches.Batch | list[Event]) -> None:
@@ -275,7 +264,7 @@ def resume_consumer(*, name: str, actor: str, request=None) -> Consumer:
 
 def skip_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
     with transaction.atomic():
-        parked = _parked(parked_id)
+        parked = parked_for_update(parked_id)
         resolve_parked(parked, state=ParkedEvent.State.SKIPPED, actor=actor, request=request)
     return parked
 
@@ -295,15 +284,19 @@ def resolve_parked(parked: ParkedEvent, *, state: str, actor: str, request=None)
     )
 
 
-def retry_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
-    """Apply a parked event now. On failure nothing changes but its error, and ConsumerError says why."""
-    if ParkedEvent.objects.filter(pk=parked_id, consumer__kind=Consumer.Kind.SINK).exists():
-        # A sink re-delivers over HTTP, which must not happen inside this function's transaction.
-        from streams.sinks import retry_parked_delivery
+def retry_parked(*, parked_id: int, actor: str, request: HttpRequest | None = None) -> ParkedEvent:
+    """Process a parked event again, as its consumer's kind does. On failure nothing changes but its
+    error, and ConsumerError says why."""
+    kind = ParkedEvent.objects.filter(pk=parked_id).values_list("consumer__kind", flat=True).first()
+    if kind is None:
+        raise ConsumerError(f"no parked event has id {parked_id}")
+    return consumer_kinds.get(kind).retry_parked(parked_id=parked_id, actor=actor, request=request)
 
-        return retry_parked_delivery(parked_id=parked_id, actor=actor, request=request)
+
+def reapply_parked(*, parked_id: int, actor: str, request: HttpRequest | None = None) -> ParkedEvent:
+    """Apply a parked event of a projection now, in one transaction with the projection's lock."""
     with transaction.atomic(), connection.cursor() as cursor:
-        parked = _parked(parked_id)
+        parked = parked_for_update(parked_id)
         consumer = parked.consumer
         projection = get_projection(consumer.name)
         if projection is None:
@@ -333,7 +326,8 @@ def _locked(name: str) -> Consumer:
     return consumer
 
 
-def _parked(parked_id: int) -> ParkedEvent:
+def parked_for_update(parked_id: int) -> ParkedEvent:
+    """The parked event, locked (in the caller's transaction), if it is still parked."""
     parked = (
         ParkedEvent.objects.select_for_update(of=("self",))
         .select_related("consumer", "event", "event__stream")

@@ -1,4 +1,4 @@
-"""Lag and health of consumers: selectors that only read, and the sampler behind the lag charts.
+"""Lag of consumers, and their status (checkpoint, lag, rate, health): selectors that only read.
 
 A lag figure counts the events a consumer follows after its checkpoint, never `head - checkpoint`:
 positions have holes where appends rolled back, and a consumer skips the events it does not follow.
@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
-from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from streams import selectors
+from streams import health, selectors
+from streams.consumer_kinds import checkpoint_of, follows
+from streams.health import HEALTHS as HEALTHS  # the API's and the metrics' list of them
 from streams.models import Consumer, Event, LagSample, Stream
-from streams.projections import SCHEMA_PREFIX, get_projection, read_checkpoint
 
-HEALTHS = ("healthy", "lagging", "stalled", "failing", "paused", "rebuilding")
-SAMPLE_RETENTION = dt.timedelta(days=7)
 # The rate is measured against the oldest sample of the last minute, if it is at least this old.
 RATE_WINDOW = dt.timedelta(seconds=60)
 RATE_MIN_SPAN = dt.timedelta(seconds=5)
@@ -80,41 +75,7 @@ class _Measure:
     oldest_unapplied_at: dt.datetime | None
 
 
-# --- what a consumer follows and where it is
-
-
-def sink_of(*, consumer: Consumer) -> Any | None:
-    """The Sink row of a sink consumer, if it has one. Its fields are read with getattr only, so that
-    lag does not depend on the sinks' exact shape."""
-    if consumer.kind != Consumer.Kind.SINK:
-        return None
-    try:
-        return getattr(consumer, "sink", None)
-    except ObjectDoesNotExist:
-        return None
-
-
-def subscription_of(*, consumer: Consumer, sink: Any | None = None) -> selectors.LogFilter:
-    """The categories and types the consumer follows (empty: all). A consumer whose code or sink is
-    gone is taken to follow everything, so that its lag is never understated."""
-    if consumer.kind == Consumer.Kind.PROJECTION:
-        source: Any = get_projection(consumer.name)
-    else:
-        source = sink if sink is not None else sink_of(consumer=consumer)
-    if source is None:
-        return selectors.LogFilter()
-    return selectors.LogFilter(
-        categories=tuple(getattr(source, "categories", None) or ()),
-        types=tuple(getattr(source, "types", None) or ()),
-    )
-
-
-def checkpoint_of(*, consumer: Consumer) -> int:
-    """A projection's checkpoint lives in its schema; a sink's in its Consumer row."""
-    if consumer.kind == Consumer.Kind.PROJECTION:
-        found = read_checkpoint(get_projection(consumer.name), schema=SCHEMA_PREFIX + consumer.name)
-        return found[0] if found else 0
-    return consumer.position or 0
+# --- counting
 
 
 def _measure(consumer: Consumer, subscription: selectors.LogFilter, head: int) -> _Measure:
@@ -170,13 +131,20 @@ def count_followed(
 
 
 def consumer_status(
-    *, consumer: Consumer, head: int | None = None, now: dt.datetime | None = None, with_rate: bool = True
+    *,
+    consumer: Consumer,
+    head: int | None = None,
+    now: dt.datetime | None = None,
+    with_rate: bool = True,
+    is_rebuilding: bool | None = None,
 ) -> ConsumerStatus:
     """Checkpoint, lag, rate and health of one consumer (a handful of queries; the lag count grows with
-    the lag only)."""
+    the lag only). A caller that lists consumers asks once for all of them whether they are rebuilding
+    and passes `is_rebuilding`."""
     now = now or timezone.now()
-    sink = sink_of(consumer=consumer)
-    subscription = subscription_of(consumer=consumer, sink=sink)
+    if is_rebuilding is None:
+        is_rebuilding = consumer.name in health.rebuilding(names=[consumer.name])
+    subscription = follows(consumer=consumer)
     measure = _measure(consumer, subscription, selectors.head() if head is None else head)
     lag_seconds = (
         max(0.0, (now - measure.oldest_unapplied_at).total_seconds())
@@ -193,7 +161,13 @@ def consumer_status(
         lag_exact=measure.exact,
         lag_seconds=round(lag_seconds, 3),
         rate=_rate(consumer, subscription, measure.checkpoint, now) if with_rate else None,
-        health=health_of(consumer=consumer, measure=measure, now=now, sink=sink),
+        health=health.health_of(
+            consumer=consumer,
+            lag_events=measure.lag_events,
+            oldest_unapplied_at=measure.oldest_unapplied_at,
+            now=now,
+            is_rebuilding=is_rebuilding,
+        ),
         last_error=consumer.last_error,
         last_error_at=consumer.last_error_at,
         progressed_at=consumer.progressed_at,
@@ -206,9 +180,13 @@ def consumer_statuses(*, with_rate: bool = True, now: dt.datetime | None = None)
     """Every consumer, by name, against one head."""
     head = selectors.head()
     now = now or timezone.now()
+    consumers = list(Consumer.objects.order_by("name"))
+    rebuilt = health.rebuilding(names=[consumer.name for consumer in consumers])
     return [
-        consumer_status(consumer=consumer, head=head, now=now, with_rate=with_rate)
-        for consumer in Consumer.objects.order_by("name")
+        consumer_status(
+            consumer=consumer, head=head, now=now, with_rate=with_rate, is_rebuilding=consumer.name in rebuilt
+        )
+        for consumer in consumers
     ]
 
 
@@ -232,55 +210,13 @@ def _rate(
     return round(applied / (now - sampled_at).total_seconds(), 3)
 
 
-def is_rebuilding(*, consumer: Consumer) -> bool:
-    """Whether a replay or restore is rebuilding this consumer into a fresh schema right now."""
-    from recovery.models import Job
-
-    return Job.objects.filter(
-        target=consumer.name, kind__in=(Job.Kind.REPLAY, Job.Kind.RESTORE), state=Job.State.RUNNING
-    ).exists()
-
-
-def _breaker_open(sink: Any) -> bool:
-    # Half-open is still failing: only the probe delivery is let through.
-    return getattr(sink, "breaker_state", None) in ("open", "half_open")
-
-
-def health_of(*, consumer: Consumer, measure: _Measure, now: dt.datetime, sink: Any | None = None) -> str:
-    """DESIGN.md §2, most specific first: paused, rebuilding, failing, stalled, lagging, healthy."""
-    if consumer.state == Consumer.State.PAUSED:
-        return "paused"
-    if is_rebuilding(consumer=consumer):
-        return "rebuilding"
-    if consumer.state == Consumer.State.FAILED or consumer.attempts > 0 or _breaker_open(sink):
-        return "failing"
-    recent = settings.REPLAYDESK_ERROR_RECENT_SECONDS
-    error_at = consumer.last_error_at
-    if (
-        error_at is not None
-        and (now - error_at).total_seconds() < recent
-        and (consumer.progressed_at is None or consumer.progressed_at <= error_at)
-    ):
-        return "failing"
-    if measure.lag_events > 0:
-        # Not moving for stall_seconds while behind for as long: a consumer idle for an hour that has
-        # just been handed one event is not stalled.
-        moved_at = consumer.progressed_at or consumer.created_at or now
-        since = max(moved_at, measure.oldest_unapplied_at or moved_at)
-        if (now - since).total_seconds() >= consumer.stall_seconds:
-            return "stalled"
-        if measure.lag_events > consumer.lag_threshold:
-            return "lagging"
-    return "healthy"
-
-
 # --- per stream
 
 
 def top_lagging_streams(*, consumer: Consumer, limit: int = 10) -> list[StreamLag]:
     """The streams with the most events the consumer has yet to apply (events after its checkpoint
     grouped by stream: the cost grows with the lag)."""
-    subscription = subscription_of(consumer=consumer)
+    subscription = follows(consumer=consumer)
     checkpoint = checkpoint_of(consumer=consumer)
     followed = "e.type = ANY(%(types)s)" if subscription.types else "true"
     in_categories = "AND s.category = ANY(%(categories)s)" if subscription.categories else ""
@@ -315,7 +251,7 @@ def stream_consumers(*, stream: Stream) -> list[ConsumerStreamLag]:
     before the consumer's checkpoint, and how many events of the stream it has yet to apply."""
     found = []
     for consumer in Consumer.objects.order_by("name"):
-        subscription = subscription_of(consumer=consumer)
+        subscription = follows(consumer=consumer)
         if not follows_stream(subscription=subscription, stream=stream):
             continue
         checkpoint = checkpoint_of(consumer=consumer)
@@ -332,71 +268,3 @@ def stream_consumers(*, stream: Stream) -> list[ConsumerStreamLag]:
             unapplied = unapplied.filter(type__in=subscription.types)
         found.append(ConsumerStreamLag(consumer.name, consumer.kind, checkpoint, applied, unapplied.count()))
     return found
-
-
-# --- history
-
-
-def sample_all(*, now: dt.datetime | None = None) -> int:
-    """One lag sample per consumer, and samples older than 7 days dropped. Returns how many it took."""
-    now = now or timezone.now()
-    head = selectors.head()
-    samples = []
-    for consumer in Consumer.objects.all():
-        status = consumer_status(consumer=consumer, head=head, now=now, with_rate=False)
-        samples.append(
-            LagSample(
-                consumer=consumer,
-                sampled_at=now,
-                head=head,
-                checkpoint=status.checkpoint,
-                lag_events=status.lag_events,
-                lag_seconds=status.lag_seconds,
-            )
-        )
-    LagSample.objects.bulk_create(samples)
-    LagSample.objects.filter(sampled_at__lt=now - SAMPLE_RETENTION).delete()
-    return len(samples)
-
-
-@dataclass(frozen=True)
-class LagHistory:
-    """A consumer's samples over a range, as a chart needs them: at most `max_points` of them (each the
-    highest lag of its slice of the range, so that a short spike still shows), and figures over all."""
-
-    points: list[LagSample]
-    samples: int
-    min_lag: int | None
-    max_lag: int | None
-    latest_lag: int | None
-
-
-def lag_history(*, consumer: Consumer, since: dt.datetime, until: dt.datetime, max_points: int) -> LagHistory:
-    """Thinned in the database: a week of samples every 10 s is 60,480 rows, of which a chart draws a
-    few hundred."""
-    samples = LagSample.objects.filter(consumer=consumer, sampled_at__gte=since)
-    figures = samples.aggregate(count=Count("id"), low=Min("lag_events"), high=Max("lag_events"))
-    latest = samples.order_by("-sampled_at").values_list("lag_events", flat=True).first()
-    if figures["count"] <= max_points:
-        points = list(samples.order_by("sampled_at"))
-    else:
-        slice_seconds = (until - since).total_seconds() / max_points
-        points = list(
-            LagSample.objects.raw(
-                """
-                SELECT DISTINCT ON (slice) *
-                  FROM (SELECT l.*, floor(extract(epoch FROM l.sampled_at - %s) / %s) AS slice
-                          FROM streams_lagsample l
-                         WHERE l.consumer_id = %s AND l.sampled_at >= %s) AS s
-                 ORDER BY slice, lag_events DESC, sampled_at
-                """,
-                [since, slice_seconds, consumer.pk, since],
-            )
-        )
-    return LagHistory(
-        points=points,
-        samples=figures["count"],
-        min_lag=figures["low"],
-        max_lag=figures["high"],
-        latest_lag=latest,
-    )

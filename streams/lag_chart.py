@@ -7,7 +7,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 
-from streams.lag import lag_history
+from streams.lag_samples import lag_history
 from streams.models import Consumer, LagSample
 
 RANGES: dict[str, tuple[dt.timedelta, str]] = {

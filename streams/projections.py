@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
-from streams import batches
+from streams import batches, selectors
 from streams.models import Event
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -69,6 +69,15 @@ class Projection:
         by position where order matters) into this projection's tables."""
         raise NotImplementedError
 
+    def fold_stream(self, state: dict[str, Any], event: Event) -> dict[str, Any]:
+        """Optional: the state of an entity after `event`, for its timeline (streams/timeline.py), as a
+        new dict (the one given must not be changed). Without it, a timeline merges each event's data."""
+        raise NotImplementedError
+
+    @property
+    def folds_streams(self) -> bool:
+        return type(self).fold_stream is not Projection.fold_stream
+
     @property
     def set_based(self) -> bool:
         """Folds with apply_rows: runners load the batch inside PostgreSQL and skip Event objects."""
@@ -80,6 +89,11 @@ class Projection:
         own = self.replay_batch_size or self.batch_size * 10
         cap = settings.REPLAYDESK_REPLAY_BATCH_MAX
         return min(own, cap) if cap else own
+
+    @property
+    def log_filter(self) -> selectors.LogFilter:
+        """What it follows, as the log is read."""
+        return selectors.LogFilter(types=tuple(self.types), categories=tuple(self.categories))
 
     @property
     def schema(self) -> str:

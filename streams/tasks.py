@@ -9,9 +9,9 @@ from __future__ import annotations
 from celery import shared_task
 
 from core.redis import client as redis_client
-from streams.consumers import ensure_projection, run_projection
+from streams import consumer_kinds
+from streams.consumer_kinds import ConsumerError, RunResult
 from streams.models import Consumer
-from streams.projections import projections
 
 # While set, a run is queued for the consumer and another enqueue would only pile up messages.
 QUEUED_KEY = "replaydesk:consumer-queued:{}"
@@ -38,19 +38,26 @@ def run_consumer(name: str) -> None:
         enqueue_consumer(name)  # out of time with more to do: go on in a fresh slice
 
 
-def _run(name: str):
-    kind = Consumer.objects.filter(name=name).values_list("kind", flat=True).first()
-    if kind == Consumer.Kind.SINK:
-        from streams.sinks import run_sink
+def _run(name: str) -> RunResult:
+    kind = _kind(name)
+    if kind is None:
+        # Declared in code but without a row yet (a job may queue a run before the first tick).
+        for each in consumer_kinds.kinds():
+            each.ensure_consumers(name=name)
+        kind = _kind(name)
+    if kind is None:
+        raise ConsumerError(f"no consumer is named {name!r}")
+    return consumer_kinds.get(kind).run(name)
 
-        return run_sink(name)
-    return run_projection(name)
+
+def _kind(name: str) -> str | None:
+    return Consumer.objects.filter(name=name).values_list("kind", flat=True).first()
 
 
 @shared_task(queue="live", ignore_result=True)
 def sample_lag() -> None:
     """A lag sample of every consumer for the charts; samples older than 7 days are dropped."""
-    from streams.lag import sample_all
+    from streams.lag_samples import sample_all
 
     sample_all()
 
@@ -63,7 +70,7 @@ def tick() -> None:
 
 
 def running_consumers() -> list[str]:
-    """Names of the consumers to run: new projections get their row and schema here."""
-    for projection in projections().values():
-        ensure_projection(projection)
+    """Names of the consumers to run: consumers declared in code (projections) get their rows here."""
+    for kind in consumer_kinds.kinds():
+        kind.ensure_consumers()
     return list(Consumer.objects.filter(state=Consumer.State.RUNNING).values_list("name", flat=True))

@@ -37,9 +37,8 @@ def merge_data(state: dict[str, Any], event: Event) -> dict[str, Any]:
 def fold_for(category: str) -> tuple[Fold, str | None]:
     """The fold of a category and the name of the projection that provides it (None: the default)."""
     for projection in projections().values():
-        fold = getattr(projection, "fold_stream", None)
-        if callable(fold) and category in projection.categories:
-            return fold, projection.name
+        if projection.folds_streams and category in projection.categories:
+            return projection.fold_stream, projection.name
     return merge_data, None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,7 +12,8 @@ from recovery.kinds.common import FinalError
 from recovery.models import Job, JobLane
 from recovery.runner import Step
 from recovery.selectors import resync_events
-from streams import selectors
+from streams import consumer_kinds, selectors
+from streams.consumer_kinds import Resender
 from streams.consumers import backoff
 from streams.models import Consumer, Sink
 
@@ -49,14 +49,12 @@ class Resync:
         return Step(lanes=True)
 
     def lane(self, job: Job, lane: JobLane, deadline: float) -> None:
-        from streams import sinks
-
         sink = self._sink(job)
         rate, end = job.params["rate_per_second"], job.params["up_to_position"]
         started, sent = time.monotonic(), 0
-        # A batch must fit in half a slice at the rate, or a short slice would never send one.
-        limit = max(1, min(sink.batch_size, int(rate), int(rate * (deadline - started) / 2)))
-        with httpx.Client(follow_redirects=False, headers={"User-Agent": sinks.USER_AGENT}) as client:
+        with consumer_kinds.of(sink.consumer).resync(sink.consumer) as resender:
+            # A batch must fit in half a slice at the rate, or a short slice would never send one.
+            limit = max(1, min(resender.batch_size, int(rate), int(rate * (deadline - started) / 2)))
             while not lane.finished and time.monotonic() < deadline:
                 if runner.cancel_requested(job):
                     return
@@ -73,13 +71,13 @@ class Resync:
                         return  # the next slice sends them, on time
                     # The sink's own window too: live deliveries and this resync together keep to the
                     # rate the receiver was promised.
-                    shared = sinks.claim_slot(sink, len(events), within)
+                    shared = resender.claim(len(events), within=within)
                     if shared is None:
                         return
                     time.sleep(max(0.0, own, shared))
-                    delivery = sinks.deliver(client, sink, events)
+                    delivery = resender.send(events)
                     if not delivery.ok:
-                        self._retry(job, lane, sink, delivery.error, deadline)
+                        self._retry(job, lane, resender, delivery.error, deadline)
                         continue
                     sent += len(events)
                 reached = events[-1].position if len(events) == limit else window_end
@@ -93,12 +91,12 @@ class Resync:
                 lane.position, lane.done, lane.finished = reached, lane.done + len(events), reached >= end
                 runner.report(job)
 
-    def _retry(self, job: Job, lane: JobLane, sink: Sink, error: str, deadline: float) -> None:
+    def _retry(self, job: Job, lane: JobLane, resender: Resender, error: str, deadline: float) -> None:
         lane.attempts += 1
         JobLane.objects.filter(pk=lane.pk).update(attempts=lane.attempts)
-        if lane.attempts >= sink.max_attempts:
+        if lane.attempts >= resender.max_attempts:
             raise FinalError(
-                f"{sink.consumer.name} refused or failed {lane.attempts} deliveries in a row after position "
+                f"{job.target} refused or failed {lane.attempts} deliveries in a row after position "
                 f"{lane.position}: {error}; retry the job when the receiver is back"
             )
         time.sleep(min(backoff(lane.attempts), max(0.0, deadline - time.monotonic())))

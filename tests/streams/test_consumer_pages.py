@@ -13,14 +13,14 @@ from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
 from console import dashboard
+from core.templatetags.formats import duration, per_second
 from streams import consumers
 from streams.consumers import run_projection
-from streams.lag import lag_history
 from streams.lag_chart import MAX_POINTS, lag_chart
+from streams.lag_samples import lag_history
 from streams.models import Consumer, Event, LagSample, ParkedEvent
 from streams.projections import Projection, add, remove
 from streams.services import append_events
-from core.templatetags.formats import duration, per_second
 from tests.holding import append_held_open
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from streams import lag, models
+from streams import lag, lag_samples, models
 from streams.consumers import ensure_projection, pause_consumer, run_projection
 from streams.models import Consumer, Event, LagSample, Stream
 from streams.projections import Projection, add, remove
@@ -360,7 +360,7 @@ def test_sample_all_takes_one_sample_per_consumer_and_keeps_seven_days(orders):
     hole()
     Event.objects.update(recorded_at=now - dt.timedelta(seconds=5))
 
-    assert lag.sample_all(now=now) == 2
+    assert lag_samples.sample_all(now=now) == 2
     taken = LagSample.objects.get(consumer=consumer, sampled_at=now)
     assert (taken.head, taken.checkpoint, taken.lag_events) == (head(), 0, 2)
     assert taken.lag_seconds == pytest.approx(5, abs=0.01)
@@ -368,7 +368,9 @@ def test_sample_all_takes_one_sample_per_consumer_and_keeps_seven_days(orders):
     assert LagSample.objects.filter(pk=kept.pk).exists()
     assert LagSample.objects.filter(consumer__name="test_lag_users", sampled_at=now).count() == 1
 
-    history = lag.lag_history(consumer=consumer, since=now - dt.timedelta(days=7), until=now, max_points=100)
+    history = lag_samples.lag_history(
+        consumer=consumer, since=now - dt.timedelta(days=7), until=now, max_points=100
+    )
     assert [s.pk for s in history.points] == [kept.pk, taken.pk]
     assert (history.samples, history.latest_lag) == (2, 2)
 

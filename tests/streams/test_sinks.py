@@ -16,7 +16,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
-from streams import consumers, sink_config, sinks
+from streams import consumers, sink_config, sink_pacing, sinks
 from streams.consumers import ConsumerError, lock_key
 from streams.models import Consumer, Event, ParkedEvent, Sink
 from streams.selectors import head
@@ -287,13 +287,13 @@ def test_the_rate_limit_holds_across_runs(receiver, rate, batch_size, events, sp
 
 
 def test_pacing_counts_events_in_the_window_whatever_the_batch_sizes():
-    slot, sent = sinks.pace(sent=[], now=10.0, not_before=0, count=1, window=1.0, limit=20)
+    slot, sent = sink_pacing.pace(sent=[], now=10.0, not_before=0, count=1, window=1.0, limit=20)
     assert slot == 10.0
-    slot, sent = sinks.pace(sent=sent, now=10.1, not_before=slot, count=20, window=1.0, limit=20)
+    slot, sent = sink_pacing.pace(sent=sent, now=10.1, not_before=slot, count=20, window=1.0, limit=20)
     assert slot == 11.0  # the single event must leave the window first
-    slot, sent = sinks.pace(sent=sent, now=11.0, not_before=slot, count=20, window=1.0, limit=20)
+    slot, sent = sink_pacing.pace(sent=sent, now=11.0, not_before=slot, count=20, window=1.0, limit=20)
     assert (slot, sent) == (12.0, [[11.0, 20], [12.0, 20]])
-    assert sinks.rate_window(0.5) == (2.0, 1) and sinks.rate_window(2.5) == (1.0, 2)
+    assert sink_pacing.rate_window(0.5) == (2.0, 1) and sink_pacing.rate_window(2.5) == (1.0, 2)
 
 
 @pytest.mark.django_db
