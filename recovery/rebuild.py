@@ -18,10 +18,11 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import F, Max, Q, QuerySet
 from django.db.models.functions import Now
 
+from core.locks import lock_key
 from recovery.models import Job, JobLane
 from recovery.services import previous_schema
 from streams import batches, selectors
-from streams.consumers import WINDOW_FACTOR, describe, lock_key
+from streams.consumers import WINDOW_FACTOR, describe
 from streams.models import Consumer, Event
 from streams.projections import Projection, quote
 
@@ -137,7 +138,7 @@ def schema_exists(cursor: CursorWrapper, schema: str) -> bool:
 
 def lock_projection(cursor: CursorWrapper, projection: Projection) -> None:
     """Hold the projection's runner lock to the end of the transaction (the live runner waits)."""
-    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(projection.name)])
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key("consumer", projection.name)])
 
 
 def live_position(cursor: CursorWrapper, projection: Projection) -> int:

@@ -15,10 +15,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from core.audit import AuditType
+from core.locks import lock_key
 from recovery import params as job_params
 from recovery.models import Job, JobLogLine
 from streams import audit
-from streams.consumers import lock_key
 from streams.projections import get_projection, quote
 
 MAX_REASON = 2000
@@ -142,7 +142,7 @@ def rollback_projection(
     with transaction.atomic(), connection.cursor() as cursor:
         if Job.objects.filter(target=projection, state__in=Job.ACTIVE).exists():
             raise JobError(f"a job is working on {projection}; wait for it or cancel it first")
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(projection)])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key("consumer", projection)])
         cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [previous])
         if cursor.fetchone() is None:
             raise JobError(f"{projection} has no previous schema to roll back to (no replay has swapped it)")

@@ -12,7 +12,6 @@ a retry is done the way the consumer's kind does it (streams/consumer_kinds/).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import random
 import time
 import traceback
@@ -25,6 +24,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from core.audit import AuditType
+from core.locks import lock_key
 from streams import audit, batches, consumer_kinds, selectors
 from streams.consumer_kinds import ConsumerError, RunResult
 from streams.models import Consumer, Event, ParkedEvent
@@ -43,13 +43,6 @@ class BatchOutcome:
     # Another runner holds the consumer, or it is paused, failed, or waiting to retry.
     idle: bool = False
     retry_in: float | None = None
-
-
-def lock_key(name: str) -> int:
-    """A stable 64-bit advisory lock key per consumer name."""
-    return int.from_bytes(
-        hashlib.blake2b(f"consumer:{name}".encode(), digest_size=8).digest(), "big", signed=True
-    )
 
 
 def ensure_projection(projection: Projection) -> Consumer:
@@ -79,7 +72,7 @@ def run_projection(name: str, *, budget_seconds: float = 5.0) -> RunResult:
 
 def _projection_batch(projection: Projection) -> BatchOutcome:
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_key(projection.name)])
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_key("consumer", projection.name)])
         if not cursor.fetchone()[0]:
             return BatchOutcome(idle=True)
         consumer = Consumer.objects.get(name=projection.name)
@@ -301,7 +294,7 @@ def reapply_parked(*, parked_id: int, actor: str, request: HttpRequest | None = 
         projection = get_projection(consumer.name)
         if projection is None:
             raise ConsumerError(f"{consumer.name} has no code to apply events with")
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(consumer.name)])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key("consumer", consumer.name)])
         try:
             with transaction.atomic():
                 _apply(cursor, projection, [parked.event])

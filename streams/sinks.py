@@ -17,13 +17,14 @@ import datetime as dt
 import time
 
 import httpx
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.locks import held, lock_key
 from streams import consumers, selectors, sink_failures
 from streams.consumer_kinds import ConsumerError, RunResult
-from streams.consumers import BatchOutcome, lock_key
+from streams.consumers import BatchOutcome
 from streams.models import Consumer, ParkedEvent, Sink
 from streams.sink_delivery import SIGNATURE_HEADER as SIGNATURE_HEADER  # what receivers verify
 from streams.sink_delivery import deliver, http_client
@@ -47,10 +48,10 @@ def run_sink(name: str, *, budget_seconds: float = 5.0) -> RunResult:
     if not Sink.objects.filter(consumer__name=name).exists():
         raise ConsumerError(f"no sink is named {name!r}")
     deadline = time.monotonic() + budget_seconds
-    if not _lock(name):
-        return RunResult(0, caught_up=False, idle=True)
-    delivered = 0
-    try:
+    with held(lock_key("consumer", name)) as got:
+        if not got:
+            return RunResult(0, caught_up=False, idle=True)
+        delivered = 0
         with http_client() as client:
             while True:
                 outcome = _step(client, name, deadline)
@@ -62,22 +63,6 @@ def run_sink(name: str, *, budget_seconds: float = 5.0) -> RunResult:
                     or time.monotonic() >= deadline
                 ):
                     return RunResult(delivered, outcome.caught_up, outcome.idle, outcome.retry_in)
-    finally:
-        _unlock(name)
-
-
-def _lock(name: str) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock_key(name)])
-        return cursor.fetchone()[0]
-
-
-def _unlock(name: str) -> None:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_key(name)])
-    except Exception:  # noqa: BLE001 — a broken connection has released the lock already
-        connection.close()
 
 
 def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:

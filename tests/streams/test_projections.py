@@ -5,9 +5,10 @@ import threading
 import pytest
 from django.db import connection, transaction
 
+from core.locks import lock_key
 from demo.services import load_demo
 from streams import consumers
-from streams.consumers import ConsumerError, lock_key, run_projection
+from streams.consumers import ConsumerError, run_projection
 from streams.models import Consumer, Event, ParkedEvent, Stream
 from streams.projections import Projection, add, remove
 from streams.selectors import head
@@ -238,7 +239,7 @@ def test_only_one_runner_works_a_projection_at_a_time(flaky):
 
     def other_runner():
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key("test_flaky")])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key("consumer", "test_flaky")])
             holding.set()
             release.wait(10)
         connection.close()

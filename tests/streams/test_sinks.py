@@ -16,8 +16,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
+from core.locks import lock_key
 from streams import consumers, sink_config, sink_pacing, sinks
-from streams.consumers import ConsumerError, lock_key
+from streams.consumers import ConsumerError
 from streams.models import Consumer, Event, ParkedEvent, Sink
 from streams.selectors import head
 from streams.services import append_events
@@ -392,7 +393,7 @@ def test_one_deliverer_per_sink_and_a_dead_holder_frees_it(receiver):
 
     def other_worker():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [lock_key("crm_hook")])
+            cursor.execute("SELECT pg_advisory_lock(%s)", [lock_key("consumer", "crm_hook")])
         held.set()
         release.wait(10)
         connection.close()  # dies without unlocking, like a killed worker
@@ -411,7 +412,7 @@ def test_one_deliverer_per_sink_and_a_dead_holder_frees_it(receiver):
     # the run let go of its own lock: another connection can take it
     other = connections.create_connection("default")
     with other.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock_key("crm_hook")])
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock_key("consumer", "crm_hook")])
         assert cursor.fetchone()[0]
     other.close()
 
