@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from console.problems import Problem, invalid_input
 from console.roles import Allows, Can
 from recovery import approvals, reauth, selectors, services
+from recovery.kinds import base as registry
 from recovery.models import Approval, Job, Snapshot
 from recovery.params import JobParamsError
 from streams.api import ProblemOut, _finish, _page, _parse, _problems
@@ -52,7 +53,7 @@ class ApprovalOut(serializers.Serializer):
 
 class JobOut(serializers.Serializer):
     id = serializers.IntegerField()
-    kind = serializers.ChoiceField(choices=Job.Kind.choices)
+    kind = serializers.ChoiceField(choices=registry.choices())
     target = serializers.CharField(help_text="The projection or sink the job works on.")
     params = serializers.JSONField(help_text="Canonical: checked, with defaults filled in.")
     params_sha256 = serializers.CharField(help_text="sha256 of the canonical params (what is approved).")
@@ -96,13 +97,13 @@ class JobOut(serializers.Serializer):
 
 
 class JobIn(serializers.Serializer):
-    kind = serializers.CharField(help_text=", ".join(Job.Kind.values))
+    kind = serializers.CharField(help_text=", ".join(registry.names()))
     params = serializers.DictField(
         required=False,
         default=dict,
-        help_text="Per kind — snapshot: projection; replay: projection, snapshot, stream, exclude, "
-        "shards; restore: projection, snapshot or before, exclude, shards; verify: projection, repair, "
-        "shards; resync: sink, from_position or from_time or streams, rate_per_second.",
+        help_text="Per kind — "
+        + "; ".join(f"{kind.name}: {kind.params_help}" for kind in registry.kinds())
+        + ".",
     )
     reason = serializers.CharField(
         required=False, allow_blank=True, default="", help_text="Why it should run (required to request)."
@@ -270,7 +271,7 @@ def _name(parser, field: str) -> str | None:
     methods=["GET"],
     operation_id="jobs_list",
     parameters=[
-        OpenApiParameter("kind", str, enum=Job.Kind.values),
+        OpenApiParameter("kind", str, enum=registry.names()),
         OpenApiParameter("state", str, enum=Job.State.values),
         OpenApiParameter("target", str, description="Jobs on this projection or sink."),
         OpenApiParameter("cursor", str, description="`next` of the previous page."),
@@ -295,7 +296,7 @@ def job_list(request: Request) -> Response:
         body = _body(request, JobIn)
         return _created(_request(request, **body), 201)
     parser = _parse(request, ("kind", "state", "target", "cursor", "limit"))
-    kind = parser.choice("kind", tuple(Job.Kind.values), "")
+    kind = parser.choice("kind", tuple(registry.names()), "")
     state = parser.choice("state", tuple(Job.State.values), "")
     target = _name(parser, "target")
     before = parser.integer("cursor", minimum=1)

@@ -18,8 +18,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Protocol
 
 import psycopg
 from django.conf import settings
@@ -28,8 +26,8 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from recovery import services
+from recovery.kinds.base import JobKind, Step, kind_of, kinds
 from recovery.models import Job, JobLane, JobLogLine
-from recovery.terminal import unit_of
 
 logger = logging.getLogger(__name__)
 
@@ -49,23 +47,6 @@ PROGRESS_EVERY_SECONDS = 0.5
 
 def slice_seconds() -> float:
     return settings.REPLAYDESK_JOB_SLICE_SECONDS
-
-
-@dataclass(frozen=True)
-class Step:
-    """What a main slice did: go on in another slice, wait for the lanes, or nothing more to do."""
-
-    again: bool = False
-    lanes: bool = False
-    done: bool = False
-
-
-class Kind(Protocol):
-    def main(self, job: Job, deadline: float) -> Step: ...
-
-    def lane(self, job: Job, lane: JobLane, deadline: float) -> None: ...
-
-    def cancelled(self, job: Job) -> None: ...
 
 
 def lock_key(job_id: int, lane: int | None = None) -> int:
@@ -91,8 +72,6 @@ def held(key: int) -> Iterator[bool]:
 
 
 def run_slice(job_id: int, expected_slice: int) -> None:
-    from recovery.kinds import kind_of
-
     with held(lock_key(job_id)) as got:
         if not got:
             # Another delivery holds the job. It may be a stale duplicate that stops at once, so the
@@ -118,20 +97,18 @@ def run_slice(job_id: int, expected_slice: int) -> None:
         advanced = Job.objects.filter(pk=job.pk, slice=expected_slice).update(
             slice=F("slice") + 1, failures=0
         )
-        if not advanced or step.done:
+        if not advanced or step is Step.DONE:
             return
-        if step.lanes:
+        if step is Step.LANES:
             for lane in JobLane.objects.filter(job=job, finished=False):
                 enqueue_lane(job.pk, lane.lane, lane.slice)
             if not JobLane.objects.filter(job=job, finished=False).exists():
                 enqueue_slice(job.pk, expected_slice + 1)
-        elif step.again:
+        elif step is Step.AGAIN:
             enqueue_slice(job.pk, expected_slice + 1)
 
 
 def run_lane(job_id: int, lane_no: int, expected_slice: int) -> None:
-    from recovery.kinds import kind_of
-
     with held(lock_key(job_id, lane_no)) as got:
         if not got:
             # As for a slice: the holder may be a stale duplicate of this lane's message.
@@ -217,7 +194,7 @@ def set_stage(job: Job, stage: str, *, total: int | None = None, work: dict | No
         job.work = work
         fields.append("work")
     Job.objects.filter(pk=job.pk).update(**{field: getattr(job, field) for field in fields})
-    services.log(job, f"stage: {stage}" + (f" ({total} {unit_of(job.kind)})" if total is not None else ""))
+    services.log(job, f"stage: {stage}" + (f" ({total} {kind_of(job).unit})" if total is not None else ""))
 
 
 def finish(job: Job, *, result: dict, message: str) -> None:
@@ -260,7 +237,7 @@ def _start(job: Job) -> bool:
     return True
 
 
-def _cancel(job: Job, kind: Kind) -> None:
+def _cancel(job: Job, kind: JobKind) -> None:
     kind.cancelled(job)
     with transaction.atomic():
         Job.objects.filter(pk=job.pk).update(
@@ -371,7 +348,6 @@ def _describe(exc: Exception) -> str:
 
 # While set, nudges are not sent: run_inline does the work in this process instead.
 _inline: contextvars.ContextVar[bool] = contextvars.ContextVar("recovery_inline", default=False)
-LANE_STAGES = ("replaying", "delivering")
 
 
 @contextmanager
@@ -394,7 +370,7 @@ def run_inline(job_id: int, *, max_steps: int = 100_000) -> Job:
             if job.state not in Job.ACTIVE:
                 return job
             lanes = list(JobLane.objects.filter(job=job, finished=False).order_by("lane"))
-            if job.state == Job.State.RUNNING and job.stage in LANE_STAGES and lanes:
+            if job.state == Job.State.RUNNING and job.stage in kind_of(job).lane_stages and lanes:
                 for lane in lanes:
                     run_lane(job.pk, lane.lane, lane.slice)
             else:
@@ -447,9 +423,12 @@ def reconcile(*, stale_seconds: float = 30.0) -> list[int]:
     for job_id, slice_no in stale:
         Job.objects.filter(pk=job_id).update(heartbeat_at=now)  # one nudge per stale period
         enqueue_slice(job_id, slice_no)
+    in_lanes = Q(pk__in=[])
+    for kind in kinds():
+        in_lanes |= Q(job__kind=kind.name, job__stage__in=kind.lane_stages)
     stuck = list(
         JobLane.objects.filter(
-            job__state=Job.State.RUNNING, job__stage__in=LANE_STAGES, finished=False, moved_at__lte=cutoff
+            in_lanes, job__state=Job.State.RUNNING, finished=False, moved_at__lte=cutoff
         ).exclude(job_id__in=[job_id for job_id, _ in stale])
     )
     for lane in stuck:

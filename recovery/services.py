@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from console import audit
 from recovery import params as job_params
+from recovery.kinds import base as registry
 from recovery.models import Job, JobLogLine
 from streams.consumers import lock_key
 from streams.projections import get_projection, quote
@@ -36,8 +37,11 @@ class JobConflict(JobError):
 
 
 def approvals_required(kind: str) -> int:
-    """Approvals (by people other than the requester) a kind needs before it may run."""
-    return int(settings.REPLAYDESK_APPROVALS_REQUIRED.get(kind, 1))
+    """Approvals (by people other than the requester) a kind needs before it may run: the kind's own
+    default unless REPLAYDESK_APPROVALS overrides it (an unknown kind needs one, to be safe)."""
+    found = registry.get(kind)
+    default = found.approvals if found is not None else 1
+    return int(settings.REPLAYDESK_APPROVALS_REQUIRED.get(kind, default))
 
 
 def request_job(

@@ -24,6 +24,7 @@ from console.roles import Can
 from recovery import params as job_params
 from recovery import rebuild, selectors, services
 from recovery.forms import JobForm, prefill
+from recovery.kinds import base as registry
 from recovery.models import Job
 from streams.models import Consumer
 from streams.projections import get_projection, projections
@@ -42,13 +43,13 @@ STOP_POLLING = 286
 @login_required
 def job_list(request: HttpRequest) -> HttpResponse:
     parser = QueryParser(request.GET, ("kind", "state", "target", "before", "limit"))
-    kind = parser.choice("kind", tuple(Job.Kind.values), "")
+    kind = parser.choice("kind", tuple(registry.names()), "")
     state = parser.choice("state", tuple(Job.State.values), "")
     target = (parser.raw("target") or "").strip()
     before, limit = parser.integer("before", minimum=1), parser.limit(PAGE_SIZE)
     context = {"section": "jobs", "errors": parser.errors, "jobs": [], "older": None}
     context |= {"search": {"kind": kind, "state": state, "target": target}, "paged": before is not None}
-    context |= {"kinds": Job.Kind.values, "states": Job.State.values}
+    context |= {"kinds": registry.names(), "states": Job.State.values}
     if not parser.errors:
         jobs = selectors.list_jobs(
             kind=kind or None, state=state or None, target=target or None, before=before, limit=limit + 1
