@@ -123,6 +123,32 @@ class JobLane(models.Model):
         return f"job {self.job_id} lane {self.lane}"
 
 
+class JobFailure(models.Model):
+    """A failed slice of a job (its main line or a lane), stamped by the database clock. The runner
+    decides retries, the back-off after lost sessions and lanes failing together from these rows
+    (recovery/runner/failures.py); the job's log says the same to people, and is never read back."""
+
+    class Outcome(models.TextChoices):
+        # Counted as one attempt of the job (MAX_FAILURES of them in a row fail it).
+        ATTEMPT = "attempt"
+        # Failed a moment after another part counted an attempt: the same cause, the same attempt.
+        TOGETHER = "together"
+        # The database ended the session: no failure of the work, tried again with a growing pause.
+        LOST_SESSION = "lost_session"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="failure_rows")
+    # "main line" or "lane N".
+    part = models.CharField(max_length=40)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "at"], name="recovery_failure_job_at")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} {self.part}: {self.outcome}"
+
+
 class JobLogLine(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="log_lines")
     at = models.DateTimeField(db_default=Now())

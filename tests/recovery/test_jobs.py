@@ -5,10 +5,11 @@ import datetime as dt
 import psycopg
 import pytest
 from django.db import connection
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from recovery import runner, services
-from recovery.models import Job, JobLane, JobLogLine
+from recovery.models import Job, JobFailure, JobLane, JobLogLine
 from recovery.params import JobParamsError, params_sha256
 from streams.consumers import run_projection
 from streams.lag import consumer_statuses
@@ -496,10 +497,10 @@ def lost_session_job(*, lost_ago: dt.timedelta | None):
     long_ago = timezone.now() - dt.timedelta(minutes=20)
     Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, started_at=long_ago, progress_at=long_ago)
     if lost_ago is not None:
-        line = JobLogLine.objects.create(
-            job=job, level="warning", message=f"{runner.LOST_SESSION} trying again"
+        runner.record_failure(
+            Job.objects.get(pk=job.pk), SESSION_GONE, retry=lambda pause: None, where="lane 0"
         )
-        JobLogLine.objects.filter(pk=line.pk).update(at=timezone.now() - lost_ago)
+        JobFailure.objects.filter(job=job).update(at=Now() - lost_ago)
     return Job.objects.get(pk=job.pk)
 
 
@@ -513,7 +514,7 @@ def test_a_lost_session_is_retried_with_pauses_that_grow_while_it_goes_on(lost_a
     job = lost_session_job(lost_ago=lost_ago)
     pauses = []
 
-    runner._failed_slice(job, SESSION_GONE, pauses.append, where="lane 0")
+    runner.record_failure(job, SESSION_GONE, retry=pauses.append, where="lane 0")
 
     job.refresh_from_db()
     assert job.state == "running" and job.failures == 0
@@ -524,7 +525,7 @@ def test_a_job_whose_sessions_are_lost_for_15_minutes_without_progress_fails():
     job = lost_session_job(lost_ago=dt.timedelta(minutes=16))
     pauses = []
 
-    runner._failed_slice(job, SESSION_GONE, pauses.append, where="lane 0")
+    runner.record_failure(job, SESSION_GONE, retry=pauses.append, where="lane 0")
 
     job.refresh_from_db()
     assert pauses == []
@@ -545,8 +546,8 @@ def running_job():
 
 
 def fail(job, where, pauses):
-    runner._failed_slice(
-        Job.objects.get(pk=job.pk), RuntimeError("deadlock detected"), pauses.append, where=where
+    runner.record_failure(
+        Job.objects.get(pk=job.pk), RuntimeError("deadlock detected"), retry=pauses.append, where=where
     )
     return Job.objects.get(pk=job.pk)
 
