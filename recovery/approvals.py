@@ -129,8 +129,7 @@ def approve_job(
         services.log(job, f"approved by {name}" + (f": {comment.strip()}" if comment.strip() else ""))
         services.record(job, "JobApproved", name, request, comment=_comment(comment))
         if approvals_hold(job):
-            Job.objects.filter(pk=job.pk).update(state=Job.State.APPROVED)
-            job.state = Job.State.APPROVED
+            services.transition(job, to=Job.State.APPROVED)
             _queue_if_free(job, name, request)
     return job
 
@@ -153,10 +152,16 @@ def reject_job(
             comment=_comment(comment),
             expires_at=timezone.now(),
         )
-        Job.objects.filter(pk=job.pk).update(state=Job.State.REJECTED, finished_at=timezone.now())
-        job.state = Job.State.REJECTED
-        services.log(job, f"rejected by {name}: {comment.strip()}")
-        services.record(job, "JobRejected", name, request, comment=_comment(comment))
+        services.transition(
+            job,
+            to=Job.State.REJECTED,
+            values={"finished_at": timezone.now()},
+            message=f"rejected by {name}: {comment.strip()}",
+            audit="JobRejected",
+            actor=name,
+            request=request,
+            comment=_comment(comment),
+        )
     return job
 
 
@@ -175,8 +180,9 @@ def change_job(*, job_id: int, params: dict[str, Any], actor: str, request: Http
             )
         previous = job.params_sha256
         job.params, job.params_sha256 = canonical, job_params.params_sha256(canonical)
-        job.state = Job.State.PENDING_APPROVAL if services.approvals_required(job.kind) else job.state
-        job.save(update_fields=["params", "params_sha256", "state"])
+        job.save(update_fields=["params", "params_sha256"])
+        if job.state != Job.State.PENDING_APPROVAL and services.approvals_required(job.kind):
+            services.transition(job, to=Job.State.PENDING_APPROVAL)
         services.log(job, f"parameters changed by {actor}; approvals given before no longer count")
         services.record(job, "JobChanged", actor, request, previous_params_sha256=previous, params=canonical)
     return job
@@ -229,10 +235,14 @@ def _queue_if_free(job: Job, actor: str, request: HttpRequest | None) -> bool:
     if Job.objects.filter(target=job.target, state__in=Job.ACTIVE).exists():
         services.log(job, f"approved; waits for the job working on {job.target} to finish")
         return False
-    now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED, queued_at=now)
-    job.state, job.queued_at = Job.State.QUEUED, now
-    services.record(job, "JobQueued", actor, request)
+    services.transition(
+        job,
+        to=Job.State.QUEUED,
+        values={"queued_at": timezone.now()},
+        audit="JobQueued",
+        actor=actor,
+        request=request,
+    )
     transaction.on_commit(lambda: services.nudge(job))
     return True
 

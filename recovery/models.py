@@ -48,6 +48,9 @@ class Job(models.Model):
     state = models.CharField(max_length=20, choices=State.choices)
     reason = models.TextField()
     requested_by = models.CharField(max_length=150)
+    # Started by the console's schedule (recovery/schedule.py), not asked for by a person: its
+    # snapshots are subject to retention. Not told by the requester's name, which a person may share.
+    scheduled = models.BooleanField(default=False)
     created_at = models.DateTimeField(db_default=Now())
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

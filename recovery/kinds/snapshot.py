@@ -58,7 +58,7 @@ class TakeSnapshot(JobKind):
                 bytes=size,
                 manifest=snapshots.manifest_dict(manifest),
                 job=job,
-                scheduled=job.requested_by == "schedule",
+                scheduled=job.scheduled,
             )
             Job.objects.filter(pk=job.pk).update(done=manifest.rows, total=manifest.rows)
             result = {

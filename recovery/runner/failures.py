@@ -81,11 +81,15 @@ def record_failure(job: Job, exc: Exception, *, retry: Callable[[float], None], 
             services.log(job, f"attempt {failures} failed ({where}), trying again: {error}", level="warning")
             transaction.on_commit(lambda: retry(min(2.0**failures, 30.0)))
             return
-        Job.objects.filter(pk=job.pk).update(
-            state=Job.State.FAILED, failures=failures, error=error, finished_at=timezone.now()
+        services.transition(
+            current,
+            to=Job.State.FAILED,
+            values={"failures": failures, "error": error, "finished_at": timezone.now()},
+            message=f"failed: {error}",
+            level="error",
+            audit="JobFailed",
+            error=error[:2000],
         )
-        services.log(job, f"failed: {error}", level="error")
-        services.record(job, "JobFailed", "system", error=error[:2000])
 
 
 def _same_failure_elsewhere(job: Job, where: str) -> bool:

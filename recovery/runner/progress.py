@@ -68,10 +68,12 @@ def set_stage(job: Job, stage: str, *, total: int | None = None, work: dict | No
 def finish(job: Job, *, result: dict, message: str) -> None:
     """Succeeded (in the caller's transaction, with whatever made it so)."""
     now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(
-        state=Job.State.SUCCEEDED, finished_at=now, result=result, stage="done", heartbeat_at=now
-    )
-    job.state, job.result = Job.State.SUCCEEDED, result
     report(job, force=True)
-    services.log(job, message)
-    services.record(job, "JobSucceeded", "system", result=result)
+    services.transition(
+        job,
+        to=Job.State.SUCCEEDED,
+        values={"finished_at": now, "result": result, "stage": "done", "heartbeat_at": now},
+        message=message,
+        audit="JobSucceeded",
+        result=result,
+    )

@@ -137,32 +137,40 @@ def _start(job: Job) -> bool:
         if current is None:
             return False
         if not approvals_hold(current):
-            Job.objects.filter(pk=job.pk).update(state=Job.State.PENDING_APPROVAL, queued_at=None)
-            services.log(
+            services.transition(
                 current,
-                "not started: its approvals are missing, expired or for other parameters; approve it again",
+                to=Job.State.PENDING_APPROVAL,
+                values={"queued_at": None},
+                message="not started: its approvals are missing, expired or for other parameters; "
+                "approve it again",
                 level="warning",
+                audit="JobStartRefused",
+                reason="approvals do not hold",
             )
-            services.record(current, "JobStartRefused", "system", reason="approvals do not hold")
             return False
         now = timezone.now()
-        Job.objects.filter(pk=job.pk).update(
-            state=Job.State.RUNNING, heartbeat_at=now, started_at=current.started_at or now
+        services.transition(
+            current,
+            to=Job.State.RUNNING,
+            values={"heartbeat_at": now, "started_at": current.started_at or now},
+            message="started",
+            audit="JobStarted",
         )
         job.refresh_from_db()
-        services.log(job, "started")
-        services.record(job, "JobStarted", "system")
     return True
 
 
 def _cancel(job: Job, kind: JobKind) -> None:
     kind.cancelled(job)
     with transaction.atomic():
-        Job.objects.filter(pk=job.pk).update(
-            state=Job.State.CANCELLED, finished_at=timezone.now(), stage="cancelled"
+        services.transition(
+            job,
+            to=Job.State.CANCELLED,
+            values={"finished_at": timezone.now(), "stage": "cancelled"},
+            message=f"cancelled (asked by {job.cancel_requested_by}) during {job.stage or 'start'}",
+            audit="JobCancelled",
+            actor=job.cancel_requested_by or "system",
         )
-        services.log(job, f"cancelled (asked by {job.cancel_requested_by}) during {job.stage or 'start'}")
-        services.record(job, "JobCancelled", job.cancel_requested_by or "system")
 
 
 # While set, nudges are not sent: run_inline does the work in this process instead.
