@@ -86,8 +86,8 @@ class JobOut(serializers.Serializer):
     @extend_schema_field(ApprovalOut(many=True))
     def get_approvals(self, job: Job) -> list[dict[str, Any]]:
         decisions = sorted(job.approvals.all(), key=lambda a: (a.created_at, a.pk))
-        # Most jobs have no decisions: ask which count only when there are some.
-        valid = {a.pk for a in approvals.valid_approvals(job)} if decisions else set()
+        # Picked from the decisions read (prefetched for a list): no query per job.
+        valid = {a.pk for a in approvals.counting(job, decisions)}
         for decision in decisions:
             decision.valid = decision.pk in valid
         return ApprovalOut(decisions, many=True).data

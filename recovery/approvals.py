@@ -81,6 +81,22 @@ def valid_approvals(job: Job, *, now: dt.datetime | None = None) -> list[Approva
     return list(approvals.order_by("created_at"))
 
 
+def counting(job: Job, decisions: list[Approval], *, now: dt.datetime | None = None) -> list[Approval]:
+    """valid_approvals, picked from decisions already read (a page of jobs prefetches them all)."""
+    now = now or timezone.now()
+    return sorted(
+        (
+            a
+            for a in decisions
+            if a.decision == Approval.Decision.APPROVE
+            and a.params_sha256 == job.params_sha256
+            and a.expires_at > now
+            and a.approver != job.requested_by
+        ),
+        key=lambda a: a.created_at,
+    )
+
+
 def approvals_hold(job: Job) -> bool:
     needed = services.approvals_required(job.kind)
     return needed == 0 or len({a.approver for a in valid_approvals(job)}) >= needed
