@@ -142,20 +142,37 @@ def job_detail(request: HttpRequest, job: Job) -> HttpResponse:
 @login_required
 @with_job
 def job_progress(request: HttpRequest, job: Job) -> HttpResponse:
-    response = render(request, "recovery/partials/job_progress.html", job_context(job))
+    """Polled by the job's page, which says (`after`, `shown`) which log lines it has: the answer
+    carries only the lines after those, to append, instead of the whole log every second."""
+    after, shown = request.GET.get("after", ""), request.GET.get("shown", "")
+    known = (int(after), int(shown)) if after.isdigit() and shown.isdigit() and int(shown) else None
+    response = render(request, "recovery/partials/job_progress.html", job_context(job, known=known))
     if job.finished:
         response.status_code = STOP_POLLING
     return response
 
 
-def job_context(job: Job) -> dict[str, Any]:
-    lines = selectors.job_log(job=job, limit=LOG_SHOWN)
+def job_context(job: Job, *, known: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The job, its figures and its log: the last LOG_SHOWN lines, or those after the cursor line of
+    `known` (the cursor, and how many lines the page shows)."""
+    if known is None:
+        lines = selectors.job_log(job=job, limit=LOG_SHOWN)
+        shown, cursor = len(lines), 0
+    else:
+        cursor, shown = known
+        lines = selectors.job_log(job=job, after=cursor, limit=LOG_SHOWN)
+        shown += len(lines)
     took = None
     if job.finished_at and job.started_at:
         took = (job.finished_at - job.started_at).total_seconds()
     # A stage's rate while it runs; once finished, the whole job's.
     rate = (job.done / took if took else None) if job.finished else job.rate
     context = {"job": job, "log": lines, "took": took, "rate": rate}
+    context |= {
+        "log_full": known is None,
+        "log_shown": shown,
+        "log_cursor": lines[-1].pk if lines else cursor,
+    }
     return context | {"result": pretty_json(job.result) if job.result else ""}
 
 
