@@ -4,7 +4,7 @@ the parameters it will run with.
 Every path (page, API, Django admin, bulk action) goes through these functions, so the rules hold
 whatever the caller: the approver needs the approve permission, is not the requester, and approves the
 sha256 of the parameters they saw. Approvals expire. The transaction that starts a job checks them again
-(recovery/runner.py), so a job forged into `queued` without them, or whose approvals lapsed while it
+(recovery/runner/slices.py), so a job forged into `queued` without them, or whose approvals lapsed while it
 waited, goes back to pending_approval instead of running. Refusals are audited too.
 """
 
