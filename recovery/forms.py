@@ -1,5 +1,6 @@
-"""The new-job form: it only turns text into values; every rule about a job lives in recovery.params
-(through services.request_job and selectors.estimate), whose errors it shows next to the fields they name."""
+"""The new-job form: it only turns text into values; every rule about a job lives in recovery.params and
+its kind in recovery/kinds (through services.request_job and selectors.estimate), whose errors it shows
+next to the fields they name. Which fields show for which kind comes from the kinds' parameters."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The recovery pages: jobs, one job with its live progress, the new-job form with its dry run, snapshots,
 and a consumer's recovery panel (its latest jobs, and the rollback of a swapped projection).
 
-The form only turns text into values; every rule about a job lives in `recovery.params` (through
+The form only turns text into values; every rule about a job lives in `recovery.params` and its kind (through
 `services.request_job` and `selectors.estimate`), whose errors are shown next to the fields they name.
 The progress fragment answers 286 once its job is finished: htmx then stops polling it.
 """
