@@ -218,7 +218,7 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": float(os.environ.get("REPLAYDESK_LAG_SAMPLE_SECONDS", 10)),
         "options": {"queue": "live", "expires": 10},
     },
-    # Jobs whose worker died or whose message Redis lost are nudged again (see recovery/runner.py).
+    # Jobs whose worker died or whose message Redis lost are nudged again (see recovery/runner/reconcile.py).
     "jobs-reconcile": {
         "task": "recovery.tasks.reconcile",
         "schedule": 10.0,
@@ -262,13 +262,11 @@ REPLAYDESK_JOB_SLICE_SECONDS = float(os.environ.get("REPLAYDESK_JOB_SLICE_SECOND
 # for a process that runs its consumers itself (a drill's sandbox).
 REPLAYDESK_CONSUMERS_WAKE = env_bool("REPLAYDESK_CONSUMERS_WAKE", True)
 
-# Four-eyes approvals: how many a job of each kind needs before it may run ("kind=N,…" overrides some),
-# and how long an approval counts.
-DEFAULT_APPROVALS_REQUIRED = {"replay": 1, "restore": 1, "resync": 1, "snapshot": 0, "verify": 0, "drill": 0}
+# Four-eyes approvals: "kind=N,…" overrides how many a job of a kind needs before it may run (each kind
+# declares its default: JobKind.approvals in recovery/kinds), and how long an approval counts.
 _approval_overrides = [item.partition("=") for item in os.environ.get("REPLAYDESK_APPROVALS", "").split(",")]
 REPLAYDESK_APPROVALS_REQUIRED = {
-    **DEFAULT_APPROVALS_REQUIRED,
-    **{kind.strip(): int(count) for kind, _, count in _approval_overrides if kind.strip()},
+    kind.strip(): int(count) for kind, _, count in _approval_overrides if kind.strip()
 }
 REPLAYDESK_APPROVAL_HOURS = float(os.environ.get("REPLAYDESK_APPROVAL_HOURS", 24))
 

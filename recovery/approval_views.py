@@ -79,7 +79,8 @@ class Tally:
 
 def tally(job: Job) -> Tally:
     decisions = sorted(job.approvals.all(), key=lambda a: (a.created_at, a.pk))
-    valid = approvals.valid_approvals(job) if decisions else []
+    # From the decisions read (prefetched for a page of jobs): no query per job.
+    valid = approvals.counting(job, decisions)
     counting = {a.pk for a in valid}
     for decision in decisions:
         decision.counts = decision.pk in counting

@@ -4,7 +4,7 @@ the parameters it will run with.
 Every path (page, API, Django admin, bulk action) goes through these functions, so the rules hold
 whatever the caller: the approver needs the approve permission, is not the requester, and approves the
 sha256 of the parameters they saw. Approvals expire. The transaction that starts a job checks them again
-(recovery/runner.py), so a job forged into `queued` without them, or whose approvals lapsed while it
+(recovery/runner/slices.py), so a job forged into `queued` without them, or whose approvals lapsed while it
 waited, goes back to pending_approval instead of running. Refusals are audited too.
 """
 
@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.audit import AuditType
 from core.roles import Can, can
 from recovery import params as job_params
 from recovery import services
@@ -56,7 +57,7 @@ def _audited(decide):
         except _Refusal as refusal:
             services.record(
                 refusal.job,
-                "JobApprovalRefused",
+                AuditType.JOB_APPROVAL_REFUSED,
                 refusal.name,
                 refusal.request,
                 attempted=refusal.attempted,
@@ -79,6 +80,22 @@ def valid_approvals(job: Job, *, now: dt.datetime | None = None) -> list[Approva
         decision=Approval.Decision.APPROVE, params_sha256=job.params_sha256, expires_at__gt=now
     ).exclude(approver=job.requested_by)
     return list(approvals.order_by("created_at"))
+
+
+def counting(job: Job, decisions: list[Approval], *, now: dt.datetime | None = None) -> list[Approval]:
+    """valid_approvals, picked from decisions already read (a page of jobs prefetches them all)."""
+    now = now or timezone.now()
+    return sorted(
+        (
+            a
+            for a in decisions
+            if a.decision == Approval.Decision.APPROVE
+            and a.params_sha256 == job.params_sha256
+            and a.expires_at > now
+            and a.approver != job.requested_by
+        ),
+        key=lambda a: a.created_at,
+    )
 
 
 def approvals_hold(job: Job) -> bool:
@@ -127,10 +144,9 @@ def approve_job(
         except IntegrityError:
             raise ApprovalRefused(f"you approved job {job.pk} already") from None
         services.log(job, f"approved by {name}" + (f": {comment.strip()}" if comment.strip() else ""))
-        services.record(job, "JobApproved", name, request, comment=_comment(comment))
+        services.record(job, AuditType.JOB_APPROVED, name, request, comment=_comment(comment))
         if approvals_hold(job):
-            Job.objects.filter(pk=job.pk).update(state=Job.State.APPROVED)
-            job.state = Job.State.APPROVED
+            services.transition(job, to=Job.State.APPROVED)
             _queue_if_free(job, name, request)
     return job
 
@@ -153,10 +169,16 @@ def reject_job(
             comment=_comment(comment),
             expires_at=timezone.now(),
         )
-        Job.objects.filter(pk=job.pk).update(state=Job.State.REJECTED, finished_at=timezone.now())
-        job.state = Job.State.REJECTED
-        services.log(job, f"rejected by {name}: {comment.strip()}")
-        services.record(job, "JobRejected", name, request, comment=_comment(comment))
+        services.transition(
+            job,
+            to=Job.State.REJECTED,
+            values={"finished_at": timezone.now()},
+            message=f"rejected by {name}: {comment.strip()}",
+            audit=AuditType.JOB_REJECTED,
+            actor=name,
+            request=request,
+            comment=_comment(comment),
+        )
     return job
 
 
@@ -175,10 +197,13 @@ def change_job(*, job_id: int, params: dict[str, Any], actor: str, request: Http
             )
         previous = job.params_sha256
         job.params, job.params_sha256 = canonical, job_params.params_sha256(canonical)
-        job.state = Job.State.PENDING_APPROVAL if services.approvals_required(job.kind) else job.state
-        job.save(update_fields=["params", "params_sha256", "state"])
+        job.save(update_fields=["params", "params_sha256"])
+        if job.state != Job.State.PENDING_APPROVAL and services.approvals_required(job.kind):
+            services.transition(job, to=Job.State.PENDING_APPROVAL)
         services.log(job, f"parameters changed by {actor}; approvals given before no longer count")
-        services.record(job, "JobChanged", actor, request, previous_params_sha256=previous, params=canonical)
+        services.record(
+            job, AuditType.JOB_CHANGED, actor, request, previous_params_sha256=previous, params=canonical
+        )
     return job
 
 
@@ -229,10 +254,14 @@ def _queue_if_free(job: Job, actor: str, request: HttpRequest | None) -> bool:
     if Job.objects.filter(target=job.target, state__in=Job.ACTIVE).exists():
         services.log(job, f"approved; waits for the job working on {job.target} to finish")
         return False
-    now = timezone.now()
-    Job.objects.filter(pk=job.pk).update(state=Job.State.QUEUED, queued_at=now)
-    job.state, job.queued_at = Job.State.QUEUED, now
-    services.record(job, "JobQueued", actor, request)
+    services.transition(
+        job,
+        to=Job.State.QUEUED,
+        values={"queued_at": timezone.now()},
+        audit=AuditType.JOB_QUEUED,
+        actor=actor,
+        request=request,
+    )
     transaction.on_commit(lambda: services.nudge(job))
     return True
 

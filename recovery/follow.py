@@ -20,6 +20,8 @@ from django.db import connections
 from django.utils import timezone
 
 from recovery import runner, selectors, services
+from recovery.kinds.base import get as kind_named
+from recovery.kinds.base import kind_of
 from recovery.models import Job
 from recovery.params import JobParamsError
 from recovery.runner import run_inline
@@ -161,7 +163,7 @@ def print_estimate(command: BaseCommand, *, kind: str, params: dict[str, Any], a
 
     write = command.stdout.write
     write(f"dry run of {kind} {target_of(kind, estimate.params)} (nothing was created):")
-    if kind != Job.Kind.SNAPSHOT:
+    if kind_named(kind).counts_events:
         excluded = f" ({estimate.excluded:,} excluded)" if estimate.excluded else ""
         write(f"  events  {estimate.events:,} in {estimate.streams:,} streams{excluded}")
     took = f"about {format_seconds(estimate.seconds)}" if estimate.seconds is not None else "not known"
@@ -267,9 +269,10 @@ class Follower:
         if not self.as_json:
             for text in summary(job):
                 self.command.stdout.write(text)
-        if job.kind == Job.Kind.VERIFY and not job.result.get("equal") and not job.result.get("repaired"):
-            # Like diff(1): a nightly cron or a script sees the difference in the exit code.
-            raise CommandError("the projection differs from the log (repair with --repair)", returncode=2)
+        trouble = kind_of(job).exit_error(job)
+        if trouble is not None:
+            returncode, message = trouble
+            raise CommandError(message, returncode=returncode)
 
 
 class InlineRun(threading.Thread):

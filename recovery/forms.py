@@ -1,5 +1,6 @@
-"""The new-job form: it only turns text into values; every rule about a job lives in recovery.params
-(through services.request_job and selectors.estimate), whose errors it shows next to the fields they name."""
+"""The new-job form: it only turns text into values; every rule about a job lives in recovery.params and
+its kind in recovery/kinds (through services.request_job and selectors.estimate), whose errors it shows
+next to the fields they name. Which fields show for which kind comes from the kinds' parameters."""
 
 from __future__ import annotations
 
@@ -10,20 +11,13 @@ from django import forms
 from django.utils.dateparse import parse_datetime
 
 from recovery import params as job_params
-from recovery.models import Job
+from recovery.kinds import base as registry
 from streams.models import Consumer
 from streams.projections import projections
 
-KIND_HELP = {
-    Job.Kind.SNAPSHOT: "Copy the projection's tables at one position, with a checksum per table.",
-    Job.Kind.REPLAY: "Rebuild the projection from the log in a fresh schema and swap it in (or repair "
-    "one stream in place).",
-    Job.Kind.RESTORE: "Load a snapshot into a fresh schema, replay the log after it, and swap it in.",
-    Job.Kind.VERIFY: "Rebuild the projection aside and compare it with the live one, table by table.",
-    Job.Kind.RESYNC: "Send a range of the log to a sink again, in order, at a rate limit.",
-    Job.Kind.DRILL: "Play a restore from an old backup in a scratch database and report RPO and RTO "
-    "(the store is not touched).",
-}
+# The form's fields that are not parameters of their own name: exclude_* make up `exclude`.
+SHARED_PARAMS = ("projection", "sink", "snapshot", "before", "stream", "shards", "repair", "from_position")
+SHARED_PARAMS += ("from_time", "rate_per_second", "streams", "exclude")
 
 
 def split_list(text: str) -> list[str]:
@@ -47,7 +41,7 @@ def number_input() -> forms.TextInput:
 
 
 class JobForm(forms.Form):
-    kind = forms.ChoiceField(choices=Job.Kind.choices, widget=forms.RadioSelect, initial=Job.Kind.REPLAY)
+    kind = forms.ChoiceField(choices=registry.choices, widget=forms.RadioSelect, initial="replay")
     projection = forms.ChoiceField(required=False)
     sink = forms.ChoiceField(required=False)
     snapshot = forms.IntegerField(
@@ -104,6 +98,13 @@ class JobForm(forms.Form):
             Consumer.objects.filter(kind=Consumer.Kind.SINK).order_by("name").values_list("name", flat=True)
         )
         self.fields["sink"].choices = [("", "Choose a sink")] + [(name, name) for name in sinks]
+        # A kind's parameters of its own (JobKind.form_fields), after the shared ones.
+        self.own_fields: list[str] = []
+        for kind in registry.kinds():
+            for name, field in kind.form_fields().items():
+                if name not in self.fields:
+                    self.fields[name] = field
+                    self.own_fields.append(name)
 
     def params(self) -> dict[str, Any]:
         """The parameters the chosen kind takes, named as recovery.params names them; blanks left out
@@ -112,10 +113,11 @@ class JobForm(forms.Form):
         candidate = {
             **{name: data[name] for name in ("projection", "sink", "snapshot", "before", "stream", "shards")},
             **{name: data[name] for name in ("repair", "from_position", "from_time", "rate_per_second")},
+            **{name: data[name] for name in self.own_fields},
             "exclude": self.exclusions(),
             "streams": split_list(data["streams"]),
         }
-        taken = job_params.FIELDS[data["kind"]]
+        taken = registry.get(data["kind"]).fields
         return {key: value for key, value in candidate.items() if key in taken and not blank(value)}
 
     def exclusions(self) -> dict[str, Any]:
@@ -145,7 +147,27 @@ class JobForm(forms.Form):
         return bool(self.errors or self.exclude_errors)
 
     def kind_choices(self) -> list[tuple[forms.BoundWidget, str]]:
-        return [(choice, KIND_HELP[choice.data["value"]]) for choice in self["kind"]]
+        return [(choice, registry.get(choice.data["value"]).help) for choice in self["kind"]]
+
+    @property
+    def field_kinds(self) -> dict[str, str]:
+        """For each parameter, the kinds that take it (space-separated, as the page's data-kinds): the
+        page shows a field only for those. `target` and `params` group fields into fieldsets."""
+        taking = {
+            name: " ".join(kind.name for kind in registry.kinds() if name in kind.fields)
+            for name in (*SHARED_PARAMS, *self.own_fields)
+        }
+        grouped = {
+            "target": ("projection", "sink"),
+            "params": tuple(name for name in taking if name not in ("projection", "sink", "exclude")),
+        }
+        for group, names in grouped.items():
+            taking[group] = " ".join(kind.name for kind in registry.kinds() if kind.fields & set(names))
+        return taking
+
+    def own_bound_fields(self) -> list[tuple[forms.BoundField, str]]:
+        kinds = self.field_kinds
+        return [(self[name], kinds[name]) for name in self.own_fields]
 
 
 def blank(value: Any) -> bool:
@@ -155,6 +177,6 @@ def blank(value: Any) -> bool:
 def prefill(query: dict[str, str]) -> dict[str, Any]:
     """?kind=replay&projection=access, ?kind=restore&snapshot=12: the form as a link asks for it."""
     initial = {name: query[name] for name in JobForm.base_fields if query.get(name)}
-    if initial.get("kind") not in Job.Kind.values:
+    if initial.get("kind") not in registry.names():
         initial.pop("kind", None)
     return initial

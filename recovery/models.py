@@ -7,7 +7,16 @@ from django.db.models import Q
 from django.db.models.functions import Now
 
 
+def kind_choices() -> list[tuple[str, str]]:
+    """Every registered job kind (recovery/kinds): a new kind needs no migration of this field."""
+    from recovery.kinds.base import choices
+
+    return choices()
+
+
 class Job(models.Model):
+    # The kinds that ship, by name, for code that asks for one of them; the registry (recovery/kinds)
+    # is what says which kinds there are.
     class Kind(models.TextChoices):
         SNAPSHOT = "snapshot"
         RESTORE = "restore"
@@ -30,7 +39,7 @@ class Job(models.Model):
     ACTIVE = (State.QUEUED, State.RUNNING)
     FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED, State.REJECTED)
 
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    kind = models.CharField(max_length=20, choices=kind_choices)
     # The projection or sink the job works on.
     target = models.CharField(max_length=60)
     # Canonical: validated, defaults filled in, so that the hash covers exactly what will run.
@@ -39,6 +48,9 @@ class Job(models.Model):
     state = models.CharField(max_length=20, choices=State.choices)
     reason = models.TextField()
     requested_by = models.CharField(max_length=150)
+    # Started by the console's schedule (recovery/schedule.py), not asked for by a person: its
+    # snapshots are subject to retention. Not told by the requester's name, which a person may share.
+    scheduled = models.BooleanField(default=False)
     created_at = models.DateTimeField(db_default=Now())
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -112,6 +124,32 @@ class JobLane(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id} lane {self.lane}"
+
+
+class JobFailure(models.Model):
+    """A failed slice of a job (its main line or a lane), stamped by the database clock. The runner
+    decides retries, the back-off after lost sessions and lanes failing together from these rows
+    (recovery/runner/failures.py); the job's log says the same to people, and is never read back."""
+
+    class Outcome(models.TextChoices):
+        # Counted as one attempt of the job (MAX_FAILURES of them in a row fail it).
+        ATTEMPT = "attempt"
+        # Failed a moment after another part counted an attempt: the same cause, the same attempt.
+        TOGETHER = "together"
+        # The database ended the session: no failure of the work, tried again with a growing pause.
+        LOST_SESSION = "lost_session"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="failure_rows")
+    # "main line" or "lane N".
+    part = models.CharField(max_length=40)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        indexes = [models.Index(fields=["job", "at"], name="recovery_failure_job_at")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} {self.part}: {self.outcome}"
 
 
 class JobLogLine(models.Model):

@@ -16,7 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
-from recovery.models import Job, Snapshot
+from recovery.kinds import base as registry
+from recovery.models import Snapshot
 from streams import selectors
 from streams.models import Consumer, Event, Stream
 from streams.projections import get_projection
@@ -25,16 +26,7 @@ from streams.validation import STREAM_NAME_RE
 MAX_SHARDS = 32
 MAX_EXCLUDED_IDS = 10_000
 MAX_RESYNC_STREAMS = 1_000
-MAX_RESYNC_RATE = 10_000.0
 
-FIELDS = {
-    Job.Kind.SNAPSHOT: {"projection"},
-    Job.Kind.REPLAY: {"projection", "snapshot", "stream", "exclude", "shards"},
-    Job.Kind.RESTORE: {"projection", "snapshot", "before", "exclude", "shards"},
-    Job.Kind.VERIFY: {"projection", "repair", "shards"},
-    Job.Kind.RESYNC: {"sink", "from_position", "from_time", "streams", "rate_per_second", "exclude"},
-    Job.Kind.DRILL: {"quick"},
-}
 # A drill works in a scratch database of its own; one runs at a time. Not a possible consumer name.
 DRILL_TARGET = "drill-sandbox"
 EXCLUDE_FIELDS = {"event_ids", "actor", "types", "recorded_after", "recorded_before"}
@@ -61,130 +53,37 @@ def default_shards() -> int:
 
 
 def target_of(kind: str, params: dict[str, Any]) -> str:
-    if kind == Job.Kind.DRILL:
-        return DRILL_TARGET
-    return params["sink"] if kind == Job.Kind.RESYNC else params["projection"]
+    return registry.get(kind).target(params)
 
 
 def check(kind: str, raw: Any) -> dict[str, Any]:
     """The canonical parameters of a job of `kind`, or JobParamsError."""
-    if kind not in Job.Kind.values:
+    found = registry.get(kind)
+    if found is None:
         raise JobParamsError(
-            {"kind": [f"{kind!r} is not a job kind; use one of {', '.join(Job.Kind.values)}"]}
+            {"kind": [f"{kind!r} is not a job kind; use one of {', '.join(registry.names())}"]}
         )
     if not isinstance(raw, dict):
         raise JobParamsError({"params": ["must be a JSON object"]})
     errors: dict[str, list[str]] = {}
-    for unknown in sorted(set(raw) - FIELDS[kind]):
+    for unknown in sorted(set(raw) - found.fields):
         errors.setdefault(unknown, []).append(
-            f"a {kind} job takes no {unknown!r}; it takes {', '.join(sorted(FIELDS[kind]))}"
+            f"a {kind} job takes no {unknown!r}; it takes {', '.join(sorted(found.fields))}"
         )
-    checker = _Checker(raw, errors)
-    params = getattr(checker, kind)()
+    params = found.check(Checker(raw, errors))
     if errors:
         raise JobParamsError(errors)
     return params
 
 
-class _Checker:
+class Checker:
+    """The checks of the parameters kinds share; a kind's own check (JobKind.check) composes them."""
+
     def __init__(self, raw: dict[str, Any], errors: dict[str, list[str]]):
         self.raw, self.errors = raw, errors
 
     def bad(self, field: str, message: str) -> None:
         self.errors.setdefault(field, []).append(message)
-
-    # --- kinds
-
-    def drill(self) -> dict[str, Any]:
-        quick = self.raw.get("quick", True)
-        if not isinstance(quick, bool):
-            self.bad("quick", "must be true (a drill of about a minute) or false (the full drill)")
-        return {"quick": quick}
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"projection": self.projection()}
-
-    def replay(self) -> dict[str, Any]:
-        projection = self.projection()
-        stream = self.stream_name()
-        snapshot = self.snapshot_id(projection) if self.raw.get("snapshot") is not None else None
-        if stream and snapshot is not None:
-            self.bad("stream", "a single-stream repair replays that stream's events; it takes no snapshot")
-        if stream and projection and not hasattr(get_projection(projection), "forget"):
-            self.bad(
-                "stream",
-                f"{projection} cannot repair one stream (it has no forget step); replay it whole instead",
-            )
-        return {
-            "projection": projection,
-            "snapshot": snapshot,
-            "stream": stream,
-            "exclude": self.exclude(),
-            "shards": 1 if stream else self.shards(projection),
-        }
-
-    def restore(self) -> dict[str, Any]:
-        projection = self.projection()
-        before = self.time("before")
-        snapshot = None
-        if self.raw.get("snapshot") is not None and before is not None:
-            self.bad("before", "give a snapshot or a time to take the latest snapshot before, not both")
-        elif self.raw.get("snapshot") is not None:
-            snapshot = self.snapshot_id(projection)
-        elif projection:
-            snapshot = self.latest_snapshot(projection, before)
-        return {
-            "projection": projection,
-            "snapshot": snapshot,
-            "before": before,
-            "exclude": self.exclude(),
-            "shards": self.shards(projection),
-        }
-
-    def verify(self) -> dict[str, Any]:
-        projection = self.projection()
-        repair = self.raw.get("repair", False)
-        if not isinstance(repair, bool):
-            self.bad("repair", "must be true or false")
-        return {"projection": projection, "repair": repair is True, "shards": self.shards(projection)}
-
-    def resync(self) -> dict[str, Any]:
-        sink = self.sink()
-        streams = self.streams()
-        from_time = self.time("from_time")
-        from_position = self.raw.get("from_position")
-        given = [field for field in ("from_position", "from_time") if self.raw.get(field) is not None]
-        if len(given) > 1:
-            self.bad("from_time", "give from_position or from_time, not both")
-        if from_position is not None and (
-            not isinstance(from_position, int) or isinstance(from_position, bool) or from_position < 0
-        ):
-            self.bad("from_position", "must be a whole number, 0 or more (0 re-sends from the first event)")
-            from_position = None
-        if from_position is None and from_time is not None:
-            from_position = _position_before(dt.datetime.fromisoformat(from_time))
-        if from_position is None:
-            if not streams and not {"from_position", "from_time"} & set(self.errors):
-                self.bad("from_position", "say where to start: from_position, from_time, or streams")
-            from_position = 0
-        rate = self.raw.get("rate_per_second")
-        if rate is None and sink:
-            rate = Consumer.objects.get(name=sink).sink.rate_per_second
-        if rate is None:
-            pass  # no sink to take the rate from: the sink's own error says what to fix
-        elif not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= MAX_RESYNC_RATE:
-            self.bad("rate_per_second", f"must be a number above 0 and at most {MAX_RESYNC_RATE:g}")
-            rate = None
-        return {
-            "sink": sink,
-            "from_position": from_position,
-            "from_time": from_time,
-            "streams": streams,
-            "rate_per_second": float(rate) if rate is not None else None,
-            "exclude": self.exclude(),
-            # Fixed now, so that an approval covers exactly these events; later ones reach the sink live.
-            "up_to_position": selectors.head(),
-        }
 
     # --- fields
 
@@ -319,7 +218,7 @@ class _Checker:
         }
 
 
-def _position_before(when: dt.datetime) -> int:
+def position_before(when: dt.datetime) -> int:
     """The position after which every event was recorded at or after `when`."""
     first = (
         Event.objects.filter(recorded_at__gte=when).order_by("position").values_list("position", flat=True)

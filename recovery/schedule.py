@@ -19,7 +19,6 @@ from recovery import services, snapshots
 from recovery.models import Job, Snapshot
 from streams.projections import projections, read_checkpoint
 
-SCHEDULE = "schedule"
 STAGING_MAX_AGE_SECONDS = 3600
 
 
@@ -68,14 +67,18 @@ def _due_verifications(now: dt.datetime) -> list[Job]:
 
 
 def _asked_since(kind: str, target: str, since: dt.datetime) -> bool:
-    return Job.objects.filter(kind=kind, target=target, requested_by=SCHEDULE, created_at__gte=since).exists()
+    return Job.objects.filter(kind=kind, target=target, scheduled=True, created_at__gte=since).exists()
 
 
 def _request(kind: str, projection: str, reason: str) -> list[Job]:
     try:
         return [
             services.request_job(
-                kind=kind, params={"projection": projection}, requested_by=SCHEDULE, reason=reason
+                kind=kind,
+                params={"projection": projection},
+                requested_by=services.SCHEDULER,
+                reason=reason,
+                scheduled=True,
             )
         ]
     except services.JobConflict:

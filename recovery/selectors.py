@@ -10,17 +10,13 @@ from django.db.models import Q, QuerySet
 
 from recovery import params as job_params
 from recovery import rebuild
+from recovery.kinds.base import JobKind, get
 from recovery.models import Job, JobLogLine, Snapshot
 from streams import selectors
 from streams.models import Event, Sink
-from streams.projections import get_projection
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-# Until a job of the kind has finished on the target, its speed is assumed (events per second).
-ASSUMED_RATE = 5_000.0
-# Kinds that work on no events of the log (a dry run counts none).
-NO_EVENTS = (Job.Kind.SNAPSHOT, Job.Kind.DRILL)
 
 
 def list_jobs(
@@ -104,13 +100,12 @@ class Estimate:
 def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
     """The dry run: checks the parameters as a request would (JobParamsError), writes nothing."""
     canonical = job_params.check(kind, params)
-    events, excluded = _affected(kind, canonical)
-    stream_count = _streams(kind, canonical)
-    rate, basis = _measured_rate(kind, job_params.target_of(kind, canonical))
-    if kind == Job.Kind.RESYNC and canonical["rate_per_second"]:
-        rate = min(rate, canonical["rate_per_second"]) if rate else canonical["rate_per_second"]
-        basis += f"; at most {canonical['rate_per_second']:g} events/s (the rate limit)"
-    seconds = round(events / rate, 1) if rate and kind not in NO_EVENTS else None
+    found = get(kind)
+    events, excluded = _affected(found, canonical)
+    stream_count = _streams(found, canonical)
+    rate, basis = _measured_rate(found, found.target(canonical))
+    rate, basis = found.limit_rate(canonical, rate, basis)
+    seconds = round(events / rate, 1) if rate and found.counts_events else None
     return Estimate(
         params=canonical,
         params_sha256=job_params.params_sha256(canonical),
@@ -133,38 +128,24 @@ def resync_events(sink: Sink, params: dict[str, Any], *, after: int, up_to: int)
     return events
 
 
-def _events(kind: str, params: dict[str, Any]) -> QuerySet[Event]:
-    if kind == Job.Kind.RESYNC:
-        sink = Sink.objects.get(consumer__name=params["sink"])
-        return resync_events(sink, params, after=params["from_position"], up_to=params["up_to_position"])
-    projection = get_projection(params["projection"])
-    base = 0
-    if params.get("snapshot") is not None:
-        base = Snapshot.objects.values_list("position", flat=True).get(pk=params["snapshot"])
-    events = rebuild.matching(projection, after=base, up_to=selectors.head())
-    if params.get("stream"):
-        events = events.filter(stream__name=params["stream"])
-    return events
-
-
-def _affected(kind: str, params: dict[str, Any]) -> tuple[int, int]:
-    if kind in NO_EVENTS:
+def _affected(kind: JobKind, params: dict[str, Any]) -> tuple[int, int]:
+    if not kind.counts_events:
         return 0, 0
-    events = _events(kind, params)
+    events = kind.events(params)
     rule = rebuild.excluded(params.get("exclude") or {})
     dropped = events.filter(rule).count() if rule is not None else 0
     return events.count() - dropped, dropped
 
 
-def _streams(kind: str, params: dict[str, Any]) -> int:
-    if kind in NO_EVENTS:
+def _streams(kind: JobKind, params: dict[str, Any]) -> int:
+    if not kind.counts_events:
         return 0
-    return _events(kind, params).values("stream_id").distinct().count()
+    return kind.events(params).values("stream_id").distinct().count()
 
 
-def _measured_rate(kind: str, target: str) -> tuple[float | None, str]:
+def _measured_rate(kind: JobKind, target: str) -> tuple[float | None, str]:
     """Events per second of the last finished jobs of this kind on this target (or of this kind)."""
-    finished = Job.objects.filter(kind=kind, state=Job.State.SUCCEEDED, started_at__isnull=False)
+    finished = Job.objects.filter(kind=kind.name, state=Job.State.SUCCEEDED, started_at__isnull=False)
     for scope, jobs in (("on " + target, finished.filter(target=target)), ("of this kind", finished)):
         rates = []
         for job in jobs.filter(~Q(done=0)).order_by("-pk")[:3]:
@@ -175,9 +156,5 @@ def _measured_rate(kind: str, target: str) -> tuple[float | None, str]:
             rate = sum(rates) / len(rates)
             return round(
                 rate, 1
-            ), f"measured: {rate:,.0f} events/s over the last {len(rates)} {kind} jobs {scope}"
-    if kind == Job.Kind.SNAPSHOT:
-        return None, "no snapshot measured yet"
-    if kind == Job.Kind.DRILL:
-        return None, "a quick drill takes about a minute, the full one several"
-    return ASSUMED_RATE, f"assumed {ASSUMED_RATE:,.0f} events/s (no {kind} job has finished yet to measure)"
+            ), f"measured: {rate:,.0f} events/s over the last {len(rates)} {kind.name} jobs {scope}"
+    return kind.unmeasured_rate()

@@ -2,7 +2,9 @@
 
 Each runs in one transaction with its audit event (category `console`); Celery is nudged on commit.
 State machine: pending_approval → approved → queued → running → succeeded | failed | cancelled, with
-rejected from pending_approval. A kind that needs no approval starts at queued.
+rejected from pending_approval. A kind that needs no approval starts at queued. Every change of a job's
+state, whoever makes it (these services, the approvals, the runner), goes through `transition`, which
+checks it against TRANSITIONS.
 """
 
 from __future__ import annotations
@@ -17,11 +19,30 @@ from django.utils import timezone
 from core.audit import AuditType
 from core.locks import lock_key
 from recovery import params as job_params
+from recovery.kinds import base as registry
 from recovery.models import Job, JobLogLine
 from streams import audit
 from streams.projections import get_projection, quote
 
 MAX_REASON = 2000
+# Who asks for the jobs the console starts by itself (recovery/schedule.py); they are told apart by
+# Job.scheduled, not by this name, which a person may have too.
+SCHEDULER = "schedule"
+
+_S = Job.State
+TRANSITIONS: dict[str, frozenset[str]] = {
+    _S.PENDING_APPROVAL: frozenset({_S.APPROVED, _S.REJECTED, _S.CANCELLED}),
+    # Back to waiting when its parameters change; rejected while it waits for its target.
+    _S.APPROVED: frozenset({_S.QUEUED, _S.PENDING_APPROVAL, _S.REJECTED, _S.CANCELLED}),
+    # Back to waiting when the approvals no longer hold as it starts.
+    _S.QUEUED: frozenset({_S.RUNNING, _S.PENDING_APPROVAL, _S.CANCELLED}),
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.CANCELLED}),
+    # A retry goes on from the last checkpoint.
+    _S.FAILED: frozenset({_S.QUEUED}),
+    _S.SUCCEEDED: frozenset(),
+    _S.CANCELLED: frozenset(),
+    _S.REJECTED: frozenset(),
+}
 
 
 class JobError(Exception):
@@ -37,12 +58,54 @@ class JobConflict(JobError):
 
 
 def approvals_required(kind: str) -> int:
-    """Approvals (by people other than the requester) a kind needs before it may run."""
-    return int(settings.REPLAYDESK_APPROVALS_REQUIRED.get(kind, 1))
+    """Approvals (by people other than the requester) a kind needs before it may run: the kind's own
+    default unless REPLAYDESK_APPROVALS overrides it (an unknown kind needs one, to be safe)."""
+    found = registry.get(kind)
+    default = found.approvals if found is not None else 1
+    return int(settings.REPLAYDESK_APPROVALS_REQUIRED.get(kind, default))
+
+
+class TransitionRefused(JobError):
+    """A change of state the state machine does not allow, or one another writer got to first."""
+
+
+def transition(
+    job: Job,
+    *,
+    to: str,
+    values: dict[str, Any] | None = None,
+    message: str = "",
+    level: str = "info",
+    audit: AuditType | None = None,
+    actor: str = "system",
+    request: HttpRequest | None = None,
+    **audit_data: Any,
+) -> None:
+    """Move `job` from the state it was read in to `to` (in the caller's transaction): checked against
+    TRANSITIONS, written only if the row is still in that state (TransitionRefused if not), with the
+    other columns in `values`; then the log line `message` and the audit event `audit`, when given."""
+    source = job.state
+    if to not in TRANSITIONS[source]:
+        raise TransitionRefused(f"job {job.pk} cannot go from {source} to {to}")
+    changes = {"state": to, **(values or {})}
+    if not Job.objects.filter(pk=job.pk, state=source).update(**changes):
+        raise TransitionRefused(f"job {job.pk} is no longer {source}")
+    for field, value in changes.items():
+        setattr(job, field, value)
+    if message:
+        log(job, message, level=level)
+    if audit is not None:
+        record(job, audit, actor, request, **audit_data)
 
 
 def request_job(
-    *, kind: str, params: dict[str, Any], requested_by: str, reason: str, request: HttpRequest | None = None
+    *,
+    kind: str,
+    params: dict[str, Any],
+    requested_by: str,
+    reason: str,
+    request: HttpRequest | None = None,
+    scheduled: bool = False,
 ) -> Job:
     reason = (reason or "").strip()
     errors: dict[str, list[str]] = {}
@@ -70,11 +133,12 @@ def request_job(
                 state=Job.State.QUEUED if queued else Job.State.PENDING_APPROVAL,
                 reason=reason,
                 requested_by=requested_by,
+                scheduled=scheduled,
                 queued_at=timezone.now() if queued else None,
             )
-            record(job, "JobRequested", requested_by, request, reason=reason, params=canonical)
+            record(job, AuditType.JOB_REQUESTED, requested_by, request, reason=reason, params=canonical)
             if queued:
-                record(job, "JobQueued", requested_by, request)
+                record(job, AuditType.JOB_QUEUED, requested_by, request)
                 transaction.on_commit(lambda: nudge(job))
     except IntegrityError:
         # Two requests raced past the check; the constraint let one through.
@@ -93,17 +157,24 @@ def cancel_job(*, job_id: int, actor: str, request: HttpRequest | None = None) -
             raise JobError(f"job {job.pk} has {job.state} already")
         if job.cancel_requested_at is not None:
             raise JobError(f"job {job.pk} is being cancelled already (asked by {job.cancel_requested_by})")
-        job.cancel_requested_at, job.cancel_requested_by = timezone.now(), actor
+        asked = {"cancel_requested_at": timezone.now(), "cancel_requested_by": actor}
         if job.state == Job.State.RUNNING:
-            job.save(update_fields=["cancel_requested_at", "cancel_requested_by"])
+            # Not a change of state yet: the runner stops at its next batch and cancels it then.
+            Job.objects.filter(pk=job.pk).update(**asked)
+            job.cancel_requested_at, job.cancel_requested_by = asked.values()
             log(job, f"cancel asked by {actor}; stopping at the next batch")
-            record(job, "JobCancelRequested", actor, request)
+            record(job, AuditType.JOB_CANCEL_REQUESTED, actor, request)
             transaction.on_commit(lambda: nudge(job))
         else:
-            job.state, job.finished_at = Job.State.CANCELLED, timezone.now()
-            job.save(update_fields=["cancel_requested_at", "cancel_requested_by", "state", "finished_at"])
-            log(job, f"cancelled by {actor} before it started")
-            record(job, "JobCancelled", actor, request)
+            transition(
+                job,
+                to=Job.State.CANCELLED,
+                values={**asked, "finished_at": timezone.now()},
+                message=f"cancelled by {actor} before it started",
+                audit=AuditType.JOB_CANCELLED,
+                actor=actor,
+                request=request,
+            )
     return job
 
 
@@ -115,11 +186,21 @@ def retry_job(*, job_id: int, actor: str, request: HttpRequest | None = None) ->
             if job.state != Job.State.FAILED:
                 raise JobError(f"only a failed job can be retried; job {job.pk} is {job.state}")
             _refuse_if_busy(job.target)
-            job.state, job.failures, job.finished_at = Job.State.QUEUED, 0, None
-            job.queued_at, job.heartbeat_at = timezone.now(), None
-            job.save(update_fields=["state", "failures", "finished_at", "queued_at", "heartbeat_at"])
-            log(job, f"retried by {actor} from its last checkpoint (stage {job.stage or 'start'})")
-            record(job, "JobRetried", actor, request, previous_error=job.error[:500])
+            transition(
+                job,
+                to=Job.State.QUEUED,
+                values={
+                    "failures": 0,
+                    "finished_at": None,
+                    "queued_at": timezone.now(),
+                    "heartbeat_at": None,
+                },
+                message=f"retried by {actor} from its last checkpoint (stage {job.stage or 'start'})",
+                audit=AuditType.JOB_RETRIED,
+                actor=actor,
+                request=request,
+                previous_error=job.error[:500],
+            )
             transaction.on_commit(lambda: nudge(job))
     except IntegrityError:
         _refuse_if_busy(job.target)
@@ -171,7 +252,7 @@ def log(job: Job, message: str, *, level: str = "info") -> None:
     JobLogLine.objects.create(job=job, message=message[:4000], level=level)
 
 
-def record(job: Job, type: str, actor: str, request: HttpRequest | None = None, **data: Any) -> None:
+def record(job: Job, type: AuditType, actor: str, request: HttpRequest | None = None, **data: Any) -> None:
     """The audit event of a job's state change, in the caller's transaction."""
     payload = {"job": job.pk, "kind": job.kind, "target": job.target, "params_sha256": job.params_sha256}
     audit.record(subject=f"job.{job.pk}", type=type, actor=actor, data={**payload, **data}, request=request)

@@ -68,7 +68,10 @@ def format_bytes(size: int) -> str:
 
 
 def unit_of(kind: str) -> str:
-    return {Job.Kind.SNAPSHOT: "rows", Job.Kind.DRILL: "stages"}.get(kind, "events")
+    from recovery.kinds.base import get
+
+    found = get(kind)
+    return found.unit if found is not None else "events"
 
 
 # --- what a job did
@@ -76,55 +79,9 @@ def unit_of(kind: str) -> str:
 
 def summary(job: Job) -> list[str]:
     """What a succeeded job did, in a few lines."""
-    r, target = job.result, job.target
-    if job.kind == Job.Kind.SNAPSHOT:
-        return [
-            f"snapshot {r['snapshot']} of {target}: {r['name']} at position {r['position']:,}, "
-            f"{r['rows']:,} rows, {format_bytes(r['bytes'])}"
-        ]
-    if job.kind == Job.Kind.RESYNC:
-        return [
-            f"re-sent {r['events_resent']:,} events to {r['sink']} "
-            f"(after position {r['from_position']:,} up to {r['up_to_position']:,})"
-        ]
-    if job.kind == Job.Kind.VERIFY:
-        return verify_summary(target, r)
-    if job.kind == Job.Kind.DRILL:
-        from recovery.drill import report_lines
+    from recovery.kinds.base import kind_of
 
-        return report_lines(r)
-    counts = f"{r['events_replayed']:,} events replayed, {r['events_excluded']:,} excluded"
-    if r.get("stream"):
-        return [f"{r['stream']} replayed in place in {target} up to position {r['position']:,}: {counts}"]
-    lines = []
-    if job.kind == Job.Kind.RESTORE:
-        lines.append(
-            f"{target} restored from snapshot {r['snapshot']} (position {r['snapshot_position']:,}) "
-            f"and caught up to position {r['position']:,}: {counts}"
-        )
-        lines.append(f"RPO {r['rpo_events']:,} events lost   RTO {r['rto_seconds']:.1f} s to recover")
-    else:
-        base = f" from snapshot {r['snapshot']}" if r.get("snapshot") else ""
-        lines.append(f"{target} rebuilt{base} and swapped in at position {r['position']:,}: {counts}")
-    lines.append(f"the schema it replaced is kept as {r['previous_schema']} until the next swap")
-    return lines
-
-
-def verify_summary(target: str, r: dict[str, Any]) -> list[str]:
-    if r["equal"]:
-        return [f"{target} agrees with the log at position {r['position']:,}: every table is equal"]
-    lines = [f"{target} differs from the log at position {r['position']:,}:"]
-    for table, found in sorted(r["tables"].items()):
-        if found["missing"] or found["extra"] or found["different"]:
-            lines.append(
-                f"  {table}: {found['missing']:,} missing, {found['extra']:,} extra, "
-                f"{found['different']:,} different"
-            )
-    if r["repaired"]:
-        lines.append("repaired: the rebuilt schema was swapped in")
-    else:
-        lines.append(f"nothing was changed; replaydesk verify {target} --repair swaps in the rebuilt schema")
-    return lines
+    return kind_of(job).summary(job)
 
 
 def job_json(job: Job) -> dict[str, Any]:

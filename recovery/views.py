@@ -1,7 +1,7 @@
 """The recovery pages: jobs, one job with its live progress, the new-job form with its dry run, snapshots,
 and a consumer's recovery panel (its latest jobs, and the rollback of a swapped projection).
 
-The form only turns text into values; every rule about a job lives in `recovery.params` (through
+The form only turns text into values; every rule about a job lives in `recovery.params` and its kind (through
 `services.request_job` and `selectors.estimate`), whose errors are shown next to the fields they name.
 The progress fragment answers 286 once its job is finished: htmx then stops polling it.
 """
@@ -25,6 +25,7 @@ from core.roles import Can
 from recovery import params as job_params
 from recovery import rebuild, selectors, services
 from recovery.forms import JobForm, prefill
+from recovery.kinds import base as registry
 from recovery.models import Job
 from streams.models import Consumer
 from streams.projections import get_projection, projections
@@ -40,13 +41,13 @@ CONSUMER_JOBS_SHOWN = 5
 @role_required
 def job_list(request: HttpRequest) -> HttpResponse:
     parser = QueryParser(request.GET, ("kind", "state", "target", "before", "limit"))
-    kind = parser.choice("kind", tuple(Job.Kind.values), "")
+    kind = parser.choice("kind", tuple(registry.names()), "")
     state = parser.choice("state", tuple(Job.State.values), "")
     target = (parser.raw("target") or "").strip()
     before, limit = parser.integer("before", minimum=1), parser.limit(PAGE_SIZE)
     context = {"section": "jobs", "errors": parser.errors, "jobs": [], "older": None}
     context |= {"search": {"kind": kind, "state": state, "target": target}, "paged": before is not None}
-    context |= {"kinds": Job.Kind.values, "states": Job.State.values}
+    context |= {"kinds": registry.names(), "states": Job.State.values}
     if not parser.errors:
         jobs = selectors.list_jobs(
             kind=kind or None, state=state or None, target=target or None, before=before, limit=limit + 1
@@ -142,18 +143,35 @@ def job_detail(request: HttpRequest, job: Job) -> HttpResponse:
 @role_required
 @with_job
 def job_progress(request: HttpRequest, job: Job) -> HttpResponse:
-    response = render(request, "recovery/partials/job_progress.html", job_context(job))
+    """Polled by the job's page, which says (`after`, `shown`) which log lines it has: the answer
+    carries only the lines after those, to append, instead of the whole log every second."""
+    after, shown = request.GET.get("after", ""), request.GET.get("shown", "")
+    known = (int(after), int(shown)) if after.isdigit() and shown.isdigit() and int(shown) else None
+    response = render(request, "recovery/partials/job_progress.html", job_context(job, known=known))
     return stop_polling(response) if job.finished else response
 
 
-def job_context(job: Job) -> dict[str, Any]:
-    lines = selectors.job_log(job=job, limit=LOG_SHOWN)
+def job_context(job: Job, *, known: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The job, its figures and its log: the last LOG_SHOWN lines, or those after the cursor line of
+    `known` (the cursor, and how many lines the page shows)."""
+    if known is None:
+        lines = selectors.job_log(job=job, limit=LOG_SHOWN)
+        shown, cursor = len(lines), 0
+    else:
+        cursor, shown = known
+        lines = selectors.job_log(job=job, after=cursor, limit=LOG_SHOWN)
+        shown += len(lines)
     took = None
     if job.finished_at and job.started_at:
         took = (job.finished_at - job.started_at).total_seconds()
     # A stage's rate while it runs; once finished, the whole job's.
     rate = (job.done / took if took else None) if job.finished else job.rate
     context = {"job": job, "log": lines, "took": took, "rate": rate}
+    context |= {
+        "log_full": known is None,
+        "log_shown": shown,
+        "log_cursor": lines[-1].pk if lines else cursor,
+    }
     return context | {"result": pretty_json(job.result, sort_keys=True) if job.result else ""}
 
 

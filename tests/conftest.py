@@ -11,13 +11,17 @@ PASSWORD = "correct horse battery staple"
 def _jobs_run_without_approval(settings):
     """Most tests are about what a job does, not who approved it: no kind needs an approval unless a
     test asks for the production rule with the `four_eyes` fixture."""
-    settings.REPLAYDESK_APPROVALS_REQUIRED = dict.fromkeys(settings.DEFAULT_APPROVALS_REQUIRED, 0)
+    from recovery.kinds.base import default_approvals
+
+    settings.REPLAYDESK_APPROVALS_REQUIRED = dict.fromkeys(default_approvals(), 0)
 
 
 @pytest.fixture
 def four_eyes(settings):
     """The production rule: replay, restore and resync need one approval; snapshot and verify none."""
-    settings.REPLAYDESK_APPROVALS_REQUIRED = dict(settings.DEFAULT_APPROVALS_REQUIRED)
+    from recovery.kinds.base import default_approvals
+
+    settings.REPLAYDESK_APPROVALS_REQUIRED = dict(default_approvals())
 
 
 @pytest.fixture(autouse=True, scope="session")

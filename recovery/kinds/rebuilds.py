@@ -1,5 +1,5 @@
-"""replay, restore and verify rebuild a projection aside (recovery/rebuild.py) and swap it in or compare;
-a replay of one stream repairs it in place."""
+"""What replay, restore and verify share: rebuild a projection aside (recovery/rebuild.py) in parallel
+lanes, follow the tail, then conclude (swap it in, or compare). Each kind's module says what differs."""
 
 from __future__ import annotations
 
@@ -8,26 +8,51 @@ from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
-from django.utils import timezone
+from django.db.models import QuerySet
 
 from recovery import rebuild, runner, snapshots
+from recovery.kinds.base import JobKind, Step
 from recovery.kinds.common import FinalError, projection_of
 from recovery.models import Job, JobLane, Snapshot
-from recovery.runner import Step
-from streams import batches, selectors
-from streams.models import Stream
-from streams.projections import Projection, create_schema, quote
+from streams import selectors
+from streams.models import Event
+from streams.projections import Projection, create_schema, get_projection, quote
 
 
-class Rebuild:
-    """replay, restore and verify."""
+class Rebuild(JobKind):
+    """A projection rebuilt aside and swapped in (replay); restore and verify change some steps."""
+
+    lane_stages = ("replaying",)
+    result_template = "recovery/results/replay.html"
+
+    def events(self, params: dict[str, Any]) -> QuerySet[Event]:
+        projection = get_projection(params["projection"])
+        base = 0
+        if params.get("snapshot") is not None:
+            base = Snapshot.objects.values_list("position", flat=True).get(pk=params["snapshot"])
+        events = rebuild.matching(projection, after=base, up_to=selectors.head())
+        if params.get("stream"):
+            events = events.filter(stream__name=params["stream"])
+        return events
+
+    def summary(self, job: Job) -> list[str]:
+        r = job.result
+        counts = f"{r['events_replayed']:,} events replayed, {r['events_excluded']:,} excluded"
+        lines = self._summary_head(job, counts)
+        lines.append(f"the schema it replaced is kept as {r['previous_schema']} until the next swap")
+        return lines
+
+    def _summary_head(self, job: Job, counts: str) -> list[str]:
+        r = job.result
+        base = f" from snapshot {r['snapshot']}" if r.get("snapshot") else ""
+        return [f"{job.target} rebuilt{base} and swapped in at position {r['position']:,}: {counts}"]
 
     def main(self, job: Job, deadline: float) -> Step:
         if not job.stage or job.stage == "preparing":
             return self._prepare(job)
         if job.stage == "replaying":
             if JobLane.objects.filter(job=job, finished=False).exists():
-                return Step(lanes=True)
+                return Step.LANES
             return self._to_tail(job)
         if job.stage == "catching_up":
             return self._catch_up(job, deadline)
@@ -65,10 +90,7 @@ class Rebuild:
                 base, snapshot_name = self._load(job, schema)
             else:
                 create_schema(projection, schema)
-            if job.kind == Job.Kind.VERIFY:
-                target = self._live_for_verify(cursor, projection)
-            else:
-                target = max(base, selectors.head())
+            target = self._target_position(cursor, projection, base)
             total, dropped = rebuild.count(projection, after=base, up_to=target, exclude=exclude)
             lanes = job.params.get("shards") or 1
             JobLane.objects.filter(job=job).delete()
@@ -85,7 +107,7 @@ class Rebuild:
             }
             runner.set_stage(job, "replaying", total=total, work=work)
             job.work = work
-        return Step(lanes=True)
+        return Step.LANES
 
     def _load(self, job: Job, schema: str) -> tuple[int, str]:
         snapshot = Snapshot.objects.filter(pk=job.params["snapshot"]).first()
@@ -98,18 +120,9 @@ class Rebuild:
             raise FinalError(str(exc)) from exc
         return manifest.position, snapshot.name
 
-    def _live_for_verify(self, cursor, projection: Projection) -> int:
-        found = rebuild.schema_exists(cursor, projection.schema)
-        if not found:
-            raise FinalError(f"{projection.name} has no live schema to verify")
-        cursor.execute(f"SELECT position, version FROM {quote(projection.schema)}.checkpoint")
-        position, version = cursor.fetchone()
-        if version != projection.version:
-            raise FinalError(
-                f"the live {projection.name} holds version {version} and the code is version "
-                f"{projection.version}: they cannot agree; replay it instead"
-            )
-        return position
+    def _target_position(self, cursor, projection: Projection, base: int) -> int:
+        """Where the lanes stop and the tail takes over."""
+        return max(base, selectors.head())
 
     def _to_tail(self, job: Job) -> Step:
         projection, work = projection_of(job), job.work
@@ -124,14 +137,14 @@ class Rebuild:
             )
             runner.set_stage(job, "catching_up", total=(job.total or 0) + more)
         runner.report(job, force=True)
-        return Step(again=True)
+        return Step.AGAIN
 
     def _catch_up(self, job: Job, deadline: float) -> Step:
         projection, work = projection_of(job), job.work
         tail = JobLane.objects.get(job=job, lane=work["lanes"])
         while time.monotonic() < deadline:
             if runner.cancel_requested(job):
-                return Step(again=True)
+                return Step.AGAIN
             end = self._tail_end(job, projection)
             tail.finished = False
             applied = rebuild.lane_batch(
@@ -145,13 +158,10 @@ class Rebuild:
             runner.report(job)
             if tail.position >= end and applied < projection.replay_batch:
                 self._finish(job, projection, tail)
-                return Step(done=True)
-        return Step(again=True)
+                return Step.DONE
+        return Step.AGAIN
 
     def _tail_end(self, job: Job, projection: Projection) -> int:
-        if job.kind == Job.Kind.VERIFY:
-            with connection.cursor() as cursor:
-                return rebuild.live_position(cursor, projection)
         return selectors.head()
 
     def _exclude(self, job: Job) -> dict[str, Any]:
@@ -159,131 +169,55 @@ class Rebuild:
 
     def _finish(self, job: Job, projection: Projection, tail: JobLane) -> None:
         work, exclude = job.work, self._exclude(job)
-        schema = work["schema"]
-        with connection.cursor() as cursor:
-            if job.kind == Job.Kind.RESTORE:
-                gaps = rebuild.stream_gaps(
-                    cursor, projection, schema, after=work["base"], up_to=tail.position, exclude=exclude
-                )
-                if gaps:
-                    raise FinalError(
-                        f"restore check failed: {gaps} streams have events the rebuilt {projection.name} "
-                        "has not applied; the live projection was left as it was"
-                    )
+        self._check_before_swap(job, projection, tail)
         with transaction.atomic(), connection.cursor() as cursor:
             rebuild.lock_projection(cursor, projection)
             end = self._tail_end(job, projection)
             while tail.position < end:  # what committed since, applied while the live runner waits
                 rebuild.lane_batch(
                     projection=projection,
-                    schema=schema,
+                    schema=work["schema"],
                     lane=tail,
                     lanes=work["lanes"],
                     up_to=end,
                     exclude=exclude,
                 )
-            if job.kind == Job.Kind.VERIFY:
-                self._compared(job, projection, cursor, tail.position)
-                return
-            rpo = rebuild.rows_ahead_of_log(cursor, schema)
-            live_rpo = (
-                rebuild.rows_ahead_of_log(cursor, projection.schema) if job.kind == Job.Kind.RESTORE else 0
-            )
-            rebuild.swap(cursor, projection, schema, tail.position)
-            done = JobLane.objects.filter(job=job).values_list("done", flat=True)
-            result: dict[str, Any] = {
-                "position": tail.position,
-                "events_replayed": sum(done),
-                "events_excluded": work.get("excluded", 0),
-                "previous_schema": rebuild.previous_schema(projection.schema),
-            }
-            if job.kind == Job.Kind.RESTORE:
-                started = job.started_at or timezone.now()
-                result.update(
-                    snapshot=work.get("snapshot"),
-                    snapshot_position=work["base"],
-                    rpo_events=max(rpo, live_rpo),
-                    rto_seconds=round((timezone.now() - started).total_seconds(), 3),
-                )
-            elif work.get("snapshot"):
-                result.update(snapshot=work["snapshot"], snapshot_position=work["base"])
-            runner.finish(
-                job,
-                result=result,
-                message=f"swapped in at position {tail.position}: {result['events_replayed']} events "
-                "replayed",
-            )
-        from streams.tasks import enqueue_consumer
+            swapped = self._conclude(job, projection, cursor, tail.position)
+        if swapped:
+            from streams.tasks import enqueue_consumer
 
-        enqueue_consumer(projection.name)
+            enqueue_consumer(projection.name)
 
-    def _compared(self, job: Job, projection: Projection, cursor, position: int) -> None:
-        schema = job.work["schema"]
-        tables = rebuild.compare(cursor, live=projection.schema, scratch=schema)
-        equal = all(not (t["missing"] or t["extra"] or t["different"]) for t in tables.values())
-        repaired = False
-        if not equal and job.params.get("repair"):
-            rebuild.swap(cursor, projection, schema, position)
-            repaired = True
-        else:
-            cursor.execute(f"DROP SCHEMA {quote(schema)} CASCADE")
-        result = {"position": position, "equal": equal, "repaired": repaired, "tables": tables}
-        if equal:
-            message = f"{projection.name} agrees with the log at position {position}"
-        else:
-            differing = sorted(
-                name for name, t in tables.items() if t["missing"] or t["extra"] or t["different"]
-            )
-            message = f"{projection.name} differs from the log in {', '.join(differing)}" + (
-                "; repaired by swapping in the rebuilt schema" if repaired else ""
-            )
-        runner.finish(job, result=result, message=message)
+    def _check_before_swap(self, job: Job, projection: Projection, tail: JobLane) -> None:
+        """Raise FinalError when the rebuilt schema must not be swapped in."""
 
+    def _conclude(self, job: Job, projection: Projection, cursor, position: int) -> bool:
+        """Swap the rebuilt schema in (under the projection's lock) and finish; True when the live runner
+        is to be woken to go on from the swapped-in checkpoint."""
+        work = job.work
+        ahead = self._rows_ahead(cursor, projection, work["schema"])
+        rebuild.swap(cursor, projection, work["schema"], position)
+        done = JobLane.objects.filter(job=job).values_list("done", flat=True)
+        result: dict[str, Any] = {
+            "position": position,
+            "events_replayed": sum(done),
+            "events_excluded": work.get("excluded", 0),
+            "previous_schema": rebuild.previous_schema(projection.schema),
+        }
+        result.update(self._more_result(job, ahead))
+        runner.finish(
+            job,
+            result=result,
+            message=f"swapped in at position {position}: {result['events_replayed']} events replayed",
+        )
+        return True
 
-class RepairStream:
-    """Replay one stream in place: forget what the projection holds for it, apply its events again."""
+    def _rows_ahead(self, cursor, projection: Projection, schema: str) -> int | None:
+        """Asked before the swap: rows the projection holds that the log does not (None: not asked)."""
+        return None
 
-    def main(self, job: Job, deadline: float) -> Step:
-        projection = projection_of(job)
-        stream = Stream.objects.filter(name=job.params["stream"]).first()
-        if stream is None:
-            raise FinalError(f"no stream is named {job.params['stream']!r}")
-        exclude = job.params.get("exclude") or {}
-        with transaction.atomic(), connection.cursor() as cursor:
-            runner.set_stage(job, "repairing")
-            rebuild.lock_projection(cursor, projection)
-            position = rebuild.live_position(cursor, projection)
-            events = rebuild.matching(projection, after=0, up_to=position).filter(stream=stream)
-            last = events.order_by("-sequence").values_list("sequence", flat=True).first()
-            rule = rebuild.excluded(exclude)
-            kept = events.exclude(rule) if rule is not None else events
-            batch = list(kept.select_related("stream").order_by("sequence"))
-            cursor.execute(f"SET LOCAL search_path TO {quote(projection.schema)}, public")
-            projection.forget(cursor, stream.name)  # type: ignore[attr-defined]
-            for start in range(0, len(batch), projection.batch_size):
-                part = batch[start : start + projection.batch_size]
-                batches.fold(cursor, projection, part, schema=projection.schema)
-            cursor.execute(
-                f"DELETE FROM {quote(projection.schema)}.stream_checkpoint WHERE stream_id = %s", [stream.pk]
-            )
-            if last is not None:
-                cursor.execute(
-                    f"INSERT INTO {quote(projection.schema)}.stream_checkpoint (stream_id, sequence)"
-                    " VALUES (%s, %s)",
-                    [stream.pk, last],
-                )
-            Job.objects.filter(pk=job.pk).update(done=len(batch), total=len(batch))
-            result = {
-                "stream": stream.name,
-                "position": position,
-                "events_replayed": len(batch),
-                "events_excluded": events.count() - len(batch),
-            }
-            runner.finish(job, result=result, message=f"{stream.name} replayed in place: {len(batch)} events")
-        return Step(done=True)
-
-    def lane(self, job: Job, lane: JobLane, deadline: float) -> None:
-        raise AssertionError("a stream repair has no lanes")
-
-    def cancelled(self, job: Job) -> None:
-        pass
+    def _more_result(self, job: Job, ahead: int | None) -> dict[str, Any]:
+        work = job.work
+        if work.get("snapshot"):
+            return {"snapshot": work["snapshot"], "snapshot_position": work["base"]}
+        return {}

@@ -2,31 +2,106 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from recovery import rebuild, runner
+from recovery.kinds.base import JobKind, Step, register
 from recovery.kinds.common import FinalError
 from recovery.models import Job, JobLane
-from recovery.runner import Step
+from recovery.params import Checker, position_before
 from recovery.selectors import resync_events
 from streams import consumer_kinds, selectors
 from streams.consumer_kinds import Resender
 from streams.consumers import backoff
-from streams.models import Consumer, Sink
+from streams.models import Consumer, Event, Sink
+
+MAX_RESYNC_RATE = 10_000.0
 
 
-class Resync:
+@register
+class Resync(JobKind):
     """Re-deliver events to a sink from a position (or for some streams), in order, at a rate limit.
     Delivery is at least once: the receiver keeps each event id once."""
+
+    name = "resync"
+    position = 40
+    help = "Send a range of the log to a sink again, in order, at a rate limit."
+    params_help = "sink, from_position or from_time or streams, rate_per_second"
+    fields = frozenset({"sink", "from_position", "from_time", "streams", "rate_per_second", "exclude"})
+    lane_stages = ("delivering",)
+    result_template = "recovery/results/resync.html"
+
+    def check(self, checker: Checker) -> dict[str, Any]:
+        sink = checker.sink()
+        streams = checker.streams()
+        from_time = checker.time("from_time")
+        from_position = checker.raw.get("from_position")
+        given = [field for field in ("from_position", "from_time") if checker.raw.get(field) is not None]
+        if len(given) > 1:
+            checker.bad("from_time", "give from_position or from_time, not both")
+        if from_position is not None and (
+            not isinstance(from_position, int) or isinstance(from_position, bool) or from_position < 0
+        ):
+            checker.bad(
+                "from_position", "must be a whole number, 0 or more (0 re-sends from the first event)"
+            )
+            from_position = None
+        if from_position is None and from_time is not None:
+            from_position = position_before(dt.datetime.fromisoformat(from_time))
+        if from_position is None:
+            if not streams and not {"from_position", "from_time"} & set(checker.errors):
+                checker.bad("from_position", "say where to start: from_position, from_time, or streams")
+            from_position = 0
+        rate = checker.raw.get("rate_per_second")
+        if rate is None and sink:
+            rate = Consumer.objects.get(name=sink).sink.rate_per_second
+        if rate is None:
+            pass  # no sink to take the rate from: the sink's own error says what to fix
+        elif not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= MAX_RESYNC_RATE:
+            checker.bad("rate_per_second", f"must be a number above 0 and at most {MAX_RESYNC_RATE:g}")
+            rate = None
+        return {
+            "sink": sink,
+            "from_position": from_position,
+            "from_time": from_time,
+            "streams": streams,
+            "rate_per_second": float(rate) if rate is not None else None,
+            "exclude": checker.exclude(),
+            # Fixed now, so that an approval covers exactly these events; later ones reach the sink live.
+            "up_to_position": selectors.head(),
+        }
+
+    def target(self, params: dict[str, Any]) -> str:
+        return params["sink"]
+
+    def events(self, params: dict[str, Any]) -> QuerySet[Event]:
+        sink = Sink.objects.get(consumer__name=params["sink"])
+        return resync_events(sink, params, after=params["from_position"], up_to=params["up_to_position"])
+
+    def limit_rate(self, params: dict[str, Any], rate: float | None, basis: str) -> tuple[float | None, str]:
+        if not params["rate_per_second"]:
+            return rate, basis
+        limit = params["rate_per_second"]
+        return (min(rate, limit) if rate else limit), f"{basis}; at most {limit:g} events/s (the rate limit)"
+
+    def summary(self, job: Job) -> list[str]:
+        r = job.result
+        return [
+            f"re-sent {r['events_resent']:,} events to {r['sink']} "
+            f"(after position {r['from_position']:,} up to {r['up_to_position']:,})"
+        ]
 
     def main(self, job: Job, deadline: float) -> Step:
         if not job.stage:
             return self._prepare(job)
         if JobLane.objects.filter(job=job, finished=False).exists():
-            return Step(lanes=True)
+            return Step.LANES
         lane = JobLane.objects.get(job=job, lane=0)
         with transaction.atomic():
             result = {
@@ -36,7 +111,7 @@ class Resync:
                 "up_to_position": job.params["up_to_position"],
             }
             runner.finish(job, result=result, message=f"{lane.done} events re-sent to {job.target}")
-        return Step(done=True)
+        return Step.DONE
 
     def _prepare(self, job: Job) -> Step:
         sink = self._sink(job)
@@ -46,7 +121,7 @@ class Resync:
             JobLane.objects.filter(job=job).delete()
             JobLane.objects.create(job=job, lane=0, position=start, finished=start >= end)
             runner.set_stage(job, "delivering", total=total, work={"lanes": 1, "target": end})
-        return Step(lanes=True)
+        return Step.LANES
 
     def lane(self, job: Job, lane: JobLane, deadline: float) -> None:
         sink = self._sink(job)
@@ -112,6 +187,3 @@ class Resync:
         if sink is None or sink.consumer.kind != Consumer.Kind.SINK:
             raise FinalError(f"no sink is named {job.target!r} any more")
         return sink
-
-    def cancelled(self, job: Job) -> None:
-        pass

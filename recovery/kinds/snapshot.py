@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 
 from recovery import runner, snapshots
+from recovery.kinds.base import JobKind, Step, register
 from recovery.kinds.common import FinalError, projection_of
-from recovery.models import Job, JobLane, Snapshot
-from recovery.runner import Step
+from recovery.models import Job, Snapshot
+from recovery.params import Checker
+from recovery.terminal import format_bytes
 
 
-class TakeSnapshot:
+@register
+class TakeSnapshot(JobKind):
+    name = "snapshot"
+    position = 10
+    help = "Copy the projection's tables at one position, with a checksum per table."
+    params_help = "projection"
+    fields = frozenset({"projection"})
+    unit = "rows"
+    approvals = 0
+    counts_events = False
+    result_template = "recovery/results/snapshot.html"
+
+    def check(self, checker: Checker) -> dict[str, Any]:
+        return {"projection": checker.projection()}
+
+    def unmeasured_rate(self) -> tuple[float | None, str]:
+        return None, "no snapshot measured yet"
+
+    def summary(self, job: Job) -> list[str]:
+        r = job.result
+        return [
+            f"snapshot {r['snapshot']} of {job.target}: {r['name']} at position {r['position']:,}, "
+            f"{r['rows']:,} rows, {format_bytes(r['bytes'])}"
+        ]
+
     def main(self, job: Job, deadline: float) -> Step:
         with transaction.atomic():
             runner.set_stage(job, "copying")
@@ -30,7 +58,7 @@ class TakeSnapshot:
                 bytes=size,
                 manifest=snapshots.manifest_dict(manifest),
                 job=job,
-                scheduled=job.requested_by == "schedule",
+                scheduled=job.scheduled,
             )
             Job.objects.filter(pk=job.pk).update(done=manifest.rows, total=manifest.rows)
             result = {
@@ -41,10 +69,4 @@ class TakeSnapshot:
                 "bytes": size,
             }
             runner.finish(job, result=result, message=f"snapshot {snapshot.name}: {manifest.rows} rows")
-        return Step(done=True)
-
-    def lane(self, job: Job, lane: JobLane, deadline: float) -> None:
-        raise AssertionError("a snapshot has no lanes")
-
-    def cancelled(self, job: Job) -> None:
-        pass
+        return Step.DONE

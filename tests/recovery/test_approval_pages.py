@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
 from recovery import approvals, reauth, services
@@ -87,6 +89,23 @@ def test_the_inbox_lists_jobs_waiting_for_approval_oldest_first(operator, approv
     for shown in ("replay", "users_directory", "olivia", "first reason", "0 of 1", f"/approvals/{first.pk}/"):
         assert shown in row
     assert "decided already" not in html
+
+
+def test_the_inbox_reads_the_same_number_of_queries_however_many_jobs_wait(operator, approver, settings):
+    settings.REPLAYDESK_APPROVALS_REQUIRED["replay"] = 2  # one approval each: still waiting
+    client = logged_in(approver)
+
+    def inbox_queries(jobs: int) -> int:
+        for n in range(jobs):
+            job = replay(f"reason {n}")
+            approvals.approve_job(job_id=job.pk, approver=approver, params_sha256=job.params_sha256)
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get("/approvals/", secure=True)
+        assert response.status_code == 200 and "1 of 2" in response.content.decode()
+        return len(queries)
+
+    one = inbox_queries(1)
+    assert inbox_queries(5) == one  # six jobs listed now, and no query per job
 
 
 def test_an_empty_inbox_says_so(approver):

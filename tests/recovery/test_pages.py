@@ -11,7 +11,7 @@ from django.db import connection
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
 from recovery import runner, selectors, services
-from recovery.models import Job, Snapshot
+from recovery.models import Job, JobLogLine, Snapshot
 from streams import sink_config
 from streams.consumers import run_projection
 from streams.models import Event
@@ -333,6 +333,27 @@ def test_the_progress_fragment_polls_while_the_job_runs_and_answers_286_once_it_
     assertContains(finished, '<dd class="job-state-text">succeeded</dd>', html=True, status_code=286)
     assertContains(finished, "Swapped in", status_code=286)
     assertNotContains(finished, 'id="cancel-job"', status_code=286)
+
+
+def test_a_poll_of_the_progress_carries_only_the_log_lines_after_the_pages_cursor(browser_client, directory):
+    job = request("replay", projection="users_directory")
+    for n in range(3):
+        services.log(job, f"line number {n}")
+    page = browser_client.get(f"/jobs/{job.pk}/", secure=True)
+    cursor = re.search(r'"after": (\d+), "shown": (\d+)', page.content.decode()).groups()
+    assertContains(page, "line number 0")
+    services.log(job, "line number 3")
+
+    poll = browser_client.get(
+        f"/jobs/{job.pk}/progress", {"after": cursor[0], "shown": cursor[1]}, secure=True, **HTMX
+    )
+
+    assert poll.status_code == 200
+    assertNotContains(poll, "line number 0")
+    assertContains(poll, "line number 3")
+    assertContains(poll, 'id="job-log-lines" hx-swap-oob="beforeend"')
+    latest = JobLogLine.objects.filter(job=job).latest("pk").pk
+    assertContains(poll, f'"after": {latest}, "shown": {int(cursor[1]) + 1}')
 
 
 def test_cancel_stops_a_job_that_has_not_started(browser_client, directory):

@@ -7,7 +7,7 @@ import time
 import pytest
 from django.utils import timezone
 
-from recovery import runner, schedule
+from recovery import runner, schedule, services
 from recovery.models import Job, JobLane, Snapshot
 from streams.consumers import run_projection
 from tests.streams.projection_helpers import create_user
@@ -71,6 +71,24 @@ def test_retention_keeps_the_newest_scheduled_snapshots_and_every_asked_for_one(
     assert not kept.first().scheduled
     root = settings.REPLAYDESK_SNAPSHOT_DIR / "users_directory"
     assert sorted(p.name for p in root.iterdir()) == sorted(kept.values_list("name", flat=True))
+
+
+def test_a_person_named_schedule_keeps_their_snapshots_and_does_not_hold_off_the_schedule(settings):
+    settings.REPLAYDESK_SNAPSHOT_KEEP = 1
+    mine = services.request_job(
+        kind="snapshot", params={"projection": "users_directory"}, requested_by="schedule", reason="mine"
+    )
+    runner.run_inline(mine.pk)
+    (due,) = schedule.run_schedule()  # a person's snapshot is not the schedule's
+    runner.run_inline(due.pk)
+    later = schedule.run_schedule(now=timezone.now() + dt.timedelta(minutes=61))
+    runner.run_inline(later[0].pk)
+
+    schedule.prune()
+
+    assert not Snapshot.objects.get(job=mine).scheduled
+    assert list(Snapshot.objects.filter(scheduled=False).values_list("job", flat=True)) == [mine.pk]
+    assert Snapshot.objects.filter(scheduled=True).count() == 1  # the schedule's own, pruned to KEEP
 
 
 def test_a_half_written_snapshot_left_by_a_killed_job_is_cleaned_up_after_an_hour(settings):

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from recovery import follow, selectors, services, terminal
+from recovery.kinds import base as registry
 from recovery.models import Job
 
 REASON_WIDTH = 40
@@ -16,7 +17,7 @@ class Command(BaseCommand):
     help = "List jobs, newest first; or cancel, retry or follow one."
 
     def add_arguments(self, parser):
-        parser.add_argument("--kind", choices=Job.Kind.values)
+        parser.add_argument("--kind", choices=registry.names())
         parser.add_argument("--state", choices=Job.State.values)
         parser.add_argument("--target", metavar="NAME", help="Only jobs on this projection or sink.")
         parser.add_argument("--limit", type=int, default=20, help=f"At most {selectors.MAX_LIMIT}.")
