@@ -1,4 +1,5 @@
-"""The console's own audit trail: events in the store itself, category `console` (DESIGN.md §4).
+"""The console's own audit trail: events in the store itself, category `console` (docs/architecture.md,
+The audit trail).
 
 What is shared by every app: the category, the event types, and how a user becomes an audit subject.
 The writer is `streams.audit.record` (it appends to the store); the chain that makes edits behind the

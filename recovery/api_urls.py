@@ -1,4 +1,4 @@
-"""The job and snapshot endpoints of the API (DESIGN.md §5), mounted under /api/v1/."""
+"""The job and snapshot endpoints of the API, mounted under /api/v1/ (README, The API)."""
 
 from django.urls import path
 

@@ -1,6 +1,6 @@
 """Writes to the event store.
 
-How an append keeps its promises (DESIGN.md §4, §7):
+How an append keeps its promises (docs/architecture.md, The store's guarantees):
 - per-stream order: a compare-and-set on streams_stream.version serialises appends to one stream;
 - global order: an append takes an "append slot" before it draws positions (a transaction-scoped
   advisory lock, one of 64, held to commit) and records in the slot's floor a position below all it will

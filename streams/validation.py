@@ -1,4 +1,5 @@
-"""The rules an append must satisfy (DESIGN.md §5 limits), checked before anything is written.
+"""The rules an append must satisfy (docs/architecture.md, The store's guarantees: limits), checked
+before anything is written.
 
 Errors are collected per field (`stream`, `expected_version`, `events[3].type`, …) so that a caller
 can fix everything in one go.

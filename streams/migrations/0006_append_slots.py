@@ -1,4 +1,4 @@
-# Global order without a lock held through commit (DESIGN.md §4): appends take one of a fixed set of
+# Global order without a lock held through commit (docs/architecture.md, The store's guarantees): appends take one of a fixed set of
 # "append slots" and readers stop before the lowest position any slot holder may still commit. The
 # argument is in streams/services.py; the SQL lives here so that every writer and reader, in whatever
 # process, uses the same functions.

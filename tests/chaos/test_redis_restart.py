@@ -1,9 +1,9 @@
 """Redis restarts with nothing while jobs wait in it, and the reconciler brings them back.
 
-Redis carries only nudges (DESIGN.md §6): a private redis-server that keeps nothing (`--save ""
---appendonly no`) is the broker of a real worker, of real Celery beat and of this test; jobs are queued,
-Redis is killed and started again empty, and beat's reconciler (every 10 s) must have every job
-running again, and done, within 30 s of the restart.
+Redis carries only nudges (docs/architecture.md, Job kinds): a private redis-server that keeps nothing
+(`--save "" --appendonly no`) is the broker of a real worker, of real Celery beat and of this test;
+jobs are queued, Redis is killed and started again empty, and beat's reconciler (every 10 s) must have
+every job running again, and done, within 30 s of the restart.
 """
 
 import time

@@ -1,4 +1,5 @@
-"""Guarantee 1: no reader ever skips a committed event (DESIGN.md §7), under real concurrency."""
+"""No reader ever skips a committed event (docs/architecture.md, The store's guarantees), under real
+concurrency."""
 
 import importlib
 import multiprocessing
