@@ -9,7 +9,9 @@ class RecoveryConfig(AppConfig):
     def ready(self) -> None:
         # Connects the login receiver that starts the re-authentication clock (before any request).
         from recovery import reauth  # noqa: F401
+        from recovery.kinds.base import consumer_links as job_links
         from recovery.selectors import rebuilding_consumers
-        from streams import health
+        from streams import consumer_links, health
 
         health.report_rebuilding(rebuilding_consumers)
+        consumer_links.offer(job_links)

@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 
 from recovery import params as job_params
 from recovery.kinds import base as registry
+from streams import consumer_kinds
 from streams.models import Consumer
 from streams.projections import projections
 
@@ -94,9 +95,8 @@ class JobForm(forms.Form):
         self.fields["projection"].choices = [("", "Choose a projection")] + [
             (name, name) for name in sorted(projections())
         ]
-        sinks = (
-            Consumer.objects.filter(kind=Consumer.Kind.SINK).order_by("name").values_list("name", flat=True)
-        )
+        resyncable = [kind.name for kind in consumer_kinds.kinds() if kind.resyncs]
+        sinks = Consumer.objects.filter(kind__in=resyncable).order_by("name").values_list("name", flat=True)
         self.fields["sink"].choices = [("", "Choose a sink")] + [(name, name) for name in sinks]
         # A kind's parameters of its own (JobKind.form_fields), after the shared ones.
         self.own_fields: list[str] = []

@@ -18,7 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from recovery.kinds import base as registry
 from recovery.models import Snapshot
-from streams import selectors
+from streams import consumer_kinds, selectors
 from streams.models import Consumer, Event, Stream
 from streams.projections import get_projection
 from streams.validation import STREAM_NAME_RE
@@ -102,7 +102,8 @@ class Checker:
         if not isinstance(name, str) or not name:
             self.bad("sink", "name the sink (see /consumers/)")
             return None
-        if not Consumer.objects.filter(name=name, kind=Consumer.Kind.SINK).exists():
+        consumer = Consumer.objects.filter(name=name).first()
+        if consumer is None or not consumer_kinds.of(consumer).resyncs:
             self.bad("sink", f"no sink is named {name!r}")
             return None
         return name

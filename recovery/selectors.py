@@ -10,10 +10,10 @@ from django.db.models import Q, QuerySet
 
 from recovery import params as job_params
 from recovery import rebuild
-from recovery.kinds.base import JobKind, get
+from recovery.kinds.base import JobKind, get, kinds
 from recovery.models import Job, JobLogLine, Snapshot
-from streams import selectors
-from streams.models import Event, Sink
+from streams import consumer_kinds, selectors
+from streams.models import Consumer, Event
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -58,12 +58,13 @@ def running_jobs() -> list[Job]:
 
 
 def rebuilding_consumers(names: Collection[str]) -> list[str]:
-    """Those of `names` that a running replay or restore is rebuilding into a fresh schema (their
-    health is `rebuilding`; registered with streams.health in RecoveryConfig.ready)."""
+    """Those of `names` that a running job of a kind that rebuilds (a replay, a restore) is rebuilding
+    (their health is `rebuilding`; registered with streams.health in RecoveryConfig.ready)."""
+    rebuilding = [kind.name for kind in kinds() if kind.rebuilds]
     return list(
-        Job.objects.filter(
-            target__in=names, kind__in=(Job.Kind.REPLAY, Job.Kind.RESTORE), state=Job.State.RUNNING
-        ).values_list("target", flat=True)
+        Job.objects.filter(target__in=names, kind__in=rebuilding, state=Job.State.RUNNING).values_list(
+            "target", flat=True
+        )
     )
 
 
@@ -118,11 +119,10 @@ def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
     )
 
 
-def resync_events(sink: Sink, params: dict[str, Any], *, after: int, up_to: int) -> QuerySet[Event]:
-    """The events a resync of `sink` sends between two positions, exclusions not yet applied."""
-    log_filter = selectors.LogFilter(types=tuple(sink.types), categories=tuple(sink.categories))
+def resync_events(consumer: Consumer, params: dict[str, Any], *, after: int, up_to: int) -> QuerySet[Event]:
+    """The events a resync of `consumer` sends between two positions, exclusions not yet applied."""
     window = Event.objects.filter(position__gt=after, position__lte=up_to)
-    events = selectors.filter_events(window, log_filter)
+    events = selectors.filter_events(window, consumer_kinds.follows(consumer=consumer))
     if params.get("streams"):
         events = events.filter(stream__name__in=params["streams"])
     return events

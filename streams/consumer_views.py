@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from core.pages import not_found, render_page, role_required
 from core.roles import Can
-from streams import consumers, lag
+from streams import consumer_links, consumers, lag
 from streams.lag_chart import RANGES, lag_chart, parse_range
 from streams.models import Consumer, ParkedEvent
 
@@ -70,6 +70,7 @@ def consumer_context(request: HttpRequest, consumer: Consumer) -> dict[str, Any]
     return {
         "section": "consumers",
         "consumer": consumer,
+        "links": consumer_links.links_for(consumer),
         "status": lag.consumer_status(consumer=consumer, now=now),
         "chart": lag_chart(consumer=consumer, range_key=range_key, now=now),
         "ranges": [(key, label) for key, (_, label) in RANGES.items()],

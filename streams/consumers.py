@@ -202,11 +202,17 @@ def _stop(consumer: Consumer, error: str) -> None:
     consumer.save(update_fields=["state", "last_error", "last_error_at", "attempts", "failing_position"])
 
 
+def name_event(event: Event) -> str:
+    """An event as an error message names it: its id, type, place in its stream and position."""
+    return (
+        f"event {event.event_id} ({event.type}, {event.stream.name}@{event.sequence}, "
+        f"position {event.position})"
+    )
+
+
 def describe(exc: Exception, event: Event) -> str:
-    where = f"event {event.event_id} ({event.type}, {event.stream.name}@{event.sequence}, "
-    where += f"position {event.position})"
     last = traceback.format_exception_only(exc)[-1].strip()
-    return f"{where}: {last}"[:2000]
+    return f"{name_event(event)}: {last}"[:2000]
 
 
 def backoff(attempts: int) -> float:

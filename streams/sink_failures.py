@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from streams import consumers
 from streams.consumer_kinds import Delivery
-from streams.consumers import BatchOutcome
+from streams.consumers import BatchOutcome, name_event
 from streams.models import Consumer, Event, ParkedEvent, Sink
 from streams.sink_config import public_url
 
@@ -118,9 +118,7 @@ def park(consumer: Consumer, event: Event, error: str, attempts: int, now: dt.da
 
 
 def where(events: list[Event]) -> str:
-    first = events[0]
-    where = f"event {first.event_id} ({first.type}, {first.stream.name}@{first.sequence}, "
-    where += f"position {first.position})"
+    where = name_event(events[0])
     if len(events) > 1:
         where += f" and {len(events) - 1} more"
     return where + ": "

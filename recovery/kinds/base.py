@@ -14,6 +14,9 @@ import enum
 import importlib
 import pkgutil
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode
+
+from streams.consumer_links import Link
 
 if TYPE_CHECKING:
     from django import forms
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 
     from recovery.models import Job, JobLane
     from recovery.params import Checker
-    from streams.models import Event
+    from streams.models import Consumer, Event
 
 
 class Step(enum.Enum):
@@ -51,12 +54,19 @@ class JobKind:
     # Stages in which its lanes work: run_inline runs the lanes then, and the reconciler nudges a lane
     # that stopped in one of them.
     lane_stages: ClassVar[tuple[str, ...]] = ()
+    # Whether, while it runs, its target's health is `rebuilding` (streams/health.py asks).
+    rebuilds: ClassVar[bool] = False
     # Whether it works on events of the log (a dry run counts them) or on something else.
     counts_events: ClassVar[bool] = True
     # Shown under "Result" on the job's page, with `job` and `r` (its result) in the context.
     result_template: ClassVar[str] = ""
     # Where it is listed among the kinds (the form's choices, the API's enum).
     position: ClassVar[int] = 100
+    # The consumer kinds whose page offers a button for it, the parameter the button fills with the
+    # consumer's name, and the button's place among the page's buttons.
+    offered_on: ClassVar[tuple[str, ...]] = ()
+    consumer_param: ClassVar[str] = "projection"
+    button_order: ClassVar[int] = 100
 
     # --- the request
 
@@ -71,6 +81,13 @@ class JobKind:
     def form_fields(self) -> dict[str, forms.Field]:
         """Fields of its own for the new-job form, beyond the ones kinds share (recovery/forms.py)."""
         return {}
+
+    def consumer_links(self, consumer: str) -> list[Link]:
+        """What a consumer's page offers for it: a button to the new-job form, filled in."""
+        from django.urls import reverse
+
+        query = urlencode({"kind": self.name, self.consumer_param: consumer})
+        return [Link(self.name.replace("_", " ").capitalize(), f"{reverse('recovery:job-new')}?{query}")]
 
     def target_url(self, target: str) -> str:
         from django.urls import reverse
@@ -165,6 +182,13 @@ def kind_of(job: Job) -> JobKind:
 def choices() -> list[tuple[str, str]]:
     """For the model field and the forms: (name, label) of every kind."""
     return [(kind.name, kind.name.replace("_", " ").capitalize()) for kind in kinds()]
+
+
+def consumer_links(consumer: Consumer) -> list[Link]:
+    """The buttons of every kind that works on this consumer's kind (streams.consumer_links)."""
+    offered = [kind for kind in kinds() if consumer.kind in kind.offered_on]
+    offered.sort(key=lambda kind: kind.button_order)
+    return [link for kind in offered for link in kind.consumer_links(consumer.name)]
 
 
 def default_approvals() -> dict[str, int]:

@@ -22,6 +22,9 @@ from streams.projections import get_projection, quote
 class Replay(Rebuild):
     name = "replay"
     position = 30
+    offered_on = ("projection",)
+    button_order = 1
+    rebuilds = True
     help = (
         "Rebuild the projection from the log in a fresh schema and swap it in (or repair "
         "one stream in place)."

@@ -21,6 +21,7 @@ from streams.projections import Projection
 class Restore(Rebuild):
     name = "restore"
     position = 20
+    rebuilds = True
     help = "Load a snapshot into a fresh schema, replay the log after it, and swap it in."
     params_help = "projection, snapshot or before, exclude, shards"
     fields = frozenset({"projection", "snapshot", "before", "exclude", "shards"})

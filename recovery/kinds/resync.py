@@ -19,7 +19,7 @@ from recovery.selectors import resync_events
 from streams import consumer_kinds, selectors
 from streams.consumer_kinds import Resender
 from streams.consumers import backoff
-from streams.models import Consumer, Event, Sink
+from streams.models import Consumer, Event
 
 MAX_RESYNC_RATE = 10_000.0
 
@@ -31,6 +31,9 @@ class Resync(JobKind):
 
     name = "resync"
     position = 40
+    offered_on = ("sink",)
+    consumer_param = "sink"
+    button_order = 1
     help = "Send a range of the log to a sink again, in order, at a rate limit."
     params_help = "sink, from_position or from_time or streams, rate_per_second"
     fields = frozenset({"sink", "from_position", "from_time", "streams", "rate_per_second", "exclude"})
@@ -60,7 +63,8 @@ class Resync(JobKind):
             from_position = 0
         rate = checker.raw.get("rate_per_second")
         if rate is None and sink:
-            rate = Consumer.objects.get(name=sink).sink.rate_per_second
+            consumer = Consumer.objects.get(name=sink)
+            rate = consumer_kinds.of(consumer).resync_rate(consumer)
         if rate is None:
             pass  # no sink to take the rate from: the sink's own error says what to fix
         elif not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 < rate <= MAX_RESYNC_RATE:
@@ -81,8 +85,8 @@ class Resync(JobKind):
         return params["sink"]
 
     def events(self, params: dict[str, Any]) -> QuerySet[Event]:
-        sink = Sink.objects.get(consumer__name=params["sink"])
-        return resync_events(sink, params, after=params["from_position"], up_to=params["up_to_position"])
+        consumer = Consumer.objects.get(name=params["sink"])
+        return resync_events(consumer, params, after=params["from_position"], up_to=params["up_to_position"])
 
     def limit_rate(self, params: dict[str, Any], rate: float | None, basis: str) -> tuple[float | None, str]:
         if not params["rate_per_second"]:
@@ -114,20 +118,20 @@ class Resync(JobKind):
         return Step.DONE
 
     def _prepare(self, job: Job) -> Step:
-        sink = self._sink(job)
+        consumer = self._consumer(job)
         start, end = job.params["from_position"], job.params["up_to_position"]
         with transaction.atomic():
-            total = self._events(sink, job, after=start, up_to=end).count()
+            total = self._events(consumer, job, after=start, up_to=end).count()
             JobLane.objects.filter(job=job).delete()
             JobLane.objects.create(job=job, lane=0, position=start, finished=start >= end)
             runner.set_stage(job, "delivering", total=total, work={"lanes": 1, "target": end})
         return Step.LANES
 
     def lane(self, job: Job, lane: JobLane, deadline: float) -> None:
-        sink = self._sink(job)
+        consumer = self._consumer(job)
         rate, end = job.params["rate_per_second"], job.params["up_to_position"]
         started, sent = time.monotonic(), 0
-        with consumer_kinds.of(sink.consumer).resync(sink.consumer) as resender:
+        with consumer_kinds.of(consumer).resync(consumer) as resender:
             # A batch must fit in half a slice at the rate, or a short slice would never send one.
             limit = max(1, min(resender.batch_size, int(rate), int(rate * (deadline - started) / 2)))
             while not lane.finished and time.monotonic() < deadline:
@@ -135,7 +139,7 @@ class Resync(JobKind):
                     return
                 window_end = min(end, selectors.next_position(after=lane.position) - 1 + limit * 4)
                 events = list(
-                    self._events(sink, job, after=lane.position, up_to=window_end)
+                    self._events(consumer, job, after=lane.position, up_to=window_end)
                     .select_related("stream")
                     .order_by("position")[:limit]
                 )
@@ -176,14 +180,14 @@ class Resync(JobKind):
             )
         time.sleep(min(backoff(lane.attempts), max(0.0, deadline - time.monotonic())))
 
-    def _events(self, sink: Sink, job: Job, *, after: int, up_to: int):
-        events = resync_events(sink, job.params, after=after, up_to=up_to)
+    def _events(self, consumer: Consumer, job: Job, *, after: int, up_to: int):
+        events = resync_events(consumer, job.params, after=after, up_to=up_to)
         # Events a bad deploy wrote, say: the receiver should never see them again.
         rule = rebuild.excluded(job.params.get("exclude") or {})
         return events.exclude(rule) if rule is not None else events
 
-    def _sink(self, job: Job) -> Sink:
-        sink = Sink.objects.select_related("consumer").filter(consumer__name=job.target).first()
-        if sink is None or sink.consumer.kind != Consumer.Kind.SINK:
+    def _consumer(self, job: Job) -> Consumer:
+        consumer = Consumer.objects.filter(name=job.target).first()
+        if consumer is None or not consumer_kinds.of(consumer).resyncs:
             raise FinalError(f"no sink is named {job.target!r} any more")
-        return sink
+        return consumer

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.db import transaction
+from django.urls import reverse
 
 from recovery import runner, snapshots
 from recovery.kinds.base import JobKind, Step, register
@@ -12,12 +14,15 @@ from recovery.kinds.common import FinalError, projection_of
 from recovery.models import Job, Snapshot
 from recovery.params import Checker
 from recovery.terminal import format_bytes
+from streams.consumer_links import Link
 
 
 @register
 class TakeSnapshot(JobKind):
     name = "snapshot"
     position = 10
+    offered_on = ("projection",)
+    button_order = 3
     help = "Copy the projection's tables at one position, with a checksum per table."
     params_help = "projection"
     fields = frozenset({"projection"})
@@ -28,6 +33,10 @@ class TakeSnapshot(JobKind):
 
     def check(self, checker: Checker) -> dict[str, Any]:
         return {"projection": checker.projection()}
+
+    def consumer_links(self, consumer: str) -> list[Link]:
+        snapshots = f"{reverse('recovery:snapshots')}?{urlencode({'projection': consumer})}"
+        return [*super().consumer_links(consumer), Link("Its snapshots", snapshots, button=False)]
 
     def unmeasured_rate(self) -> tuple[float | None, str]:
         return None, "no snapshot measured yet"

@@ -20,6 +20,8 @@ from streams.projections import Projection, quote
 class Verify(Rebuild):
     name = "verify"
     position = 50
+    offered_on = ("projection",)
+    button_order = 2
     help = "Rebuild the projection aside and compare it with the live one, table by table."
     params_help = "projection, repair, shards"
     fields = frozenset({"projection", "repair", "shards"})

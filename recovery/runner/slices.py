@@ -6,17 +6,17 @@ delivery (Celery's redelivery, or the reconciler's) goes on from the last checkp
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from core.audit import AuditType
+from core.locks import held, lock_key
 from recovery import services
 from recovery.kinds.base import JobKind, Step, kind_of
 from recovery.models import Job, JobLane
@@ -30,30 +30,13 @@ def slice_seconds() -> float:
     return settings.REPLAYDESK_JOB_SLICE_SECONDS
 
 
-def lock_key(job_id: int, lane: int | None = None) -> int:
-    name = f"job:{job_id}" if lane is None else f"job:{job_id}:lane:{lane}"
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
-
-
-@contextmanager
-def held(key: int) -> Iterator[bool]:
-    """A session advisory lock, tried once; released at the end (or with the connection, if it dies)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        got = cursor.fetchone()[0]
-    try:
-        yield got
-    finally:
-        if got:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-            except Exception:  # noqa: BLE001 — a broken connection has released it already
-                connection.close()
+def job_lock(job_id: int, lane: int | None = None) -> int:
+    """The advisory lock a slice of the job (or of one of its lanes) holds while it works."""
+    return lock_key("job", job_id) if lane is None else lock_key("job", job_id, "lane", lane)
 
 
 def run_slice(job_id: int, expected_slice: int) -> None:
-    with held(lock_key(job_id)) as got:
+    with held(job_lock(job_id)) as got:
         if not got:
             # Another delivery holds the job. It may be a stale duplicate that stops at once, so the
             # message of the current slice comes back in a moment instead of being lost.
@@ -90,7 +73,7 @@ def run_slice(job_id: int, expected_slice: int) -> None:
 
 
 def run_lane(job_id: int, lane_no: int, expected_slice: int) -> None:
-    with held(lock_key(job_id, lane_no)) as got:
+    with held(job_lock(job_id, lane_no)) as got:
         if not got:
             # As for a slice: the holder may be a stale duplicate of this lane's message.
             if JobLane.objects.filter(

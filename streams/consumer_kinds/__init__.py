@@ -74,6 +74,8 @@ class ConsumerKind:
     consumer whose kind is not installed is measured, so that its lag is never understated."""
 
     name: ClassVar[str]
+    # Whether its consumers can be sent a range of the log again (the resync job asks before it runs).
+    resyncs: ClassVar[bool] = False
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -115,6 +117,10 @@ class ConsumerKind:
         """Process one parked event again, audited. On failure nothing changes but its error and
         attempts, and ConsumerError says why."""
         raise ConsumerError(f"consumers of kind {self.label!r} cannot retry parked events here")
+
+    def resync_rate(self, consumer: Consumer) -> float | None:
+        """The rate a resync keeps to unless told otherwise (events per second; None: no limit of its own)."""
+        return None
 
     def resync(self, consumer: Consumer) -> AbstractContextManager[Resender]:
         """A Resender that delivers a range of the log to the consumer again (the resync job)."""

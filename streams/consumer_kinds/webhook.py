@@ -21,6 +21,7 @@ from streams.sink_pacing import claim_slot
 
 class WebhookSinkKind(ConsumerKind):
     name = Consumer.Kind.SINK
+    resyncs = True
 
     def run(self, name: str, *, budget_seconds: float = 5.0) -> RunResult:
         return sinks.run_sink(name, budget_seconds=budget_seconds)
@@ -38,6 +39,11 @@ class WebhookSinkKind(ConsumerKind):
     def retry_parked(self, *, parked_id: int, actor: str, request: HttpRequest | None = None) -> ParkedEvent:
         # Re-delivered over HTTP, which must not happen inside a transaction.
         return sinks.retry_parked_delivery(parked_id=parked_id, actor=actor, request=request)
+
+    def resync_rate(self, consumer: Consumer) -> float | None:
+        # Its own rate limit: the receiver was promised it, and live deliveries share it.
+        sink = _sink(consumer)
+        return sink.rate_per_second if sink is not None else None
 
     @contextmanager
     def resync(self, consumer: Consumer) -> Iterator[WebhookResender]:

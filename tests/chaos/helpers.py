@@ -21,7 +21,7 @@ from pathlib import Path
 from django.db import connection
 
 from recovery.models import Job, JobLane
-from recovery.runner import lock_key, reconcile
+from recovery.runner import job_lock, reconcile
 from tests.receivers import Receiver
 from tests.recovery.crash_helpers import (
     Counted,
@@ -114,7 +114,7 @@ def _lock_ids(key: int) -> tuple[int, int]:
 def busy_processes(job_id: int, *, worker: int) -> list[int]:
     """OS pids of worker `worker`'s processes whose session holds one of the job's locks: each is in
     the middle of one of the job's slices or lanes right now."""
-    keys = {_lock_ids(lock_key(job_id))} | {_lock_ids(lock_key(job_id, lane)) for lane in range(16)}
+    keys = {_lock_ids(job_lock(job_id))} | {_lock_ids(job_lock(job_id, lane)) for lane in range(16)}
     with connection.cursor() as cursor:
         cursor.execute(
             """

@@ -16,7 +16,7 @@ from core.redis import client as redis_client
 from recovery import services
 from recovery.models import Job, JobLane, JobLogLine
 from recovery.params import params_sha256
-from recovery.runner import lock_key, reconcile, run_inline, run_lane, run_slice
+from recovery.runner import job_lock, reconcile, run_inline, run_lane, run_slice
 from recovery.services import JobConflict, cancel_job, request_job
 from streams.consumers import run_projection
 from streams.models import Event
@@ -262,7 +262,7 @@ def test_a_message_that_finds_its_job_held_by_another_delivery_comes_back_a_mome
     with psycopg.connect(**params, autocommit=True) as stale:
         # A stale duplicate holds the job and its lane 0 (it will find its slice gone and stop).
         stale.execute(
-            "SELECT pg_advisory_lock(%s), pg_advisory_lock(%s)", [lock_key(job.pk), lock_key(job.pk, 0)]
+            "SELECT pg_advisory_lock(%s), pg_advisory_lock(%s)", [job_lock(job.pk), job_lock(job.pk, 0)]
         )
         run_slice(job.pk, 1)  # the current slice: must not be lost
         run_lane(job.pk, 0, 0)  # the current lane slice: must not be lost
