@@ -52,6 +52,8 @@ def open_appends() -> OpenAppends:
               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objsubid = 2
                AND l.mode = 'ExclusiveLock' AND l.granted
+               -- Advisory locks belong to a database: another store on the same server is not ours.
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
             """,
             [APPEND_SLOT_LOCK_CLASS],
         )

@@ -3,12 +3,14 @@ allowed to see it."""
 
 import time
 
+import psycopg
 import pytest
+from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.consumers import ensure_projection, pause_consumer, run_projection
 from streams.projections import Projection, add, remove
-from streams.selectors import head
+from streams.selectors import APPEND_SLOT_LOCK_CLASS, head
 from streams.services import append_events
 from tests.holding import append_held_open
 
@@ -104,3 +106,15 @@ def test_metrics_show_an_append_left_open_and_what_waits_behind_it(browser_clien
     assert held[("replaydesk_unsettled_positions", ())] == 3, "the open one, and the two committed after it"
     assert (after[("replaydesk_open_appends", ())], after[("replaydesk_unsettled_positions", ())]) == (0, 0)
     assert after[("replaydesk_head_position", ())] == head() == held[("replaydesk_head_position", ())] + 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_append_open_in_another_database_of_the_server_is_not_counted(browser_client):
+    """Advisory locks are per database: another store on the same server holds its own append slots."""
+    params = connection.get_connection_params()
+    other = {key: params[key] for key in ("user", "password", "host", "port") if params.get(key)}
+    with psycopg.connect(dbname="postgres", autocommit=True, **other) as elsewhere:
+        elsewhere.execute("SELECT pg_advisory_lock(%s, 0)", [APPEND_SLOT_LOCK_CLASS])
+        metrics = samples(browser_client.get("/metrics"))
+
+    assert metrics[("replaydesk_open_appends", ())] == 0
