@@ -41,18 +41,26 @@ def own_database():
     admin_url = server._replace(path="/postgres").geturl()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    redis_url = urllib.parse.urlsplit(os.environ["REDIS_URL"])
-    other_db = (int(redis_url.path.strip("/") or 0) + 2) % 16
     try:
         yield {
             "DATABASE_URL": server._replace(path=f"/{name}").geturl(),
-            "REDIS_URL": redis_url._replace(path=f"/{other_db}").geturl(),
+            "REDIS_URL": another_redis_database(os.environ["REDIS_URL"]),
             "REPLAYDESK_DEMO": "0",
         }
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'DROP DATABASE IF EXISTS "test_{name}" WITH (FORCE)')
+
+
+def another_redis_database(url: str) -> str:
+    """The same Redis server, another database: `redis://host/N` or, on a socket, `unix:///path?db=N`."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        query["db"] = str((int(query.get("db", 0)) + 2) % 16)
+        return f"unix://{parts.path}?{urllib.parse.urlencode(query)}"
+    return parts._replace(path=f"/{(int(parts.path.strip('/') or 0) + 2) % 16}").geturl()
 
 
 def run(command: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
