@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import UsernameField
 from django.forms.forms import NON_FIELD_ERRORS
 from django.forms.utils import ErrorDict
 from django.http import HttpResponse
@@ -23,8 +24,14 @@ from console.signals import MAX_USERNAME
 from core import limits
 
 
+def _username(request) -> str:
+    """The username as the login form reads it (stripped, NFKC-normalised): "olivia " and its
+    full-width twin are the same person's guesses, so they count against the same limits."""
+    return UsernameField().to_python(str(request.POST.get("username", "")))[:MAX_USERNAME]
+
+
 def _keys(request) -> list[tuple[str, limits.Rate]]:
-    username = str(request.POST.get("username", ""))[:MAX_USERNAME]
+    username = _username(request)
     # The same address as the API's limits see (DRF's reading of REMOTE_ADDR / X-Forwarded-For).
     address = BaseThrottle().get_ident(request) or ""
     keys = []

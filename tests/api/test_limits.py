@@ -294,3 +294,15 @@ def test_failures_spread_over_many_addresses_lock_the_username_out(client, opera
         assert log_in(client, "olivia", "wrong", REMOTE_ADDR=f"198.51.100.{100 + n}").status_code == 200
 
     assert log_in(client, "olivia", PASSWORD, REMOTE_ADDR="198.51.100.200").status_code == 429
+
+
+@pytest.mark.parametrize("spelling", ["olivia ", " olivia", "ｏｌｉｖｉａ"])
+def test_a_username_spelled_as_the_login_form_reads_it_counts_against_the_same_limit(
+    client, operator, rates, spelling
+):
+    rates(login_user="3/15min", login_user_ip="off", login_ip="off")
+    for _ in range(3):
+        assert log_in(client, "olivia", "wrong").status_code == 200
+
+    assert log_in(client, spelling, "wrong").status_code == 429
+    assert log_in(client, spelling, PASSWORD).status_code == 429
