@@ -173,7 +173,8 @@ REST_FRAMEWORK = {
     # Non-ASCII as \u escapes: an error that quotes a client's text (an unknown field's name, say)
     # renders even when that text holds a lone surrogate, which UTF-8 cannot encode.
     "UNICODE_JSON": False,
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Finite numbers and bounded nesting (core/json.py): a body that breaks either is a 400, not a 500.
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.StrictJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.problems.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["core.limits.ApiRateThrottle"],

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import json as strict_json
 from core.audit import CATEGORY as AUDIT_CATEGORY
 
 MAX_BATCH = 1000
@@ -153,7 +154,14 @@ def _parse_event(item: Any, where: str, errors: _Errors) -> NewEvent | None:
         _check_metadata(metadata, f"{where}.metadata", errors)
     if len(errors.by_field) > before:
         return None
-    encoded_data, encoded_metadata = json_text(data), json_text(metadata)
+    try:
+        for value in (data, metadata):
+            strict_json.check_depth(value)
+        encoded_data, encoded_metadata = json_text(data), json_text(metadata)
+    except ValueError as exc:  # JsonRuleError, or a number the encoder refuses (Infinity, NaN)
+        message = str(exc) if isinstance(exc, strict_json.JsonRuleError) else "numbers must be finite"
+        errors.add(where, message)
+        return None
     if _NUL.search(encoded_data) or _NUL.search(encoded_metadata):
         errors.add(where, "strings may not contain the NUL character (\\u0000); PostgreSQL cannot store it")
         return None
@@ -206,7 +214,8 @@ def _check_metadata(metadata: dict, where: str, errors: _Errors) -> None:
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# allow_nan=False: jsonb has no Infinity or NaN, so the encoder refuses them (ValueError) before PostgreSQL.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def json_text(value: Any) -> str:

@@ -1,0 +1,53 @@
+"""JSON as the store can keep it: finite numbers only (PostgreSQL's jsonb has no Infinity or NaN), and
+nested at most MAX_DEPTH levels, so that no request can exhaust the parser's recursion."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+# Objects and arrays inside each other, at most (README, The API: limits).
+MAX_DEPTH = 64
+
+
+class JsonRuleError(ValueError):
+    """JSON that is well-formed but breaks one of the rules above; the message names the rule."""
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise JsonRuleError(f"the number {text} is too large: numbers must be finite (at most about 1e308)")
+    return number
+
+
+def _no_constant(name: str) -> Any:
+    raise JsonRuleError(f"{name} is not JSON: numbers must be finite")
+
+
+def loads(text: str | bytes) -> Any:
+    """json.loads with the rules above; JsonRuleError names the broken rule, ValueError bad syntax."""
+    try:
+        value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise JsonRuleError(too_deep()) from None
+    check_depth(value)
+    return value
+
+
+def check_depth(value: Any) -> None:
+    """Raise JsonRuleError when `value` nests objects and arrays deeper than MAX_DEPTH. Iterative, so
+    that checking cannot exhaust the recursion it guards."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise JsonRuleError(too_deep())
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+
+
+def too_deep() -> str:
+    return f"objects and arrays may be nested at most {MAX_DEPTH} levels deep"
