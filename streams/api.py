@@ -300,7 +300,7 @@ def event_list(request: Request) -> Response:
     if after is None:
         after = parser.integer("after_position", minimum=0, default=0)
     limit = parser.limit(100)
-    log_filter = parse_log_filter(parser)
+    log_filter = parse_log_filter(parser, masked=masking.sees_masked(request.user))
     finish_query(parser)
     events = selectors.read_all(after_position=after, log_filter=log_filter, limit=limit)
     next_cursor = str(events[-1].position) if len(events) == limit else None

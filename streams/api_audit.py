@@ -59,7 +59,7 @@ StateOut = inline_serializer(
 def search(request: Request) -> Response:
     parser = parse_query(request, ("cursor", "limit", *audit_search.SEARCH_PARAMS))
     before, limit = parser.integer("cursor", minimum=1), parser.limit(50)
-    query = audit_search.parse_search(parser)
+    query = audit_search.parse_search(parser, masked=masking.sees_masked(request.user))
     if query.is_empty and not parser.errors:
         parser.error("q", "say what to look for: a stream, an id, actor:NAME, type:TYPE or field=value")
     finish_query(parser)

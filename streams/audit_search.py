@@ -30,6 +30,7 @@ from django.db.models import F, Q, Subquery
 from django.utils.http import urlencode
 
 from core.queries import QueryParser
+from streams import masking
 from streams.models import Event, Stream
 from streams.selectors import LogFilter, data_containment, filter_events
 from streams.validation import STREAM_NAME_RE, TYPE_RE
@@ -49,6 +50,8 @@ _PREFIXED = re.compile(r"^([A-Za-z_]+):(.*)$")
 @dataclass(frozen=True)
 class AuditQuery:
     text: str = ""
+    # The searcher sees personal data masked: a bare term is not looked for in personal fields.
+    masked: bool = False
     terms: tuple[str, ...] = ()
     stream_prefixes: tuple[str, ...] = ()
     log_filter: LogFilter = field(default_factory=LogFilter)
@@ -70,8 +73,9 @@ class AuditQuery:
         return urlencode(pairs)
 
 
-def parse_search(parser: QueryParser) -> AuditQuery:
-    """The query (`q`) and time range out of a parser's parameters; problems go to parser.errors."""
+def parse_search(parser: QueryParser, *, masked: bool = False) -> AuditQuery:
+    """The query (`q`) and time range out of a parser's parameters; problems go to parser.errors.
+    `masked`: the searcher sees personal data masked, so may not search on it."""
     text = (parser.raw("q") or "").strip()
     after, before = parser.time("recorded_after"), parser.time("recorded_before")
     if after and before and after >= before:
@@ -84,11 +88,12 @@ def parse_search(parser: QueryParser) -> AuditQuery:
     if len(tokens) > MAX_TERMS:
         parser.error("q", f"at most {MAX_TERMS} terms")
         tokens = []
-    parts = _Terms()
+    parts = _Terms(masked=masked)
     for token in tokens:
         parts.add(token, parser)
     return AuditQuery(
         text=text,
+        masked=masked,
         terms=tuple(parts.bare),
         stream_prefixes=tuple(parts.streams),
         log_filter=LogFilter(
@@ -102,7 +107,8 @@ def parse_search(parser: QueryParser) -> AuditQuery:
 
 
 class _Terms:
-    def __init__(self) -> None:
+    def __init__(self, *, masked: bool) -> None:
+        self.masked = masked
         self.bare: list[str] = []
         self.streams: list[str] = []
         self.types: list[str] = []
@@ -141,6 +147,9 @@ class _Terms:
         path = path.removeprefix("data.")
         if not path or any(not part for part in path.split(".")):
             parser.error("q", f"{token!r}: write field=value, e.g. resource=issueABC")
+            return
+        if self.masked and masking.personal("data", path):
+            parser.error("q", f"data.{path} {masking.MASKED_FILTER}")
             return
         self.data.append(data_containment(path, value))
 
@@ -193,7 +202,7 @@ def _stream_q(prefix: str) -> Q:
     return Q(stream__name__startswith=prefix)
 
 
-def _term_q(term: str, known: list[str]) -> Q:
+def _term_q(term: str, known: list[str], *, masked: bool = False) -> Q:
     # A term that names a stream means that stream: `user-123` is not also user-1234's events.
     exact = Stream.objects.filter(name=term).values_list("id", flat=True).first()
     either = (Q(stream_id=exact) if exact is not None else _stream_q(term)) | Q(actor=term)
@@ -206,6 +215,8 @@ def _term_q(term: str, known: list[str]) -> Q:
         # user-123 is also the entity that other streams' events name as user_id 123.
         named.append((f"{category}_id", entity))
     for key, value in named:
+        if masked and masking.personal("data", key):
+            continue
         for document in data_containment(key, value):
             either |= Q(data__contains=document)
     return either
@@ -217,7 +228,7 @@ def _matching_events(query: AuditQuery):
         events = events.filter(_stream_q(prefix))
     known = categories() if query.terms else []
     for term in query.terms:
-        events = events.filter(_term_q(term, known))
+        events = events.filter(_term_q(term, known, masked=query.masked))
     return events
 
 

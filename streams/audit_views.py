@@ -35,7 +35,7 @@ def _parse_search(
     request: HttpRequest, extra: tuple[str, ...]
 ) -> tuple[QueryParser, audit_search.AuditQuery]:
     parser = QueryParser(request.GET, (*audit_search.SEARCH_PARAMS, *extra))
-    return parser, audit_search.parse_search(parser)
+    return parser, audit_search.parse_search(parser, masked=masking.sees_masked(request.user))
 
 
 @require_GET

@@ -47,6 +47,22 @@ def pii_paths() -> list[tuple[str, tuple[str, ...]]]:
     return paths
 
 
+def personal(root: str, path: str) -> bool:
+    """Whether `root.path` (data.email, data.email.domain) is, or lies inside, a personal-data path."""
+    keys = tuple(path.split("."))
+    return any(path_root == root and keys[: len(found)] == found for path_root, found in pii_paths())
+
+
+def sees_masked(user: Any) -> bool:
+    """Roles that may not unmask personal data may not search or filter on it either: a filter such as
+    data.email=guess would answer what the mask hides."""
+    return not can(user, Can.UNMASK)
+
+
+# Why a filter or search term on personal data is refused (after the field's name).
+MASKED_FILTER = "is personal data, masked for your role: it cannot be searched or filtered on"
+
+
 def mask_value(value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     digest = hmac.new(settings.SECRET_KEY.encode(), canonical.encode(), hashlib.sha256).hexdigest()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from core.queries import QueryParser
+from streams import masking
 from streams.selectors import LogFilter, data_containment
 from streams.validation import STREAM_NAME_RE, TYPE_RE
 
@@ -20,7 +21,8 @@ def stream_name(parser: QueryParser, name: str) -> str | None:
     return value
 
 
-def parse_log_filter(parser: QueryParser) -> LogFilter:
+def parse_log_filter(parser: QueryParser, *, masked: bool = False) -> LogFilter:
+    """The log's filter; `masked`: the reader sees personal data masked, so may not filter on it."""
     types: list[str] = []
     for value in parser.params.getlist("type") if hasattr(parser.params, "getlist") else [parser.raw("type")]:
         for item in (value or "").split(","):
@@ -37,6 +39,9 @@ def parse_log_filter(parser: QueryParser) -> LogFilter:
             path = key.removeprefix("data.")
             if not path or any(not part for part in path.split(".")):
                 parser.error(key, "write data.<field>=<value>, e.g. data.resource=issueABC")
+                continue
+            if masked and masking.personal("data", path):
+                parser.error(key, masking.MASKED_FILTER)
                 continue
             data.append(data_containment(path, parser.params.get(key, "")))
     category = parser.raw("category")

@@ -222,7 +222,7 @@ def event_log(request: HttpRequest) -> HttpResponse:
     parser = QueryParser(request.GET, ("before", "after", "limit", *LOG_PARAMS), allow_data=True)
     before, after = parser.integer("before", minimum=1), parser.integer("after", minimum=0)
     limit = parser.limit(PAGE_SIZE)
-    log_filter = parse_log_filter(parser)
+    log_filter = parse_log_filter(parser, masked=masking.sees_masked(request.user))
     if before is not None and after is not None:
         parser.error("after", "give before or after, not both")
     context = log_context(request, parser.errors)

@@ -253,3 +253,63 @@ def test_the_api_unmasks_one_event_by_post_audited_with_ip_and_user_agent(operat
     [record] = unmask_records()
     assert record.data["view"] == "api-event" and record.data["target"] == str(ann.event_id)
     assert record.metadata["ip"] == "192.0.2.44" and record.metadata["user_agent"].startswith("Firefox/140")
+
+
+# -- masked fields are no oracle -----------------------------------------------------------------------
+
+
+def token_client(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+@pytest.mark.parametrize("field", ["data.email", "data.name", "data.email.domain"])
+def test_support_may_not_filter_the_log_on_a_masked_field(ann, support_agent, operator, field):
+    refused = token_client(support_agent).get("/api/v1/events", {field: EMAIL})
+
+    assert refused.status_code == 400
+    assert refused.json()["errors"][field] == [
+        "is personal data, masked for your role: it cannot be searched or filtered on"
+    ]
+    allowed = token_client(operator).get("/api/v1/events", {field: EMAIL})
+    assert allowed.status_code == 200
+
+
+def test_support_may_filter_the_log_on_other_fields(ann, support_agent):
+    found = token_client(support_agent).get("/api/v1/events", {"data.plan": "pro"})
+
+    assert [event["stream"] for event in found.json()["results"]] == ["user-123"]
+
+
+def test_the_log_page_refuses_a_masked_filter_to_support(ann, support_agent):
+    response = logged_in(support_agent).get("/events/", {"data.email": EMAIL})
+
+    assert response.status_code == 400
+    assertContains(response, "is personal data, masked for your role", status_code=400)
+    assertNotContains(response, 'href="/streams/user-123/"', status_code=400)
+
+
+@pytest.mark.parametrize("query", [f"email={EMAIL}", f"data.name={NAME!r}".replace("'", '"')])
+def test_support_may_not_search_a_masked_field(ann, support_agent, operator, query):
+    refused = token_client(support_agent).get("/api/v1/audit/search", {"q": query})
+    page = logged_in(support_agent).get(reverse("streams:audit"), {"q": query})
+
+    assert refused.status_code == 400
+    assert "masked for your role" in refused.json()["errors"]["q"][0]
+    assert page.status_code == 400
+    assert token_client(operator).get("/api/v1/audit/search", {"q": query}).status_code == 200
+
+
+def test_a_bare_search_term_is_not_looked_for_in_masked_fields_for_support(support_agent, operator, settings):
+    settings.REPLAYDESK_PII_PATHS = ["data.id"]
+    append_events(stream="order-1", events=[{"type": "OrderPlaced", "data": {"id": "card-4242"}}])
+
+    hidden = token_client(support_agent).get("/api/v1/audit/search", {"q": "card-4242"})
+    shown = token_client(operator).get("/api/v1/audit/search", {"q": "card-4242"})
+
+    assert hidden.status_code == 200 and hidden.json()["results"] == []
+    assert [event["stream"] for event in shown.json()["results"]] == ["order-1"]
