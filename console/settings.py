@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -145,6 +146,22 @@ REPLAYDESK_RATES = {
     "login_user_ip": os.environ.get("REPLAYDESK_RATE_LOGIN_USER_IP", "10/15min"),
     "login_user": os.environ.get("REPLAYDESK_RATE_LOGIN_USER", "100/15min"),
     "login_ip": os.environ.get("REPLAYDESK_RATE_LOGIN_IP", "50/15min"),
+}
+
+# Content-Security-Policy on every response: scripts and styles from this server's files only (no inline
+# script, no inline style; htmx's own indicator style is in app.css), nothing framed, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        # The favicon is a data: URI; the lag charts are inline SVG.
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
 }
 
 SESSION_COOKIE_HTTPONLY = True

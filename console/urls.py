@@ -1,9 +1,10 @@
+from csp.decorators import csp_update
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from console import dashboard, login, metrics, views
 from recovery.api_urls import api_urlpatterns as recovery_api
@@ -58,7 +59,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(http_method_names=READ_ONLY), name="schema"),
     path(
         "api/docs/",
-        SpectacularSwaggerView.as_view(url_name="schema", http_method_names=READ_ONLY),
+        # The split view serves Swagger UI's start-up script as a file: no inline script (CSP). Swagger
+        # UI styles some elements inline, so this page alone allows inline style (never script).
+        csp_update({"style-src": ["'unsafe-inline'"]})(
+            SpectacularSwaggerSplitView.as_view(url_name="schema", http_method_names=READ_ONLY)
+        ),
         name="api-docs",
     ),
     path("admin/", admin.site.urls),

@@ -10,6 +10,7 @@ urlpatterns = [
     path("jobs/", views.job_list, name="jobs"),
     path("jobs/new", views.job_new, name="job-new"),
     path("jobs/new/dry-run", views.job_estimate, name="job-estimate"),
+    path("jobs/new/kinds.css", views.job_kinds_css, name="job-kinds-css"),
     path("jobs/running", views.running_jobs, name="running-jobs"),
     path("jobs/<int:job_id>/", views.job_detail, name="job"),
     path("jobs/<int:job_id>/progress", views.job_progress, name="job-progress"),

@@ -83,6 +83,14 @@ def job_new(request: HttpRequest) -> HttpResponse:
     return form_page(request, form, conflict=conflict)
 
 
+@require_safe
+@role_required(can=Can.OPERATE)
+def job_kinds_css(request: HttpRequest) -> HttpResponse:
+    """The new-job form's rule per registered kind: only the fields its kind takes show."""
+    names = [kind.name for kind in registry.kinds()]
+    return render(request, "recovery/job_kinds.css", {"kinds": names}, content_type="text/css")
+
+
 @require_POST
 @role_required(can=Can.OPERATE)
 def job_estimate(request: HttpRequest) -> HttpResponse:

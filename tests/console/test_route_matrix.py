@@ -77,6 +77,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "recovery:jobs": {"GET": READ},
     "recovery:job-new": {"GET": OPERATE, "POST": OPERATE},
     "recovery:job-estimate": {"POST": OPERATE},
+    "recovery:job-kinds-css": {"GET": OPERATE},
     "recovery:running-jobs": {"GET": READ},
     "recovery:job": {"GET": READ},
     "recovery:job-progress": {"GET": READ},

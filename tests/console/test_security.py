@@ -1,6 +1,7 @@
 """Deployment checks, CSRF on every POST, and no GET that changes anything, over every route."""
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -77,3 +78,24 @@ def test_every_post_needs_the_csrf_token(world, admin_user):
 # Receivers of machine-to-machine calls authenticated by a signature, not a session: they carry no cookie
 # a forged form could ride on.
 CSRF_EXEMPT = {"demo-search-index-receive"}
+
+
+def test_every_page_has_a_content_security_policy_and_no_inline_script(world, admin_user):
+    client = Client()
+    client.force_login(admin_user)
+    pages = 0
+    for route in all_routes():
+        path = route.path(**world)
+        response = client.get(path)
+        policy = dict(
+            (directive.strip().split(" ", 1) + [""])[:2]
+            for directive in response["Content-Security-Policy"].split(";")
+        )
+        assert policy["script-src"] == "'self'", f"GET {path}: {policy!r}"
+        if response.get("Content-Type", "").startswith("text/html") and response.status_code == 200:
+            pages += 1
+            html = response.content.decode()
+            inline = [tag for tag in re.findall(r"<script\b[^>]*>", html) if " src=" not in tag]
+            assert not inline, f"GET {path} ({route.name}) has an inline script: {inline}"
+            assert not re.search(r"\son[a-z]+\s*=", html), f"GET {path} has an inline event handler"
+    assert pages >= 15  # the console's pages were reached
