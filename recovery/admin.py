@@ -1,9 +1,11 @@
-"""Jobs in the Django admin: read-only, with approve and reject as bulk actions that go through the same
-service as the pages and the API (so the four-eyes rule holds here too: a refusal is shown and audited)."""
+"""Jobs in the Django admin: read-only. Approving and rejecting happen on the review page (linked from
+the list), the one path that shows what will run and asks for the password again when it is due."""
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from recovery import approvals
 from recovery.models import Approval, Job
@@ -22,11 +24,13 @@ class ApprovalInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "kind", "target", "state", "requested_by", "created_at")
+    list_display = ("id", "kind", "target", "state", "requested_by", "created_at", "review")
     list_filter = ("kind", "state")
     search_fields = ("target", "requested_by", "reason")
     inlines = (ApprovalInline,)
-    actions = ("approve_selected", "reject_selected")
+    # No bulk approve or reject here: a decision is made on the review page, which shows the parameters
+    # (and their sha256) that it binds, and asks for the password again when it is due.
+    actions = None
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in Job._meta.fields]
@@ -37,32 +41,8 @@ class JobAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Approve the selected jobs (their parameters as shown now)")
-    def approve_selected(self, request, queryset) -> None:
-        for job in queryset:
-            self._decide(
-                request,
-                job,
-                lambda job: approvals.approve_job(
-                    job_id=job.pk, approver=request.user, params_sha256=job.params_sha256, request=request
-                ),
-            )
-
-    @admin.action(description="Reject the selected jobs")
-    def reject_selected(self, request, queryset) -> None:
-        for job in queryset:
-            self._decide(
-                request,
-                job,
-                lambda job: approvals.reject_job(
-                    job_id=job.pk, approver=request.user, comment="rejected in the admin", request=request
-                ),
-            )
-
-    def _decide(self, request, job: Job, decide) -> None:
-        try:
-            decided = decide(job)
-        except approvals.JobError as exc:
-            self.message_user(request, f"job {job.pk}: {exc}", messages.ERROR)
-        else:
-            self.message_user(request, f"job {job.pk} is {decided.state}", messages.SUCCESS)
+    @admin.display(description="Review")
+    def review(self, job: Job) -> str:
+        if job.state not in approvals.WAITING:
+            return "—"
+        return format_html('<a href="{}">approve or reject</a>', reverse("recovery:approval", args=[job.pk]))

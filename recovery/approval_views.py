@@ -84,7 +84,7 @@ def tally(job: Job) -> Tally:
     counting = {a.pk for a in valid}
     for decision in decisions:
         decision.counts = decision.pk in counting
-    given = len({a.approver for a in valid})
+    given = len({approvals.person(a) for a in valid})
     return Tally(decisions=decisions, given=given, needed=services.approvals_required(job.kind))
 
 

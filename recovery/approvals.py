@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -75,11 +76,19 @@ def approval_lifetime() -> dt.timedelta:
 
 def valid_approvals(job: Job, *, now: dt.datetime | None = None) -> list[Approval]:
     """The approvals that count now: yes, for these very parameters, unexpired, not the requester's."""
-    now = now or timezone.now()
-    approvals = job.approvals.filter(
-        decision=Approval.Decision.APPROVE, params_sha256=job.params_sha256, expires_at__gt=now
-    ).exclude(approver=job.requested_by)
-    return list(approvals.order_by("created_at"))
+    return counting(job, list(job.approvals.all()), now=now)
+
+
+def person(approval: Approval) -> str | int:
+    """Who gave an approval: their account when known (a renamed account is still the same person)."""
+    return approval.approver_user_id if approval.approver_user_id is not None else approval.approver
+
+
+def is_requester(job: Job, *, name: str, user_id: int | None) -> bool:
+    """Whether this account or name asked for the job (by account when both are known)."""
+    if user_id is not None and job.requested_by_user_id is not None:
+        return user_id == job.requested_by_user_id
+    return name == job.requested_by
 
 
 def counting(job: Job, decisions: list[Approval], *, now: dt.datetime | None = None) -> list[Approval]:
@@ -92,7 +101,7 @@ def counting(job: Job, decisions: list[Approval], *, now: dt.datetime | None = N
             if a.decision == Approval.Decision.APPROVE
             and a.params_sha256 == job.params_sha256
             and a.expires_at > now
-            and a.approver != job.requested_by
+            and not is_requester(job, name=a.approver, user_id=a.approver_user_id)
         ),
         key=lambda a: a.created_at,
     )
@@ -100,7 +109,7 @@ def counting(job: Job, decisions: list[Approval], *, now: dt.datetime | None = N
 
 def approvals_hold(job: Job) -> bool:
     needed = services.approvals_required(job.kind)
-    return needed == 0 or len({a.approver for a in valid_approvals(job)}) >= needed
+    return needed == 0 or len({person(a) for a in valid_approvals(job)}) >= needed
 
 
 @_audited
@@ -129,13 +138,15 @@ def approve_job(
             )
         if job.state == Job.State.APPROVED:
             raise ApprovalRefused(f"job {job.pk} is approved already and waits for its target to be free")
-        if job.approvals.filter(approver=name, params_sha256=job.params_sha256, decision="approve").exists():
+        mine = Q(approver=name) | Q(approver_user_id=approver.pk)
+        if job.approvals.filter(mine, params_sha256=job.params_sha256, decision="approve").exists():
             raise ApprovalRefused(f"you approved job {job.pk} already; it needs someone else's approval")
         try:
             with transaction.atomic():
                 Approval.objects.create(
                     job=job,
                     approver=name,
+                    approver_user_id=approver.pk,
                     decision=Approval.Decision.APPROVE,
                     params_sha256=job.params_sha256,
                     comment=_comment(comment),
@@ -164,6 +175,7 @@ def reject_job(
         Approval.objects.create(
             job=job,
             approver=name,
+            approver_user_id=approver.pk,
             decision=Approval.Decision.REJECT,
             params_sha256=job.params_sha256,
             comment=_comment(comment),
@@ -240,7 +252,7 @@ def _check_approver(
     name = approver.get_username()
     if not can(approver, Can.APPROVE):
         _refuse(job, name, request, "this needs the approve permission (role approver or admin)", attempted)
-    if name == job.requested_by:
+    if is_requester(job, name=name, user_id=approver.pk):
         _refuse(
             job,
             name,

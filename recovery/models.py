@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -48,6 +49,11 @@ class Job(models.Model):
     state = models.CharField(max_length=20, choices=State.choices)
     reason = models.TextField()
     requested_by = models.CharField(max_length=150)
+    # The account that asked (pages and API): the four-eyes rule compares accounts, not names, so a
+    # rename does not make someone a stranger to their own request. None from the command line.
+    requested_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Started by the console's schedule (recovery/schedule.py), not asked for by a person: its
     # snapshots are subject to retention. Not told by the requester's name, which a person may share.
     scheduled = models.BooleanField(default=False)
@@ -202,6 +208,9 @@ class Approval(models.Model):
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="approvals")
     approver = models.CharField(max_length=150)
+    approver_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     decision = models.CharField(max_length=10, choices=Decision.choices)
     params_sha256 = models.CharField(max_length=64)
     comment = models.TextField(blank=True, default="")

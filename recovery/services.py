@@ -133,6 +133,7 @@ def request_job(
                 state=Job.State.QUEUED if queued else Job.State.PENDING_APPROVAL,
                 reason=reason,
                 requested_by=requested_by,
+                requested_by_user=_account(request, requested_by),
                 scheduled=scheduled,
                 queued_at=timezone.now() if queued else None,
             )
@@ -256,6 +257,14 @@ def record(job: Job, type: AuditType, actor: str, request: HttpRequest | None = 
     """The audit event of a job's state change, in the caller's transaction."""
     payload = {"job": job.pk, "kind": job.kind, "target": job.target, "params_sha256": job.params_sha256}
     audit.record(subject=f"job.{job.pk}", type=type, actor=actor, data={**payload, **data}, request=request)
+
+
+def _account(request: HttpRequest | None, name: str) -> Any:
+    """The signed-in account behind a request made in its own name (pages and API), else None."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.get_username() == name:
+        return user
+    return None
 
 
 def _refuse_if_busy(target: str) -> None:

@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from recovery import approvals, runner, services
 from recovery.models import Approval, Job
@@ -184,18 +185,44 @@ def test_an_approved_job_waits_for_its_target_then_the_reconciler_queues_it(oper
     assert Job.objects.get(pk=job.pk).state == "queued"
 
 
-def test_the_django_admin_bulk_action_obeys_the_same_rule(client, admin_user, operator):
-    own = replay(admin_user)
-    other = replay(operator)
-    Job.objects.filter(pk=other.pk).update(target="access")  # two targets, so both could run
+def test_the_django_admin_decides_nothing_in_bulk_and_links_to_the_review_page(client, admin_user, operator):
+    """A bulk approve would bind whatever the parameters are at the click, which the list never shows,
+    and skip the password: the admin links to the review page instead."""
+    job = replay(operator)
     client.force_login(admin_user)
-    response = client.post(
+    listing = client.get(reverse("admin:recovery_job_changelist"))
+    client.post(
         reverse("admin:recovery_job_changelist"),
-        {"action": "approve_selected", "_selected_action": [own.pk, other.pk]},
+        {"action": "approve_selected", "_selected_action": [job.pk]},
         follow=True,
     )
-    text = response.content.decode().lower()
-    assert f"job {own.pk}: you asked for job {own.pk}: someone else must approve it" in text
-    assert Job.objects.get(pk=own.pk).state == "pending_approval"
-    assert Job.objects.get(pk=other.pk).state == "queued"
-    assert "JobApprovalRefused" in audit_types(own)
+
+    assert 'name="action"' not in listing.content.decode()
+    assert f'href="{reverse("recovery:approval", args=[job.pk])}"' in listing.content.decode()
+    assert Job.objects.get(pk=job.pk).state == "pending_approval"
+    assert not Approval.objects.exists()
+
+
+def test_renaming_ones_account_does_not_make_one_a_second_person(admin_user, operator):
+    requested = APIClient()
+    requested.force_authenticate(admin_user)
+    body = {"kind": "replay", "params": {"projection": "users_directory"}, "reason": "bad deploy"}
+    job = Job.objects.get(pk=requested.post("/api/v1/jobs", body, format="json").json()["id"])
+    admin_user.username = "ada.renamed"
+    admin_user.save()
+
+    with pytest.raises(approvals.ApprovalRefused, match="someone else must approve it"):
+        approve(job, admin_user)
+    assert Job.objects.get(pk=job.pk).state == "pending_approval"
+
+
+def test_one_account_under_two_names_counts_as_one_approval(settings, operator, approver):
+    settings.REPLAYDESK_APPROVALS_REQUIRED = {"replay": 2}
+    job = replay(operator)
+    approve(job, approver)
+    approver.username = "avery.renamed"
+    approver.save()
+
+    with pytest.raises(approvals.ApprovalRefused, match="approved job .* already"):
+        approve(job, approver)
+    assert Job.objects.get(pk=job.pk).state == "pending_approval"
