@@ -24,6 +24,10 @@ class AuditType(StrEnum):
 
     USER_CREATED = "UserCreated"
     USER_UPDATED = "UserUpdated"
+    USER_DELETED = "UserDeleted"
+    GROUP_CREATED = "GroupCreated"
+    GROUP_UPDATED = "GroupUpdated"
+    GROUP_DELETED = "GroupDeleted"
     USER_LOGGED_IN = "UserLoggedIn"
     USER_LOGGED_OUT = "UserLoggedOut"
     USER_LOGIN_FAILED = "UserLoginFailed"
@@ -52,16 +56,21 @@ class AuditType(StrEnum):
 
 
 def user_subject(username: str) -> str:
-    """The audit subject of a user (`user.<name>`), for any name a login form may receive.
+    """The audit subject of a user (`user.<name>`), for any name a login form may receive."""
+    return subject("user", username)
 
-    Stream names allow fewer characters than usernames (`+`, letters beyond ASCII), and a failed login
+
+def subject(kind: str, name: str) -> str:
+    """The audit subject `<kind>.<name>` for any name (a user's, a group's).
+
+    Stream names allow fewer characters than names do (`+`, letters beyond ASCII), and a failed login
     can carry anything: other characters are written as `:` and their UTF-8 bytes in hex, and an overlong
     name becomes its sha256.
     """
     encoded = "".join(
         char if _SUBJECT_CHAR.fullmatch(char) else "".join(f":{byte:02x}" for byte in char.encode())
-        for char in username
+        for char in name
     )
     if not encoded or len(encoded) > _MAX_USER_SUBJECT:
-        encoded = "sha256:" + hashlib.sha256(username.encode()).hexdigest()
-    return f"user.{encoded}"
+        encoded = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+    return f"{kind}.{encoded}"
