@@ -7,6 +7,7 @@ and stops them after this returns, so they stay up while the children shut down.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -18,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -31,6 +32,11 @@ ADMIN_USERNAME = "admin"
 # Celery's warm shutdown waits for running tasks; tasks run in slices, so this is plenty.
 STOP_TIMEOUT = 20.0
 READY_TIMEOUT = 120.0
+# A child that dies is started again after a pause that doubles (1, 2, 4 s): one crash is no outage on
+# a single machine. This many crashes of one child within CRASH_WINDOW stop everything instead.
+MAX_CRASHES = 4
+CRASH_WINDOW = 60.0
+RESTART_PAUSE = 1.0
 _HTTP_DEFAULTS = {"SECURE_SSL_REDIRECT": "false", "SECURE_COOKIES": "false"}
 
 
@@ -44,6 +50,11 @@ class Child:
     argv: list[str]
     log: Path
     process: subprocess.Popen | None = field(default=None, repr=False)
+    # Where this run's lines start in the log (earlier runs' lines come before), when it last crashed,
+    # and when it is due to start again.
+    log_start: int = 0
+    crashes: list[float] = field(default_factory=list)
+    restart_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,13 +145,26 @@ class ChildExited(Exception):
         super().__init__(f"{child.name} exited with code {child.process.returncode}")
 
 
-class Supervisor:
-    """Starts the children, notices when one dies, and stops the whole process tree of each."""
+Restarted = Callable[[Child, int, float], None]
 
-    def __init__(self, children: list[Child], *, env: Mapping[str, str], stop_timeout: float = STOP_TIMEOUT):
+
+class Supervisor:
+    """Starts the children, starts one again when it dies (with a growing pause; repeated crashes stop
+    everything), and stops the whole process tree of each."""
+
+    def __init__(
+        self,
+        children: list[Child],
+        *,
+        env: Mapping[str, str],
+        stop_timeout: float = STOP_TIMEOUT,
+        on_restart: Restarted | None = None,
+    ):
         self.children = children
         self.env = dict(env)
         self.stop_timeout = stop_timeout
+        # Told (child, its exit code, the pause before it starts again) when a crashed child is restarted.
+        self.on_restart = on_restart
         self.stop_requested = threading.Event()
         self._hurry = threading.Event()
         self._previous_handlers: dict[int, object] = {}
@@ -166,26 +190,47 @@ class Supervisor:
 
     def start(self) -> None:
         for child in self.children:
-            child.log.parent.mkdir(parents=True, exist_ok=True)
-            with child.log.open("ab") as log:
-                log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} started by replaydesk up\n".encode())
-                child.process = subprocess.Popen(
-                    child.argv,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    # Own process group: a Ctrl-C in the terminal reaches only us, and we stop the children
-                    # in order instead of all at once.
-                    process_group=0,
-                    preexec_fn=die_with_parent,
-                )
+            self._launch(child, "started by replaydesk up")
+
+    def _launch(self, child: Child, why: str) -> None:
+        child.log.parent.mkdir(parents=True, exist_ok=True)
+        with child.log.open("ab") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {why}\n".encode())
+            child.log_start = log.tell()
+            child.process = subprocess.Popen(
+                child.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Own process group: a Ctrl-C in the terminal reaches only us, and we stop the children
+                # in order instead of all at once.
+                process_group=0,
+                preexec_fn=die_with_parent,
+            )
 
     def check(self) -> None:
-        """Raise ChildExited when a child is gone although nobody asked it to stop."""
+        """Start again a child that is gone although nobody asked it to stop, after its pause; raise
+        ChildExited when it has crashed MAX_CRASHES times within CRASH_WINDOW."""
+        now = time.monotonic()
         for child in self.children:
-            if child.process is not None and child.process.poll() is not None:
-                raise ChildExited(child)
+            if child.process is None or child.process.poll() is None:
+                continue
+            if child.restart_at is None:
+                child.crashes = [at for at in child.crashes if now - at < CRASH_WINDOW] + [now]
+                if len(child.crashes) >= MAX_CRASHES:
+                    raise ChildExited(child)
+                # What it started and left behind (a dead gunicorn master's workers) would hold its port.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.process.pid, signal.SIGKILL)
+                pause = RESTART_PAUSE * 2 ** (len(child.crashes) - 1)
+                child.restart_at = now + pause
+                if self.on_restart is not None:
+                    self.on_restart(child, child.process.returncode, pause)
+            elif now >= child.restart_at:
+                child.restart_at = None
+                code = child.process.returncode
+                self._launch(child, f"started again by replaydesk up (it had exited with code {code})")
 
     def wait_ready(self, url: str, *, host_header: str, timeout: float = READY_TIMEOUT) -> bool:
         """Poll `url` until it answers 200. False when a stop was requested first; raises ChildExited
@@ -241,11 +286,12 @@ class Supervisor:
         return _trees([child.process.pid for child in started if child.process.poll() is None])
 
 
-def tail(path: Path, lines: int = 20) -> str:
+def tail(path: Path, lines: int = 20, *, since: int = 0) -> str:
+    """The last lines of a log, from byte `since` on (a child's own run, not earlier runs')."""
     try:
         with path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 16384))
+            handle.seek(max(since, handle.tell() - 16384))
             text = handle.read().decode(errors="replace")
     except OSError:
         return ""

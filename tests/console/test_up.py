@@ -371,21 +371,82 @@ def test_up_refuses_a_port_in_use_and_leaves_nothing_running(first_run, home):
     assert survivors(processes_of(home)) == []
 
 
-def test_a_child_that_dies_stops_everything_with_an_error(first_run, home):
+def test_a_child_that_dies_is_started_again_and_one_that_keeps_dying_stops_everything(first_run, home):
     run = Up.start(up_environment(home), "--port", str(free_port()))
+    killed: list[int] = []
     try:
-        run.wait_ready()
+        url = run.wait_ready()
         tree = run.tree() + processes_of(home)
-        beat = next(p for p in run.tree() if "beat" in p.cmdline())
-        beat.kill()
-        exit_code = run.process.wait(60)
+        deadline = time.monotonic() + 60
+        while run.process.poll() is None and time.monotonic() < deadline:
+            beats = [p for p in run.tree() if "beat" in cmdline(p) and p.pid not in killed]
+            if beats:
+                if len(killed) == 1:
+                    # Started again after one crash: the console kept serving all along.
+                    with urllib.request.urlopen(url + "healthz", timeout=10) as response:
+                        assert response.status == 200
+                beats[0].kill()
+                killed.append(beats[0].pid)
+                tree += beats
+            time.sleep(0.1)
+        exit_code = run.process.wait(30)
     finally:
         clean_up(run, home)
 
-    assert exit_code != 0
+    assert len(killed) == runtime.MAX_CRASHES
+    assert "Celery beat was killed by SIGKILL unexpectedly; starting it again in 1 s" in run.output
     assert "Celery beat was killed by SIGKILL unexpectedly, so everything was stopped" in run.output
+    assert f"it had crashed {runtime.MAX_CRASHES} times within 60 s" in run.output
+    assert exit_code != 0
     assert survivors(tree) == []
     assert processes_of(home) == []
+
+
+def sleeper(tmp_path: Path, name: str = "sleeper") -> runtime.Child:
+    return runtime.Child(
+        name, [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / f"{name}.log"
+    )
+
+
+def test_the_supervisor_restarts_a_crashed_child_with_growing_pauses_then_gives_up(tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "RESTART_PAUSE", 0.05)
+    child = sleeper(tmp_path)
+    restarts: list[tuple[int, float]] = []
+    supervisor = runtime.Supervisor(
+        [child], env=dict(os.environ), on_restart=lambda c, code, pause: restarts.append((code, pause))
+    )
+    supervisor.start()
+    try:
+        for _ in range(runtime.MAX_CRASHES - 1):
+            crashed = child.process.pid
+            child.process.kill()
+            deadline = time.monotonic() + 10
+            while child.process.pid == crashed and time.monotonic() < deadline:
+                supervisor.check()
+                time.sleep(0.01)
+            assert child.process.pid != crashed and child.process.poll() is None
+        child.process.kill()
+        child.process.wait(5)
+        with pytest.raises(runtime.ChildExited):
+            supervisor.check()
+    finally:
+        supervisor.stop()
+
+    assert restarts == [(-signal.SIGKILL, 0.05), (-signal.SIGKILL, 0.1), (-signal.SIGKILL, 0.2)]
+    assert child.log.read_text().count("started again by replaydesk up") == runtime.MAX_CRASHES - 1
+
+
+def test_the_log_tail_of_a_dead_child_is_of_this_run_only(tmp_path):
+    child = runtime.Child(
+        "web", [sys.executable, "-c", "print('this run'); raise SystemExit(3)"], tmp_path / "web.log"
+    )
+    child.log.write_text("an old run's last words\n")
+    supervisor = runtime.Supervisor([child], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    supervisor.start()
+    child.process.wait(10)
+
+    assert runtime.tail(child.log, since=child.log_start) == "this run"
+    assert "an old run" in runtime.tail(child.log)
 
 
 def test_up_without_demo_serves_no_demo_and_runs_no_demo_consumer():

@@ -62,6 +62,7 @@ class Command(BaseCommand):
                 host=host, port=port, home=home, schedule=settings.CELERY_BEAT_SCHEDULE_FILENAME
             ),
             env=runtime.child_environment(),
+            on_restart=self._restarting,
         )
         self.say("Starting the web server, the Celery worker and Celery beat…")
         announced = False
@@ -124,11 +125,23 @@ class Command(BaseCommand):
         lines.append("  Press Ctrl-C to stop.")
         self.say("\n".join(lines))
 
+    def _restarting(self, child: runtime.Child, code: int, pause: float) -> None:
+        self.say(
+            f"{_ROLES.get(child.name, child.name)} {_how(code)} unexpectedly; starting it again in "
+            f"{pause:g} s (its log: {child.log})"
+        )
+
     def _explain_exit(self, child: runtime.Child, host: str, port: int) -> str:
-        code = child.process.returncode
-        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        why = f"{_ROLES.get(child.name, child.name)} {how} unexpectedly, so everything was stopped."
+        why = (
+            f"{_ROLES.get(child.name, child.name)} {_how(child.process.returncode)} unexpectedly, so "
+            f"everything was stopped: it had crashed {len(child.crashes)} times within "
+            f"{runtime.CRASH_WINDOW:g} s."
+        )
         if child.name == "web":
             why += f" If it could not listen on {host}:{port}, choose another port with --port."
-        last = runtime.tail(child.log)
-        return f"{why}\nLast lines of {child.log}:\n{last}" if last else why
+        last = runtime.tail(child.log, since=child.log_start)
+        return f"{why}\nLast lines of {child.log} from this run:\n{last}" if last else why
+
+
+def _how(code: int) -> str:
+    return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
