@@ -44,6 +44,16 @@ def too_large_detail(size: int | None, limit: int) -> str:
     return f"{sent}this server accepts at most {limit} bytes (REPLAYDESK_MAX_BODY_BYTES); send less at once"
 
 
+def not_found(thing: str, detail: str) -> Problem:
+    """A 404 of type `<thing>-not-found`: not_found("parked event", "…") is "Parked event not found"."""
+    return Problem(
+        status_code=404,
+        problem_type=f"{thing.replace(' ', '-')}-not-found" if thing else "not-found",
+        title=f"{thing.capitalize()} not found" if thing else "Not found",
+        detail=detail,
+    )
+
+
 def invalid_input(errors: dict[str, list[str]], detail: str | None = None) -> Problem:
     return Problem(
         status_code=400,

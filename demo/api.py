@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import problems
-from core.problems import Problem, invalid_input
+from core.problems import Problem, invalid_input, not_found
 from core.queries import QueryErrors, QueryParser
 from streams.projections import Projection, get_projection, read_checkpoint, wait_until_applied
 
@@ -97,12 +97,7 @@ def user_detail(request: Request, user_id: str) -> Response:
         [user_id],
     )
     if not rows:
-        raise Problem(
-            status_code=404,
-            problem_type="not-found",
-            title="Not found",
-            detail=f"no user {user_id!r} as of position {checkpoint}",
-        )
+        raise not_found("", f"no user {user_id!r} as of position {checkpoint}")
     return Response(UserOut(rows[0]).data, headers={"X-Replaydesk-Checkpoint": str(checkpoint)})
 
 

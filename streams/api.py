@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import finish_query, page_of, parse_query, problems
-from core.problems import Problem, invalid_input
+from core.problems import Problem, invalid_input, not_found
 from core.roles import Allows, Can
 from streams import lag, masking, selectors
 from streams.models import Event, Stream
@@ -117,12 +117,7 @@ def stream_or_404(name: str) -> Stream:
         )
     stream = selectors.get_stream(name=name)
     if stream is None:
-        raise Problem(
-            status_code=404,
-            problem_type="stream-not-found",
-            title="Stream not found",
-            detail=f"no stream is named {name!r}",
-        )
+        raise not_found("stream", f"no stream is named {name!r}")
     return stream
 
 
@@ -316,10 +311,5 @@ def event_detail(request: Request, event_id: str) -> Response:
         raise invalid_input({"id": ["must be a UUID"]}) from None
     event: Event | None = selectors.get_event(event_id=parsed)
     if event is None:
-        raise Problem(
-            status_code=404,
-            problem_type="event-not-found",
-            title="Event not found",
-            detail=f"no event has id {parsed}",
-        )
+        raise not_found("event", f"no event has id {parsed}")
     return Response(EventOut(masking.mask_event(event)).data)

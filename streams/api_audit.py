@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import finish_query, parse_query, problems
-from core.problems import Problem, invalid_input
+from core.problems import invalid_input, not_found
 from core.roles import Allows, Can
 from streams import audit_search, masking, selectors, timeline
 from streams.api import EventOut, StreamOut, stream_or_404
@@ -120,12 +120,7 @@ def event_unmask(request: Request, event_id: str) -> Response:
         raise invalid_input({"id": ["must be a UUID"]}) from None
     event = selectors.get_event(event_id=parsed)
     if event is None:
-        raise Problem(
-            status_code=404,
-            problem_type="event-not-found",
-            title="Event not found",
-            detail=f"no event {parsed}",
-        )
+        raise not_found("event", f"no event {parsed}")
     masking.record_unmasked(
         request=request, view="api-event", target=str(event.event_id), detail={"stream": event.stream.name}
     )

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import finish_query, page_of, parse_query, problems
-from core.problems import Problem
+from core.problems import Problem, not_found
 from core.roles import Allows, Can
 from streams import lag, masking
 from streams.api import EventOut
@@ -68,12 +68,7 @@ class ParkedOut(serializers.Serializer):
 def _consumer_or_404(name: str) -> Consumer:
     consumer = Consumer.objects.filter(name=name).first()
     if consumer is None:
-        raise Problem(
-            status_code=404,
-            problem_type="consumer-not-found",
-            title="Consumer not found",
-            detail=f"no consumer is named {name!r}",
-        )
+        raise not_found("consumer", f"no consumer is named {name!r}")
     return consumer
 
 
@@ -183,12 +178,7 @@ def _masked(parked: list[ParkedEvent]) -> list[ParkedEvent]:
 def _parked_action(request: Request, name: str, parked_id: int, action) -> Response:
     consumer = _consumer_or_404(name)
     if not ParkedEvent.objects.filter(pk=parked_id, consumer=consumer).exists():
-        raise Problem(
-            status_code=404,
-            problem_type="parked-event-not-found",
-            title="Parked event not found",
-            detail=f"{name} has no parked event with id {parked_id}",
-        )
+        raise not_found("parked event", f"{name} has no parked event with id {parked_id}")
     try:
         parked = action(parked_id=parked_id, actor=request.user.get_username(), request=request)
     except ConsumerError as exc:

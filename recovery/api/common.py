@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.problems import Problem, invalid_input
+from core.problems import Problem, invalid_input, not_found
 from recovery import selectors, services
 from recovery.api.serializers import JobOut
 from recovery.models import Job
@@ -36,12 +36,7 @@ def checked_body(request: Request, serializer: type[serializers.Serializer]) -> 
 def job_or_404(job_id: int) -> Job:
     job = selectors.get_job(job_id=job_id)
     if job is None:
-        raise Problem(
-            status_code=404,
-            problem_type="job-not-found",
-            title="Job not found",
-            detail=f"no job has id {job_id}",
-        )
+        raise not_found("job", f"no job has id {job_id}")
     return job
 
 

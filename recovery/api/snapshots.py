@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import finish_query, page_of, parse_query, problems
-from core.problems import Problem
+from core.problems import not_found
 from core.roles import Allows, Can
 from recovery import selectors, services
 from recovery.api.common import checked_body, conflict, created, name_param, request_job
@@ -68,12 +68,7 @@ def snapshot_list(request: Request) -> Response:
 def snapshot_detail(request: Request, snapshot_id: int) -> Response:
     snapshot: Snapshot | None = selectors.get_snapshot(snapshot_id=snapshot_id)
     if snapshot is None:
-        raise Problem(
-            status_code=404,
-            problem_type="snapshot-not-found",
-            title="Snapshot not found",
-            detail=f"no snapshot has id {snapshot_id}",
-        )
+        raise not_found("snapshot", f"no snapshot has id {snapshot_id}")
     return Response(SnapshotDetailOut(snapshot).data)
 
 
@@ -93,11 +88,8 @@ def snapshot_detail(request: Request, snapshot_id: int) -> Response:
 def consumer_rollback(request: Request, name: str) -> Response:
     body = checked_body(request, RollbackIn)
     if get_projection(name) is None:
-        raise Problem(
-            status_code=404,
-            problem_type="projection-not-found",
-            title="Projection not found",
-            detail=f"no projection is named {name!r}; only a projection can be rolled back",
+        raise not_found(
+            "projection", f"no projection is named {name!r}; only a projection can be rolled back"
         )
     try:
         schema = services.rollback_projection(
