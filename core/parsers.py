@@ -6,11 +6,10 @@ from __future__ import annotations
 import codecs
 
 from django.conf import settings
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
 from core import json as strict_json
-from core.problems import invalid_input
 
 
 class StrictJSONParser(JSONParser):
@@ -20,6 +19,9 @@ class StrictJSONParser(JSONParser):
             text = codecs.getreader(encoding)(stream).read()
             return strict_json.loads(text)
         except strict_json.JsonRuleError as exc:
-            raise invalid_input({"body": [str(exc)]}) from None
+            # Rendered as any invalid input is (core.problems): a 400 whose `errors.body` names the rule.
+            # Not core.problems itself: DRF reads this parser while rest_framework.views, which
+            # core.problems imports, is being set up.
+            raise ValidationError({"body": [str(exc)]}) from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
