@@ -112,7 +112,7 @@ class Checker:
         stream = self.raw.get("stream")
         if stream is None or stream == "":
             return None
-        if not isinstance(stream, str) or not STREAM_NAME_RE.match(stream):
+        if not isinstance(stream, str) or not STREAM_NAME_RE.fullmatch(stream):
             self.bad("stream", "must be a stream name such as user-123")
             return None
         if not Stream.objects.filter(name=stream).exists():

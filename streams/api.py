@@ -111,7 +111,7 @@ _LIST_ERRORS = problems(400, 401)
 
 
 def stream_or_404(name: str) -> Stream:
-    if not STREAM_NAME_RE.match(name):
+    if not STREAM_NAME_RE.fullmatch(name):
         raise invalid_input(
             {"stream": ["a stream name is 1–200 characters of letters, digits and _ . : @ -"]}
         )

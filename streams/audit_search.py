@@ -133,9 +133,9 @@ class _Terms:
             parser.error("q", f"{prefix}: is not a search prefix; use {known}, or field=value for data")
         elif not value:
             parser.error("q", f"{prefix}: needs a value, e.g. {prefix}:{_EXAMPLES[prefix]}")
-        elif prefix == "type" and not TYPE_RE.match(value):
+        elif prefix == "type" and not TYPE_RE.fullmatch(value):
             parser.error("q", f"type:{value} is not an event type (they start with a letter)")
-        elif prefix == "stream" and not STREAM_NAME_RE.match(value):
+        elif prefix == "stream" and not STREAM_NAME_RE.fullmatch(value):
             parser.error("q", "stream: takes letters, digits and _ . : @ - (a stream name or its start)")
         elif prefix == "actor" and self.actors and value != self.actors[0]:
             parser.error("q", "an event has one actor: give one actor: term")
@@ -176,7 +176,7 @@ def categories() -> list[str]:
 
 def entity_streams(term: str, known: list[str]) -> list[Stream]:
     """Streams named `<category>-<term>`: the entity `term` in every category."""
-    names = [f"{category}-{term}" for category in known if STREAM_NAME_RE.match(f"{category}-{term}")]
+    names = [f"{category}-{term}" for category in known if STREAM_NAME_RE.fullmatch(f"{category}-{term}")]
     return list(Stream.objects.filter(name__in=names).order_by("name"))
 
 

@@ -48,7 +48,7 @@ class Projection:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             return  # an abstract base
-        if not NAME_RE.match(cls.name):
+        if not NAME_RE.fullmatch(cls.name):
             raise ValueError(
                 f"projection name {cls.name!r}: use 1–40 of a-z, 0-9 and _, starting with a letter"
             )

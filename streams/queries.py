@@ -15,7 +15,7 @@ LOG_PARAMS = ("type", "actor", "category", "stream", "correlation_id", "recorded
 
 def stream_name(parser: QueryParser, name: str) -> str | None:
     value = parser.raw(name)
-    if value is not None and not STREAM_NAME_RE.match(value):
+    if value is not None and not STREAM_NAME_RE.fullmatch(value):
         parser.error(name, "a stream name is 1–200 characters of letters, digits and _ . : @ -")
         return None
     return value
@@ -29,7 +29,7 @@ def parse_log_filter(parser: QueryParser, *, masked: bool = False) -> LogFilter:
             item = item.strip()
             if not item:
                 continue
-            if not TYPE_RE.match(item):
+            if not TYPE_RE.fullmatch(item):
                 parser.error("type", f"{item!r} is not an event type (they start with a letter)")
             else:
                 types.append(item)
@@ -45,7 +45,7 @@ def parse_log_filter(parser: QueryParser, *, masked: bool = False) -> LogFilter:
                 continue
             data.append(data_containment(path, parser.params.get(key, "")))
     category = parser.raw("category")
-    if category is not None and not STREAM_NAME_RE.match(category):
+    if category is not None and not STREAM_NAME_RE.fullmatch(category):
         parser.error("category", "a category is the part of a stream name before the first -")
     correlation_id = None
     if (raw_correlation := parser.raw("correlation_id")) is not None:

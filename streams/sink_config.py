@@ -80,7 +80,7 @@ def create_sink(
         "breaker_cooldown_seconds": breaker_cooldown_seconds,
     }
     errors = _check(settings)
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         errors.setdefault("name", []).append(
             "a sink name is 1–40 lowercase letters, digits and _, starting with a letter (e.g. crm_hook)"
         )
@@ -184,10 +184,10 @@ def _check(settings: dict[str, Any]) -> dict[str, list[str]]:
         if not isinstance(secret, str) or not 16 <= len(secret) <= 500:
             bad("secret", "the signing secret is 16–500 characters (e.g. from `openssl rand -hex 32`)")
     for category in settings.get("categories", []):
-        if not isinstance(category, str) or not CATEGORY_RE.match(category):
+        if not isinstance(category, str) or not CATEGORY_RE.fullmatch(category):
             bad("categories", f"{category!r} is not a category (the part of a stream name before its '-')")
     for event_type in settings.get("types", []):
-        if not isinstance(event_type, str) or not TYPE_RE.match(event_type):
+        if not isinstance(event_type, str) or not TYPE_RE.fullmatch(event_type):
             bad(
                 "types",
                 f"{event_type!r} is not an event type (starts with a letter; letters, digits _ . : -)",

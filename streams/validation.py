@@ -79,7 +79,7 @@ def category_of(stream: str) -> str:
 
 
 def check_stream_name(name: Any, errors: _Errors, field_name: str = "stream") -> None:
-    if not isinstance(name, str) or not STREAM_NAME_RE.match(name):
+    if not isinstance(name, str) or not STREAM_NAME_RE.fullmatch(name):
         errors.add(
             field_name,
             "a stream name is 1–200 characters of letters, digits and _ . : @ - (for example user-123)",
@@ -137,7 +137,7 @@ def _parse_event(item: Any, where: str, errors: _Errors) -> NewEvent | None:
         errors.add(where, f"unknown field(s) {', '.join(unknown)}; an event has id, type, data, metadata")
     event_id = _parse_id(item.get("id"), f"{where}.id", errors)
     event_type = item.get("type")
-    if not isinstance(event_type, str) or not TYPE_RE.match(event_type):
+    if not isinstance(event_type, str) or not TYPE_RE.fullmatch(event_type):
         errors.add(
             f"{where}.type",
             "an event type starts with a letter and has at most 200 letters, digits and _ . : -",

@@ -51,3 +51,17 @@ def test_an_error_that_quotes_a_lone_surrogate_renders_as_a_400(api):
 
     problem = assert_problem(response, 400)
     assert "\ud800" in " ".join(problem["errors"]["events[0]"])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("stream", "event_type", "field"),
+    [("order-1%0A", "OrderPlaced", "stream"), ("order-1", "OrderPlaced\n", "events[0].type")],
+)
+def test_a_name_that_ends_in_a_newline_is_refused_not_stored(api, stream, event_type, field):
+    body = {"expected_version": "any", "events": [{"type": event_type, "data": {}}]}
+    response = api.post(f"/api/v1/streams/{stream}/events", body, format="json")
+
+    problem = assert_problem(response, 400)
+    assert field in problem["errors"]
+    assert api.get("/api/v1/events").json()["results"] == []
