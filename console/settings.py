@@ -13,6 +13,7 @@ from pathlib import Path
 import dj_database_url
 
 from console.env import default_home, env_bool, env_list, redis_url_for_celery
+from core.json import JSON_VALUE_SCHEMA
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 REPLAYDESK_HOME = default_home()
@@ -206,6 +207,16 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # PATCH /jobs/{id} takes a whole ChangeIn: its one field is required there too.
+    "COMPONENT_SPLIT_PATCH": False,
+    # 3.1: JSON Schema 2020-12, which can say that no key of an event's data holds a NUL (propertyNames).
+    "OAS_VERSION": "3.1.0",
+    "APPEND_COMPONENTS": {"schemas": {"JsonValue": JSON_VALUE_SCHEMA}},
+    # Two sets of kinds, each named once: a job's kind (in requests and answers) and a consumer's.
+    "ENUM_NAME_OVERRIDES": {
+        "JobKindEnum": "recovery.kinds.base.choices",
+        "ConsumerKindEnum": "streams.models.Consumer.Kind",
+    },
     # Swagger UI's files come from the drf-spectacular-sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -213,6 +224,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.limits.document_limits",
+        "core.api.document_parsing",
     ],
 }
 

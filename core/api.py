@@ -3,12 +3,13 @@ strings parsed with every problem reported at once (errors themselves are core/p
 
 from __future__ import annotations
 
-from drf_spectacular.utils import inline_serializer
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from core.problems import invalid_input
-from core.queries import QueryErrors, QueryParser
+from core.json import NO_NUL
+from core.problems import invalid_input, unprocessable
+from core.queries import MAX_LIMIT, QueryErrors, QueryParser
 
 
 class ProblemOut(serializers.Serializer):
@@ -38,13 +39,54 @@ def page_of(name: str, item: type[serializers.Serializer]):
     )
 
 
+def limit_parameter(default: int, maximum: int = MAX_LIMIT) -> OpenApiParameter:
+    """`limit` as QueryParser.limit reads it."""
+    schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
+    return OpenApiParameter("limit", schema, description=f"1–{maximum}, default {default}.")
+
+
+def cursor_parameter(minimum: int | None) -> OpenApiParameter:
+    """`cursor`: the `next` of the previous page; a number from `minimum` (a position, sequence or id),
+    or a string (None) for a list keyed by name."""
+    schema = {"type": "string"} if minimum is None else {"type": "integer", "minimum": minimum}
+    return OpenApiParameter("cursor", schema, description="`next` of the previous page.")
+
+
+# Text that must say something: DRF trims it first, so spaces alone are blank.
+NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+
+
+def document_parsing(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing: what QueryParser and the body checks do everywhere. An empty query
+    value reads as not given (HTML forms send empty fields; the pages and the API share the parser); a
+    body refuses any field its schema does not name; no text takes a NUL."""
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] != "query":
+                    continue
+                if not parameter.get("required"):
+                    parameter["allowEmptyValue"] = True
+                schema = parameter.get("schema", {})
+                if schema.get("type") == "string" and not {"enum", "format", "pattern"} & set(schema):
+                    schema["pattern"] = NO_NUL
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+            for field in component.get("properties", {}).values():
+                if field.get("type") == "string" and not {"enum", "format", "pattern"} & set(field):
+                    field["pattern"] = NO_NUL
+    return result
+
+
 def parse_query(request: Request, allowed: tuple[str, ...], *, allow_data: bool = False) -> QueryParser:
     return QueryParser(request.query_params, allowed, allow_data=allow_data)
 
 
 def finish_query(parser: QueryParser) -> None:
-    """A 400 naming every bad parameter, if there is one."""
+    """A 400 naming every bad parameter, if there is one; a 422 when each is of a valid form but breaks
+    a rule."""
     try:
         parser.done()
     except QueryErrors as exc:
-        raise invalid_input(exc.errors) from exc
+        raise (unprocessable if exc.by_rule else invalid_input)(exc.errors) from exc

@@ -11,6 +11,27 @@ from typing import Any
 MAX_DEPTH = 64
 
 
+# The schema of a JSON value the store keeps (APPEND_COMPONENTS in console/settings.py): any JSON, but
+# no string holds a NUL, which PostgreSQL cannot store. (Depth and size limits are the server's own.)
+JSON_VALUE = "#/components/schemas/JsonValue"
+# PostgreSQL can take no NUL in text, jsonb or a parameter: QueryParser and DRF's text fields refuse it.
+NO_NUL = "^[^\\u0000]*$"
+JSON_VALUE_SCHEMA = {
+    "anyOf": [
+        {"type": "null"},
+        {"type": "string", "pattern": NO_NUL},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "array", "items": {"$ref": JSON_VALUE}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_NUL},
+            "additionalProperties": {"$ref": JSON_VALUE},
+        },
+    ],
+}
+
+
 class JsonRuleError(ValueError):
     """JSON that is well-formed but breaks one of the rules above; the message names the rule."""
 

@@ -64,6 +64,18 @@ def invalid_input(errors: dict[str, list[str]], detail: str | None = None) -> Pr
     )
 
 
+def unprocessable(errors: dict[str, list[str]], detail: str | None = None) -> Problem:
+    """422: every value has the form the schema states, but breaks a rule about other fields or stored
+    data (two fields that exclude each other, a name nothing has)."""
+    return Problem(
+        status_code=422,
+        problem_type="unprocessable",
+        title="Refused by a rule",
+        detail=detail or _summary(errors),
+        errors=errors,
+    )
+
+
 def problem_body(
     *, status_code: int, problem_type: str, title: str, detail: str, errors=None, **extra: Any
 ) -> dict[str, Any]:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 
 from django.utils.dateparse import parse_date, parse_datetime
+
+# A whole number, also as JSON Schema counts one: 5 or 5.0.
+_WHOLE = re.compile(r"([-+]?[0-9]+)(?:\.0*)?")
 
 # The largest page any list serves.
 MAX_LIMIT = 1000
 
 
 class QueryErrors(Exception):
-    def __init__(self, errors: dict[str, list[str]]):
+    def __init__(self, errors: dict[str, list[str]], *, by_rule: bool = False):
         self.errors = errors
+        # Every value has a valid form; the problems are with rules (QueryParser.refuse).
+        self.by_rule = by_rule
         super().__init__(str(errors))
 
 
@@ -23,6 +29,7 @@ class QueryParser:
     def __init__(self, params: Mapping, allowed: Iterable[str], *, allow_data: bool = False):
         self.params = params
         self.errors: dict[str, list[str]] = {}
+        self.refused: set[str] = set()
         unknown = sorted(
             key for key in params if key not in set(allowed) and not (allow_data and key.startswith("data."))
         )
@@ -37,6 +44,11 @@ class QueryParser:
     def error(self, name: str, message: str) -> None:
         self.errors.setdefault(name, []).append(message)
 
+    def refuse(self, name: str, message: str) -> None:
+        """A value of a valid form that breaks a rule about other parameters or stored data."""
+        self.error(name, message)
+        self.refused.add(name)
+
     def raw(self, name: str) -> str | None:
         value = self.params.get(name)
         return value if value not in (None, "") else None
@@ -47,11 +59,11 @@ class QueryParser:
         value = self.raw(name)
         if value is None:
             return default
-        try:
-            number = int(value)
-        except ValueError:
+        whole = _WHOLE.fullmatch(value.strip())
+        if whole is None:
             self.error(name, "must be a whole number")
             return default
+        number = int(whole.group(1))
         if number < minimum or (maximum is not None and number > maximum):
             bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
             self.error(name, f"must be {bounds}")
@@ -90,4 +102,4 @@ class QueryParser:
 
     def done(self) -> None:
         if self.errors:
-            raise QueryErrors(self.errors)
+            raise QueryErrors(self.errors, by_rule=set(self.errors) <= self.refused)

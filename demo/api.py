@@ -12,12 +12,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import problems
-from core.problems import Problem, invalid_input, not_found
+from core.problems import Problem, invalid_input, not_found, unprocessable
 from core.queries import QueryErrors, QueryParser
 from streams.projections import Projection, get_projection, read_checkpoint, wait_until_applied
 
 _MIN_POSITION = OpenApiParameter(
-    "min_position", int, description="Wait until the projection has applied this position (read-your-writes)."
+    "min_position",
+    {"type": "integer", "minimum": 0},
+    description="Wait until the projection has applied this position (read-your-writes).",
 )
 
 
@@ -106,7 +108,7 @@ def user_detail(request: Request, user_id: str) -> Response:
     parameters=[_MIN_POSITION, OpenApiParameter("user_id", str), OpenApiParameter("resource", str)],
     responses={
         200: GrantPage,
-        **problems(400, 401, 503),
+        **problems(400, 401, 422, 503),
     },
 )
 @api_view(["GET"])
@@ -114,7 +116,7 @@ def access_list(request: Request) -> Response:
     parser, checkpoint = _read(request, "access", ("user_id", "resource"))
     user_id, resource = parser.raw("user_id"), parser.raw("resource")
     if not user_id and not resource:
-        raise invalid_input({"user_id": ["give user_id, resource, or both"]})
+        raise unprocessable({"user_id": ["give user_id, resource, or both"]})
     rows = _rows(
         """
         SELECT user_id, resource, permission, granted_at FROM proj_access.grants

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import finish_query, page_of, parse_query, problems
-from core.problems import Problem, invalid_input, not_found
+from core.api import cursor_parameter, finish_query, limit_parameter, page_of, parse_query, problems
+from core.json import JSON_VALUE, NO_NUL
+from core.problems import Problem, invalid_input, not_found, unprocessable
 from core.roles import Allows, Can
 from streams import lag, masking, selectors
 from streams.models import Event, Stream
 from streams.queries import LOG_PARAMS, parse_log_filter
 from streams.services import append_events
-from streams.validation import STREAM_NAME_RE, InvalidAppend, WrongExpectedVersion
+from streams.validation import (
+    AUDIT_CATEGORY,
+    EXPECTED_VERSION_WORDS,
+    MAX_ACTOR,
+    MAX_BATCH,
+    STREAM_NAME_RE,
+    TYPE_RE,
+    InvalidAppend,
+    ReusedEventIds,
+    WrongExpectedVersion,
+    category_of,
+)
 
 
 class EventOut(serializers.Serializer):
@@ -78,22 +91,61 @@ class StreamDetailOut(StreamOut):
     consumers = StreamConsumerOut(many=True, help_text="Each consumer that follows the stream's category.")
 
 
+@extend_schema_field(
+    {
+        "type": ["object", "null"],
+        "properties": {
+            "actor": {"type": "string", "minLength": 1, "maxLength": MAX_ACTOR},
+            "correlation_id": {"type": ["string", "null"], "format": "uuid"},
+            "causation_id": {"type": ["string", "null"], "format": "uuid"},
+            "occurred_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+        "propertyNames": {"pattern": NO_NUL},
+        "additionalProperties": {"$ref": JSON_VALUE},
+    }
+)
+class MetadataField(serializers.DictField):
+    """For the schema only, as EventIn: the keys the store reads, and any other kept as given."""
+
+
+@extend_schema_field(
+    {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": {"$ref": JSON_VALUE}}
+)
+class DataField(serializers.DictField):
+    """For the schema only, as EventIn: an object of JSON values."""
+
+
 class EventIn(serializers.Serializer):
-    """For the schema only: the append service checks every rule itself (streams.validation)."""
+    """For the schema only: the append service checks every rule itself (streams.validation), and also
+    refuses what a schema cannot state: JSON nested deeper than 64, strings with NUL, an event over
+    1 MiB."""
 
     id = serializers.UUIDField(required=False, help_text="Client-chosen id; the idempotency key.")
-    type = serializers.CharField(max_length=200, help_text="Starts with a letter.")
-    data = serializers.DictField()
-    metadata = serializers.DictField(
-        required=False, help_text="actor, correlation_id, causation_id, occurred_at, and anything else."
+    type = serializers.RegexField(TYPE_RE.pattern, help_text="Starts with a letter.")
+    data = DataField()
+    metadata = MetadataField(
+        required=False,
+        help_text="actor, correlation_id, causation_id, occurred_at, and anything else.",
     )
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": list(EXPECTED_VERSION_WORDS)},
+            {"type": "integer", "minimum": 0},
+        ]
+    }
+)
+class ExpectedVersionField(serializers.JSONField):
+    pass
 
 
 class AppendIn(serializers.Serializer):
-    expected_version = serializers.JSONField(
+    expected_version = ExpectedVersionField(
         required=False, help_text='"any" (default), "no_stream", "exists", or the current version N.'
     )
-    events = EventIn(many=True)
+    events = serializers.ListField(child=EventIn(), min_length=1, max_length=MAX_BATCH)
 
 
 AppendOut = inline_serializer(
@@ -108,6 +160,17 @@ AppendOut = inline_serializer(
 
 
 _LIST_ERRORS = problems(400, 401)
+
+STREAM_PATH = OpenApiParameter(
+    "stream",
+    {"type": "string", "pattern": STREAM_NAME_RE.pattern},
+    OpenApiParameter.PATH,
+    description="1–200 letters, digits and _ . : @ -",
+)
+# One or more event types, comma-separated; blank items are skipped (streams.queries.parse_log_filter).
+_TYPE_ITEM = r"\s*(" + TYPE_RE.pattern.strip("^$") + r"\s*)?"
+TYPES_PATTERN = f"^{_TYPE_ITEM}(,{_TYPE_ITEM})*$"
+EVENT_ID_PATH = OpenApiParameter("event_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
 def stream_or_404(name: str) -> Stream:
@@ -128,8 +191,8 @@ def stream_or_404(name: str) -> Stream:
         OpenApiParameter(
             "category", str, description="Streams of one category (the part before the first -)."
         ),
-        OpenApiParameter("cursor", str, description="`next` of the previous page."),
-        OpenApiParameter("limit", int, description="1–1000, default 50."),
+        cursor_parameter(None),
+        limit_parameter(50),
     ],
     responses={200: page_of("StreamPage", StreamOut), **_LIST_ERRORS},
 )
@@ -146,7 +209,11 @@ def stream_list(request: Request) -> Response:
     return Response({"results": StreamOut(streams, many=True).data, "next": next_cursor})
 
 
-@extend_schema(operation_id="streams_retrieve", responses={200: StreamDetailOut, **problems(400, 401, 404)})
+@extend_schema(
+    operation_id="streams_retrieve",
+    parameters=[STREAM_PATH],
+    responses={200: StreamDetailOut, **problems(400, 401, 404)},
+)
 @api_view(["GET"])
 def stream_detail(request: Request, stream: str) -> Response:
     summary = selectors.stream_summary(stream=stream_or_404(stream))
@@ -166,10 +233,15 @@ def stream_detail(request: Request, stream: str) -> Response:
     methods=["GET"],
     operation_id="streams_events_list",
     parameters=[
-        OpenApiParameter("from_sequence", int, description="First sequence to read (inclusive)."),
+        STREAM_PATH,
+        OpenApiParameter(
+            "from_sequence",
+            {"type": "integer", "minimum": 0},
+            description="First sequence to read (inclusive).",
+        ),
         OpenApiParameter("direction", str, enum=["forward", "backward"]),
-        OpenApiParameter("cursor", str, description="`next` of the previous page."),
-        OpenApiParameter("limit", int, description="1–1000, default 100."),
+        cursor_parameter(0),
+        limit_parameter(100),
     ],
     responses={200: page_of("StreamEventPage", EventOut), **problems(400, 401, 404)},
 )
@@ -178,14 +250,15 @@ def stream_detail(request: Request, stream: str) -> Response:
     operation_id="streams_events_append",
     request=AppendIn,
     parameters=[
+        STREAM_PATH,
         OpenApiParameter(
             "If-Match",
-            str,
+            {"type": "string", "pattern": r'^(\*|"[0-9]+"|[0-9]+)$'},
             OpenApiParameter.HEADER,
             description='"N" for expected version N, or * for "exists"; an alternative to expected_version.',
-        )
+        ),
     ],
-    responses={201: AppendOut, **problems(400, 401, 409, 413, 415)},
+    responses={201: AppendOut, **problems(400, 401, 403, 409, 413, 415, 422)},
 )
 @api_view(["GET", "POST"])
 @permission_classes([Allows.to(Can.READ, write=Can.APPEND)])
@@ -196,7 +269,9 @@ def stream_events(request: Request, stream: str) -> Response:
     parser = parse_query(request, ("from_sequence", "direction", "cursor", "limit"))
     direction = parser.choice("direction", ("forward", "backward"), "forward")
     limit = parser.limit(100)
-    start = parser.integer("cursor", minimum=0) or parser.integer("from_sequence", minimum=0)
+    # Both are checked; a page's cursor goes on from where the first page started.
+    cursor, from_sequence = parser.integer("cursor", minimum=0), parser.integer("from_sequence", minimum=0)
+    start = cursor if cursor is not None else from_sequence
     finish_query(parser)
     events = selectors.read_stream(stream=found, from_sequence=start, direction=direction, limit=limit)
     next_cursor = None
@@ -218,10 +293,21 @@ def _append(request: Request, stream: str) -> Response:
         )
     if "events" not in body:
         raise invalid_input({"events": ["is required: a list of at least one event"]})
+    if category_of(stream) == AUDIT_CATEGORY:
+        # An application's event there would break the trail's hash chain and could pass for an action
+        # nobody took (streams.validation refuses it too, for every other caller).
+        raise Problem(
+            status_code=403,
+            problem_type="reserved-stream",
+            title="Reserved stream",
+            detail=f"the {AUDIT_CATEGORY} category is the console's own audit trail",
+        )
     expected = _expected_version(request, body)
     actor = request.user.get_username()
     try:
         result = append_events(stream=stream, events=body["events"], expected_version=expected, actor=actor)
+    except ReusedEventIds as exc:
+        raise unprocessable(exc.errors) from exc
     except InvalidAppend as exc:
         raise invalid_input(exc.errors) from exc
     except WrongExpectedVersion as exc:
@@ -245,6 +331,9 @@ def _append(request: Request, stream: str) -> Response:
     return Response(payload, status=201, headers=headers)
 
 
+_IF_MATCH_VERSION = re.compile(r'"([0-9]+)"|([0-9]+)')
+
+
 def _expected_version(request: Request, body: dict):
     if_match = request.headers.get("If-Match")
     if if_match is None:
@@ -252,12 +341,13 @@ def _expected_version(request: Request, body: dict):
     if_match = if_match.strip()
     if if_match == "*":
         from_header: str | int = "exists"
-    elif len(if_match) >= 2 and if_match[0] == if_match[-1] == '"' and if_match[1:-1].isdigit():
-        from_header = int(if_match[1:-1])
+    elif version := _IF_MATCH_VERSION.fullmatch(if_match):
+        # An entity tag is quoted; a bare number is read the same, as some clients drop the quotes.
+        from_header = int(version.group(1) or version.group(2))
     else:
         raise invalid_input({"If-Match": ['must be one quoted version such as "5", or *']})
     if "expected_version" in body and body["expected_version"] != from_header:
-        raise invalid_input(
+        raise unprocessable(
             {
                 "If-Match": [
                     f"says {if_match} but expected_version says {body['expected_version']!r}; send one"
@@ -270,11 +360,19 @@ def _expected_version(request: Request, body: dict):
 @extend_schema(
     operation_id="events_list",
     parameters=[
-        OpenApiParameter("after_position", int, description="Events after this position (default 0)."),
-        OpenApiParameter("type", str, description="Event type; repeat or comma-separate for several."),
+        OpenApiParameter(
+            "after_position",
+            {"type": "integer", "minimum": 0},
+            description="Events after this position (default 0).",
+        ),
+        OpenApiParameter(
+            "type",
+            {"type": "string", "pattern": TYPES_PATTERN},
+            description="Event type; repeat or comma-separate for several.",
+        ),
         OpenApiParameter("actor", str),
-        OpenApiParameter("category", str),
-        OpenApiParameter("stream", str),
+        OpenApiParameter("category", {"type": "string", "pattern": STREAM_NAME_RE.pattern}),
+        OpenApiParameter("stream", {"type": "string", "pattern": STREAM_NAME_RE.pattern}),
         OpenApiParameter(
             "correlation_id", OpenApiTypes.UUID, description="Events whose metadata.correlation_id is this."
         ),
@@ -283,17 +381,17 @@ def _expected_version(request: Request, body: dict):
         OpenApiParameter(
             "data.<field>", str, description="JSON containment on data, e.g. data.resource=issueABC."
         ),
-        OpenApiParameter("cursor", str, description="`next` of the previous page."),
-        OpenApiParameter("limit", int, description="1–1000, default 100."),
+        cursor_parameter(0),
+        limit_parameter(100),
     ],
-    responses={200: page_of("EventPage", EventOut), **_LIST_ERRORS},
+    responses={200: page_of("EventPage", EventOut), **problems(400, 401, 422)},
 )
 @api_view(["GET"])
 def event_list(request: Request) -> Response:
     parser = parse_query(request, ("after_position", "cursor", "limit", *LOG_PARAMS), allow_data=True)
-    after = parser.integer("cursor", minimum=0)
-    if after is None:
-        after = parser.integer("after_position", minimum=0, default=0)
+    # Both are checked; a page's cursor goes on from where the first page started.
+    cursor, after_position = parser.integer("cursor", minimum=0), parser.integer("after_position", minimum=0)
+    after = cursor if cursor is not None else after_position or 0
     limit = parser.limit(100)
     log_filter = parse_log_filter(parser, masked=masking.sees_masked(request.user))
     finish_query(parser)
@@ -302,7 +400,11 @@ def event_list(request: Request) -> Response:
     return Response({"results": EventOut(masking.mask_events(events), many=True).data, "next": next_cursor})
 
 
-@extend_schema(operation_id="events_retrieve", responses={200: EventOut, **problems(400, 401, 404)})
+@extend_schema(
+    operation_id="events_retrieve",
+    parameters=[EVENT_ID_PATH],
+    responses={200: EventOut, **problems(400, 401, 404)},
+)
 @api_view(["GET"])
 def event_detail(request: Request, event_id: str) -> Response:
     try:

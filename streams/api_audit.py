@@ -12,11 +12,11 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import finish_query, parse_query, problems
+from core.api import cursor_parameter, finish_query, limit_parameter, parse_query, problems
 from core.problems import invalid_input, not_found
 from core.roles import Allows, Can
 from streams import audit_search, masking, selectors, timeline
-from streams.api import EventOut, StreamOut, stream_or_404
+from streams.api import EVENT_ID_PATH, STREAM_PATH, EventOut, StreamOut, stream_or_404
 
 SearchPage = inline_serializer(
     "AuditSearchPage",
@@ -50,10 +50,10 @@ StateOut = inline_serializer(
         ),
         OpenApiParameter("recorded_after", OpenApiTypes.DATETIME),
         OpenApiParameter("recorded_before", OpenApiTypes.DATETIME),
-        OpenApiParameter("cursor", str, description="`next` of the previous page."),
-        OpenApiParameter("limit", int, description="1–1000, default 50."),
+        cursor_parameter(1),
+        limit_parameter(50),
     ],
-    responses={200: SearchPage, **problems(400, 401, 403)},
+    responses={200: SearchPage, **problems(400, 401, 403, 422)},
 )
 @api_view(["GET"])
 def search(request: Request) -> Response:
@@ -61,7 +61,7 @@ def search(request: Request) -> Response:
     before, limit = parser.integer("cursor", minimum=1), parser.limit(50)
     query = audit_search.parse_search(parser, masked=masking.sees_masked(request.user))
     if query.is_empty and not parser.errors:
-        parser.error("q", "say what to look for: a stream, an id, actor:NAME, type:TYPE or field=value")
+        parser.refuse("q", "say what to look for: a stream, an id, actor:NAME, type:TYPE or field=value")
     finish_query(parser)
     events = audit_search.search_events(query, before=before, limit=limit)
     streams = audit_search.matching_streams(query) if before is None else []
@@ -77,18 +77,26 @@ def search(request: Request) -> Response:
 @extend_schema(
     operation_id="streams_state",
     parameters=[
-        OpenApiParameter("sequence", int, description="The state after this event (default: the last)."),
+        STREAM_PATH,
+        OpenApiParameter(
+            "sequence",
+            {"type": "integer", "minimum": 0},
+            description="The state after this event (default: the last); at most the stream's version.",
+        ),
         OpenApiParameter("at", OpenApiTypes.DATETIME, description="The state at this time."),
     ],
-    responses={200: StateOut, **problems(400, 401, 403, 404)},
+    responses={200: StateOut, **problems(400, 401, 403, 404, 422)},
 )
 @api_view(["GET"])
 def stream_state(request: Request, stream: str) -> Response:
     found = stream_or_404(stream)
     parser = parse_query(request, ("sequence", "at"))
-    sequence, at = parser.integer("sequence", minimum=0, maximum=found.version), parser.time("at")
+    sequence, at = parser.integer("sequence", minimum=0), parser.time("at")
+    if sequence is not None and sequence > found.version:
+        parser.refuse("sequence", f"must be at most {found.version}, the stream's last sequence")
+        sequence = None
     if sequence is not None and at is not None:
-        parser.error("at", "give sequence or at, not both")
+        parser.refuse("at", "give sequence or at, not both")
     finish_query(parser)
     state = timeline.state_as_of(stream=found, masked=True, sequence=sequence, at=at)
     return Response(
@@ -109,6 +117,7 @@ def stream_state(request: Request, stream: str) -> Response:
     request=None,
     description="The event with its personal data in clear, for those who may unmask; audited "
     "(PiiUnmasked, with the caller's IP address and user agent).",
+    parameters=[EVENT_ID_PATH],
     responses={200: EventOut, **problems(400, 401, 403, 404)},
 )
 @api_view(["POST"])

@@ -9,7 +9,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import finish_query, page_of, parse_query, problems
+from core.api import cursor_parameter, finish_query, limit_parameter, page_of, parse_query, problems
 from core.problems import Problem, not_found
 from core.roles import Allows, Can
 from streams import lag, masking
@@ -99,7 +99,7 @@ def consumer_detail(request: Request, name: str) -> Response:
 
 @extend_schema(
     operation_id="consumers_lagging_streams",
-    parameters=[OpenApiParameter("limit", int, description="1–1000, default 10.")],
+    parameters=[limit_parameter(10)],
     responses={200: page_of("StreamLagPage", StreamLagOut), **problems(400, 401, 404)},
 )
 @api_view(["GET"])
@@ -146,8 +146,8 @@ def resume(request: Request, name: str) -> Response:
         OpenApiParameter(
             "state", str, enum=[s for s, _ in ParkedEvent.State.choices], description="Default parked."
         ),
-        OpenApiParameter("cursor", str, description="`next` of the previous page."),
-        OpenApiParameter("limit", int, description="1–1000, default 50."),
+        cursor_parameter(0),
+        limit_parameter(50),
     ],
     responses={200: page_of("ParkedPage", ParkedOut), **problems(400, 401, 404)},
 )

@@ -79,14 +79,14 @@ def parse_search(parser: QueryParser, *, masked: bool = False) -> AuditQuery:
     text = (parser.raw("q") or "").strip()
     after, before = parser.time("recorded_after"), parser.time("recorded_before")
     if after and before and after >= before:
-        parser.error("recorded_before", "must be later than recorded_after")
+        parser.refuse("recorded_before", "must be later than recorded_after")
     try:
         tokens = shlex.split(text)
     except ValueError:
-        parser.error("q", "a quote is not closed; put a term with spaces in double quotes")
+        parser.refuse("q", "a quote is not closed; put a term with spaces in double quotes")
         tokens = []
     if len(tokens) > MAX_TERMS:
-        parser.error("q", f"at most {MAX_TERMS} terms")
+        parser.refuse("q", f"at most {MAX_TERMS} terms")
         tokens = []
     parts = _Terms(masked=masked)
     for token in tokens:
@@ -117,7 +117,7 @@ class _Terms:
 
     def add(self, token: str, parser: QueryParser) -> None:
         if len(token) > MAX_TERM_CHARS:
-            parser.error("q", f"{token[:20]!r}…: a term is at most {MAX_TERM_CHARS} characters")
+            parser.refuse("q", f"{token[:20]!r}…: a term is at most {MAX_TERM_CHARS} characters")
             return
         prefixed = _PREFIXED.match(token)
         if prefixed and "=" not in prefixed.group(1):
@@ -130,15 +130,15 @@ class _Terms:
     def _prefixed(self, prefix: str, value: str, parser: QueryParser) -> None:
         if prefix not in PREFIXES:
             known = ", ".join(f"{p}:" for p in PREFIXES)
-            parser.error("q", f"{prefix}: is not a search prefix; use {known}, or field=value for data")
+            parser.refuse("q", f"{prefix}: is not a search prefix; use {known}, or field=value for data")
         elif not value:
-            parser.error("q", f"{prefix}: needs a value, e.g. {prefix}:{_EXAMPLES[prefix]}")
+            parser.refuse("q", f"{prefix}: needs a value, e.g. {prefix}:{_EXAMPLES[prefix]}")
         elif prefix == "type" and not TYPE_RE.fullmatch(value):
-            parser.error("q", f"type:{value} is not an event type (they start with a letter)")
+            parser.refuse("q", f"type:{value} is not an event type (they start with a letter)")
         elif prefix == "stream" and not STREAM_NAME_RE.fullmatch(value):
-            parser.error("q", "stream: takes letters, digits and _ . : @ - (a stream name or its start)")
+            parser.refuse("q", "stream: takes letters, digits and _ . : @ - (a stream name or its start)")
         elif prefix == "actor" and self.actors and value != self.actors[0]:
-            parser.error("q", "an event has one actor: give one actor: term")
+            parser.refuse("q", "an event has one actor: give one actor: term")
         else:
             {"type": self.types, "stream": self.streams, "actor": self.actors}[prefix].append(value)
 
@@ -146,10 +146,10 @@ class _Terms:
         path, _, value = token.partition("=")
         path = path.removeprefix("data.")
         if not path or any(not part for part in path.split(".")):
-            parser.error("q", f"{token!r}: write field=value, e.g. resource=issueABC")
+            parser.refuse("q", f"{token!r}: write field=value, e.g. resource=issueABC")
             return
         if self.masked and masking.personal("data", path):
-            parser.error("q", f"data.{path} {masking.MASKED_FILTER}")
+            parser.refuse("q", f"data.{path} {masking.MASKED_FILTER}")
             return
         self.data.append(data_containment(path, value))
 

@@ -55,7 +55,7 @@ def parse_log_filter(parser: QueryParser, *, masked: bool = False) -> LogFilter:
             parser.error("correlation_id", "must be a UUID (metadata.correlation_id of an event)")
     after, before = parser.time("recorded_after"), parser.time("recorded_before")
     if after and before and after >= before:
-        parser.error("recorded_before", "must be later than recorded_after")
+        parser.refuse("recorded_before", "must be later than recorded_after")
     return LogFilter(
         types=tuple(types),
         actor=parser.raw("actor"),

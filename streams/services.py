@@ -34,6 +34,7 @@ from streams import wakeups
 from streams.validation import (
     InvalidAppend,
     NewEvent,
+    ReusedEventIds,
     WrongExpectedVersion,
     category_of,
     json_text,
@@ -242,7 +243,7 @@ def _recorded_result(stream: str, batch: list[NewEvent], ids: list[uuid.UUID]) -
     if not problems and sequences != list(range(sequences[0], sequences[0] + len(sequences))):
         problems["events"] = ["these ids were recorded before, but not as one batch in this order"]
     if problems:
-        raise InvalidAppend(problems)
+        raise ReusedEventIds(problems)
     return AppendResult(
         stream=stream,
         version=sequences[-1],

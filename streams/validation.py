@@ -42,6 +42,11 @@ class InvalidAppend(AppendError):
         super().__init__(f"{first[0]}: {first[1][0]}")
 
 
+class ReusedEventIds(InvalidAppend):
+    """Ids recorded before, but not as this batch: an idempotent retry resends exactly the original one.
+    The API answers 422, as for an Idempotency-Key reused with another payload."""
+
+
 class WrongExpectedVersion(AppendError):
     def __init__(self, *, stream: str, expected: str | int, current_version: int):
         self.stream = stream
@@ -90,6 +95,8 @@ def parse_expected_version(value: Any, errors: _Errors) -> str | int:
     if isinstance(value, bool):
         errors.add("expected_version", 'must be "any", "no_stream", "exists" or a version number ≥ 0')
         return "any"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 5.0 is the integer 5 to JSON Schema, and to a client that wrote it
     if isinstance(value, int):
         if value < 0:
             errors.add("expected_version", "a version number is ≥ 0 (0 means the stream has no events)")

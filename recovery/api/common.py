@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.problems import Problem, invalid_input, not_found
+from core.problems import Problem, invalid_input, not_found, unprocessable
 from recovery import selectors, services
 from recovery.api.serializers import JobOut
 from recovery.models import Job
@@ -23,11 +23,20 @@ def checked_body(request: Request, serializer: type[serializers.Serializer]) -> 
     """The request body checked against `serializer`, refusing fields it does not know."""
     if not isinstance(request.data, dict):
         raise invalid_input({"body": ["must be a JSON object"]})
-    allowed = set(serializer().fields)
-    unknown = sorted(set(request.data) - allowed)
+    fields = serializer().fields
+    unknown = sorted(set(request.data) - set(fields))
     if unknown:
-        takes = ", ".join(sorted(allowed))
+        takes = ", ".join(sorted(fields))
         raise invalid_input({name: [f"unknown field; the body takes {takes}"] for name in unknown})
+    # DRF would read a number given for a text field as its digits; the schema says a string.
+    not_text = [
+        name
+        for name, field in fields.items()
+        if isinstance(field, serializers.CharField) and name in request.data
+        if not isinstance(request.data[name], str)
+    ]
+    if not_text:
+        raise invalid_input({name: ["must be a string"] for name in not_text})
     parsed = serializer(data=request.data)
     parsed.is_valid(raise_exception=True)
     return parsed.validated_data
@@ -46,7 +55,7 @@ def request_job(request: Request, *, kind: str, params: dict[str, Any], reason: 
             kind=kind, params=params, reason=reason, requested_by=request.user.get_username(), request=request
         )
     except JobParamsError as exc:
-        raise invalid_input(exc.errors) from exc
+        raise unprocessable(exc.errors) from exc
     except services.JobConflict as exc:
         raise Problem(
             status_code=409,

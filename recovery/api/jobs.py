@@ -8,12 +8,12 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import finish_query, page_of, parse_query, problems
-from core.problems import Problem, invalid_input
+from core.api import cursor_parameter, finish_query, limit_parameter, page_of, parse_query, problems
+from core.problems import Problem, unprocessable
 from core.roles import Allows, Can
 from recovery import approvals, selectors, services
-from recovery.api.common import checked_body, conflict, created, job_or_404, name_param, request_job
-from recovery.api.serializers import ChangeIn, EstimateOut, JobConflictOut, JobIn, JobOut
+from recovery.api.common import MAX_NAME, checked_body, conflict, created, job_or_404, name_param, request_job
+from recovery.api.serializers import ChangeIn, EstimateIn, EstimateOut, JobConflictOut, JobIn, JobOut
 from recovery.kinds import base as registry
 from recovery.models import Job
 from recovery.params import JobParamsError
@@ -25,9 +25,13 @@ from recovery.params import JobParamsError
     parameters=[
         OpenApiParameter("kind", str, enum=registry.names()),
         OpenApiParameter("state", str, enum=Job.State.values),
-        OpenApiParameter("target", str, description="Jobs on this projection or sink."),
-        OpenApiParameter("cursor", str, description="`next` of the previous page."),
-        OpenApiParameter("limit", int, description=f"1–{selectors.MAX_LIMIT}, default 50."),
+        OpenApiParameter(
+            "target",
+            {"type": "string", "maxLength": MAX_NAME},
+            description="Jobs on this projection or sink.",
+        ),
+        cursor_parameter(1),
+        limit_parameter(50, selectors.MAX_LIMIT),
     ],
     responses={200: page_of("JobPage", JobOut), **problems(400, 401)},
     description="Jobs, newest first.",
@@ -36,10 +40,11 @@ from recovery.params import JobParamsError
     methods=["POST"],
     operation_id="jobs_create",
     request=JobIn,
-    responses={201: JobOut, **problems(400, 401), (409, "application/problem+json"): JobConflictOut},
-    description="Request a job. Errors about params are named by the param's field (`projection`, "
-    "`exclude.event_ids`, …). 409 when another job is queued or running on the same projection or "
-    "sink; `job` names it. Nothing is written on a refusal.",
+    responses={201: JobOut, **problems(400, 401, 422), (409, "application/problem+json"): JobConflictOut},
+    description="Request a job. 400 for a body not of the form its schema states; 422 for params of the "
+    "right form that break a rule of the kind or name nothing known, named by the param's field "
+    "(`projection`, `exclude.event_ids`, …). 409 when another job is queued or running on the same "
+    "projection or sink; `job` names it. Nothing is written on a refusal.",
 )
 @api_view(["GET", "POST"])
 @permission_classes([Allows.to(Can.READ, write=Can.OPERATE)])
@@ -62,19 +67,19 @@ def job_list(request: Request) -> Response:
 
 @extend_schema(
     operation_id="jobs_estimate",
-    request=JobIn,
-    responses={200: EstimateOut, **problems(400, 401)},
+    request=EstimateIn,
+    responses={200: EstimateOut, **problems(400, 401, 422)},
     description="The dry run: what the job would do and how long it may take. Takes the body of a "
     "request (its reason is not needed) and writes nothing.",
 )
 @api_view(["POST"])
 @permission_classes([Allows.to(Can.OPERATE)])
 def job_estimate(request: Request) -> Response:
-    body = checked_body(request, JobIn)
+    body = checked_body(request, EstimateIn)
     try:
         estimate = selectors.estimate(kind=body["kind"], params=body["params"])
     except JobParamsError as exc:
-        raise invalid_input(exc.errors) from exc
+        raise unprocessable(exc.errors) from exc
     return Response(EstimateOut(estimate).data)
 
 
@@ -83,9 +88,9 @@ def job_estimate(request: Request) -> Response:
     methods=["PATCH"],
     operation_id="jobs_change",
     request=ChangeIn,
-    responses={200: JobOut, **problems(400, 401, 403, 404, 409)},
+    responses={200: JobOut, **problems(400, 401, 403, 404, 409, 422)},
     description="New params for a job still waiting for approval (audited). Only its requester may "
-    "change it; the approvals given so far were for the old params and no longer count. 400 for params "
+    "change it; the approvals given so far were for the old params and no longer count. 422 for params "
     "that cannot run (or another target), 409 when the job is no longer waiting.",
 )
 @api_view(["GET", "PATCH"])
@@ -104,7 +109,7 @@ def _change(request: Request, job: Job) -> Response:
     try:
         job = approvals.change_job(job_id=job.pk, params=body["params"], actor=actor, request=request)
     except JobParamsError as exc:
-        raise invalid_input(exc.errors) from exc
+        raise unprocessable(exc.errors) from exc
     except approvals.ApprovalRefused as exc:
         raise conflict(exc) from exc
     except services.JobError as exc:

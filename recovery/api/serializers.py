@@ -7,10 +7,11 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.api import ProblemOut
+from core.api import NOT_BLANK, ProblemOut
 from recovery import approvals, services
 from recovery.kinds import base as registry
 from recovery.models import Approval, Job
+from streams.projections import NAME_RE as PROJECTION_NAME_RE
 
 
 class ProgressOut(serializers.Serializer):
@@ -84,18 +85,42 @@ class JobOut(serializers.Serializer):
         return services.approvals_required(job.kind)
 
 
-class JobIn(serializers.Serializer):
-    kind = serializers.CharField(help_text=", ".join(registry.names()))
+SAY_WHY = "say why this job should run (it is shown to whoever approves it)"
+
+
+def reason_field(*, required: bool) -> serializers.Field:
+    """Why a job should run: required (not blank) to request one, optional where it is only kept."""
+    if not required:
+        return serializers.CharField(
+            required=False, allow_blank=True, default="", max_length=services.MAX_REASON
+        )
+    return serializers.RegexField(
+        NOT_BLANK,
+        max_length=services.MAX_REASON,
+        help_text="Why it should run; shown to whoever approves it.",
+        error_messages={"required": SAY_WHY, "blank": SAY_WHY, "invalid": SAY_WHY},
+    )
+
+
+class EstimateIn(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=registry.choices(),
+        error_messages={
+            "invalid_choice": f"'{{input}}' is not a job kind; use one of {', '.join(registry.names())}"
+        },
+    )
     params = serializers.DictField(
         required=False,
         default=dict,
         help_text="Per kind — "
         + "; ".join(f"{kind.name}: {kind.params_help}" for kind in registry.kinds())
-        + ".",
+        + ". Params of the right form that name nothing known, or break a rule of the kind, are a 422.",
     )
-    reason = serializers.CharField(
-        required=False, allow_blank=True, default="", help_text="Why it should run (required to request)."
-    )
+    reason = reason_field(required=False)
+
+
+class JobIn(EstimateIn):
+    reason = reason_field(required=True)
 
 
 SHA256 = r"^[0-9a-f]{64}$"
@@ -120,12 +145,14 @@ class ApproveIn(serializers.Serializer):
 
 
 class RejectIn(serializers.Serializer):
-    comment = serializers.CharField(
+    comment = serializers.RegexField(
+        NOT_BLANK,
         max_length=approvals.MAX_COMMENT,
         help_text="Why it is rejected (required; the requester reads it).",
         error_messages={
             "required": "say why the job is rejected (the requester reads it)",
             "blank": "say why the job is rejected (the requester reads it)",
+            "invalid": "say why the job is rejected (the requester reads it)",
         },
     )
     password = serializers.CharField(
@@ -166,14 +193,14 @@ class SnapshotDetailOut(SnapshotOut):
 
 
 class SnapshotIn(serializers.Serializer):
-    projection = serializers.CharField()
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    projection = serializers.RegexField(
+        PROJECTION_NAME_RE.pattern, help_text="A projection's name; one that is not known is a 422."
+    )
+    reason = reason_field(required=True)
 
 
 class RollbackIn(serializers.Serializer):
-    reason = serializers.CharField(
-        required=False, allow_blank=True, default="", max_length=services.MAX_REASON
-    )
+    reason = reason_field(required=False)
 
 
 class RollbackResultOut(serializers.Serializer):
@@ -182,4 +209,6 @@ class RollbackResultOut(serializers.Serializer):
 
 
 class JobConflictOut(ProblemOut):
-    job = serializers.IntegerField(help_text="The job in the way (on a request for a busy target).")
+    job = serializers.IntegerField(
+        required=False, help_text="The job in the way, when another job holds the target."
+    )

@@ -7,11 +7,11 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import finish_query, page_of, parse_query, problems
+from core.api import cursor_parameter, finish_query, limit_parameter, page_of, parse_query, problems
 from core.problems import not_found
 from core.roles import Allows, Can
 from recovery import selectors, services
-from recovery.api.common import checked_body, conflict, created, name_param, request_job
+from recovery.api.common import MAX_NAME, checked_body, conflict, created, name_param, request_job
 from recovery.api.serializers import (
     JobConflictOut,
     JobOut,
@@ -29,9 +29,13 @@ from streams.projections import get_projection
     methods=["GET"],
     operation_id="snapshots_list",
     parameters=[
-        OpenApiParameter("projection", str, description="Snapshots of this projection."),
-        OpenApiParameter("cursor", str, description="`next` of the previous page."),
-        OpenApiParameter("limit", int, description=f"1–{selectors.MAX_LIMIT}, default 50."),
+        OpenApiParameter(
+            "projection",
+            {"type": "string", "maxLength": MAX_NAME},
+            description="Snapshots of this projection.",
+        ),
+        cursor_parameter(1),
+        limit_parameter(50, selectors.MAX_LIMIT),
     ],
     responses={200: page_of("SnapshotPage", SnapshotOut), **problems(400, 401)},
     description="The snapshot catalogue, newest first.",
@@ -40,7 +44,7 @@ from streams.projections import get_projection
     methods=["POST"],
     operation_id="snapshots_create",
     request=SnapshotIn,
-    responses={202: JobOut, **problems(400, 401), (409, "application/problem+json"): JobConflictOut},
+    responses={202: JobOut, **problems(400, 401, 422), (409, "application/problem+json"): JobConflictOut},
     description="Take a snapshot: requests a `snapshot` job (answered 202 with the job; the snapshot "
     "is listed here once the job has succeeded, and the job's result names it).",
 )

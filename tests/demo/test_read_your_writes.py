@@ -96,7 +96,7 @@ def test_access_reads_list_grants_by_user_or_resource(api):
     ]
     by_user = api.get("/api/v1/demo/access", {"user_id": "1"}).json()["results"]
     assert {g["resource"] for g in by_user} == {"issueABC", "repo-web"}
-    assert_problem(api.get("/api/v1/demo/access"), 400, "user_id")
+    assert_problem(api.get("/api/v1/demo/access"), 422, "user_id")
     assert_problem(
         api.get("/api/v1/demo/access", {"user_id": "1", "min_position": "soon"}), 400, "min_position"
     )

@@ -265,9 +265,9 @@ def test_only_the_requester_changes_a_job_and_bad_params_change_nothing(api, app
     assert is_problem(session_client(approver).patch(url, {"params": {}}, format="json"), 403)
 
     bad = api.patch(url, {"params": {"projection": "users_directory", "shards": 0}}, format="json")
-    assert is_problem(bad, 400) and "shards" in bad.json()["errors"]
+    assert is_problem(bad, 422) and "shards" in bad.json()["errors"]
     other_target = api.patch(url, {"params": {"projection": "access"}}, format="json")
-    assert is_problem(other_target, 400) and "ask for a new job" in other_target.json()["detail"]
+    assert is_problem(other_target, 422) and "ask for a new job" in other_target.json()["detail"]
     assert Job.objects.get(pk=job["id"]).params_sha256 == job["params_sha256"]
 
     services.cancel_job(job_id=job["id"], actor="olivia")

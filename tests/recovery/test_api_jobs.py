@@ -144,37 +144,54 @@ def test_bad_filters_are_refused_with_the_parameter_named(api, query, field):
 
 
 @pytest.mark.parametrize(
-    "body, field",
+    "body, field, status",
     [
-        ({"kind": "snapshot", "params": {"projection": "nope"}}, "projection"),
-        ({"kind": "snapshot", "params": {}}, "projection"),
-        ({"kind": "replay", "params": {"projection": "users_directory", "shards": 0}}, "shards"),
-        ({"kind": "replay", "params": {"projection": "users_directory", "snapshot": 999999}}, "snapshot"),
-        ({"kind": "replay", "params": {"projection": "users_directory", "stream": "user-404"}}, "stream"),
+        ({"kind": "snapshot", "params": {"projection": "nope"}}, "projection", 422),
+        ({"kind": "snapshot", "params": {}}, "projection", 422),
+        ({"kind": "replay", "params": {"projection": "users_directory", "shards": 0}}, "shards", 422),
+        (
+            {"kind": "replay", "params": {"projection": "users_directory", "snapshot": 999999}},
+            "snapshot",
+            422,
+        ),
+        (
+            {"kind": "replay", "params": {"projection": "users_directory", "stream": "user-404"}},
+            "stream",
+            422,
+        ),
         (
             {"kind": "replay", "params": {"projection": "users_directory", "exclude": {"who": 1}}},
             "exclude.who",
+            422,
         ),
         (
             {"kind": "replay", "params": {"projection": "users_directory", "exclude": {"event_ids": ["x"]}}},
             "exclude.event_ids",
+            422,
         ),
-        ({"kind": "restore", "params": {"projection": "users_directory"}}, "snapshot"),
-        ({"kind": "restore", "params": {"projection": "users_directory", "before": "yesterday"}}, "before"),
-        ({"kind": "verify", "params": {"projection": "users_directory", "repair": "yes"}}, "repair"),
-        ({"kind": "resync", "params": {"sink": "nope"}}, "sink"),
-        ({"kind": "rebuild", "params": {"projection": "users_directory"}}, "kind"),
-        ({"kind": "replay", "params": {"projection": "users_directory", "speed": 2}}, "speed"),
-        ({"kind": "replay", "params": ["users_directory"]}, "params"),
+        ({"kind": "restore", "params": {"projection": "users_directory"}}, "snapshot", 422),
+        (
+            {"kind": "restore", "params": {"projection": "users_directory", "before": "yesterday"}},
+            "before",
+            422,
+        ),
+        ({"kind": "verify", "params": {"projection": "users_directory", "repair": "yes"}}, "repair", 422),
+        ({"kind": "resync", "params": {"sink": "nope"}}, "sink", 422),
+        ({"kind": "rebuild", "params": {"projection": "users_directory"}}, "kind", 400),
+        ({"kind": "replay", "params": {"projection": "users_directory", "speed": 2}}, "speed", 422),
+        ({"kind": "replay", "params": ["users_directory"]}, "params", 400),
     ],
 )
-def test_bad_params_of_each_kind_are_refused_with_the_field_named_and_nothing_written(api, body, field):
+def test_bad_params_of_each_kind_are_refused_with_the_field_named_and_nothing_written(
+    api, body, field, status
+):
+    """400 for a body not of its schema's form; 422 for params that break a rule of their kind."""
     users("1")
     before = writes()
 
     response = api.post("/api/v1/jobs", {**body, "reason": "because"}, format="json")
 
-    assert is_problem(response, 400)
+    assert is_problem(response, status)
     assert field in response.json()["errors"], response.json()
     assert writes() == before
 
@@ -326,7 +343,7 @@ def test_the_estimate_refuses_bad_params_with_the_field_named(api):
     response = api.post(
         "/api/v1/jobs/estimate", {"kind": "verify", "params": {"projection": "nope"}}, format="json"
     )
-    assert is_problem(response, 400)
+    assert is_problem(response, 422)
     assert "projection" in response.json()["errors"]
     assert writes() == before
 

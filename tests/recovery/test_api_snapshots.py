@@ -91,19 +91,20 @@ def test_a_requested_snapshot_is_taken_and_listed_with_its_manifest(api):
 
 
 @pytest.mark.parametrize(
-    "body, field",
+    "body, field, status",
     [
-        ({"projection": "nope", "reason": "x"}, "projection"),
-        ({"reason": "x"}, "projection"),
-        ({"projection": "users_directory"}, "reason"),
-        ({"projection": "users_directory", "reason": "x", "when": "now"}, "when"),
+        ({"projection": "nope", "reason": "x"}, "projection", 422),
+        ({"reason": "x"}, "projection", 400),
+        ({"projection": "users_directory"}, "reason", 400),
+        ({"projection": "users_directory", "reason": " "}, "reason", 400),
+        ({"projection": "users_directory", "reason": "x", "when": "now"}, "when", 400),
     ],
 )
-def test_a_bad_snapshot_request_is_refused_and_nothing_written(api, body, field):
+def test_a_bad_snapshot_request_is_refused_and_nothing_written(api, body, field, status):
     users("1")
     before = writes()
     response = api.post("/api/v1/snapshots", body, format="json")
-    assert is_problem(response, 400)
+    assert is_problem(response, status)
     assert field in response.json()["errors"]
     assert writes() == before
 

@@ -81,16 +81,23 @@ def test_if_match_is_an_alternative_to_expected_version(api):
     assert Stream.objects.get(name="user-1").version == 3
 
 
-def test_if_match_that_contradicts_expected_version_is_400(api):
+def test_if_match_that_contradicts_expected_version_is_422(api):
     response = post(api, "user-1", body("UserCreated", expected_version=0), HTTP_IF_MATCH='"3"')
-    assert_problem(response, 400, "If-Match")
+    assert_problem(response, 422, "If-Match")
     assert nothing_written()
 
 
-@pytest.mark.parametrize("header", ["3", 'W/"3"', '"3", "4"', '"x"'])
+@pytest.mark.parametrize("header", ['W/"3"', '"3", "4"', '"x"', '"3', "3.0"])
 def test_malformed_if_match_is_400(api, header):
     assert_problem(post(api, "user-1", body("UserCreated"), HTTP_IF_MATCH=header), 400, "If-Match")
     assert nothing_written()
+
+
+def test_an_if_match_without_its_quotes_is_read_as_the_same_version(api):
+    post(api, "user-1", body("UserCreated"))
+
+    assert post(api, "user-1", body("UserNameSet"), HTTP_IF_MATCH="1").status_code == 201
+    assert_problem(post(api, "user-1", body("UserNameSet"), HTTP_IF_MATCH="1"), 409)
 
 
 def test_a_retried_append_returns_the_original_result_and_adds_nothing(api):
@@ -103,10 +110,10 @@ def test_a_retried_append_returns_the_original_result_and_adds_nothing(api):
     assert Event.objects.count() == 2
 
 
-def test_a_retry_with_only_some_ids_recorded_is_400_and_writes_nothing(api):
+def test_a_retry_with_only_some_ids_recorded_is_422_and_writes_nothing(api):
     payload = body("UserCreated", "UserNameSet")
     post(api, "user-1", {"events": payload["events"][:1]})
-    assert_problem(post(api, "user-1", payload), 400, "events[1].id")
+    assert_problem(post(api, "user-1", payload), 422, "events[1].id")
     assert Event.objects.count() == 1
 
 
@@ -230,6 +237,6 @@ def test_the_console_category_is_the_consoles_own_and_refused_to_applications(ap
         {"events": [{"type": "JobApproved", "data": {}}]},
         format="json",
     )
-    assert response.status_code == 400
-    assert response.json()["errors"]["stream"] == ["the console category is the console's own audit trail"]
+    assert response.status_code == 403
+    assert response.json()["detail"] == "the console category is the console's own audit trail"
     assert not Event.objects.filter(stream__category="console", type="JobApproved").exists()
