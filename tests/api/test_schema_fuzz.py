@@ -10,12 +10,11 @@ import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import negative_data_rejection, not_a_server_error, positive_data_acceptance
 
 from console.wsgi import application
 from streams.consumers import run_projection
-from tests.conftest import person
+from tests.conftest import bearer_token, person
 
 # Loaded once at collection through the app itself (the schema view needs no database). The eager
 # schema gives each operation its own test; the fixture-based loader does not run on pytest 9.
@@ -46,8 +45,7 @@ def _demo_projections_have_run(db, settings):
 @pytest.fixture
 def admin_token(db) -> str:
     """Ada may do everything, so that generated requests reach every write path, not only a 403."""
-    token, _ = Token.objects.get_or_create(user=person("ada", "admin"))
-    return token.key
+    return bearer_token(person("ada", "admin"))
 
 
 def no_server_error_but_a_documented_503(ctx, response, case):
