@@ -7,8 +7,6 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from console import tokens
-
 KEYWORD = "Bearer"
 # One answer for unknown, wrong, expired and revoked tokens alike: the client learns nothing of which.
 REJECTED = (
@@ -24,6 +22,10 @@ class BearerTokenAuthentication(BaseAuthentication):
         credential = credential.strip()
         if not credential or " " in credential:
             raise AuthenticationFailed("write the header as `Authorization: Bearer <token>`")
+        # Here, not at the top: DRF loads this class when its views are first imported, which may be
+        # before the models are ready.
+        from console import tokens
+
         try:
             found = tokens.authenticate(credential)
         except tokens.Rejected as rejected:

@@ -149,15 +149,16 @@ def authenticate(token: str) -> ApiToken:
     """The token's record, its user loaded, when it opens the API now; Rejected otherwise."""
     hashed = digest(token)
     prefix = prefix_of(token)
-    found = None
     if prefix is not None:
         found = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
-        if found is not None and not hmac.compare_digest(found.digest, hashed):
-            raise Rejected("wrong secret", prefix=prefix, user=found.user.get_username())
     elif _LEGACY.fullmatch(token):
         found = ApiToken.objects.select_related("user").filter(digest=hashed).first()
+    else:
+        raise Rejected("unrecognised")
     if found is None:
-        raise Rejected("unknown" if prefix or _LEGACY.fullmatch(token) else "unrecognised", prefix=prefix)
+        raise Rejected("unknown", prefix=prefix)
+    if not hmac.compare_digest(found.digest, hashed):
+        raise Rejected("wrong secret", prefix=prefix, user=found.user.get_username())
     now = timezone.now()
     state = found.state(now)
     if state == "active" and not found.user.is_active:
