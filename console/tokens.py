@@ -114,15 +114,16 @@ def issue_token(
 
 
 def _create(**fields) -> tuple[str, ApiToken]:
-    for attempt in range(3):
+    tries = 3  # a prefix taken three times running is not chance (one in four billion each)
+    while True:
         token = generate()
         try:
             with transaction.atomic():
                 return token, ApiToken.objects.create(prefix=prefix_of(token), digest=digest(token), **fields)
         except IntegrityError:
-            if attempt == 2:  # a prefix taken three times running is not chance (one in four billion)
+            tries -= 1
+            if not tries:
                 raise
-    raise AssertionError("unreachable")
 
 
 def revoke_token(*, token: ApiToken, actor: str, request: HttpRequest | None = None) -> bool:
