@@ -129,15 +129,14 @@ def _http(ctx: Context, pool: WriterPool) -> None:
 def _token() -> str:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from rest_framework.authtoken.models import Token
 
+    from console.tokens import issue_token
     from core.roles import OPERATOR, ensure_groups
 
     ensure_groups()
     user, _ = get_user_model().objects.get_or_create(username="bench.writer")
     user.groups.add(Group.objects.get(name=OPERATOR))
-    token, _ = Token.objects.get_or_create(user=user)
-    return token.key
+    return issue_token(user=user, actor="bench", name="benchmark", days=1).token
 
 
 def _free_port() -> int:

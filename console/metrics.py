@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from rest_framework.exceptions import AuthenticationFailed
 
-from core.auth import BearerTokenAuthentication
+from console.auth import BearerTokenAuthentication
 from core.problems import problem_response
 from core.roles import Can, can, refusal
 from streams import lag, selectors

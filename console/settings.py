@@ -36,7 +36,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
@@ -183,7 +182,7 @@ SILENCED_SYSTEM_CHECKS = env_list("SILENCED_SYSTEM_CHECKS", [])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "core.auth.BearerTokenAuthentication",
+        "console.auth.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.roles.ReadAllowed"],
@@ -317,6 +316,9 @@ REPLAYDESK_READ_WAIT_SECONDS = float(os.environ.get("REPLAYDESK_READ_WAIT_SECOND
 # for a worker to answer its ping.
 READYZ_CACHE_SECONDS = float(os.environ.get("READYZ_CACHE_SECONDS", 3))
 READYZ_WORKER_TIMEOUT = float(os.environ.get("READYZ_WORKER_TIMEOUT", 1))
+
+# How long an API token lasts unless `replaydesk token` is told otherwise (0: tokens never expire).
+REPLAYDESK_TOKEN_DAYS = int(os.environ.get("REPLAYDESK_TOKEN_DAYS", 90))
 
 # A bearer token Prometheus may use for /metrics without a user (empty: only users' API tokens).
 REPLAYDESK_METRICS_TOKEN = os.environ.get("REPLAYDESK_METRICS_TOKEN", "")

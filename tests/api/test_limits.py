@@ -6,12 +6,11 @@ import uuid
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core import limits
 from streams.models import Event, Stream
-from tests.conftest import PASSWORD, person
+from tests.conftest import PASSWORD, bearer_token, person
 from tests.streams.test_api_append import URL, assert_problem, body, post, post_raw
 
 pytestmark = pytest.mark.django_db
@@ -36,8 +35,7 @@ def rates(settings):
 
 def token_client(user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {bearer_token(user)}")
     return client
 
 

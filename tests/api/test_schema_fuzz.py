@@ -14,12 +14,11 @@ import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.config import SchemathesisConfig
 
 from console.wsgi import application
 from streams.consumers import run_projection
-from tests.conftest import person
+from tests.conftest import bearer_token, person
 
 CONFIG = SchemathesisConfig.from_path(str(Path(__file__).parents[2] / "schemathesis.toml"))
 # Loaded once at collection through the app itself (the schema view needs no database). The eager
@@ -70,8 +69,7 @@ def _no_rate_limits(settings):
 @pytest.fixture
 def admin_token(db) -> str:
     """Ada may do everything, so that generated requests reach every write path, not only a 403."""
-    token, _ = Token.objects.get_or_create(user=person("ada", "admin"))
-    return token.key
+    return bearer_token(person("ada", "admin"))
 
 
 @schema.parametrize()

@@ -16,7 +16,6 @@ import uuid
 import httpx
 import pytest
 from django.db.models import Count
-from rest_framework.authtoken.models import Token
 
 from recovery.models import Job, JobLogLine
 from recovery.services import request_job
@@ -32,7 +31,7 @@ from tests.chaos.helpers import (
     wait_for_lane_progress,
     wait_until_finished,
 )
-from tests.conftest import person
+from tests.conftest import bearer_token, person
 from tests.recovery.crash_helpers import History, counted_event_ids
 from tests.streams.test_projection_crashes import Processes
 
@@ -139,8 +138,7 @@ def batch_of(stream: str, size: int) -> list[dict]:
 
 
 def test_appends_whose_web_sessions_are_terminated_fail_cleanly_and_succeed_when_sent_again(web):
-    token, _ = Token.objects.get_or_create(user=person("olivia", "operator"))
-    headers = {"Authorization": f"Bearer {token.key}"}
+    headers = {"Authorization": f"Bearer {bearer_token(person('olivia', 'operator'))}"}
     batches = {f"order-{n}": batch_of(f"order-{n}", 300) for n in range(40)}
     answers: list[int] = []
     terminator = Terminator()

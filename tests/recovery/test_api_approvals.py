@@ -4,7 +4,6 @@ waiting job (PATCH /api/v1/jobs/{id}), and the password asked again before a dec
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from recovery import reauth, services
@@ -12,7 +11,7 @@ from recovery.models import Approval, Job
 from recovery.runner import run_inline
 from streams.consumers import run_projection
 from streams.models import Event
-from tests.conftest import PASSWORD, person
+from tests.conftest import PASSWORD, bearer_token, person
 from tests.streams.projection_helpers import create_user
 
 pytestmark = [
@@ -37,8 +36,7 @@ def session_client(user) -> APIClient:
 
 def token_client(user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {bearer_token(user)}")
     return client
 
 

@@ -259,11 +259,12 @@ def test_the_api_unmasks_one_event_by_post_audited_with_ip_and_user_agent(operat
 
 
 def token_client(user):
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
+    from tests.conftest import bearer_token
+
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {bearer_token(user)}")
     return client
 
 

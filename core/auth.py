@@ -1,7 +1,0 @@
-from rest_framework.authentication import TokenAuthentication
-
-
-class BearerTokenAuthentication(TokenAuthentication):
-    """`Authorization: Bearer <token>`; tokens come from `replaydesk token USER`."""
-
-    keyword = "Bearer"
