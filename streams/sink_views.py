@@ -76,7 +76,10 @@ class SinkForm(forms.Form):
             del self.fields["start"]
             self.fields["secret"].help_text = "Blank keeps the current secret."
             if sink_config.public_url(sink.url) != sink.url:
-                self.fields["url"].help_text = "The password in it is shown as ***: left so, it is kept."
+                self.fields["url"].help_text = (
+                    "It holds a password (shown as ***), which sinks no longer send: deliveries fail "
+                    "until it is replaced by a URL without one."
+                )
 
     def settings(self) -> dict[str, Any]:
         """The parsed values, named as the service names them."""
