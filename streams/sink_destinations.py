@@ -1,6 +1,6 @@
 """Where a sink may deliver: a sink's URL is typed by an operator and fetched by the server, so without a
 check it would reach what only the server can (its own loopback, the private network, a cloud's
-metadata service) and report what it found. docs/architecture.md, "Sink destinations".
+metadata service) and report what it found. docs/architecture.md, "Consumer kinds", Sink destinations.
 
 By default a URL whose host is, or resolves to, a loopback, private, unique-local, link-local, shared
 (carrier-grade NAT), multicast, reserved or unspecified address is refused, and so are names that only
@@ -211,8 +211,8 @@ def _parse(entries: tuple[str, ...]) -> tuple[Rule, ...]:
 def _rule(entry: str) -> Rule:
     target, port = entry.strip(), None
     if target.startswith("["):
-        inside, _, rest = target[1:].partition("]")
-        target, port = inside, _port(entry, rest.removeprefix(":") if rest.startswith(":") else rest or None)
+        target, _, rest = target[1:].partition("]")
+        port = _port(entry, rest.removeprefix(":")) if rest else None
     elif target.count(":") == 1:
         target, _, given = target.partition(":")
         port = _port(entry, given)
@@ -229,9 +229,7 @@ def _rule(entry: str) -> Rule:
     return Rule(host=name, port=port)
 
 
-def _port(entry: str, given: str | None) -> int | None:
-    if given is None:
-        return None
+def _port(entry: str, given: str) -> int:
     if not given.isdigit() or not 0 < int(given) < 65536:
         raise ImproperlyConfigured(f"{SETTING}: {entry!r} has no port 1–65535 after its ':'")
     return int(given)
