@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from console import cli
 from streams import sink_destinations
+from streams.models import Sink
 
 
 @pytest.mark.parametrize(
@@ -41,3 +44,14 @@ def test_the_admitted_address_lets_the_demo_sink_through_and_no_other_port(setti
 
     assert sink_destinations.refusal("http://127.0.0.1:8123/demo/search-index/events") is None
     assert "loopback address" in sink_destinations.refusal("http://127.0.0.1:5432/")
+
+
+@pytest.mark.django_db
+def test_the_demo_command_says_why_its_sink_was_not_made(settings):
+    settings.REPLAYDESK_SINK_ALLOW = []
+
+    internal = "http://10.0.0.5:8000"
+    with pytest.raises(CommandError, match="not allowed .private address.; see REPLAYDESK_SINK_ALLOW"):
+        call_command("demo", "--users", "2", "--search-index-url", internal, stdout=io.StringIO())
+
+    assert not Sink.objects.exists()
