@@ -132,7 +132,10 @@ def kind_refused(address: Address) -> str | None:
 
 
 def _check(url: str, *, resolve_failure_ok: bool) -> Destination:
-    parsed = httpx.URL(url)
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise DestinationRefused("the URL cannot be read", str(exc)) from None
     if parsed.userinfo:
         raise DestinationRefused(
             "the URL holds a user name or password, which sinks do not send: give the URL without it "

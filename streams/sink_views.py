@@ -36,7 +36,12 @@ def split_list(text: str) -> list[str]:
 class SinkForm(forms.Form):
     # Not required here: a blank name, URL or secret is refused by the service, which says what it wants.
     name = forms.CharField(required=False, help_text="Lowercase letters, digits and _, e.g. crm_hook.")
-    url = forms.CharField(label="URL", required=False, help_text="Where batches of events are POSTed.")
+    url = forms.CharField(
+        label="URL",
+        required=False,
+        help_text="Where batches of events are POSTed: a public address, or an internal one that "
+        "REPLAYDESK_SINK_ALLOW admits.",
+    )
     secret = forms.CharField(
         label="Signing secret",
         required=False,

@@ -5,11 +5,13 @@ receivers; and what a failing receiver said reaches operators and admins only.""
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from pytest_django.asserts import assertContains, assertNotContains
@@ -359,3 +361,28 @@ def test_a_connection_error_says_no_more_than_that_to_everyone(receiver):
 
     assert failed.last_error.endswith(": could not connect to the receiver")
     assert "refused" in failed.last_error_detail.lower()
+
+
+def test_errors_recorded_before_the_split_keep_only_their_short_part_for_everyone(failing_sink):
+    # As the old code wrote them: the receiver's answer and a connection's text inside the error.
+    old_error = f"user-1@1: HTTP 400 from the receiver: {INTERNAL_ANSWER}"
+    old_stop = (
+        f"3 events refused in a row by http://hooks/; the last: {old_error}. Check the sink's URL and "
+        "secret, then resume it."
+    )
+    Consumer.objects.filter(pk=failing_sink.pk).update(last_error=old_stop, last_error_detail="")
+    ParkedEvent.objects.update(
+        error="user-1@1: could not reach http://10.0.0.5:6379/: ConnectError: [Errno 111]", error_detail=""
+    )
+
+    importlib.import_module("streams.migrations.0007_sink_error_detail").split_errors(django_apps, None)
+
+    failing_sink.refresh_from_db()
+    parked = ParkedEvent.objects.get()
+    assert failing_sink.last_error == (
+        "3 events refused in a row by http://hooks/; the last: user-1@1: HTTP 400 from the receiver. "
+        "Check the sink's URL and secret, then resume it."
+    )
+    assert failing_sink.last_error_detail == old_stop
+    assert parked.error == "user-1@1: could not connect to the receiver"
+    assert "Errno 111" in parked.error_detail
