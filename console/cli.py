@@ -3,11 +3,13 @@ when DATABASE_URL / REDIS_URL are not set (see console/embedded.py)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
+from urllib.parse import urlsplit
 
-from console import embedded
+from console import embedded, runtime
 from console.env import default_home
 
 # Commands that never touch the database or Redis start no server.
@@ -22,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if wants_demo(argv):
         # Before the settings are read: they install the demo app only when asked (and so do children).
         os.environ["REPLAYDESK_DEMO"] = "1"
+        admit_demo_receiver(argv)
     services = None
     want_db = not os.environ.get("DATABASE_URL")
     want_redis = not os.environ.get("REDIS_URL")
@@ -50,6 +53,40 @@ def main(argv: list[str] | None = None) -> int:
 def wants_demo(argv: list[str]) -> bool:
     """`replaydesk up --demo` and `replaydesk demo` install the demo."""
     return bool(argv) and (argv[0] == "demo" or (argv[0] == "up" and "--demo" in argv[1:]))
+
+
+def admit_demo_receiver(argv: list[str]) -> None:
+    """The demo's search index is a receiver on this machine, which sinks may not reach by default
+    (streams/sink_destinations.py): its address, and no other, joins REPLAYDESK_SINK_ALLOW, before the
+    settings are read and for the children too."""
+    receiver = demo_receiver(argv)
+    if receiver is not None:
+        given = os.environ.get("REPLAYDESK_SINK_ALLOW", "").strip()
+        os.environ["REPLAYDESK_SINK_ALLOW"] = f"{given},{receiver}" if given else receiver
+
+
+def demo_receiver(argv: list[str]) -> str | None:
+    """host:port of the demo's search index: this web server for `up --demo` (where `up` reaches it),
+    the --search-index-url given to `demo`; None when there is none or the options are wrong (the
+    command says so itself)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--host", default=runtime.DEFAULT_HOST)
+    parser.add_argument("--port", default=str(runtime.DEFAULT_PORT))
+    parser.add_argument("--search-index-url")
+    options, _ = parser.parse_known_args(argv[1:])
+    if argv[0] == "up":
+        host, port = runtime.connect_host(options.host), options.port
+    elif options.search_index_url:
+        parts = urlsplit(options.search_index_url)
+        try:
+            host, port = parts.hostname, str(parts.port or (443 if parts.scheme == "https" else 80))
+        except ValueError:
+            return None
+    else:
+        return None
+    if not host or not port.isdigit():
+        return None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _exit_on_signal(signum, frame):

@@ -29,6 +29,9 @@ import psutil
 from core.processes import die_with_parent
 
 ADMIN_USERNAME = "admin"
+# Where `replaydesk up` listens unless told otherwise.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
 # Celery's warm shutdown waits for running tasks; tasks run in slices, so this is plenty.
 STOP_TIMEOUT = 20.0
 READY_TIMEOUT = 120.0
@@ -298,9 +301,14 @@ def tail(path: Path, lines: int = 20, *, since: int = 0) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def connect_host(bind_host: str) -> str:
+    """The address this machine reaches a server on that listens on bind_host (any address: loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind_host, bind_host)
+
+
 def probe_host(bind_host: str, allowed_hosts: list[str]) -> tuple[str, str]:
     """Where to probe the server, and the Host header to send, so that ALLOWED_HOSTS accepts it."""
-    connect = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind_host, bind_host)
+    connect = connect_host(bind_host)
     candidates = [connect, bind_host, *allowed_hosts]
     for name in candidates:
         if name and (name in allowed_hosts or "*" in allowed_hosts):

@@ -326,5 +326,10 @@ REPLAYDESK_METRICS_TOKEN = os.environ.get("REPLAYDESK_METRICS_TOKEN", "")
 # A consumer's error counts as current (health `failing`) for this long unless it has moved on since.
 REPLAYDESK_ERROR_RECENT_SECONDS = float(os.environ.get("REPLAYDESK_ERROR_RECENT_SECONDS", 300))
 
+# Where sinks may deliver besides public addresses (streams/sink_destinations.py): comma-separated host
+# names, IP addresses and CIDR networks, each optionally with :port, e.g. "hooks.corp,10.20.0.0/16".
+# Empty: no loopback, private, link-local or metadata address is reached.
+REPLAYDESK_SINK_ALLOW = env_list("REPLAYDESK_SINK_ALLOW", [])
+
 # How long an unmasked event's personal data stays shown to the person who unmasked it.
 REPLAYDESK_UNMASK_SECONDS = float(os.environ.get("REPLAYDESK_UNMASK_SECONDS", 300))

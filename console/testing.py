@@ -32,6 +32,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
     # Most tests fold the identity demo's events with its projections; tests/console/test_without_demo.py
     # runs the product without it.
     os.environ.setdefault("REPLAYDESK_DEMO", "1")
+    # The tests' receivers listen on loopback (tests/receivers.py), which sinks may reach only when
+    # admitted; tests of the refusals set the allowlist themselves.
+    os.environ.setdefault("REPLAYDESK_SINK_ALLOW", "127.0.0.0/8,::1")
     if want_db or want_redis:
         from console import embedded
 

@@ -3,6 +3,7 @@ parking lot. Thin: parse, call a selector or a service, render."""
 
 from __future__ import annotations
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
@@ -11,7 +12,7 @@ from rest_framework.response import Response
 
 from core.api import cursor_parameter, finish_query, limit_parameter, page_of, parse_query, problems
 from core.problems import Problem, not_found
-from core.roles import Allows, Can
+from core.roles import Allows, Can, can
 from streams import lag, masking
 from streams.api import EventOut
 from streams.consumers import ConsumerError, pause_consumer, resume_consumer, retry_parked, skip_parked
@@ -36,13 +37,21 @@ class ConsumerOut(serializers.Serializer):
         "samples; null until there is a sample of the last minute.",
     )
     health = serializers.ChoiceField(choices=[(h, h) for h in lag.HEALTHS])
-    last_error = serializers.CharField(help_text="Empty when it never failed.")
+    last_error = serializers.CharField(help_text="Empty when it never failed. Short: what happened.")
+    last_error_detail = serializers.SerializerMethodField(
+        help_text="What a sink's receiver or connection said with the last error (the start of its "
+        "answer, the connection's error); null unless the caller may operate."
+    )
     last_error_at = serializers.DateTimeField(allow_null=True)
     progressed_at = serializers.DateTimeField(allow_null=True, help_text="When its checkpoint last moved.")
     lag_threshold = serializers.IntegerField(help_text="Over this many events behind, it is lagging.")
     stall_seconds = serializers.IntegerField(
         help_text="Behind and not moving for this many seconds, it is stalled."
     )
+
+    def get_last_error_detail(self, status) -> str | None:
+        details = self.context.get("error_details")
+        return None if details is None else details.get(status.name, "")
 
 
 class StreamLagOut(serializers.Serializer):
@@ -57,12 +66,30 @@ class StreamLagOut(serializers.Serializer):
 class ParkedOut(serializers.Serializer):
     id = serializers.IntegerField()
     state = serializers.ChoiceField(choices=ParkedEvent.State.choices)
-    error = serializers.CharField()
+    error = serializers.CharField(help_text="Short: what happened.")
+    error_detail = serializers.SerializerMethodField(
+        help_text="What the receiver or connection said; null unless the caller may operate."
+    )
     attempts = serializers.IntegerField()
     parked_at = serializers.DateTimeField()
     resolved_at = serializers.DateTimeField(allow_null=True)
     resolved_by = serializers.CharField()
     event = EventOut()
+
+    def get_error_detail(self, parked: ParkedEvent) -> str | None:
+        return parked.error_detail if self.context.get("shows_error_detail") else None
+
+
+def _shows_error_detail(request: Request) -> bool:
+    """What a receiver said can hold what an internal service answered: operators and admins only."""
+    return can(request.user, Can.OPERATE)
+
+
+def _error_details(request: Request, consumers: QuerySet[Consumer]) -> dict:
+    """The serializer context: each consumer's error detail by name, for those who may see them."""
+    if not _shows_error_detail(request):
+        return {"error_details": None}
+    return {"error_details": dict(consumers.values_list("name", "last_error_detail"))}
 
 
 def _consumer_or_404(name: str) -> Consumer:
@@ -78,8 +105,9 @@ def _conflict(exc: ConsumerError) -> Problem:
     )
 
 
-def _status(consumer: Consumer) -> dict:
-    return ConsumerOut(lag.consumer_status(consumer=consumer)).data
+def _status(request: Request, consumer: Consumer) -> dict:
+    context = _error_details(request, Consumer.objects.filter(pk=consumer.pk))
+    return ConsumerOut(lag.consumer_status(consumer=consumer), context=context).data
 
 
 @extend_schema(
@@ -88,13 +116,15 @@ def _status(consumer: Consumer) -> dict:
 @api_view(["GET"])
 def consumer_list(request: Request) -> Response:
     # Consumers are few (one per projection and sink): one page, so `next` is always null.
-    return Response({"results": ConsumerOut(lag.consumer_statuses(), many=True).data, "next": None})
+    context = _error_details(request, Consumer.objects.all())
+    out = ConsumerOut(lag.consumer_statuses(), many=True, context=context)
+    return Response({"results": out.data, "next": None})
 
 
 @extend_schema(operation_id="consumers_retrieve", responses={200: ConsumerOut, **problems(401, 404)})
 @api_view(["GET"])
 def consumer_detail(request: Request, name: str) -> Response:
-    return Response(_status(_consumer_or_404(name)))
+    return Response(_status(request, _consumer_or_404(name)))
 
 
 @extend_schema(
@@ -123,7 +153,7 @@ def pause(request: Request, name: str) -> Response:
         consumer = pause_consumer(name=name, actor=request.user.get_username(), request=request)
     except ConsumerError as exc:
         raise _conflict(exc) from exc
-    return Response(_status(consumer))
+    return Response(_status(request, consumer))
 
 
 @extend_schema(
@@ -137,7 +167,7 @@ def resume(request: Request, name: str) -> Response:
         consumer = resume_consumer(name=name, actor=request.user.get_username(), request=request)
     except ConsumerError as exc:
         raise _conflict(exc) from exc
-    return Response(_status(consumer))
+    return Response(_status(request, consumer))
 
 
 @extend_schema(
@@ -165,7 +195,8 @@ def parked_list(request: Request, name: str) -> Response:
         parked = parked.filter(event_id__gt=after)
     page = list(parked.order_by("event_id")[:limit])
     next_cursor = str(page[-1].event_id) if len(page) == limit else None
-    return Response({"results": ParkedOut(_masked(page), many=True).data, "next": next_cursor})
+    out = ParkedOut(_masked(page), many=True, context={"shows_error_detail": _shows_error_detail(request)})
+    return Response({"results": out.data, "next": next_cursor})
 
 
 def _masked(parked: list[ParkedEvent]) -> list[ParkedEvent]:
@@ -184,7 +215,8 @@ def _parked_action(request: Request, name: str, parked_id: int, action) -> Respo
     except ConsumerError as exc:
         raise _conflict(exc) from exc
     parked = ParkedEvent.objects.select_related("event__stream").get(pk=parked.pk)
-    return Response(ParkedOut(_masked([parked])[0]).data)
+    context = {"shows_error_detail": _shows_error_detail(request)}
+    return Response(ParkedOut(_masked([parked])[0], context=context).data)
 
 
 @extend_schema(

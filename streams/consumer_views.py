@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from core.pages import not_found, render_page, role_required
-from core.roles import Can
+from core.roles import Can, can
 from streams import consumer_links, consumers, lag
 from streams.lag_chart import RANGES, lag_chart, parse_range
 from streams.models import Consumer, ParkedEvent
@@ -80,6 +80,8 @@ def consumer_context(request: HttpRequest, consumer: Consumer) -> dict[str, Any]
         "resolved": list(
             parked.exclude(state=ParkedEvent.State.PARKED).order_by("-resolved_at")[:RESOLVED_SHOWN]
         ),
+        # What a sink's receiver said can hold what an internal service answered: operators only.
+        "shows_error_detail": can(request.user, Can.OPERATE),
         "now": now,
     }
 

@@ -83,7 +83,10 @@ class Consumer(models.Model):
     attempts = models.IntegerField(default=0)
     failing_position = models.BigIntegerField(null=True, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True)
+    # Short, for every role. What a sink's receiver or connection said goes in last_error_detail,
+    # shown only to operators and admins: it can hold what an internal service answered.
     last_error = models.TextField(blank=True, default="")
+    last_error_detail = models.TextField(blank=True, default="")
     last_error_at = models.DateTimeField(null=True, blank=True)
     # Health thresholds: over lag_threshold events behind is "lagging"; not moving for stall_seconds
     # while behind is "stalled".
@@ -106,6 +109,8 @@ class ParkedEvent(models.Model):
     consumer = models.ForeignKey(Consumer, on_delete=models.CASCADE, related_name="parked")
     event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="+")
     error = models.TextField()
+    # As Consumer.last_error_detail: for operators and admins only.
+    error_detail = models.TextField(blank=True, default="")
     attempts = models.IntegerField()
     state = models.CharField(max_length=20, choices=State.choices, default=State.PARKED)
     parked_at = models.DateTimeField(db_default=Now())

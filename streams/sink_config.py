@@ -1,5 +1,10 @@
 """Sinks' configuration: creating and changing a sink, each setting checked before anything is written,
-and each change in the audit trail (the secret never, a URL's password masked). streams/sinks.py delivers.
+and each change in the audit trail (the secret never). streams/sinks.py delivers.
+
+A URL must name a destination a sink may reach (streams/sink_destinations.py: no loopback, private,
+link-local or metadata address unless REPLAYDESK_SINK_ALLOW admits it, no user name or password).
+Sinks saved before that rule may still hold a password in their URL: it is masked wherever it is shown,
+and deliveries to it are refused until the URL is changed.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from core.audit import AuditType
-from streams import audit, consumers, selectors
+from streams import audit, consumers, selectors, sink_destinations
 from streams.consumers import ConsumerError
 from streams.models import Consumer, Sink
 from streams.validation import TYPE_RE
@@ -179,6 +184,8 @@ def _check(settings: dict[str, Any]) -> dict[str, list[str]]:
         else:
             if len(url) > 2000:
                 bad("url", "at most 2000 characters")
+            elif refusal := sink_destinations.refusal(url):
+                bad("url", refusal)
     if "secret" in settings:
         secret = settings["secret"]
         if not isinstance(secret, str) or not 16 <= len(secret) <= 500:
@@ -220,15 +227,12 @@ def _integer(settings, field, least, most, bad) -> None:
 
 
 def _public(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings fit for the audit trail: no secret, no password in the URL."""
-    public = {field: settings[field] for field in _SETTINGS if field in settings}
-    if "url" in public:
-        public["url"] = public_url(public["url"])
-    return public
+    """Settings fit for the audit trail: no secret (a URL holds no password: _check refuses one)."""
+    return {field: settings[field] for field in _SETTINGS if field in settings}
 
 
 def public_url(url: str) -> str:
-    """The URL with any password in it masked, for audit and display."""
+    """The URL with any password in it masked, for display (of a sink saved before they were refused)."""
     parts = urlsplit(url)
     if not parts.password:
         return url

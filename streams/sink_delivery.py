@@ -3,6 +3,13 @@
 A batch is POSTed as JSON, signed with HMAC-SHA256 of the raw body (SIGNATURE_HEADER). Receivers dedupe
 on each event's `id` (the per-event idempotency key); the `Idempotency-Key` header
 (`<first id>..<last id>`) names the whole batch. Redirects are not followed: a sink names its final URL.
+
+Each POST goes to an address checked just before it (streams/sink_destinations.py): the URL's host is
+resolved, every address checked, and the connection made to the checked one, with the host kept for
+the Host header and TLS. A refused destination fails the delivery as an unreachable one does.
+
+What a failure says comes in two parts: `error`, short and the same whatever the receiver answered
+(every role reads it), and `detail`, what the receiver or the connection said, for operators.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ from typing import Any
 import httpx
 from django.utils import timezone
 
+from streams import sink_destinations
 from streams.consumer_kinds import Delivery
 from streams.models import Event, Sink
 
+# How much of a failing receiver's answer is kept for operators.
+DETAIL_CHARS = 300
 # A Retry-After further away than this is taken as this: a receiver must not park a sink for days.
 MAX_RETRY_AFTER_SECONDS = 3600.0
 SIGNATURE_HEADER = "X-Replaydesk-Signature"
@@ -47,30 +57,46 @@ def deliver(client: httpx.Client, sink: Sink, events: list[Event]) -> Delivery:
         "Idempotency-Key": f"{events[0].event_id}..{events[-1].event_id}",
     }
     try:
+        where = sink_destinations.destination(sink.url)
+    except sink_destinations.DestinationRefused as refused:
+        return Delivery(ok=False, error=refused.reason, detail=refused.detail)
+    headers["Host"] = where.host_header
+    extensions = {"sni_hostname": where.sni_hostname} if where.sni_hostname else {}
+    try:
         response = client.post(
-            sink.url, content=body, headers=headers, timeout=httpx.Timeout(sink.timeout_seconds)
+            where.url,
+            content=body,
+            headers=headers,
+            timeout=httpx.Timeout(sink.timeout_seconds),
+            extensions=extensions,
         )
     except httpx.TimeoutException:
         return Delivery(ok=False, error=f"no answer within {sink.timeout_seconds:g} s (timed out)")
+    except httpx.ConnectError as exc:
+        return Delivery(ok=False, error="could not connect to the receiver", detail=str(exc)[:DETAIL_CHARS])
     except httpx.HTTPError as exc:
-        return Delivery(ok=False, error=f"could not reach {sink.url}: {exc.__class__.__name__}: {exc}")
+        return Delivery(
+            ok=False,
+            error=f"the exchange with the receiver failed ({exc.__class__.__name__})",
+            detail=str(exc)[:DETAIL_CHARS],
+        )
     status = response.status_code
     if 200 <= status < 300:
         return Delivery(ok=True)
     said = f"HTTP {status} from the receiver"
-    if response.text.strip():
-        said += f": {response.text.strip()[:300]}"
+    detail = response.text.strip()[:DETAIL_CHARS]
     if 300 <= status < 400:
         return Delivery(
             ok=False,
-            error=f"{said} (redirects to {response.headers.get('location')} "
-            "are not followed: point the sink at the final URL)",
+            error=f"{said}: redirects are not followed; point the sink at the final URL",
+            detail=f"Location: {response.headers.get('location', '')}\n{detail}"[:DETAIL_CHARS],
         )
     if status == 429:
-        return Delivery(ok=False, retry_after=_retry_after(response.headers.get("retry-after")), error=said)
+        retry_after = _retry_after(response.headers.get("retry-after"))
+        return Delivery(ok=False, retry_after=retry_after, error=said, detail=detail)
     if 400 <= status < 500 and status != 408:
-        return Delivery(ok=False, refused=True, error=said)
-    return Delivery(ok=False, error=said)
+        return Delivery(ok=False, refused=True, error=said, detail=detail)
+    return Delivery(ok=False, error=said, detail=detail)
 
 
 def event_payload(event: Event) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """What a failed delivery to a webhook sink changes: attempts and backoff, the circuit breaker, the
 parking lot, and stopping a sink whose endpoint refuses everything.
 
-- A timeout, a connection error, 5xx, 408, 3xx, or 429 without Retry-After is transient: an attempt is
-  counted on the batch's first event and the retry waits `consumers.backoff(attempts)` (full jitter).
+- A timeout, a connection error, a destination refused at send time (streams/sink_destinations.py),
+  5xx, 408, 3xx, or 429 without Retry-After is transient: an attempt is counted on the batch's first
+  event and the retry waits `consumers.backoff(attempts)` (full jitter).
   A failed batch is then delivered one event at a time, so that attempts always fall on the event that
   fails; an event that fails alone at its last attempt is parked and the sink goes on.
 - 429 with Retry-After waits exactly that long; it counts neither as an attempt nor for the breaker (the
@@ -38,11 +39,11 @@ def failed(
     first = events[0]
     error = where(events) + delivery.error
     with transaction.atomic():
-        consumer.last_error, consumer.last_error_at = error, now
+        consumer.last_error, consumer.last_error_detail, consumer.last_error_at = error, delivery.detail, now
         if delivery.retry_after is not None:
             # The receiver is alive and said when: wait that long, and hold every sender to it.
             consumer.retry_at = now + dt.timedelta(seconds=delivery.retry_after)
-            consumer.save(update_fields=["last_error", "last_error_at", "retry_at"])
+            consumer.save(update_fields=[*ERROR_FIELDS, "retry_at"])
             Sink.objects.filter(pk=sink.pk).update(next_send_at=Greatest("next_send_at", consumer.retry_at))
             return BatchOutcome(retry_in=delivery.retry_after)
         if len(events) > 1:
@@ -57,7 +58,7 @@ def failed(
         consumer.attempts, consumer.failing_position = attempts, first.position
         parked = len(events) == 1 and attempts >= sink.max_attempts
         if parked:
-            park(consumer, first, error, attempts, now)
+            park(consumer, first, attempts, now)
             retry_in = None
         else:
             retry_in = consumers.backoff(attempts)
@@ -69,16 +70,10 @@ def failed(
     return BatchOutcome(retry_in=retry_in)
 
 
+# What a failure says, short for everyone and in detail for operators.
+ERROR_FIELDS = ["last_error", "last_error_detail", "last_error_at"]
 # What a failed or refused delivery changes on the sink's consumer (parking moves its position).
-FAILURE_FIELDS = [
-    "position",
-    "progressed_at",
-    "attempts",
-    "failing_position",
-    "retry_at",
-    "last_error",
-    "last_error_at",
-]
+FAILURE_FIELDS = ["position", "progressed_at", "attempts", "failing_position", "retry_at", *ERROR_FIELDS]
 
 
 def refused(
@@ -92,7 +87,7 @@ def refused(
     fields = ["single_until", "breaker_state", "breaker_opened_at", "breaker_failures", "refusals"]
     if len(events) > 1:
         sink.save(update_fields=fields)
-        consumer.save(update_fields=["last_error", "last_error_at"])
+        consumer.save(update_fields=ERROR_FIELDS)
         return BatchOutcome()
     sink.refusals += 1
     sink.save(update_fields=fields)
@@ -102,17 +97,24 @@ def refused(
             f"{sink.refusals} events refused in a row by {public_url(sink.url)}; the last: "
             f"{consumer.last_error}. Check the sink's URL and secret, then resume it."
         )[:4000]
-        consumer.save(update_fields=["state", "last_error", "last_error_at"])
+        consumer.save(update_fields=["state", *ERROR_FIELDS])
         return BatchOutcome(idle=True)
     attempts = consumer.attempts + 1 if consumer.failing_position == events[0].position else 1
-    park(consumer, events[0], consumer.last_error, attempts, now)
+    park(consumer, events[0], attempts, now)
     consumer.save(update_fields=FAILURE_FIELDS)
     return BatchOutcome()
 
 
-def park(consumer: Consumer, event: Event, error: str, attempts: int, now: dt.datetime) -> None:
-    """Set the event aside and move the checkpoint past it (the caller saves the consumer)."""
-    ParkedEvent.objects.create(consumer=consumer, event=event, error=error, attempts=attempts)
+def park(consumer: Consumer, event: Event, attempts: int, now: dt.datetime) -> None:
+    """Set the event aside with the consumer's last error and move the checkpoint past it (the caller
+    saves the consumer)."""
+    ParkedEvent.objects.create(
+        consumer=consumer,
+        event=event,
+        error=consumer.last_error,
+        error_detail=consumer.last_error_detail,
+        attempts=attempts,
+    )
     consumer.position, consumer.progressed_at = event.position, now
     consumer.attempts, consumer.failing_position, consumer.retry_at = 0, None, None
 

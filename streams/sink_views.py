@@ -36,7 +36,12 @@ def split_list(text: str) -> list[str]:
 class SinkForm(forms.Form):
     # Not required here: a blank name, URL or secret is refused by the service, which says what it wants.
     name = forms.CharField(required=False, help_text="Lowercase letters, digits and _, e.g. crm_hook.")
-    url = forms.CharField(label="URL", required=False, help_text="Where batches of events are POSTed.")
+    url = forms.CharField(
+        label="URL",
+        required=False,
+        help_text="Where batches of events are POSTed: a public address, or an internal one that "
+        "REPLAYDESK_SINK_ALLOW admits.",
+    )
     secret = forms.CharField(
         label="Signing secret",
         required=False,
@@ -76,7 +81,10 @@ class SinkForm(forms.Form):
             del self.fields["start"]
             self.fields["secret"].help_text = "Blank keeps the current secret."
             if sink_config.public_url(sink.url) != sink.url:
-                self.fields["url"].help_text = "The password in it is shown as ***: left so, it is kept."
+                self.fields["url"].help_text = (
+                    "It holds a password (shown as ***), which sinks no longer send: deliveries fail "
+                    "until it is replaced by a URL without one."
+                )
 
     def settings(self) -> dict[str, Any]:
         """The parsed values, named as the service names them."""

@@ -149,7 +149,9 @@ def retry_parked_delivery(*, parked_id: int, actor: str, request: HttpRequest | 
         parked = consumers.parked_for_update(parked_id)
         if not delivery.ok:
             error = sink_failures.where([parked.event]) + delivery.error
-            ParkedEvent.objects.filter(pk=parked.pk).update(error=error, attempts=parked.attempts + 1)
+            ParkedEvent.objects.filter(pk=parked.pk).update(
+                error=error, error_detail=delivery.detail, attempts=parked.attempts + 1
+            )
         else:
             consumers.resolve_parked(parked, state=ParkedEvent.State.RETRIED, actor=actor, request=request)
     if not delivery.ok:

@@ -81,6 +81,9 @@ def _play(scratch: str, home: Path, *, quick: bool, on_progress: Progress) -> di
         "PGAPPNAME": "replaydesk-drill",
         # The default data set is the identity demo's (demo/drill.py): installed in the sandbox only.
         "REPLAYDESK_DEMO": "1",
+        # Its downstream listens on loopback (recovery/drill/downstream.py) and is the only receiver
+        # the sandbox's sink delivers to.
+        "REPLAYDESK_SINK_ALLOW": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
     }
     command = [sys.executable, "-m", "console.cli", "drill", "--sandbox", *(["--quick"] if quick else [])]

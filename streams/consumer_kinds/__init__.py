@@ -51,7 +51,11 @@ class Delivery:
     # Permanent: the receiver refused these events; retrying cannot help.
     refused: bool = False
     retry_after: float | None = None
+    # Short, for every role: what happened, never what the receiver said.
     error: str = ""
+    # What the receiver or the connection said (the start of an answer's body, a connection error's
+    # text): it can hold what an internal service answered, so only operators and admins see it.
+    detail: str = ""
 
 
 class Resender(Protocol):

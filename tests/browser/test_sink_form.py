@@ -1,5 +1,5 @@
-"""An operator adds a webhook sink in the browser: a mistake is shown next to its field, and once fixed
-the new sink's page opens."""
+"""An operator adds a webhook sink in the browser: a mistake (a URL without a scheme, then one of the
+cloud's metadata service) is shown next to its field, and once fixed the new sink's page opens."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ def test_a_new_sink_with_a_mistake_shows_it_and_once_fixed_opens_the_sinks_page(
     assert not Sink.objects.exists()
     assert has_no_horizontal_scroll(page)
     page.screenshot(path="/tmp/sink_form.png", full_page=True)
+
+    # The cloud's metadata service is no receiver: refused before anything is saved.
+    url.fill("http://169.254.169.254/latest/meta-data/")
+    page.get_by_label("Signing secret").fill("s3cret-signing-key-0123456789")
+    page.get_by_role("button", name="Create sink").click()
+    expect(url).to_have_accessible_description(re.compile(r"not allowed \(link-local address\)"))
+    assert not Sink.objects.exists()
 
     url.fill("https://hooks.example.com/replaydesk")
     page.get_by_label("Signing secret").fill("s3cret-signing-key-0123456789")

@@ -79,8 +79,9 @@ def up_environment(home: Path, **overrides: str) -> dict[str, str]:
     """The user's environment for a zero-config start: none of the test session's servers or settings."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     # The session sets these for its own clients; `up` must do without them (the HTTPS ones it turns
-    # off by itself).
-    for name in ("SECURE_SSL_REDIRECT", "SECURE_COOKIES", "DJANGO_ALLOW_ASYNC_UNSAFE", "REPLAYDESK_DEMO"):
+    # off by itself; the demo's sink is admitted by `up --demo` itself).
+    session_only = ("SECURE_SSL_REDIRECT", "SECURE_COOKIES", "DJANGO_ALLOW_ASYNC_UNSAFE", "REPLAYDESK_DEMO")
+    for name in (*session_only, "REPLAYDESK_SINK_ALLOW"):
         env.pop(name, None)
     return {**env, "REPLAYDESK_HOME": str(home), **overrides}
 

@@ -21,6 +21,7 @@ FIELDS = {
     "rate",
     "health",
     "last_error",
+    "last_error_detail",
     "last_error_at",
     "progressed_at",
     "lag_threshold",

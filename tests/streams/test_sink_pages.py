@@ -15,6 +15,7 @@ from streams.services import append_events
 pytestmark = pytest.mark.django_db
 
 SECRET = "s3cret-signing-key-0123456789"
+URL = "https://hooks.example.com/replaydesk"
 PASSWORD_URL = "https://hook:hunter2hunter2@hooks.example.com/replaydesk"
 
 
@@ -22,7 +23,7 @@ def form(**changes) -> dict[str, str]:
     """What an operator types into the new-sink form."""
     return {
         "name": "crm_hook",
-        "url": "https://hooks.example.com/replaydesk",
+        "url": URL,
         "secret": SECRET,
         "categories": "order, invoice",
         "types": "",
@@ -40,13 +41,16 @@ def form(**changes) -> dict[str, str]:
 @pytest.fixture
 def crm_hook() -> Sink:
     return sink_config.create_sink(
-        name="crm_hook",
-        url=PASSWORD_URL,
-        secret=SECRET,
-        rate_per_second=50,
-        categories=["order"],
-        actor="olivia",
+        name="crm_hook", url=URL, secret=SECRET, rate_per_second=50, categories=["order"], actor="olivia"
     )
+
+
+@pytest.fixture
+def password_hook(crm_hook) -> Sink:
+    """A sink saved before URLs with a password in them were refused."""
+    Sink.objects.filter(pk=crm_hook.pk).update(url=PASSWORD_URL)
+    crm_hook.refresh_from_db()
+    return crm_hook
 
 
 def audit_events(name: str) -> list[Event]:
@@ -76,26 +80,20 @@ def test_consumers_page_links_to_the_new_sink_form(browser_client):
 def test_creating_a_sink_writes_it_audits_it_and_never_shows_the_secret(browser_client):
     append_events(stream="order-1", events=[{"type": "OrderPlaced", "data": {}}])
 
-    response = browser_client.post("/consumers/sinks/new", form(url=PASSWORD_URL), follow=True)
+    response = browser_client.post("/consumers/sinks/new", form(), follow=True)
 
     assertRedirects(response, "/consumers/crm_hook/")
     assertContains(response, "Created the sink crm_hook: it delivers from the beginning of the log.")
     sink = Sink.objects.select_related("consumer").get(consumer__name="crm_hook")
-    assert (sink.url, sink.secret, sink.categories, sink.types) == (
-        PASSWORD_URL,
-        SECRET,
-        ["order", "invoice"],
-        [],
-    )
+    assert (sink.url, sink.secret, sink.categories, sink.types) == (URL, SECRET, ["order", "invoice"], [])
     assert (sink.rate_per_second, sink.consumer.kind, sink.consumer.position) == (50, "sink", 0)
-    assertContains(response, "https://hook:***@hooks.example.com/replaydesk")
+    assertContains(response, URL)
     assertContains(response, "categories order, invoice")
     assertContains(response, 'href="/consumers/crm_hook/sink"')
     assertNotContains(response, SECRET)
-    assertNotContains(response, "hunter2")
     [created] = audit_events("crm_hook")
     assert (created.type, created.actor, created.stream.category) == ("SinkCreated", "olivia", "console")
-    assert SECRET not in json.dumps(created.data) and "hunter2" not in json.dumps(created.data)
+    assert SECRET not in json.dumps(created.data) and created.data["url"] == URL
 
 
 def test_a_sink_started_now_begins_at_the_head(browser_client):
@@ -112,6 +110,7 @@ def test_a_sink_started_now_begins_at_the_head(browser_client):
     ("changes", "field", "message"),
     [
         ({"url": "ftp://hooks.example.com"}, "url", "an http:// or https:// URL"),
+        ({"url": PASSWORD_URL}, "url", "the URL holds a user name or password"),
         ({"rate_per_second": "0"}, "rate_per_second", "events per second: more than 0"),
         ({"rate_per_second": "fast"}, "rate_per_second", "Enter a number."),
         ({"name": "CRM Hook"}, "name", "a sink name is 1–40 lowercase letters"),
@@ -137,7 +136,7 @@ def test_a_taken_name_is_refused_next_to_the_name(browser_client, crm_hook):
 
     assert response.status_code == 400
     assert "a consumer named &#x27;crm_hook&#x27; exists already" in field_errors(response, "name")
-    assert Sink.objects.get().url == PASSWORD_URL
+    assert Sink.objects.get().url == URL
     assert len(audit_events("crm_hook")) == 1
 
 
@@ -147,10 +146,20 @@ def test_edit_form_is_prefilled_without_the_secret(browser_client, crm_hook):
     assertContains(response, "Sink settings: crm_hook")
     assertContains(response, 'name="categories" value="order"')
     assertContains(response, "Blank keeps the current secret.")
-    assertContains(response, 'name="url" value="https://hook:***@hooks.example.com/replaydesk"')
+    assertContains(response, f'name="url" value="{URL}"')
     assertNotContains(response, 'name="name"')
     assertNotContains(response, SECRET)
+
+
+def test_a_url_saved_with_a_password_is_shown_masked_and_said_to_fail(browser_client, password_hook):
+    response = browser_client.get("/consumers/crm_hook/sink")
+
+    assertContains(response, 'name="url" value="https://hook:***@hooks.example.com/replaydesk"')
+    assertContains(response, "which sinks no longer send: deliveries fail")
     assertNotContains(response, "hunter2")
+    assertContains(
+        browser_client.get("/consumers/crm_hook/"), "https://hook:***@hooks.example.com/replaydesk"
+    )
 
 
 def test_editing_with_a_blank_secret_keeps_it_and_changes_the_url(browser_client, crm_hook):
@@ -174,9 +183,7 @@ def test_editing_with_a_blank_secret_keeps_it_and_changes_the_url(browser_client
 
 def test_editing_with_a_new_secret_replaces_it_without_auditing_it(browser_client, crm_hook):
     new_secret = "another-secret-9876543210"
-    browser_client.post(
-        "/consumers/crm_hook/sink", form(url=PASSWORD_URL, categories="order", secret=new_secret)
-    )
+    browser_client.post("/consumers/crm_hook/sink", form(categories="order", secret=new_secret))
 
     crm_hook.refresh_from_db()
     assert crm_hook.secret == new_secret
@@ -184,15 +191,15 @@ def test_editing_with_a_new_secret_replaces_it_without_auditing_it(browser_clien
     assert updated.data["changed"] == ["secret"] and new_secret not in json.dumps(updated.data)
 
 
-def test_saving_the_form_as_shown_keeps_the_masked_password_and_audits_nothing(browser_client, crm_hook):
+def test_saving_the_form_as_shown_keeps_the_masked_password_and_audits_nothing(browser_client, password_hook):
     masked = "https://hook:***@hooks.example.com/replaydesk"
     response = browser_client.post(
         "/consumers/crm_hook/sink", form(url=masked, categories="order", secret=""), follow=True
     )
 
     assertContains(response, "Nothing changed.")
-    crm_hook.refresh_from_db()
-    assert crm_hook.url == PASSWORD_URL
+    password_hook.refresh_from_db()
+    assert password_hook.url == PASSWORD_URL
     assert len(audit_events("crm_hook")) == 1
 
 
@@ -203,7 +210,7 @@ def test_a_bad_edit_is_a_400_next_to_the_field_and_changes_nothing(browser_clien
     assert "an http:// or https:// URL" in field_errors(response, "url")
     assert "more than 0" in field_errors(response, "rate_per_second")
     crm_hook.refresh_from_db()
-    assert (crm_hook.url, crm_hook.rate_per_second) == (PASSWORD_URL, 50)
+    assert (crm_hook.url, crm_hook.rate_per_second) == (URL, 50)
     assert len(audit_events("crm_hook")) == 1
 
 
@@ -222,4 +229,4 @@ def test_anonymous_sink_pages_send_to_login_and_write_nothing(client, crm_hook, 
     response = client.post(path, form(name="other", url="https://evil.example.com/"))
 
     assertRedirects(response, f"/login/?next={path}", fetch_redirect_response=False)
-    assert list(Sink.objects.values_list("url", flat=True)) == [PASSWORD_URL]
+    assert list(Sink.objects.values_list("url", flat=True)) == [URL]

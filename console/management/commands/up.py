@@ -28,8 +28,17 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-        parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+        parser.add_argument(
+            "--host",
+            default=runtime.DEFAULT_HOST,
+            help=f"address to listen on (default {runtime.DEFAULT_HOST})",
+        )
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=runtime.DEFAULT_PORT,
+            help=f"port to listen on (default {runtime.DEFAULT_PORT})",
+        )
         parser.add_argument("--demo", action="store_true", help="load the demo data set if not loaded yet")
 
     def handle(self, *args, host: str, port: int, demo: bool, **options) -> None:

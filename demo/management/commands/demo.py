@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from demo import search_index
 from demo.services import USERS, DemoLoad, load_demo
+from streams.consumers import ConsumerError
 from streams.validation import WrongExpectedVersion
 
 
@@ -34,7 +35,10 @@ class Command(BaseCommand):
             ) from None
         self.stdout.write(describe(result) + f" ({time.monotonic() - started:.1f} s)")
         if options["search_index_url"]:
-            search_index.ensure_sink(base_url=options["search_index_url"])
+            try:
+                search_index.ensure_sink(base_url=options["search_index_url"])
+            except ConsumerError as exc:
+                raise CommandError(f"the demo's search-index sink was not made: {exc}") from None
 
 
 def describe(result: DemoLoad) -> str:
