@@ -15,12 +15,12 @@ from django.apps import apps as django_apps
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from pytest_django.asserts import assertContains, assertNotContains
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from streams import consumers, sink_config, sink_destinations, sinks
 from streams.models import Consumer, ParkedEvent, Sink
 from streams.services import append_events
+from tests.conftest import bearer_token
 
 pytestmark = pytest.mark.django_db
 
@@ -137,8 +137,7 @@ def logged_in(client, user):
 
 def api_as(user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {bearer_token(user)}")
     return client
 
 
