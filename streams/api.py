@@ -72,8 +72,9 @@ def bounded_results(events: selectors.Events, *, limit: int, reserved: int = 0) 
     budget = settings.REPLAYDESK_READ_MAX_BYTES - reserved - _ENVELOPE_BYTES
     results: list[dict] = []
     used = 0
+    out = EventOut()
     for event in events:
-        item = EventOut().to_representation(masking.mask_event(event))
+        item = out.to_representation(masking.mask_event(event))
         size = len(_RENDERER.render(item)) + 1  # and its comma
         if results and used + size > budget:
             return results, True
