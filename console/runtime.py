@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 import psutil
+from django.conf import settings
 
 from core.processes import die_with_parent
 
@@ -110,12 +111,13 @@ def children(*, host: str, port: int, home: Path, schedule: Path | str) -> list[
     python = sys.executable
     logs = home / "logs"
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    threads = str(settings.REPLAYDESK_WEB_THREADS)  # the read-wait caps are derived from it
     return [
         Child(
             "web",
             [
                 *(python, "-m", "gunicorn", "console.wsgi"),
-                *("--bind", bind, "--workers", "2", "--threads", "4"),
+                *("--bind", bind, "--workers", "2", "--threads", threads),
                 *("--graceful-timeout", "5", "--timeout", "60", "--log-level", "warning"),
             ],
             logs / "web.log",

@@ -309,8 +309,22 @@ REPLAYDESK_PII_PATHS = [
 # Approving asks for the password again unless it was given within this many seconds.
 REPLAYDESK_REAUTH_SECONDS = float(os.environ.get("REPLAYDESK_REAUTH_SECONDS", 300))
 
-# Read-your-writes: how long a projection read with min_position waits before answering 503.
+# Read-your-writes: how long a projection read with min_position waits before answering 503. A waiting
+# read holds a request thread, so at most so many wait at once in each web server process (by default
+# half its threads: the rest stay free for appends and health checks) and for each user across processes;
+# more are answered 429 (streams/read_waits.py).
 REPLAYDESK_READ_WAIT_SECONDS = float(os.environ.get("REPLAYDESK_READ_WAIT_SECONDS", 5))
+# The threads of each web server process (`replaydesk up` starts gunicorn with this many).
+REPLAYDESK_WEB_THREADS = int(os.environ.get("REPLAYDESK_WEB_THREADS", 4))
+REPLAYDESK_READ_WAITS_PER_PROCESS = int(
+    os.environ.get("REPLAYDESK_READ_WAITS_PER_PROCESS", max(1, REPLAYDESK_WEB_THREADS // 2))
+)
+REPLAYDESK_READ_WAITS_PER_USER = int(
+    os.environ.get("REPLAYDESK_READ_WAITS_PER_USER", REPLAYDESK_READ_WAITS_PER_PROCESS)
+)
+# API reads that list events stop before their response passes this many bytes (always at least one
+# event) and give `next` for the rest.
+REPLAYDESK_READ_MAX_BYTES = int(os.environ.get("REPLAYDESK_READ_MAX_BYTES", 4 * 1024 * 1024))
 
 # How long /readyz keeps a result, so that a busy prober cannot hammer the database; how long it waits
 # for a worker to answer its ping.

@@ -39,10 +39,10 @@ def page_of(name: str, item: type[serializers.Serializer]):
     )
 
 
-def limit_parameter(default: int, maximum: int = MAX_LIMIT) -> OpenApiParameter:
-    """`limit` as QueryParser.limit reads it."""
+def limit_parameter(default: int, maximum: int = MAX_LIMIT, *, note: str = "") -> OpenApiParameter:
+    """`limit` as QueryParser.limit reads it; `note` says more (a page's byte bound)."""
     schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
-    return OpenApiParameter("limit", schema, description=f"1–{maximum}, default {default}.")
+    return OpenApiParameter("limit", schema, description=f"1–{maximum}, default {default}. {note}".strip())
 
 
 def cursor_parameter(minimum: int | None) -> OpenApiParameter:

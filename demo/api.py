@@ -1,9 +1,9 @@
 """Reads of the demo's projections, with read-your-writes: pass `min_position` (the position an append
-returned) and the read waits until the projection has applied it, or answers 503 with Retry-After."""
+returned) and the read waits until the projection has applied it, or answers 503 with Retry-After (429
+when too many reads wait already: streams/read_waits.py)."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import connection
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -14,12 +14,14 @@ from rest_framework.response import Response
 from core.api import problems
 from core.problems import Problem, invalid_input, not_found, unprocessable
 from core.queries import QueryErrors, QueryParser
-from streams.projections import Projection, get_projection, read_checkpoint, wait_until_applied
+from streams.projections import Projection, get_projection, read_checkpoint
+from streams.read_waits import wait_until_applied
 
 _MIN_POSITION = OpenApiParameter(
     "min_position",
     {"type": "integer", "minimum": 0},
-    description="Wait until the projection has applied this position (read-your-writes).",
+    description="Wait until the projection has applied this position (read-your-writes): 503 with "
+    "Retry-After when it has not in time, 429 with Retry-After when too many reads wait already.",
 )
 
 
@@ -52,7 +54,7 @@ def _read(request: Request, projection_name: str, allowed: tuple[str, ...]) -> t
     except QueryErrors as exc:
         raise invalid_input(exc.errors) from exc
     projection: Projection = get_projection(projection_name)
-    reached = wait_until_applied(projection, min_position, timeout=settings.REPLAYDESK_READ_WAIT_SECONDS)
+    reached = wait_until_applied(projection, min_position, user_id=request.user.pk)
     if reached < min_position:
         raise Problem(
             status_code=503,
@@ -88,7 +90,7 @@ def _rows(sql: str, params: list) -> list[dict]:
 @extend_schema(
     operation_id="demo_user_retrieve",
     parameters=[_MIN_POSITION],
-    responses={200: UserOut, **problems(400, 401, 404, 503)},
+    responses={200: UserOut, **problems(400, 401, 404, 429, 503)},
 )
 @api_view(["GET"])
 def user_detail(request: Request, user_id: str) -> Response:
@@ -108,7 +110,7 @@ def user_detail(request: Request, user_id: str) -> Response:
     parameters=[_MIN_POSITION, OpenApiParameter("user_id", str), OpenApiParameter("resource", str)],
     responses={
         200: GrantPage,
-        **problems(400, 401, 422, 503),
+        **problems(400, 401, 422, 429, 503),
     },
 )
 @api_view(["GET"])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -65,6 +67,33 @@ class EventOut(serializers.Serializer):
 
 
 _TIMESTAMP = serializers.DateTimeField()
+_RENDERER = JSONRenderer()
+# `{"results": [], "next": "<cursor>"}` around the events, with room to spare.
+_ENVELOPE_BYTES = 64
+# How a list of events says it holds fewer than `limit` when they would not fit the byte bound.
+BYTE_BOUND = (
+    "A page stops before its response passes REPLAYDESK_READ_MAX_BYTES (4 MiB by default; always at least "
+    "one event) and gives `next` for the rest."
+)
+
+
+def bounded_results(events: selectors.Events, *, limit: int, reserved: int = 0) -> tuple[list[dict], bool]:
+    """The events as EventOut renders them, masked, as many as REPLAYDESK_READ_MAX_BYTES holds after
+    `reserved` bytes of the rest of the body (always the first), and whether more may follow (the page
+    is full, or some were left out): then `next` goes on after the last one. Each is measured as the
+    renderer writes it: the store's own measure (load_within) differs by the escapes of non-ASCII text."""
+    budget = settings.REPLAYDESK_READ_MAX_BYTES - reserved - _ENVELOPE_BYTES
+    results: list[dict] = []
+    used = 0
+    out = EventOut()
+    for event in events:
+        item = out.to_representation(masking.mask_event(event))
+        size = len(_RENDERER.render(item)) + 1  # and its comma
+        if results and used + size > budget:
+            return results, True
+        results.append(item)
+        used += size
+    return results, bool(results) and (len(results) == limit or events.cut)
 
 
 class StreamOut(serializers.Serializer):
@@ -241,7 +270,7 @@ def stream_detail(request: Request, stream: str) -> Response:
         ),
         OpenApiParameter("direction", str, enum=["forward", "backward"]),
         cursor_parameter(0),
-        limit_parameter(100),
+        limit_parameter(100, note=BYTE_BOUND),
     ],
     responses={200: page_of("StreamEventPage", EventOut), **problems(400, 401, 404)},
 )
@@ -273,13 +302,19 @@ def stream_events(request: Request, stream: str) -> Response:
     cursor, from_sequence = parser.integer("cursor", minimum=0), parser.integer("from_sequence", minimum=0)
     start = cursor if cursor is not None else from_sequence
     finish_query(parser)
-    events = selectors.read_stream(stream=found, from_sequence=start, direction=direction, limit=limit)
+    events = selectors.read_stream(
+        stream=found,
+        from_sequence=start,
+        direction=direction,
+        limit=limit,
+        max_bytes=settings.REPLAYDESK_READ_MAX_BYTES,
+    )
+    results, more = bounded_results(events, limit=limit)
     next_cursor = None
-    if len(events) == limit:
-        following = events[-1].sequence + (1 if direction == "forward" else -1)
+    if more:
+        following = events[len(results) - 1].sequence + (1 if direction == "forward" else -1)
         next_cursor = str(following) if following >= 1 else None
-    body = {"results": EventOut(masking.mask_events(events), many=True).data, "next": next_cursor}
-    return Response(body, headers={"ETag": f'"{found.version}"'})
+    return Response({"results": results, "next": next_cursor}, headers={"ETag": f'"{found.version}"'})
 
 
 def _append(request: Request, stream: str) -> Response:
@@ -382,7 +417,7 @@ def _expected_version(request: Request, body: dict):
             "data.<field>", str, description="JSON containment on data, e.g. data.resource=issueABC."
         ),
         cursor_parameter(0),
-        limit_parameter(100),
+        limit_parameter(100, note=BYTE_BOUND),
     ],
     responses={200: page_of("EventPage", EventOut), **problems(400, 401, 422)},
 )
@@ -395,9 +430,11 @@ def event_list(request: Request) -> Response:
     limit = parser.limit(100)
     log_filter = parse_log_filter(parser, masked=masking.sees_masked(request.user))
     finish_query(parser)
-    events = selectors.read_all(after_position=after, log_filter=log_filter, limit=limit)
-    next_cursor = str(events[-1].position) if len(events) == limit else None
-    return Response({"results": EventOut(masking.mask_events(events), many=True).data, "next": next_cursor})
+    events = selectors.read_all(
+        after_position=after, log_filter=log_filter, limit=limit, max_bytes=settings.REPLAYDESK_READ_MAX_BYTES
+    )
+    results, more = bounded_results(events, limit=limit)
+    return Response({"results": results, "next": str(events[len(results) - 1].position) if more else None})
 
 
 @extend_schema(

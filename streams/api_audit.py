@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -16,7 +18,17 @@ from core.api import cursor_parameter, finish_query, limit_parameter, parse_quer
 from core.problems import invalid_input, not_found
 from core.roles import Allows, Can
 from streams import audit_search, masking, selectors, timeline
-from streams.api import EVENT_ID_PATH, STREAM_PATH, EventOut, StreamOut, stream_or_404
+from streams.api import (
+    BYTE_BOUND,
+    EVENT_ID_PATH,
+    STREAM_PATH,
+    EventOut,
+    StreamOut,
+    bounded_results,
+    stream_or_404,
+)
+
+_RENDERER = JSONRenderer()
 
 SearchPage = inline_serializer(
     "AuditSearchPage",
@@ -51,7 +63,7 @@ StateOut = inline_serializer(
         OpenApiParameter("recorded_after", OpenApiTypes.DATETIME),
         OpenApiParameter("recorded_before", OpenApiTypes.DATETIME),
         cursor_parameter(1),
-        limit_parameter(50),
+        limit_parameter(50, note=BYTE_BOUND),
     ],
     responses={200: SearchPage, **problems(400, 401, 403, 422)},
 )
@@ -63,15 +75,14 @@ def search(request: Request) -> Response:
     if query.is_empty and not parser.errors:
         parser.refuse("q", "say what to look for: a stream, an id, actor:NAME, type:TYPE or field=value")
     finish_query(parser)
-    events = audit_search.search_events(query, before=before, limit=limit)
-    streams = audit_search.matching_streams(query) if before is None else []
-    return Response(
-        {
-            "streams": StreamOut(streams, many=True).data,
-            "results": EventOut(masking.mask_events(events), many=True).data,
-            "next": str(events[-1].position) if len(events) == limit else None,
-        }
+    events = audit_search.search_events(
+        query, before=before, limit=limit, max_bytes=settings.REPLAYDESK_READ_MAX_BYTES
     )
+    streams = StreamOut(audit_search.matching_streams(query) if before is None else [], many=True).data
+    reserved = len(_RENDERER.render(streams)) + len('"streams":,')
+    results, more = bounded_results(events, limit=limit, reserved=reserved)
+    next_cursor = str(events[len(results) - 1].position) if more else None
+    return Response({"streams": streams, "results": results, "next": next_cursor})
 
 
 @extend_schema(

@@ -26,13 +26,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from django.db import connection
-from django.db.models import F, Q, Subquery
+from django.db.models import F, Q, QuerySet, Subquery
 from django.utils.http import urlencode
 
 from core.queries import QueryParser
 from streams import masking
 from streams.models import Event, Stream
-from streams.selectors import LogFilter, data_containment, filter_events
+from streams.selectors import Events, LogFilter, data_containment, filter_events, iter_within, load_within
 from streams.validation import STREAM_NAME_RE, TYPE_RE
 
 PREFIXES = ("actor", "type", "stream")
@@ -232,10 +232,8 @@ def _matching_events(query: AuditQuery):
     return events
 
 
-def search_events(query: AuditQuery, *, before: int | None = None, limit: int = 50) -> list[Event]:
-    """Matching events newest first, before position `before` (the keyset cursor)."""
-    if query.is_empty:
-        return []
+def search_candidates(query: AuditQuery, *, before: int | None = None, limit: int = 50) -> QuerySet[Event]:
+    """Matching events newest first, before position `before` (the keyset cursor), unloaded."""
     events = _matching_events(query)
     if before is not None:
         events = events.filter(position__lt=before)
@@ -248,13 +246,22 @@ def search_events(query: AuditQuery, *, before: int | None = None, limit: int = 
     # Positions first, then only those rows: a look-up matching thousands of events reads just the
     # page's from the table.
     page = events.order_by(newest).values("position")[:limit]
-    chosen = Event.objects.select_related("stream").filter(position__in=Subquery(page))
-    return list(chosen.order_by("-position"))
+    return Event.objects.select_related("stream").filter(position__in=Subquery(page)).order_by("-position")
+
+
+def search_events(
+    query: AuditQuery, *, before: int | None = None, limit: int = 50, max_bytes: int | None = None
+) -> Events:
+    """search_candidates(), loaded: fewer than `limit` when `max_bytes` would be passed (load_within)."""
+    if query.is_empty:
+        return Events()
+    return load_within(search_candidates(query, before=before, limit=limit), max_bytes=max_bytes)
 
 
 @dataclass
 class Export:
-    """The events of an export, newest first, in keyset chunks; `truncated` once EXPORT_MAX is hit."""
+    """The events of an export, newest first, in keyset chunks of at most EXPORT_CHUNK events and
+    CHUNK_BYTES of them loaded at a time; `truncated` once EXPORT_MAX is hit."""
 
     query: AuditQuery
     limit: int = 0  # 0: EXPORT_MAX
@@ -266,16 +273,18 @@ class Export:
     def __iter__(self) -> Iterator[Event]:
         before, sent = None, 0
         while sent < self.limit:
-            chunk = search_events(self.query, before=before, limit=min(EXPORT_CHUNK, self.limit - sent + 1))
-            for event in chunk:
+            wanted = min(EXPORT_CHUNK, self.limit - sent + 1)
+            seen = 0
+            for event in iter_within(search_candidates(self.query, before=before, limit=wanted)):
                 if sent == self.limit:
                     self.truncated = True
                     return
+                seen += 1
                 sent += 1
+                before = event.position
                 yield event
-            if len(chunk) < EXPORT_CHUNK:
+            if seen < EXPORT_CHUNK:
                 return
-            before = chunk[-1].position
 
 
 def search_params(params: Mapping) -> dict[str, str]:

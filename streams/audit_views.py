@@ -49,9 +49,10 @@ def search(request: HttpRequest) -> HttpResponse:
     if not parser.errors and not query.is_empty:
         key = masking.view_key("search", query.key)
         masked = masking.must_mask(request, key)
-        events = audit_search.search_events(query, before=before, limit=limit + 1)
-        context["rows"] = event_rows(masking.mask_events(events[:limit], masked=masked))
-        context["older_before"] = events[limit - 1].position if len(events) > limit else None
+        candidates = audit_search.search_candidates(query, before=before, limit=limit + 1)
+        rows = event_rows(masking.mask_each(selectors.iter_within(candidates), masked=masked))
+        context["rows"] = rows[:limit]
+        context["older_before"] = rows[limit - 1].event.position if len(rows) > limit else None
         context["streams"] = audit_search.matching_streams(query) if before is None else []
         context["unmask"] = unmask_form(request, "search", query.key, masked)
         context["export_query"] = urlencode(params)

@@ -13,7 +13,6 @@ Projections are found in the `projections` module of every installed app.
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -167,15 +166,3 @@ def drop_schemas(prefix: str = SCHEMA_PREFIX) -> None:
         cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", [pattern])
         for (schema,) in cursor.fetchall():
             cursor.execute(f"DROP SCHEMA {quote(schema)} CASCADE")
-
-
-def wait_until_applied(projection: Projection, position: int, *, timeout: float) -> int:
-    """Read-your-writes: wait (bounded) until the projection has applied `position`; return its
-    checkpoint, which is below `position` when the wait ran out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = read_checkpoint(projection)
-        reached = found[0] if found else 0
-        if reached >= position or time.monotonic() >= deadline:
-            return reached
-        time.sleep(0.05)

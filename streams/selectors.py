@@ -6,16 +6,21 @@ import datetime as dt
 import json
 import math
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import BigIntegerField, Func, Q, QuerySet, TextField
 from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 
 from streams.models import Event, Stream
 
 DEFAULT_LIMIT = 100
+# Events are loaded at most this many bytes (of data and metadata as JSON) at a time where a read goes
+# through more of them than it keeps (a page's timeline, an export).
+CHUNK_BYTES = 4 * 1024 * 1024
 
 
 def settled_head() -> int:
@@ -88,6 +93,65 @@ def next_position(*, after: int) -> int:
     return after + 1 if found is None else found
 
 
+class Events(list):
+    """Events in order; `cut` when a byte budget ended the read before its row limit (more follow)."""
+
+    cut: bool = False
+
+
+def _octets(field: str) -> Func:
+    return Func(Cast(field, TextField()), function="octet_length", output_field=BigIntegerField())
+
+
+def event_bytes() -> Func:
+    """What an event weighs: its data and metadata as JSON text, in bytes. PostgreSQL says, so that a
+    read chooses its events before it loads any of them."""
+    return _octets("data") + _octets("metadata")
+
+
+def _sized(candidates: QuerySet[Event]) -> list[tuple[int, int]]:
+    """(position, bytes) of each candidate, in the candidates' order: small rows, whatever the events."""
+    return list(candidates.values_list("position", event_bytes()))
+
+
+def _load(positions: list[int]) -> list[Event]:
+    found = Event.objects.select_related("stream").filter(position__in=positions)
+    by_position = {event.position: event for event in found}
+    return [by_position[position] for position in positions]
+
+
+def load_within(candidates: QuerySet[Event], *, max_bytes: int | None) -> Events:
+    """The candidates (ordered and sliced), loaded; with `max_bytes`, only the leading ones whose data and
+    metadata fit in it (always the first, so a reader gets on), and `cut` when some were left."""
+    if max_bytes is None:
+        return Events(candidates)
+    kept: list[int] = []
+    used = 0
+    sized = _sized(candidates)
+    for position, size in sized:
+        if kept and used + size > max_bytes:
+            break
+        kept.append(position)
+        used += size
+    events = Events(_load(kept))
+    events.cut = len(kept) < len(sized)
+    return events
+
+
+def iter_within(candidates: QuerySet[Event], *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Event]:
+    """Every candidate (ordered and sliced), in order, loaded at most `chunk_bytes` at a time (or one
+    event): a caller that keeps only a little of each holds only one chunk."""
+    chunk: list[int] = []
+    used = 0
+    for position, size in _sized(candidates):
+        if chunk and used + size > chunk_bytes:
+            yield from _load(chunk)
+            chunk, used = [], 0
+        chunk.append(position)
+        used += size
+    yield from _load(chunk)
+
+
 def get_stream(*, name: str) -> Stream | None:
     return Stream.objects.filter(name=name).first()
 
@@ -138,24 +202,33 @@ def last_recorded_at(*, streams: list[Stream]) -> dict[int, dt.datetime]:
         return dict(cursor.fetchall())
 
 
+def stream_events(
+    *, stream: Stream, from_sequence: int | None = None, direction: str = "forward"
+) -> QuerySet[Event]:
+    """Events of one stream from `from_sequence` (inclusive), forward or backward, unloaded."""
+    events = Event.objects.filter(stream=stream)
+    if direction == "backward":
+        if from_sequence is not None:
+            events = events.filter(sequence__lte=from_sequence)
+        return events.order_by("-sequence")
+    if from_sequence is not None:
+        events = events.filter(sequence__gte=from_sequence)
+    return events.order_by("sequence")
+
+
 def read_stream(
     *,
     stream: Stream,
     from_sequence: int | None = None,
     direction: str = "forward",
     limit: int = DEFAULT_LIMIT,
-) -> list[Event]:
-    """Events of one stream from `from_sequence` (inclusive), forward or backward."""
-    events = Event.objects.filter(stream=stream)
-    if direction == "backward":
-        if from_sequence is not None:
-            events = events.filter(sequence__lte=from_sequence)
-        found = list(events.order_by("-sequence")[:limit])
-    else:
-        if from_sequence is not None:
-            events = events.filter(sequence__gte=from_sequence)
-        found = list(events.order_by("sequence")[:limit])
-    # Every event is of the stream already at hand: no join, and one Stream object instead of `limit`.
+    max_bytes: int | None = None,
+) -> Events:
+    """Events of one stream from `from_sequence` (inclusive), forward or backward: `limit` of them, or
+    fewer when `max_bytes` would be passed (see load_within)."""
+    candidates = stream_events(stream=stream, from_sequence=from_sequence, direction=direction)[:limit]
+    found = load_within(candidates, max_bytes=max_bytes)
+    # Every event is of the stream already at hand: one Stream object instead of `limit`.
     for event in found:
         event.stream = stream
     return found
@@ -208,13 +281,9 @@ def filter_events(events: QuerySet[Event], log_filter: LogFilter) -> QuerySet[Ev
     return events
 
 
-def read_all(
-    *,
-    after_position: int = 0,
-    log_filter: LogFilter | None = None,
-    limit: int = DEFAULT_LIMIT,
-    up_to_position: int | None = None,
-) -> list[Event]:
+def log_events(
+    *, after_position: int = 0, log_filter: LogFilter | None = None, up_to_position: int | None = None
+) -> QuerySet[Event]:
     """The global log in position order after `after_position`, filtered, never past the settled head:
     a tail that goes on from the last position it got misses nothing. A caller that bounds the read
     itself passes `up_to_position`, which must come from head() (a sink's window does)."""
@@ -223,20 +292,33 @@ def read_all(
         events = _settled(events)
     else:
         events = events.filter(position__lte=up_to_position)
-    events = filter_events(events, log_filter or LogFilter())
-    return list(events.order_by("position")[:limit])
+    return filter_events(events, log_filter or LogFilter()).order_by("position")
 
 
-def read_all_backward(
-    *, before_position: int | None = None, log_filter: LogFilter | None = None, limit: int = DEFAULT_LIMIT
-) -> list[Event]:
+def read_all(
+    *,
+    after_position: int = 0,
+    log_filter: LogFilter | None = None,
+    limit: int = DEFAULT_LIMIT,
+    up_to_position: int | None = None,
+    max_bytes: int | None = None,
+) -> Events:
+    """`limit` events of log_events(), or fewer when `max_bytes` would be passed (see load_within)."""
+    candidates = log_events(
+        after_position=after_position, log_filter=log_filter, up_to_position=up_to_position
+    )
+    return load_within(candidates[:limit], max_bytes=max_bytes)
+
+
+def log_events_backward(
+    *, before_position: int | None = None, log_filter: LogFilter | None = None
+) -> QuerySet[Event]:
     """The global log newest first, before `before_position` (the console's view of the log), from the
     settled head down, so that a live view tailing after its newest event misses nothing."""
     events = _settled(Event.objects.all()).select_related("stream")
     if before_position is not None:
         events = events.filter(position__lt=before_position)
-    events = filter_events(events, log_filter or LogFilter())
-    return list(events.order_by("-position")[:limit])
+    return filter_events(events, log_filter or LogFilter()).order_by("-position")
 
 
 def get_event(*, event_id: uuid.UUID) -> Event | None:

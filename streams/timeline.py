@@ -24,6 +24,7 @@ from django.db.models import Max
 from streams import masking
 from streams.models import Event, Stream
 from streams.projections import projections
+from streams.selectors import iter_within
 
 Fold = Callable[[dict[str, Any], Event], dict[str, Any]]
 MISSING = object()
@@ -103,17 +104,21 @@ class Step:
 
 
 def _events(stream: Stream, upto: int | None = None) -> Iterator[Event]:
-    """The stream's events in sequence order, read in keyset chunks (a long stream is never one query)."""
+    """The stream's events in sequence order, read in keyset chunks of at most CHUNK events and
+    selectors.CHUNK_BYTES of them loaded at a time: a long stream, or one of big events, is never one
+    query or one load."""
     after = 0
     while True:
-        chunk = Event.objects.filter(stream=stream, sequence__gt=after).select_related("stream")
+        chunk = Event.objects.filter(stream=stream, sequence__gt=after)
         if upto is not None:
             chunk = chunk.filter(sequence__lte=upto)
-        events = list(chunk.order_by("sequence")[:CHUNK])
-        yield from events
-        if len(events) < CHUNK:
+        seen = 0
+        for event in iter_within(chunk.order_by("sequence")[:CHUNK]):
+            seen += 1
+            after = event.sequence
+            yield event
+        if seen < CHUNK:
             return
-        after = events[-1].sequence
 
 
 def steps(*, stream: Stream, masked: bool, upto: int | None = None) -> Iterator[Step]:

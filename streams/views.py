@@ -6,8 +6,10 @@ Every list is keyset paged by name, sequence or position, newest first where it 
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,28 +28,78 @@ from streams.queries import LOG_PARAMS, parse_log_filter
 
 PAGE_SIZE = 50
 PREVIEW_CHARS = 160
+# A page of events shows at most this much of each event's data, each value before or after a change
+# and each field of a state, and this many changes of an event: a page of big events stays small. The
+# event's own page shows it whole.
+SHOWN_CHARS = 2000
+VALUE_CHARS = 300
+CHANGES_SHOWN = 20
+STATE_FIELDS_SHOWN = 200
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class ShownChange:
+    """A timeline.Change as a page of events shows it, its values clipped."""
+
+    field: str
+    kind: str
+    before_text: str
+    after_text: str
 
 
 @dataclass(frozen=True)
 class EventRow:
+    # The event without its data and metadata: what a row shows of them is its own, clipped.
     event: Event
     data: str
     preview: str
+    # The size of the data as shown whole (pretty JSON, UTF-8), when `data` is only its start.
+    clipped_bytes: int | None = None
     # What the event changed in its stream's state (the stream page's timeline), field by field.
-    changes: list[timeline.Change] | None = None
+    changes: list[ShownChange] | None = None
+    more_changes: int = 0
+
+    @property
+    def url(self) -> str:
+        """The event's own page, where it is shown whole."""
+        return reverse("streams:event", args=[self.event.event_id])
 
 
-def event_rows(events: list[Event], steps: dict[int, timeline.Step] | None = None) -> list[EventRow]:
-    """Rows of events already masked as the view requires (streams.masking)."""
-    rows = []
-    for event in events:
-        preview = json.dumps(event.data, ensure_ascii=False, separators=(", ", ": "))
-        if len(preview) > PREVIEW_CHARS:
-            preview = preview[: PREVIEW_CHARS - 1] + "…"
-        step = steps.get(event.sequence) if steps is not None else None
-        changes = step.changes if step else None
-        rows.append(EventRow(event=event, data=pretty_json(event.data), preview=preview, changes=changes))
-    return rows
+def event_row(event: Event, changes: list[timeline.Change] | None = None) -> EventRow:
+    """A row of an event already masked as the view requires (streams.masking)."""
+    preview = clip(json.dumps(event.data, ensure_ascii=False, separators=(", ", ": ")), PREVIEW_CHARS)
+    data = pretty_json(event.data)
+    clipped_bytes = len(data.encode()) if len(data) > SHOWN_CHARS else None
+    shown = None
+    if changes is not None:
+        shown = [
+            ShownChange(
+                field=clip(change.field, VALUE_CHARS),
+                kind=change.kind,
+                before_text=clip(change.before_text, VALUE_CHARS),
+                after_text=clip(change.after_text, VALUE_CHARS),
+            )
+            for change in changes[:CHANGES_SHOWN]
+        ]
+    bare = copy.copy(event)
+    bare.data = bare.metadata = None
+    return EventRow(
+        event=bare,
+        data=clip(data, SHOWN_CHARS),
+        preview=preview,
+        clipped_bytes=clipped_bytes,
+        changes=shown,
+        more_changes=max(0, len(changes) - CHANGES_SHOWN) if changes else 0,
+    )
+
+
+def event_rows(events: Iterable[Event]) -> list[EventRow]:
+    """Rows of events already masked as the view requires, made one event at a time."""
+    return [event_row(event) for event in events]
 
 
 @require_safe
@@ -98,15 +150,19 @@ def stream_detail(request: HttpRequest, name: str) -> HttpResponse:
         "unmask": unmask_form(request, "stream", stream.name, masked),
     }
     if not parser.errors:
-        events = stream_window(stream=stream, before=before, after=after, limit=limit)
-        steps = timeline.stream_timeline(stream=stream, events=events, masked=masked)
-        context["rows"] = event_rows([steps[e.sequence].event for e in events], steps)
-        if events:
-            context["newer_after"] = events[0].sequence if events[0].sequence < stream.version else None
-            context["older_before"] = events[-1].sequence if events[-1].sequence > 1 else None
+        window = stream_window(stream=stream, before=before, after=after, limit=limit)
+        context["rows"] = timeline_rows(stream=stream, window=window, masked=masked)
+        if window:
+            context["newer_after"] = window[0] if window[0] < stream.version else None
+            context["older_before"] = window[-1] if window[-1] > 1 else None
         if as_of:
             context["state"] = state = timeline.state_as_of(stream=stream, masked=masked, **as_of)
-            context["state_fields"] = timeline.fields(state.state)
+            state_fields = timeline.fields(state.state)
+            context["state_fields"] = [
+                (clip(field, VALUE_CHARS), clip(value, VALUE_CHARS))
+                for field, value in state_fields[:STATE_FIELDS_SHOWN]
+            ]
+            context["more_state_fields"] = max(0, len(state_fields) - STATE_FIELDS_SHOWN)
     return render_page(
         request,
         "streams/stream_detail.html",
@@ -140,15 +196,30 @@ def unmask_form(request: HttpRequest, view: str, target: str, masked: bool) -> d
     }
 
 
-def stream_window(*, stream: Stream, before: int | None, after: int | None, limit: int) -> list[Event]:
-    """Events of a stream newest first: the newest, those before sequence `before`, or the first
-    `limit` after sequence `after` (sequences have no holes, so the pages either side are known)."""
+def stream_window(*, stream: Stream, before: int | None, after: int | None, limit: int) -> range:
+    """The sequences of a page of the stream, newest first: the newest, those before sequence `before`,
+    or the first `limit` after sequence `after` (sequences have no holes, so the page is known without
+    reading it)."""
     if after is not None:
-        return selectors.read_stream(stream=stream, from_sequence=after + 1, limit=limit)[::-1]
-    if before == 1:
+        oldest, newest = after + 1, min(after + limit, stream.version)
+    else:
+        newest = stream.version if before is None else min(before - 1, stream.version)
+        oldest = max(1, newest - limit + 1)
+    return range(newest, oldest - 1, -1)
+
+
+def timeline_rows(*, stream: Stream, window: range, masked: bool) -> list[EventRow]:
+    """Rows of the page's events, newest first, each with what it changed. The fold runs from the first
+    event to the newest on the page, since what an event changed depends on everything before it; each
+    event is dropped once its row is made."""
+    if not window:
         return []
-    start = before - 1 if before is not None else None
-    return selectors.read_stream(stream=stream, from_sequence=start, direction="backward", limit=limit)
+    rows = [
+        event_row(step.event, step.changes)
+        for step in timeline.steps(stream=stream, masked=masked, upto=window[0])
+        if step.event.sequence in window
+    ]
+    return rows[::-1]
 
 
 @require_safe
@@ -232,12 +303,11 @@ def event_log(request: HttpRequest) -> HttpResponse:
     # The head is read before the page, so that the tail starts no later than where the page ends.
     tail_start = selectors.head() if live else after or 0
     window = log_window(before=before, after=after, log_filter=log_filter, limit=limit)
-    if request.htmx and not window.events:
+    if request.htmx and not window.rows:
         return HttpResponse(status=204)
-    newest = window.events[0].position if window.events else 0
+    newest = window.rows[0].event.position if window.rows else 0
     context |= {
-        # The log is never unmasked: an event's own page is the place for that, one event at a time.
-        "rows": event_rows(masking.mask_events(window.events)),
+        "rows": window.rows,
         "window": window,
         "live": live,
         "tail_after": max(tail_start, newest),
@@ -249,7 +319,7 @@ def event_log(request: HttpRequest) -> HttpResponse:
 class LogWindow:
     """A page of the log, newest first, with the cursors of the pages either side (None: nothing there)."""
 
-    events: list[Event]
+    rows: list[EventRow]
     newer_after: int | None
     older_before: int | None
 
@@ -257,19 +327,22 @@ class LogWindow:
 def log_window(
     *, before: int | None, after: int | None, log_filter: selectors.LogFilter, limit: int
 ) -> LogWindow:
+    """The log is never unmasked: an event's own page is the place for that, one event at a time."""
     if after is not None:
-        events = selectors.read_all(after_position=after, log_filter=log_filter, limit=limit + 1)
-        newer = events[limit - 1].position if len(events) > limit else None
-        events = events[:limit][::-1]
-        older = events[-1].position if events else after + 1
-        return LogWindow(events=events, newer_after=newer, older_before=older if after > 0 else None)
-    events = selectors.read_all_backward(before_position=before, log_filter=log_filter, limit=limit + 1)
-    older = events[limit - 1].position if len(events) > limit else None
-    events = events[:limit]
+        candidates = selectors.log_events(after_position=after, log_filter=log_filter)[: limit + 1]
+        rows = event_rows(masking.mask_each(selectors.iter_within(candidates)))
+        newer = rows[limit - 1].event.position if len(rows) > limit else None
+        rows = rows[:limit][::-1]
+        older = rows[-1].event.position if rows else after + 1
+        return LogWindow(rows=rows, newer_after=newer, older_before=older if after > 0 else None)
+    candidates = selectors.log_events_backward(before_position=before, log_filter=log_filter)[: limit + 1]
+    rows = event_rows(masking.mask_each(selectors.iter_within(candidates)))
+    older = rows[limit - 1].event.position if len(rows) > limit else None
+    rows = rows[:limit]
     newer = None
     if before is not None:
-        newer = events[0].position if events else before - 1
-    return LogWindow(events=events, newer_after=newer, older_before=older)
+        newer = rows[0].event.position if rows else before - 1
+    return LogWindow(rows=rows, newer_after=newer, older_before=older)
 
 
 def log_context(request: HttpRequest, errors: dict[str, list[str]]) -> dict[str, Any]:
