@@ -9,13 +9,12 @@ import uuid
 
 import httpx
 import pytest
-from rest_framework.authtoken.models import Token
 
 from console import runtime
 from core.redis import client as redis_client
 from streams import read_waits
 from streams.consumers import run_projection
-from tests.conftest import person
+from tests.conftest import bearer_token, person
 from tests.console.test_up import free_port
 from tests.demo.test_read_your_writes import create_user
 from tests.recovery.crash_helpers import clear_queues
@@ -102,7 +101,7 @@ def test_a_hundred_waiting_reads_leave_appends_and_healthz_to_answer(processes, 
     applied (no worker runs the projection), and an append and /healthz still answer while the admitted
     waiters are still waiting."""
     sam = person("sam", "operator")
-    token = Token.objects.create(user=sam).key
+    token = bearer_token(sam)
     run_projection("users_directory")
     pending = create_user("1")
     processes.env |= {
