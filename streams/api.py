@@ -32,7 +32,21 @@ class EventOut(serializers.Serializer):
     type = serializers.CharField()
     data = serializers.JSONField()
     metadata = serializers.JSONField()
-    actor = serializers.CharField()
+    actor = serializers.CharField(
+        help_text="Who the event says did it: metadata.actor, else the name of the user who appended it."
+    )
+    appended_by = serializers.CharField(
+        allow_null=True,
+        read_only=True,
+        help_text="Who the store authenticated as appending it, which no request can set: user:NAME, "
+        "cli:NAME (a command on the server), system:NAME (the console's background work) or anonymous; "
+        "null for events recorded before appenders were.",
+    )
+    appended_via = serializers.CharField(
+        allow_null=True,
+        read_only=True,
+        help_text='How a user appender was authenticated: "token" (an API token of theirs) or "session".',
+    )
     recorded_at = serializers.DateTimeField()
 
     def to_representation(self, instance):
@@ -47,6 +61,8 @@ class EventOut(serializers.Serializer):
             "data": instance.data,
             "metadata": instance.metadata,
             "actor": instance.actor,
+            "appended_by": instance.appended_by,
+            "appended_via": instance.appended_via,
             "recorded_at": _TIMESTAMP.to_representation(instance.recorded_at),
         }
 
@@ -272,7 +288,13 @@ def _expected_version(request: Request, body: dict):
     parameters=[
         OpenApiParameter("after_position", int, description="Events after this position (default 0)."),
         OpenApiParameter("type", str, description="Event type; repeat or comma-separate for several."),
-        OpenApiParameter("actor", str),
+        OpenApiParameter("actor", str, description="Events whose actor (the one they claim) is this."),
+        OpenApiParameter(
+            "appended_by",
+            str,
+            description="Events the store recorded as appended by this principal, e.g. user:olivia "
+            "(user:NAME, cli:NAME, system:NAME or anonymous).",
+        ),
         OpenApiParameter("category", str),
         OpenApiParameter("stream", str),
         OpenApiParameter(
