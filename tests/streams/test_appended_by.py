@@ -2,6 +2,7 @@
 from the actor it claims (metadata.actor): an operator cannot pass their appends off as someone else's."""
 
 import getpass
+import io
 import json
 import os
 import subprocess
@@ -238,3 +239,21 @@ def test_a_retry_keeps_the_first_appender(api):
 
     assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
     assert Event.objects.get().appended_by == "system:importer"
+
+
+def test_tail_filters_by_who_appended_and_refuses_what_is_no_principal(db):
+    from django.core.management import CommandError, call_command
+
+    append_events(stream="user-1", events=[{"type": "UserCreated", "data": {}}], actor="olivia")
+    with principals.acting_as(principals.user("olivia", via=principals.TOKEN)):
+        append_events(stream="user-2", events=[{"type": "UserCreated", "data": {}}], actor="someone-else")
+    out = io.StringIO()
+
+    call_command("tail", "--appended-by", "user:olivia", stdout=out)
+
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["stream"], e["actor"], e["appended_by"]) for e in lines] == [
+        ("user-2", "someone-else", "user:olivia")
+    ]
+    with pytest.raises(CommandError, match="--appended-by: names who appended"):
+        call_command("tail", "--appended-by", "olivia", stdout=io.StringIO())
