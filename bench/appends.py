@@ -228,6 +228,10 @@ def _worker(env: dict, commands, results) -> None:
 
     django.setup()
     import streams.services  # noqa: F401 — the append path as it was when the run started
+    from core import principals
+
+    # In-process appends say who appends, as every append does (core/principals.py).
+    principals.run_as(principals.system("bench"))
 
     while True:
         task = _next(commands)

@@ -93,6 +93,10 @@ def setup_django(env: dict[str, str]) -> None:
     import django
 
     django.setup()
+    from core import principals
+
+    # The run's jobs and their audit records are appended in this process (core/principals.py).
+    principals.run_as(principals.system("bench"))
 
 
 def migrate() -> None:

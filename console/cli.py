@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from console import embedded, runtime
 from console.env import default_home
+from core import principals
 
 # Commands that never touch the database or Redis start no server.
 _OFFLINE = {"help", "--help", "-h", "version", "--version", "makemigrations", "check", "startapp"}
@@ -18,6 +19,8 @@ _OFFLINE = {"help", "--help", "-h", "version", "--version", "makemigrations", "c
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # What a command appends (an import, an audit record) is recorded as appended by whoever runs it.
+    principals.run_as(principals.command_line())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
     # Children (gunicorn, Celery) must agree on the home whatever directory they run in.
     os.environ["REPLAYDESK_HOME"] = str(default_home())

@@ -16,6 +16,9 @@ The canonical form of an event (what is hashed)
         metadata     the JSON object, as stored, its own prev_hash included
         actor        string (the actor column)
         recorded_at  UTC, microseconds, "2025-01-31T09:15:02.123456Z"
+        appended_by  string, and appended_via, string or null: who the store recorded appending it
+                     (core/principals.py); both keys only for events that record it, so the hashes
+                     of events recorded before appenders were stand unchanged
     serialised as UTF-8 with no whitespace, object keys sorted by code point at every depth, strings as
     JSON escapes them (non-ASCII kept as is), and numbers written exactly as PostgreSQL's jsonb prints
     them (kept as text, never read into a binary float), so the hash does not depend on how a client
@@ -77,6 +80,8 @@ def canonical(
     metadata: Any,
     actor: str,
     recorded_at: dt.datetime,
+    appended_by: str | None = None,
+    appended_via: str | None = None,
 ) -> bytes:
     """The bytes hashed for one event (see the module docstring). data and metadata may be the jsonb text
     PostgreSQL returns (preferred: numbers stay exact) or already decoded JSON."""
@@ -90,6 +95,8 @@ def canonical(
         "actor": actor,
         "recorded_at": recorded_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
+    if appended_by is not None:
+        document |= {"appended_by": appended_by, "appended_via": appended_via}
     return _encode(document).encode("utf-8")
 
 
@@ -122,7 +129,10 @@ def _encode(value: Any) -> str:
 
 # --- the head a new record chains to
 
-_EVENT_COLUMNS = "e.sequence, e.id, e.type, e.data::text, e.metadata::text, e.actor, e.recorded_at"
+_EVENT_COLUMNS = (
+    "e.sequence, e.id, e.type, e.data::text, e.metadata::text, e.actor, e.recorded_at, e.appended_by, "
+    "e.appended_via"
+)
 
 
 @dataclass(frozen=True)
@@ -159,7 +169,7 @@ def head(stream: str) -> Head:
 
 
 def _row_hash(stream: str, row: tuple | list) -> str:
-    sequence, event_id, type_, data, metadata, actor, recorded_at = row
+    sequence, event_id, type_, data, metadata, actor, recorded_at, appended_by, appended_via = row
     return event_hash(
         stream=stream,
         sequence=sequence,
@@ -169,6 +179,8 @@ def _row_hash(stream: str, row: tuple | list) -> str:
         metadata=metadata,
         actor=actor,
         recorded_at=recorded_at,
+        appended_by=appended_by,
+        appended_via=appended_via,
     )
 
 

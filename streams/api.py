@@ -14,6 +14,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core import principals
 from core.api import cursor_parameter, finish_query, limit_parameter, page_of, parse_query, problems
 from core.json import JSON_VALUE, NO_NUL
 from core.problems import Problem, invalid_input, not_found, unprocessable
@@ -47,7 +48,21 @@ class EventOut(serializers.Serializer):
     type = serializers.CharField()
     data = serializers.JSONField()
     metadata = serializers.JSONField()
-    actor = serializers.CharField()
+    actor = serializers.CharField(
+        help_text="Who the event says did it: metadata.actor, else the name of the user who appended it."
+    )
+    appended_by = serializers.CharField(
+        allow_null=True,
+        read_only=True,
+        help_text="Who the store authenticated as appending it, which no request can set: user:NAME, "
+        "cli:NAME (a command on the server), system:NAME (the console's background work) or anonymous; "
+        "null for events recorded before appenders were.",
+    )
+    appended_via = serializers.CharField(
+        allow_null=True,
+        read_only=True,
+        help_text='How a user appender was authenticated: "token" (an API token of theirs) or "session".',
+    )
     recorded_at = serializers.DateTimeField()
 
     def to_representation(self, instance):
@@ -62,6 +77,8 @@ class EventOut(serializers.Serializer):
             "data": instance.data,
             "metadata": instance.metadata,
             "actor": instance.actor,
+            "appended_by": instance.appended_by,
+            "appended_via": instance.appended_via,
             "recorded_at": _TIMESTAMP.to_representation(instance.recorded_at),
         }
 
@@ -405,7 +422,13 @@ def _expected_version(request: Request, body: dict):
             {"type": "string", "pattern": TYPES_PATTERN},
             description="Event type; repeat or comma-separate for several.",
         ),
-        OpenApiParameter("actor", str),
+        OpenApiParameter("actor", str, description="Events whose actor (the one they claim) is this."),
+        OpenApiParameter(
+            "appended_by",
+            {"type": "string", "pattern": principals.PATTERN},
+            description="Events the store recorded as appended by this principal, e.g. user:olivia "
+            f"({principals.FORMS}).",
+        ),
         OpenApiParameter("category", {"type": "string", "pattern": STREAM_NAME_RE.pattern}),
         OpenApiParameter("stream", {"type": "string", "pattern": STREAM_NAME_RE.pattern}),
         OpenApiParameter(

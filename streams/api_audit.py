@@ -57,8 +57,10 @@ StateOut = inline_serializer(
         OpenApiParameter(
             "q",
             str,
-            description="Terms, all of which must match: a stream name or prefix, an entity id, an actor, "
-            "actor:NAME, type:TYPE, stream:PREFIX, field=value (JSON containment on data).",
+            description="Terms, all of which must match: a stream name or prefix, an entity id, an actor "
+            "or the user who appended, actor:NAME (the actor events claim), appended_by:PRINCIPAL (who the "
+            "store recorded appending them: user:NAME, cli:NAME, system:NAME or anonymous), type:TYPE, "
+            "stream:PREFIX, field=value (JSON containment on data).",
         ),
         OpenApiParameter("recorded_after", OpenApiTypes.DATETIME),
         OpenApiParameter("recorded_before", OpenApiTypes.DATETIME),

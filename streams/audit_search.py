@@ -2,20 +2,21 @@
 
 A query is terms separated by spaces (quote a term that holds spaces); events must match every term:
 
-- `actor:alice.admin`         events by that actor
+- `actor:alice.admin`         events that claim that actor (metadata.actor)
+- `appended_by:user:olivia`   events the store recorded as appended by that principal (core/principals.py)
 - `type:PermissionGranted`    events of that type (several type: terms: any of them)
 - `stream:user-`              events of streams whose name starts with this
 - `resource=issueABC`         JSON containment on data (`data.` in front is allowed; `a.b=x` nests)
 - a bare value such as `user-123`, `user-`, `123` or `alice.admin`: events of the stream of that name
   (or when there is none, of the streams whose name starts with it), of the streams named
-  `<category>-<value>` (an entity id), by that actor, or whose data names it as `<category>_id` or `id`
-  (and `user-123` as user_id 123).
+  `<category>-<value>` (an entity id), by that actor or appended by that user, or whose data names it as
+  `<category>_id` or `id` (and `user-123` as user_id 123).
   The streams listed above the events are those named so, and those whose name starts with the value.
 
 The time range (recorded after / before) and the paging (keyset by position, newest first) are the log's
 parameters (streams.queries), and the structured terms become the log's own filter (streams.selectors):
-each condition is served by an index (stream name in C collation, (actor, recorded_at), type,
-recorded_at, GIN jsonb_path_ops on data).
+each condition is served by an index (stream name in C collation, (actor, recorded_at),
+(appended_by, recorded_at), type, recorded_at, GIN jsonb_path_ops on data).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from django.db import connection
 from django.db.models import F, Q, QuerySet, Subquery
 from django.utils.http import urlencode
 
+from core import principals
 from core.queries import QueryParser
 from streams import masking
 from streams.models import Event, Stream
 from streams.selectors import Events, LogFilter, data_containment, filter_events, iter_within, load_within
 from streams.validation import STREAM_NAME_RE, TYPE_RE
 
-PREFIXES = ("actor", "type", "stream")
+PREFIXES = ("actor", "appended_by", "type", "stream")
 MAX_TERMS = 10
 MAX_TERM_CHARS = 200
 STREAM_RESULTS = 20
@@ -99,6 +101,7 @@ def parse_search(parser: QueryParser, *, masked: bool = False) -> AuditQuery:
         log_filter=LogFilter(
             types=tuple(parts.types),
             actor=parts.actors[0] if parts.actors else None,
+            appended_by=parts.appenders[0] if parts.appenders else None,
             recorded_after=after,
             recorded_before=before,
             data=tuple(parts.data),
@@ -113,6 +116,7 @@ class _Terms:
         self.streams: list[str] = []
         self.types: list[str] = []
         self.actors: list[str] = []
+        self.appenders: list[str] = []
         self.data: list = []
 
     def add(self, token: str, parser: QueryParser) -> None:
@@ -139,8 +143,18 @@ class _Terms:
             parser.refuse("q", "stream: takes letters, digits and _ . : @ - (a stream name or its start)")
         elif prefix == "actor" and self.actors and value != self.actors[0]:
             parser.refuse("q", "an event has one actor: give one actor: term")
+        elif prefix == "appended_by" and not principals.is_principal(value):
+            parser.refuse("q", f"appended_by: names who appended as the store records it: {principals.FORMS}")
+        elif prefix == "appended_by" and self.appenders and value != self.appenders[0]:
+            parser.refuse("q", "an event has one appender: give one appended_by: term")
         else:
-            {"type": self.types, "stream": self.streams, "actor": self.actors}[prefix].append(value)
+            terms = {
+                "type": self.types,
+                "stream": self.streams,
+                "actor": self.actors,
+                "appended_by": self.appenders,
+            }
+            terms[prefix].append(value)
 
     def _containment(self, token: str, parser: QueryParser) -> None:
         path, _, value = token.partition("=")
@@ -154,7 +168,12 @@ class _Terms:
         self.data.append(data_containment(path, value))
 
 
-_EXAMPLES = {"actor": "alice.admin", "type": "PermissionGranted", "stream": "user-"}
+_EXAMPLES = {
+    "actor": "alice.admin",
+    "appended_by": "user:olivia",
+    "type": "PermissionGranted",
+    "stream": "user-",
+}
 
 
 def categories() -> list[str]:
@@ -206,6 +225,8 @@ def _term_q(term: str, known: list[str], *, masked: bool = False) -> Q:
     # A term that names a stream means that stream: `user-123` is not also user-1234's events.
     exact = Stream.objects.filter(name=term).values_list("id", flat=True).first()
     either = (Q(stream_id=exact) if exact is not None else _stream_q(term)) | Q(actor=term)
+    # Also what that user appended in another's name: the claimed actor alone would hide it.
+    either |= Q(appended_by=f"user:{term}")
     entity_ids = [stream.id for stream in entity_streams(term, known)]
     if entity_ids:
         either |= Q(stream_id__in=entity_ids)

@@ -82,7 +82,19 @@ def export(request: HttpRequest, fmt: str) -> HttpResponse:
     return response
 
 
-EXPORT_FIELDS = ("position", "recorded_at", "stream", "sequence", "type", "actor", "id", "data", "metadata")
+EXPORT_FIELDS = (
+    "position",
+    "recorded_at",
+    "stream",
+    "sequence",
+    "type",
+    "actor",
+    "appended_by",
+    "appended_via",
+    "id",
+    "data",
+    "metadata",
+)
 
 
 def _record(event: Event) -> dict[str, Any]:
@@ -93,6 +105,8 @@ def _record(event: Event) -> dict[str, Any]:
         "sequence": event.sequence,
         "type": event.type,
         "actor": event.actor,
+        "appended_by": event.appended_by,
+        "appended_via": event.appended_via,
         "id": str(event.event_id),
         "data": event.data,
         "metadata": event.metadata,

@@ -33,7 +33,12 @@ class Event(models.Model):
     type = models.CharField(max_length=200)
     data = models.JSONField()
     metadata = models.JSONField(default=dict)
+    # Who the event says did it (metadata.actor, else the appender's name): a claim, kept as made.
     actor = models.CharField(max_length=200, blank=True, default="")
+    # Who the store authenticated as appending it (core/principals.py): no request body or metadata sets
+    # these. NULL, not "", for events recorded before appenders were: unknown is not a principal.
+    appended_by = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    appended_via = models.CharField(max_length=20, null=True, blank=True)  # noqa: DJ001
     recorded_at = models.DateTimeField(db_default=Now())
 
     class Meta:
@@ -45,6 +50,12 @@ class Event(models.Model):
             # Who did what when: the positions come from the index alone (an index-only scan).
             models.Index(
                 fields=["actor", "recorded_at"], include=["position"], name="streams_event_actor_time"
+            ),
+            models.Index(
+                fields=["appended_by", "recorded_at"],
+                include=["position"],
+                condition=models.Q(appended_by__isnull=False),
+                name="streams_event_appender_time",
             ),
             models.Index(fields=["recorded_at"], name="streams_event_recorded_at"),
             GinIndex(OpClass("data", name="jsonb_path_ops"), name="streams_event_data"),

@@ -5,18 +5,36 @@ from __future__ import annotations
 
 import uuid
 
+from core import principals
 from core.queries import QueryParser
 from streams import masking
 from streams.selectors import LogFilter, data_containment
 from streams.validation import STREAM_NAME_RE, TYPE_RE
 
-LOG_PARAMS = ("type", "actor", "category", "stream", "correlation_id", "recorded_after", "recorded_before")
+LOG_PARAMS = (
+    "type",
+    "actor",
+    "appended_by",
+    "category",
+    "stream",
+    "correlation_id",
+    "recorded_after",
+    "recorded_before",
+)
 
 
 def stream_name(parser: QueryParser, name: str) -> str | None:
     value = parser.raw(name)
     if value is not None and not STREAM_NAME_RE.fullmatch(value):
         parser.error(name, "a stream name is 1–200 characters of letters, digits and _ . : @ -")
+        return None
+    return value
+
+
+def appended_by(parser: QueryParser, name: str) -> str | None:
+    value = parser.raw(name)
+    if value and not principals.is_principal(value):
+        parser.error(name, f"names who appended as the store records it: {principals.FORMS}")
         return None
     return value
 
@@ -59,6 +77,7 @@ def parse_log_filter(parser: QueryParser, *, masked: bool = False) -> LogFilter:
     return LogFilter(
         types=tuple(types),
         actor=parser.raw("actor"),
+        appended_by=appended_by(parser, "appended_by"),
         category=category,
         stream=stream_name(parser, "stream"),
         correlation_id=correlation_id,

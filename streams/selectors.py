@@ -237,7 +237,9 @@ def read_stream(
 @dataclass(frozen=True)
 class LogFilter:
     types: tuple[str, ...] = ()
+    # Who the events claim did them (the actor column), and who the store recorded appending them.
     actor: str | None = None
+    appended_by: str | None = None
     category: str | None = None
     # Any of these categories (a consumer's subscription); `category` is the API's single one.
     categories: tuple[str, ...] = ()
@@ -259,6 +261,8 @@ def filter_events(events: QuerySet[Event], log_filter: LogFilter) -> QuerySet[Ev
         events = events.filter(type__in=log_filter.types)
     if log_filter.actor:
         events = events.filter(actor=log_filter.actor)
+    if log_filter.appended_by:
+        events = events.filter(appended_by=log_filter.appended_by)
     if log_filter.category:
         events = events.filter(stream__category=log_filter.category)
     if log_filter.categories:

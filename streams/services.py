@@ -14,6 +14,10 @@ How an append keeps its promises (docs/architecture.md, The store's guarantees):
   NOTIFY that wakes consumers is sent after the commit, outside the writers' transactions (a NOTIFY
   inside one serialises every commit in the database);
 - idempotency: event ids are unique; a retry whose ids are all recorded gets the original result.
+
+Who appended each event is recorded as the store authenticated them (core/principals.py:
+`appended_by`, `appended_via`), from whoever is acting where the append is called, never from the batch;
+the actor the event claims (metadata.actor) is kept apart, in `actor`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from core import principals
 from streams import wakeups
 from streams.validation import (
     InvalidAppend,
@@ -67,7 +72,8 @@ def append_events(
     """Append a batch to one stream atomically.
 
     expected_version: "any", "no_stream", "exists", or N (the stream's current version; 0 = no events).
-    actor: who appends, used when an event's metadata names no actor.
+    actor: who the events say did them when their metadata names no actor (the `actor` column).
+    The appender recorded is whoever is acting (core.principals.current(); NobodyActing when nobody is).
     audit_trail: only the console's own audit (streams.audit.record) may append to its category.
     Raises InvalidAppend (bad input or a partial retry) or WrongExpectedVersion; in both cases nothing
     is written.
@@ -76,13 +82,14 @@ def append_events(
     readers of the global log (consumers, replays, tails) wait at its first position until it ends.
     """
     raw = list(events) if isinstance(events, list | tuple) else events
+    appender = principals.current()
     stream, batch, expected = parse_append(
         stream=stream, events=raw, expected_version=expected_version, audit_trail=audit_trail
     )
     ids = [event.id or uuid.uuid4() for event in batch]
     client_ids = any(event.id is not None for event in batch)
     try:
-        return _append(stream, batch, ids, expected, actor)
+        return _append(stream, batch, ids, expected, actor, appender)
     except (IntegrityError, WrongExpectedVersion):
         # A retry of a recorded batch fails on its ids (or its expected version, which has moved on):
         # it gets the original result. Asked only then, so a first append costs no extra read.
@@ -120,9 +127,10 @@ _APPEND = """
         {claim}
         RETURNING id, version, replaydesk_append_slot() AS slot
     ), appended AS (
-        INSERT INTO streams_event (stream_id, sequence, id, type, data, metadata, actor, recorded_at)
+        INSERT INTO streams_event (stream_id, sequence, id, type, data, metadata, actor, appended_by,
+                                   appended_via, recorded_at)
         SELECT c.id, c.version - %(count)s + e.ord, (e.doc->>'i')::uuid, e.doc->>'t', e.doc->'d', e.doc->'m',
-               e.doc->>'a', clock_timestamp()
+               e.doc->>'a', %(appended_by)s, %(appended_via)s, clock_timestamp()
           FROM claimed c, jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS e(doc, ord)
          ORDER BY e.ord
         RETURNING position, sequence
@@ -132,7 +140,12 @@ _APPEND = """
 
 
 def _append(
-    stream: str, batch: list[NewEvent], ids: list[uuid.UUID], expected: str | int, actor: str
+    stream: str,
+    batch: list[NewEvent],
+    ids: list[uuid.UUID],
+    expected: str | int,
+    actor: str,
+    appender: principals.Principal,
 ) -> AppendResult:
     count = len(batch)
     mode = "no_stream" if expected == 0 else expected if isinstance(expected, str) else "version"
@@ -143,6 +156,8 @@ def _append(
         "count": count,
         "expected": expected,
         "batch": _batch_document(batch, ids, actor),
+        "appended_by": appender.name,
+        "appended_via": appender.via,
     }
     # One statement is one transaction: outside a caller's transaction it runs in autocommit, one round
     # trip (an error takes all of it back); inside one, in a savepoint, so that a failed append leaves
@@ -275,8 +290,10 @@ def import_events(*, batches: Sequence[ImportBatch], actor: str = "") -> ImportR
 
     Every batch is checked as an append would be, expected versions included, and the whole import is
     written or none of it. Event ids must be new: an import is not a retry. Events may keep the time
-    they were first recorded (`recorded_at`, ISO 8601); by default it is now.
+    they were first recorded (`recorded_at`, ISO 8601); by default it is now. The appender recorded is
+    whoever is acting (core.principals.current()), as for an append.
     """
+    appender = principals.current()
     errors: dict[str, list[str]] = {}
     parsed: list[tuple[str, list[NewEvent], str | int, list[Any]]] = []
     for index, batch in enumerate(batches):
@@ -296,13 +313,13 @@ def import_events(*, batches: Sequence[ImportBatch], actor: str = "") -> ImportR
         return ImportResult(events=0, streams=0, last_position=0)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            return _import(cursor, parsed, actor)
+            return _import(cursor, parsed, actor, appender)
     except (IntegrityError, psycopg.errors.UniqueViolation) as exc:  # COPY raises psycopg's own
         message = "an event id is recorded already; an import only adds new events"
         raise InvalidAppend({"events": [message]}) from exc
 
 
-def _import(cursor, parsed, actor: str) -> ImportResult:
+def _import(cursor, parsed, actor: str, appender: principals.Principal) -> ImportResult:
     names = list(dict.fromkeys(stream for stream, _, _, _ in parsed))
     cursor.execute(
         "SELECT name, id, version FROM streams_stream WHERE name = ANY(%s) ORDER BY name FOR UPDATE", [names]
@@ -340,7 +357,8 @@ def _import(cursor, parsed, actor: str) -> ImportResult:
     cursor.execute("SELECT replaydesk_append_slot()")
     count = 0
     copy_sql = (
-        "COPY streams_event (stream_id, sequence, id, type, data, metadata, actor, recorded_at) FROM STDIN"
+        "COPY streams_event (stream_id, sequence, id, type, data, metadata, actor, appended_by, appended_via,"
+        " recorded_at) FROM STDIN"
     )
     with cursor.cursor.copy(copy_sql) as copy:
         for (stream, events, _, times), first in zip(parsed, first_sequences, strict=True):
@@ -357,6 +375,8 @@ def _import(cursor, parsed, actor: str) -> ImportResult:
                         json.dumps(event.data),
                         json.dumps(metadata),
                         who,
+                        appender.name,
+                        appender.via,
                         recorded_at or timezone.now(),
                     )
                 )

@@ -32,6 +32,15 @@ def _rate_limit_windows_start_empty():
     limits.reset()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _tests_append_as_themselves():
+    """A test that calls a service appends as the tests (core/principals.py); what the test client sends
+    is recorded as the user it signed in, as in production."""
+    from core import principals
+
+    principals.run_as(principals.system("tests"))
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # The default hasher is slow on purpose; the tests log in hundreds of times.

@@ -60,3 +60,28 @@ def test_a_support_agent_finds_who_granted_a_permission_and_when_then_reads_the_
     expect(state.locator('tr[data-field="permissions.issueABC"]')).to_contain_text("write")
     expect(state.locator('tr[data-field="name"]')).to_contain_text("•••")
     assert has_no_horizontal_scroll(page)
+
+
+def test_an_append_made_in_another_name_shows_who_really_appended_it(page, support_agent):
+    from core import principals
+    from streams.services import append_events
+
+    with principals.acting_as(principals.user("olivia", via=principals.TOKEN)):
+        grant = {"type": "PermissionGranted", "data": {"resource": "issueABC"}, "metadata": {"actor": "bob"}}
+        append_events(stream="user-123", events=[grant])
+    log_in(page, "sam")
+    page.wait_for_url("**/dashboard/")
+
+    page.goto("/audit/")
+    page.get_by_label("Search", exact=True).fill("appended_by:user:olivia")
+    page.get_by_role("button", name="Search").click()
+
+    [row] = page.locator("table.audit-events tbody tr").all()
+    expect(row).to_contain_text("bob")
+    expect(row.locator(".appender")).to_have_text("appended by user:olivia (token)")
+    assert has_no_horizontal_scroll(page)
+
+    row.get_by_role("link", name="PermissionGranted").click()
+
+    appender = page.locator("dl.facts div").filter(has=page.locator("dt", has_text="Appended by"))
+    expect(appender.locator("dd")).to_have_text("user:olivia (token)")

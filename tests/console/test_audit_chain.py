@@ -49,6 +49,8 @@ def independent_hash(event: Event) -> str:
         "actor": event.actor,
         "recorded_at": event.recorded_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
+    if event.appended_by is not None:
+        document |= {"appended_by": event.appended_by, "appended_via": event.appended_via}
     text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -154,6 +156,7 @@ EDITS = {
     "data": "UPDATE streams_event SET data = jsonb_set(data, '{reason}', '\"approved by phone\"')",
     "type": "UPDATE streams_event SET type = 'JobRejected'",
     "actor": "UPDATE streams_event SET actor = 'mallory'",
+    "appended_by": "UPDATE streams_event SET appended_by = 'user:mallory'",
     "metadata": "UPDATE streams_event SET metadata = jsonb_set(metadata, '{ip}', '\"10.0.0.1\"')",
     "recorded_at": "UPDATE streams_event SET recorded_at = recorded_at - interval '1 hour'",
 }

@@ -25,6 +25,10 @@ def run(database_url: str, role: str, seed: int, writers_done, out) -> None:
     import django
 
     django.setup()
+    from core import principals
+
+    # A spawned process starts with nobody acting; its appends are the tests' as the parent's are.
+    principals.run_as(principals.system("tests"))
     try:
         result = _writer(seed) if role == "writer" else _reader(seed, writers_done)
     except BaseException as exc:  # noqa: BLE001 — the test reports it instead of waiting for nothing

@@ -121,6 +121,8 @@ def test_a_stream_reads_forward_from_a_sequence(api, long_stream):
         "data",
         "metadata",
         "actor",
+        "appended_by",
+        "appended_via",
         "recorded_at",
     }
     assert (event["stream"], event["type"], event["data"]) == ("order-7", "LineAdded", {"line": 4})
@@ -354,5 +356,7 @@ def test_an_event_is_written_out_as_its_declared_fields_say(db):
         "data",
         "metadata",
         "actor",
+        "appended_by",
+        "appended_via",
         "recorded_at",
     ]

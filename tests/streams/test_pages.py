@@ -192,7 +192,9 @@ def test_stream_page_shows_events_newest_first_with_everything_a_row_needs(brows
     assert positions(response) == [second, first]
     event = Event.objects.get(position=second)
     assert f'href="/events/{event.event_id}/">EmailChanged</a>' in html
-    assert '<td class="wrap">olivia</td>' in html
+    # The actor the event claims, and who the store recorded appending it (the tests, in-process).
+    appender = '<span class="appender">appended by <code>system:tests</code></span>'
+    assert f'<td class="wrap">olivia {appender}</td>' in html
     # The data is there, personal data masked until someone unmasks it (audited).
     assert "<details>" in html and f"&quot;email&quot;: &quot;{mask_value('b@example.com')}&quot;" in html
     assert "b@example.com" not in html

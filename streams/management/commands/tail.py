@@ -25,7 +25,10 @@ class Command(BaseCommand):
         parser.add_argument("--type", action="append", default=[], help="Only this event type (repeatable).")
         parser.add_argument("--category")
         parser.add_argument("--stream")
-        parser.add_argument("--actor")
+        parser.add_argument("--actor", help="Only events that claim this actor.")
+        parser.add_argument(
+            "--appended-by", help="Only events the store recorded as appended by this (user:NAME, …)."
+        )
         parser.add_argument("--max-events", type=int, help="Stop after printing this many events.")
 
     def handle(self, *args, **options):
@@ -51,7 +54,7 @@ class Command(BaseCommand):
                 listener.close()
 
     def _filter(self, options):
-        params = {key: options[key] for key in ("category", "stream", "actor") if options[key]}
+        params = {key: options[key] for key in ("category", "stream", "actor", "appended_by") if options[key]}
         if options["type"]:
             params["type"] = ",".join(options["type"])
         parser = QueryParser(params, params.keys())
@@ -59,5 +62,6 @@ class Command(BaseCommand):
         try:
             parser.done()
         except QueryErrors as exc:
-            raise CommandError("; ".join(f"--{k}: {v[0]}" for k, v in exc.errors.items())) from exc
+            problems = (f"--{name.replace('_', '-')}: {v[0]}" for name, v in exc.errors.items())
+            raise CommandError("; ".join(problems)) from exc
         return log_filter
