@@ -106,7 +106,7 @@ def stream_state(request: Request, stream: str) -> Response:
     parser = parse_query(request, ("sequence", "at"))
     sequence, at = parser.integer("sequence", minimum=0), parser.time("at")
     if sequence is not None and sequence > found.version:
-        parser.refuse("sequence", f"must be at most {found.version}, the stream's last sequence")
+        parser.refuse("sequence", f"must be from 0 to {found.version}")
         sequence = None
     if sequence is not None and at is not None:
         parser.refuse("at", "give sequence or at, not both")
