@@ -21,7 +21,8 @@ _MIN_POSITION = OpenApiParameter(
     "min_position",
     {"type": "integer", "minimum": 0},
     description="Wait until the projection has applied this position (read-your-writes): 503 with "
-    "Retry-After when it has not in time, 429 with Retry-After when too many reads wait already.",
+    "Retry-After when it has not in time, 429 with Retry-After when too many reads wait already, 422 "
+    "for a position no event has.",
 )
 
 
@@ -90,7 +91,7 @@ def _rows(sql: str, params: list) -> list[dict]:
 @extend_schema(
     operation_id="demo_user_retrieve",
     parameters=[_MIN_POSITION],
-    responses={200: UserOut, **problems(400, 401, 404, 429, 503)},
+    responses={200: UserOut, **problems(400, 401, 404, 422, 429, 503)},
 )
 @api_view(["GET"])
 def user_detail(request: Request, user_id: str) -> Response:

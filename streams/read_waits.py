@@ -13,7 +13,8 @@ Retry-After when either is full:
   slots. These slots are entries of a sorted set in Redis scored by when they expire (the longest wait
   and a margin), so a process that dies while waiting leaks nothing for longer than that.
 
-A read whose position is applied already answers at once and takes no slot.
+A read whose position is applied already answers at once and takes no slot; one for a position no
+event has is refused at once (422).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import uuid
 from collections.abc import Iterator
 
 from django.conf import settings
+from django.db.models import Max
 
-from core.problems import Problem
+from core.problems import Problem, unprocessable
 from core.redis import client as redis_client
+from streams.models import Event
 from streams.projections import Projection, read_checkpoint
 
 POLL_SECONDS = 0.05
@@ -63,6 +66,13 @@ def wait_until_applied(projection: Projection, position: int, *, user_id: int | 
     reached = applied(projection)
     if reached >= position:
         return reached
+    last = Event.objects.aggregate(last=Max("position"))["last"] or 0
+    if position > last:
+        # An append answers after its commit, so the position it gave is in the log by now: a read that
+        # waited for this one would wait for someone else's append, if any ever came.
+        raise unprocessable(
+            {"min_position": [f"no event has position {position}; the log's last is {last}"]},
+        )
     with waiting_slot(user_id):
         deadline = time.monotonic() + settings.REPLAYDESK_READ_WAIT_SECONDS
         while reached < position and time.monotonic() < deadline:

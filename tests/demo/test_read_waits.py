@@ -86,6 +86,25 @@ def test_a_read_past_the_process_cap_is_429(api, settings, no_user_slots):
 
 
 @pytest.mark.django_db
+def test_a_read_for_a_position_no_event_has_is_422_at_once_and_waits_in_no_slot(
+    api, operator, settings, no_user_slots
+):
+    settings.REPLAYDESK_READ_WAIT_SECONDS = 30  # were it to wait, the test would time out
+    settings.REPLAYDESK_READ_WAITS_PER_PROCESS = 1
+    run_projection("users_directory")
+    last = create_user("1")
+
+    with read_waits.waiting_slot("someone-else"):  # the process has no slot left: no wait is possible
+        response = api.get("/api/v1/demo/users/1", {"min_position": last + 1})
+
+    problem = assert_problem(response, 422)
+    assert problem["errors"]["min_position"] == [
+        f"no event has position {last + 1}; the log's last is {last}"
+    ]
+    assert redis_client().zcard(read_waits.user_key(operator.pk)) == 0
+
+
+@pytest.mark.django_db
 def test_a_users_slot_left_by_a_process_that_died_expires(operator, settings, no_user_slots):
     settings.REPLAYDESK_READ_WAITS_PER_USER = 1
     # A slot whose holder died: it was never given back, and its time is up.
