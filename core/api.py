@@ -52,8 +52,14 @@ def cursor_parameter(minimum: int | None) -> OpenApiParameter:
     return OpenApiParameter("cursor", schema, description="`next` of the previous page.")
 
 
-# Text that must say something: DRF trims it first, so spaces alone are blank.
-NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+# What Python's str.strip() takes for white space (JSON Schema's \s is another set): DRF and the query
+# parsers trim it.
+SPACE = (
+    "\\t\\n\\u000b\\u000c\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+# Text that must say something: DRF trims it first, so white space alone is blank.
+NOT_BLANK = f"^[^\\u0000]*[^{SPACE}\\u0000][^\\u0000]*$"
 
 
 def document_parsing(result: dict, generator, request, public) -> dict:

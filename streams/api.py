@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core import principals
-from core.api import cursor_parameter, finish_query, limit_parameter, page_of, parse_query, problems
+from core.api import SPACE, cursor_parameter, finish_query, limit_parameter, page_of, parse_query, problems
 from core.json import JSON_VALUE, NO_NUL
 from core.problems import Problem, invalid_input, not_found, unprocessable
 from core.roles import Allows, Can
@@ -214,7 +214,7 @@ STREAM_PATH = OpenApiParameter(
     description="1–200 letters, digits and _ . : @ -",
 )
 # One or more event types, comma-separated; blank items are skipped (streams.queries.parse_log_filter).
-_TYPE_ITEM = r"\s*(" + TYPE_RE.pattern.strip("^$") + r"\s*)?"
+_TYPE_ITEM = f"[{SPACE}]*(" + TYPE_RE.pattern.strip("^$") + f"[{SPACE}]*)?"
 TYPES_PATTERN = f"^{_TYPE_ITEM}(,{_TYPE_ITEM})*$"
 EVENT_ID_PATH = OpenApiParameter("event_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
