@@ -34,6 +34,7 @@ from tests.chaos.helpers import (
 from tests.conftest import bearer_token, person
 from tests.recovery.crash_helpers import History, counted_event_ids
 from tests.streams.test_projection_crashes import Processes
+from tests.web import wait_until_serving
 
 TERMINATIONS = 4
 
@@ -90,15 +91,7 @@ def web(tmp_path):
     argv += ["--workers", "2", "--timeout", "30", "--graceful-timeout", "1"]
     server = processes.start("gunicorn", argv)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "gunicorn.log").read_text()
-        time.sleep(0.1)
+    wait_until_serving(url, server, tmp_path / "gunicorn.log")
     yield url
     processes.stop_all()
 

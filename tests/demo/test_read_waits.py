@@ -20,6 +20,7 @@ from tests.demo.test_read_your_writes import create_user
 from tests.recovery.crash_helpers import clear_queues
 from tests.streams.test_api_append import assert_problem
 from tests.streams.test_projection_crashes import Processes
+from tests.web import wait_until_serving
 
 WAITERS = 100
 
@@ -134,7 +135,7 @@ def test_a_hundred_waiting_reads_leave_appends_and_healthz_to_answer(processes, 
     server = processes.start("web", web.argv)
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {token}"}
-    wait_for_healthz(url, server, tmp_path)
+    wait_until_serving(url, server, tmp_path / "web.log")
     answers: list[httpx.Response] = []
 
     def read() -> None:
@@ -171,15 +172,3 @@ def test_a_hundred_waiting_reads_leave_appends_and_healthz_to_answer(processes, 
     for waiter in waiters:
         waiter.join(timeout=60)
     assert sorted(answer.status_code for answer in answers) == [200] * admitted + [429] * (WAITERS - admitted)
-
-
-def wait_for_healthz(url: str, server, logs) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and server.poll() is None, (logs / "web.log").read_text()
-        time.sleep(0.1)
