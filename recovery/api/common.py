@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -77,6 +78,11 @@ def conflict(exc: services.JobError) -> Problem:
 def created(job: Job, status: int) -> Response:
     location = reverse("api:api-job-detail", args=[job.pk])
     return Response(JobOut(job).data, status=status, headers={"Location": location})
+
+
+def name_parameter(field: str, description: str) -> OpenApiParameter:
+    """The schema of a filter that name_param reads."""
+    return OpenApiParameter(field, {"type": "string", "maxLength": MAX_NAME}, description=description)
 
 
 def name_param(parser, field: str) -> str | None:

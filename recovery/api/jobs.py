@@ -12,7 +12,15 @@ from core.api import cursor_parameter, finish_query, limit_parameter, page_of, p
 from core.problems import Problem, unprocessable
 from core.roles import Allows, Can
 from recovery import approvals, selectors, services
-from recovery.api.common import MAX_NAME, checked_body, conflict, created, job_or_404, name_param, request_job
+from recovery.api.common import (
+    checked_body,
+    conflict,
+    created,
+    job_or_404,
+    name_param,
+    name_parameter,
+    request_job,
+)
 from recovery.api.serializers import ChangeIn, EstimateIn, EstimateOut, JobConflictOut, JobIn, JobOut
 from recovery.kinds import base as registry
 from recovery.models import Job
@@ -25,11 +33,7 @@ from recovery.params import JobParamsError
     parameters=[
         OpenApiParameter("kind", str, enum=registry.names()),
         OpenApiParameter("state", str, enum=Job.State.values),
-        OpenApiParameter(
-            "target",
-            {"type": "string", "maxLength": MAX_NAME},
-            description="Jobs on this projection or sink.",
-        ),
+        name_parameter("target", "Jobs on this projection or sink."),
         cursor_parameter(1),
         limit_parameter(50, selectors.MAX_LIMIT),
     ],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,7 +11,7 @@ from core.api import cursor_parameter, finish_query, limit_parameter, page_of, p
 from core.problems import not_found
 from core.roles import Allows, Can
 from recovery import selectors, services
-from recovery.api.common import MAX_NAME, checked_body, conflict, created, name_param, request_job
+from recovery.api.common import checked_body, conflict, created, name_param, name_parameter, request_job
 from recovery.api.serializers import (
     JobConflictOut,
     JobOut,
@@ -29,11 +29,7 @@ from streams.projections import get_projection
     methods=["GET"],
     operation_id="snapshots_list",
     parameters=[
-        OpenApiParameter(
-            "projection",
-            {"type": "string", "maxLength": MAX_NAME},
-            description="Snapshots of this projection.",
-        ),
+        name_parameter("projection", "Snapshots of this projection."),
         cursor_parameter(1),
         limit_parameter(50, selectors.MAX_LIMIT),
     ],
