@@ -17,6 +17,7 @@ import datetime as dt
 import time
 
 import httpx
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
@@ -87,11 +88,13 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
     head = selectors.head()
     # A window of positions, as projections read: the cost does not grow with how selective the filter is.
     window_end = min(head, selectors.next_position(after=position) - 1 + limit * consumers.WINDOW_FACTOR)
+    # Bounded in bytes too: a worker holds the batch, and the receiver takes it as one body.
     events = selectors.read_all(
         after_position=position,
         up_to_position=window_end,
         log_filter=log_filter(sink),
         limit=limit,
+        max_bytes=settings.REPLAYDESK_READ_MAX_BYTES,
     )
     if not events:
         if window_end > position:  # events outside the filter are passed over too
@@ -104,7 +107,7 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
     delivery = deliver(client, sink, events)
     if not delivery.ok:
         return sink_failures.failed(sink, consumer, events, delivery, probe)
-    full = len(events) == limit
+    full = len(events) == limit or events.cut  # more may follow before window_end
     _delivered(sink, consumer, events[-1].position if full else window_end)
     return BatchOutcome(applied=len(events), caught_up=not full and window_end == head)
 

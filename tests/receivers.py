@@ -24,6 +24,7 @@ class Receiver:
         self.kept: dict[str, dict] = {}  # each event taken in, by id, in the order it first arrived
         self.effects: Counter = Counter()  # what each event did to this system (1 = applied once)
         self.received: Counter = Counter()  # how often each id came over the wire
+        self.batch_sizes: list[int] = []  # events in each POST, in the order they came
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -46,6 +47,7 @@ class Receiver:
 
     def take(self, events: list[dict]) -> None:
         with self.lock:
+            self.batch_sizes.append(len(events))
             for event in events:
                 self.received[event["id"]] += 1
                 if event["id"] not in self.kept:

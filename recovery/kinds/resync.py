@@ -6,6 +6,7 @@ import datetime as dt
 import time
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -138,10 +139,10 @@ class Resync(JobKind):
                 if runner.cancel_requested(job):
                     return
                 window_end = min(end, selectors.next_position(after=lane.position) - 1 + limit * 4)
-                events = list(
-                    self._events(consumer, job, after=lane.position, up_to=window_end)
-                    .select_related("stream")
-                    .order_by("position")[:limit]
+                # Bounded in bytes too, as a live delivery's batch is (streams/sinks.py).
+                candidates = self._events(consumer, job, after=lane.position, up_to=window_end)
+                events = selectors.load_within(
+                    candidates.order_by("position")[:limit], max_bytes=settings.REPLAYDESK_READ_MAX_BYTES
                 )
                 if events:
                     within = max(0.0, deadline - time.monotonic())
@@ -159,7 +160,7 @@ class Resync(JobKind):
                         self._retry(job, lane, resender, delivery.error, deadline)
                         continue
                     sent += len(events)
-                reached = events[-1].position if len(events) == limit else window_end
+                reached = events[-1].position if len(events) == limit or events.cut else window_end
                 JobLane.objects.filter(pk=lane.pk).update(
                     position=reached,
                     done=lane.done + len(events),

@@ -160,6 +160,30 @@ def test_a_receiver_that_lost_data_is_resynced_from_a_position_once_per_event_at
     assert elapsed >= (resent - batch) / rate, f"{resent} events at {rate}/s took only {elapsed:.2f} s"
 
 
+def test_a_resync_sends_batches_within_the_byte_bound_and_passes_over_nothing(receiver, settings):
+    settings.REPLAYDESK_READ_MAX_BYTES = 5_000
+    for i in range(7):
+        append_events(stream=f"user-{i}", events=[{"type": "UserCreated", "data": {"bio": "x" * 2_000}}])
+    create_sink(
+        name="crm_hook",
+        url=receiver.url,
+        secret="s3cret-for-the-test",
+        rate_per_second=5000,
+        batch_size=100,
+        categories=["user"],
+        from_head=True,
+        actor="olivia",
+    )
+
+    job = run("resync", sink="crm_hook", from_position=0)
+
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert receiver.batch_sizes == [2, 2, 2, 1]
+    assert set(receiver.kept) == {
+        str(i) for i in Event.objects.filter(stream__category="user").values_list("event_id", flat=True)
+    }
+
+
 def test_a_resync_leaves_out_the_events_it_excludes(receiver):
     history = History(seed=29)
     history.add(400)

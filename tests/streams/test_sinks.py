@@ -208,6 +208,23 @@ def test_every_event_is_delivered_signed_in_order_and_the_checkpoint_reaches_the
 
 
 @pytest.mark.django_db
+def test_a_batch_stops_at_the_byte_bound_and_the_next_one_goes_on_from_there(receiver, settings):
+    settings.REPLAYDESK_READ_MAX_BYTES = 5_000
+    for i in range(7):
+        append_events(stream=f"user-{i}", events=[{"type": "UserCreated", "data": {"bio": "x" * 2_000}}])
+    events = list(Event.objects.filter(stream__category="user").order_by("position"))
+    make_sink(receiver, batch_size=100)
+
+    drain()
+
+    # Two events of about 2 KB a batch, not all seven in one: the worker held, and the receiver took, no
+    # more than the bound; and no event was passed over where a batch stopped early.
+    assert [len(r["ids"]) for r in receiver.requests] == [2, 2, 2, 1]
+    assert [i for r in receiver.requests for i in r["ids"]] == [str(e.event_id) for e in events]
+    assert consumer().position == head()
+
+
+@pytest.mark.django_db
 def test_a_failing_then_recovering_receiver_gets_every_event_at_least_once_and_applies_each_once(receiver):
     events = users(6)
     make_sink(receiver, batch_size=3, breaker_threshold=100, max_attempts=100)

@@ -2,6 +2,7 @@
 
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from core.queries import QueryErrors, QueryParser
@@ -37,7 +38,12 @@ class Command(BaseCommand):
         listener = Listener() if options["follow"] else None
         try:
             while limit is None or printed < limit:
-                batch = read_all(after_position=position, log_filter=log_filter, limit=500)
+                batch = read_all(
+                    after_position=position,
+                    log_filter=log_filter,
+                    limit=500,
+                    max_bytes=settings.REPLAYDESK_READ_MAX_BYTES,
+                )
                 for event in batch[: None if limit is None else limit - printed]:
                     self.stdout.write(json.dumps(EventOut(event).data))
                     printed += 1
