@@ -14,7 +14,17 @@ from console.env import default_home
 from core import principals
 
 # Commands that never touch the database or Redis start no server.
-_OFFLINE = {"help", "--help", "-h", "version", "--version", "makemigrations", "check", "startapp"}
+_OFFLINE = {
+    "help",
+    "--help",
+    "-h",
+    "version",
+    "--version",
+    "makemigrations",
+    "check",
+    "startapp",
+    "startprojection",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,11 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
     try:
+        from django.core.exceptions import ImproperlyConfigured
         from django.core.management import execute_from_command_line
 
         execute_from_command_line(["replaydesk", *argv])
     except KeyboardInterrupt:
         return 130  # Ctrl-C: a stop the user asked for, not a crash worth a traceback
+    except ImproperlyConfigured as exc:
+        # A setting or an app's declaration (REPLAYDESK_APPS, a projection breaking its contract) the
+        # message names: what to fix, not a traceback.
+        sys.stderr.write(f"replaydesk: {exc}\n")
+        return 1
     finally:
         if services is not None:
             services.stop()
