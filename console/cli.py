@@ -9,8 +9,8 @@ import signal
 import sys
 from urllib.parse import urlsplit
 
-from console import embedded, runtime
-from console.env import default_home
+from console import embedded, runtime, user_apps
+from console.env import default_home, env_list
 from core import principals
 
 # Commands that never touch the database or Redis start no server.
@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         # A setting or an app's declaration (REPLAYDESK_APPS, a projection breaking its contract) the
         # message names: what to fix, not a traceback.
         sys.stderr.write(f"replaydesk: {exc}\n")
+        return 1
+    except Exception as exc:
+        failure = user_apps.failure_in(exc, env_list("REPLAYDESK_APPS", []))
+        if failure is None:
+            raise
+        sys.stderr.write(f"replaydesk: {failure}\n")
         return 1
     finally:
         if services is not None:

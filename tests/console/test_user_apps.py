@@ -109,6 +109,12 @@ def test_a_projection_of_your_own_is_discovered_applies_live_events_replays_and_
         ),
         ("shop-orders", "", "REPLAYDESK_APPS: 'shop-orders' is not a Python package name"),
         ("shop,streams", "", "REPLAYDESK_APPS: 'streams' is installed already"),
+        (
+            "shop",
+            "import json\nimport no_such_dependency\n",
+            "REPLAYDESK_APPS: 'shop' fails to import: ModuleNotFoundError: No module named "
+            "'no_such_dependency' ({tmp_path}/shop/__init__.py, line 2)",
+        ),
     ],
 )
 def test_a_package_that_cannot_be_imported_stops_replaydesk_with_its_name(tmp_path, apps, init, says):
@@ -117,7 +123,7 @@ def test_a_package_that_cannot_be_imported_stops_replaydesk_with_its_name(tmp_pa
     refused = replaydesk("lag", apps=apps, path=tmp_path)
 
     assert refused.returncode == 1
-    assert refused.stderr.startswith(f"replaydesk: {says}"), refused.stderr
+    assert refused.stderr.startswith(f"replaydesk: {says.format(tmp_path=tmp_path)}"), refused.stderr
     assert "Traceback" not in refused.stderr
 
 
@@ -150,3 +156,15 @@ def test_two_apps_with_a_projection_of_one_name_stop_the_start_naming_both(tmp_p
         "replaydesk: two projections are named 'orders_by_customer': shop.projections.OrdersByCustomer and "
         "shop2.projections.OrdersByCustomer"
     ), refused.stderr
+
+
+def test_a_projections_module_that_fails_names_its_package_and_line(tmp_path):
+    package(tmp_path, "shop", "import streams.projections\nraise RuntimeError('half-written')\n")
+
+    refused = replaydesk("check", apps="shop", path=tmp_path)
+
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "replaydesk: REPLAYDESK_APPS: 'shop' fails to import: RuntimeError: half-written "
+        f"({tmp_path}/shop/projections.py, line 2)\n"
+    )
