@@ -9,6 +9,8 @@ import signal
 import sys
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ImproperlyConfigured
+
 from console import embedded, runtime, user_apps
 from console.env import default_home, env_list
 from core import principals
@@ -52,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGHUP, _exit_on_signal)
     try:
-        from django.core.exceptions import ImproperlyConfigured
         from django.core.management import execute_from_command_line
 
         execute_from_command_line(["replaydesk", *argv])
