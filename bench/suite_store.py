@@ -183,6 +183,7 @@ def _consumers(ctx: Context, head: int) -> list:
                 "name": name,
                 "categories": ("user", "group"),
                 "types": LAG_TYPES,
+                "tables": ("CREATE TABLE seen (position bigint PRIMARY KEY)",),
                 "__module__": __name__,
                 "apply": lambda self, cursor, events: None,
             },

@@ -9,12 +9,24 @@ import signal
 import sys
 from urllib.parse import urlsplit
 
-from console import embedded, runtime
-from console.env import default_home
+from django.core.exceptions import ImproperlyConfigured
+
+from console import embedded, runtime, user_apps
+from console.env import default_home, env_list
 from core import principals
 
 # Commands that never touch the database or Redis start no server.
-_OFFLINE = {"help", "--help", "-h", "version", "--version", "makemigrations", "check", "startapp"}
+_OFFLINE = {
+    "help",
+    "--help",
+    "-h",
+    "version",
+    "--version",
+    "makemigrations",
+    "check",
+    "startapp",
+    "startprojection",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +59,17 @@ def main(argv: list[str] | None = None) -> int:
         execute_from_command_line(["replaydesk", *argv])
     except KeyboardInterrupt:
         return 130  # Ctrl-C: a stop the user asked for, not a crash worth a traceback
+    except ImproperlyConfigured as exc:
+        # A setting or an app's declaration (REPLAYDESK_APPS, a projection breaking its contract) the
+        # message names: what to fix, not a traceback.
+        sys.stderr.write(f"replaydesk: {exc}\n")
+        return 1
+    except Exception as exc:
+        failure = user_apps.failure_in(exc, env_list("REPLAYDESK_APPS", []))
+        if failure is None:
+            raise
+        sys.stderr.write(f"replaydesk: {failure}\n")
+        return 1
     finally:
         if services is not None:
             services.stop()

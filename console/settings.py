@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from console import user_apps
 from console.env import default_home, env_bool, env_list, redis_url_for_celery
 from core.json import JSON_VALUE_SCHEMA
 
@@ -50,6 +51,10 @@ INSTALLED_APPS = [
 REPLAYDESK_DEMO = env_bool("REPLAYDESK_DEMO", False)
 if REPLAYDESK_DEMO:
     INSTALLED_APPS.append("demo")
+# Your own apps (comma-separated importable packages): their `projections` modules declare projections
+# (docs/projections.md). A name that cannot be imported stops the start (console/user_apps.py).
+REPLAYDESK_APPS = user_apps.checked(env_list("REPLAYDESK_APPS", []), installed=INSTALLED_APPS)
+INSTALLED_APPS += REPLAYDESK_APPS
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

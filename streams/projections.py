@@ -1,13 +1,15 @@
 """Projections: Python code that folds events into PostgreSQL tables in a schema of its own.
 
-A projection declares its name, version, the categories and/or types it follows, the tables it owns
-(CREATE TABLE statements with unqualified names) and how it folds a batch: either `apply(cursor, events)`
-over Event objects, or `apply_rows(cursor, rows)`, set-based SQL over a relation of the batch's events
-that never leave PostgreSQL (streams/batches.py; several times faster on replays). Its tables live in
-the schema `proj_<name>` together with its checkpoint, and the fold runs with that schema first on the
+The contract (every attribute and method, its default and its rules) is docs/projections.md, with a guide
+that writes one from nothing; `contract_errors` is where it is checked. A projection declares its name,
+version, what it follows, the tables it owns and how it folds a batch (`apply` over Event objects, or
+`apply_rows`, set-based SQL over the batch inside PostgreSQL: streams/batches.py). Its tables live in the
+schema `proj_<name>` together with its checkpoint, and the fold runs with that schema first on the
 search_path, in the same transaction that moves the checkpoint: effects happen exactly once.
 
-Projections are found in the `projections` module of every installed app.
+Projections are found in the `projections` module of every installed app (REPLAYDESK_APPS adds yours).
+Defining a subclass with a `name` checks it against the contract and registers it: a projection that
+breaks the contract, or takes another one's name, stops the start with ImproperlyConfigured naming it.
 """
 
 from __future__ import annotations
@@ -16,14 +18,28 @@ import re
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 
 from streams import batches, selectors
 from streams.models import Event
+from streams.validation import TYPE_RE
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 SCHEMA_PREFIX = "proj_"
+# The runner's own tables in every projection schema.
+RESERVED_TABLES = ("checkpoint", "stream_checkpoint")
+_IDENTIFIER = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
+_CREATE_TABLE = re.compile(
+    rf"\s*CREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>{_IDENTIFIER})(?P<rest>.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_CREATE_INDEX = re.compile(
+    rf"\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:{_IDENTIFIER}\s+)?ON\s+(?:ONLY\s+)?"
+    rf"(?P<name>{_IDENTIFIER})(?P<rest>.*)",
+    re.IGNORECASE | re.DOTALL,
+)
 
 _registry: dict[str, Projection] = {}
 
@@ -47,12 +63,12 @@ class Projection:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             return  # an abstract base
-        if not NAME_RE.fullmatch(cls.name):
-            raise ValueError(
-                f"projection name {cls.name!r}: use 1–40 of a-z, 0-9 and _, starting with a letter"
+        errors = contract_errors(cls)
+        if errors:
+            raise ImproperlyConfigured(
+                f"projection {cls.name!r} ({_where(cls)}) breaks the projection contract "
+                f"(docs/projections.md): {'; '.join(errors)}"
             )
-        if cls.on_failure not in ("stop", "park"):
-            raise ValueError(f"projection {cls.name}: on_failure is 'stop' or 'park', not {cls.on_failure!r}")
         if register:
             add(cls)
 
@@ -102,6 +118,74 @@ class Projection:
         return f"<Projection {self.name} v{self.version}>"
 
 
+def contract_errors(cls: type[Projection]) -> list[str]:
+    """What a projection class declares against the contract (docs/projections.md); empty when it keeps it."""
+    errors = []
+    if not isinstance(cls.name, str) or not NAME_RE.fullmatch(cls.name):
+        errors.append("name: use 1–40 of a-z, 0-9 and _, starting with a letter")
+    if not _count(cls.version):
+        errors.append(f"version is a whole number from 1, not {cls.version!r}")
+    errors += _names_errors("categories", cls.categories, lambda c: bool(c) and "-" not in c, "without '-'")
+    errors += _names_errors("types", cls.types, TYPE_RE.fullmatch, "starting with a letter")
+    errors += _tables_errors(cls.tables)
+    if cls.apply is Projection.apply and cls.apply_rows is Projection.apply_rows:
+        errors.append("it defines neither apply(cursor, events) nor apply_rows(cursor, rows)")
+    if cls.on_failure not in ("stop", "park"):
+        errors.append(f"on_failure is 'stop' or 'park', not {cls.on_failure!r}")
+    for setting in ("max_attempts", "batch_size"):
+        if not _count(getattr(cls, setting)):
+            errors.append(f"{setting} is a whole number from 1, not {getattr(cls, setting)!r}")
+    if cls.replay_batch_size is not None and not _count(cls.replay_batch_size):
+        errors.append(f"replay_batch_size is None or a whole number from 1, not {cls.replay_batch_size!r}")
+    for method in ("forget", "fold_stream"):
+        if method in dir(cls) and not callable(getattr(cls, method)):
+            errors.append(f"{method} is a method")
+    return errors
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _names_errors(attribute: str, value: Any, valid: Any, rule: str) -> list[str]:
+    if not isinstance(value, tuple | list):
+        # ("order") is the string "order", not a tuple: it would follow the categories o, r, d, e.
+        return [f"{attribute} is a tuple of strings (write ({value!r},) for one), not {value!r}"]
+    bad = [item for item in value if not isinstance(item, str) or not valid(item)]
+    return [f"{attribute}: {', '.join(map(repr, bad))} (each is a string {rule})"] if bad else []
+
+
+def _tables_errors(tables: Any) -> list[str]:
+    if not isinstance(tables, tuple | list) or not all(isinstance(t, str) for t in tables):
+        return ["tables is a tuple of SQL statements (CREATE TABLE, CREATE INDEX)"]
+    errors, created = [], 0
+    for statement in tables:
+        quoted = " ".join(statement.split())
+        quoted = repr(quoted if len(quoted) <= 60 else quoted[:60] + "…")
+        if ";" in statement.strip().rstrip(";"):
+            errors.append(f"tables: one statement each, no ';' inside ({quoted})")
+            continue
+        table, index = _CREATE_TABLE.fullmatch(statement), _CREATE_INDEX.fullmatch(statement)
+        found = table or index
+        if found is None:
+            errors.append(f"tables: {quoted} is not a CREATE TABLE or CREATE INDEX statement")
+        elif found["rest"].lstrip().startswith("."):
+            errors.append(
+                f"tables: {quoted} names a schema; names are unqualified (the runner puts them in the "
+                "projection's own schema)"
+            )
+        elif found["name"].strip('"').lower() in RESERVED_TABLES and table:
+            errors.append(f"tables: {found['name']} is the runner's own table; choose another name")
+        created += table is not None
+    if not created and not errors:
+        errors.append("tables: declare at least one CREATE TABLE statement (the tables it keeps)")
+    return errors
+
+
+def _where(cls: type[Projection]) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def projections() -> dict[str, Projection]:
     return dict(_registry)
 
@@ -149,8 +233,11 @@ def read_checkpoint(projection: Projection, schema: str | None = None) -> tuple[
 
 def add(cls: type[Projection]) -> None:
     existing = _registry.get(cls.name)
-    if existing is not None and type(existing).__qualname__ != cls.__qualname__:
-        raise ValueError(f"two projections are named {cls.name!r}")
+    if existing is not None and _where(type(existing)) != _where(cls):
+        raise ImproperlyConfigured(
+            f"two projections are named {cls.name!r}: {_where(type(existing))} and {_where(cls)}; "
+            "rename one (its name is its schema, proj_<name>, and its consumer's name)"
+        )
     _registry[cls.name] = cls()
 
 

@@ -25,6 +25,7 @@ def _no_projection_schemas(fresh_projection_schemas):
 class Carts(Projection, register=False):
     name = "test_metrics_carts"
     categories = ("cart",)
+    tables = ("CREATE TABLE seen (position bigint PRIMARY KEY)",)
 
     def apply(self, cursor, events):
         pass

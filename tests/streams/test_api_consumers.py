@@ -39,6 +39,7 @@ class Invoices(Projection, register=False):
 
     name = "test_api_invoices"
     categories = ("invoice",)
+    tables = ("CREATE TABLE seen (position bigint PRIMARY KEY)",)
     refuse = True
 
     def apply(self, cursor, events):

@@ -28,6 +28,7 @@ class Orders(Projection, register=False):
 
     name = "test_lag_orders"
     categories = ("order",)
+    tables = ("CREATE TABLE seen (position bigint PRIMARY KEY)",)
 
     def apply(self, cursor, events):
         pass
@@ -37,6 +38,7 @@ class Shipments(Projection, register=False):
     name = "test_lag_shipments"
     categories = ("order",)
     types = ("Shipped",)
+    tables = ("CREATE TABLE seen (position bigint PRIMARY KEY)",)
 
     def apply(self, cursor, events):
         pass
@@ -45,6 +47,7 @@ class Shipments(Projection, register=False):
 class Users(Projection, register=False):
     name = "test_lag_users"
     categories = ("user",)
+    tables = ("CREATE TABLE seen (position bigint PRIMARY KEY)",)
 
     def apply(self, cursor, events):
         pass

@@ -163,6 +163,7 @@ class _Ledger(Projection, register=False):
 
     name = "ledger_fold_test"
     categories = ("ledger",)
+    tables = ("CREATE TABLE seen (position bigint PRIMARY KEY)",)
 
     def apply(self, cursor, events):  # never run: this test projection only folds
         raise NotImplementedError
