@@ -1,5 +1,5 @@
-"""The client is tested as an application uses it: against a real `replaydesk up`, started once for the
-session in a home of its own (its own embedded PostgreSQL and Redis), and imported from its source.
+"""The client is tested as an application uses it: against a real `replaydesk up`, started once for these
+tests in a home of its own (its own embedded PostgreSQL and Redis), and imported from its source.
 
 The client is its own package (clients/python) with its own dependencies; it is put on sys.path here
 rather than installed with the project, so that the project's install stays one `pip install -e`, and
@@ -36,8 +36,9 @@ class Server:
     token: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server():
+    """One server for the package's tests, stopped after the last of them."""
     home = Path(tempfile.mkdtemp(prefix="rd-client-"))
     env = up_environment(home, **SERVER_SETTINGS)
     run = Up.start(env, "--port", str(free_port()))
