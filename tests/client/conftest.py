@@ -10,9 +10,11 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.console.test_up import Up, clean_up, free_port, token_for, up_environment
@@ -43,9 +45,22 @@ def server():
     env = up_environment(home, **SERVER_SETTINGS)
     run = Up.start(env, "--port", str(free_port()))
     try:
-        url = run.wait_ready()
-        yield Server(url.rstrip("/"), token_for(env, "admin"))
+        found = Server(run.wait_ready().rstrip("/"), token_for(env, "admin"))
+        demo_projections_are_consumers(found)
+        yield found
         assert run.stop() == 0, run.output
     finally:
         clean_up(run, home)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def demo_projections_are_consumers(server: Server, timeout: float = 60) -> None:
+    """Projections get their consumer rows from the dispatcher and the tick, soon after `up` is ready."""
+    headers = {"Authorization": f"Bearer {server.token}"}
+    deadline = time.monotonic() + timeout
+    while True:
+        consumers = httpx.get(f"{server.url}/api/v1/consumers", headers=headers, timeout=10).json()["results"]
+        if {"users_directory", "access"} <= {consumer["name"] for consumer in consumers}:
+            return
+        assert time.monotonic() < deadline, consumers
+        time.sleep(0.2)

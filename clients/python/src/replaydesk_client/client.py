@@ -178,23 +178,23 @@ class Client:
             params = {**params, "cursor": page["next"]}
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
+        attempt = 0
+        while True:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                if last:
+                if attempt == self.retries:
                     raise Unreachable(f"{method} {path}: no answer from the server ({exc!r})") from exc
-                time.sleep(self._backoff(attempt))
-                continue
-            if response.is_success:
-                return response
-            error = error_for(response)
-            wait = self._wait_before_retry(error, response.status_code, attempt)
-            if last or wait is None:
-                raise error
+                wait = self._backoff(attempt)
+            else:
+                if response.is_success:
+                    return response
+                error = error_for(response)
+                wait = self._wait_before_retry(error, response.status_code, attempt)
+                if attempt == self.retries or wait is None:
+                    raise error
             time.sleep(wait)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            attempt += 1
 
     def _wait_before_retry(self, error: Exception, status: int, attempt: int) -> float | None:
         """Seconds to wait before trying again, or None when this answer is not worth another try."""

@@ -102,6 +102,8 @@ class WaitTimedOut(ReplaydeskError):
         )
 
 
+WRONG_EXPECTED_VERSION = "urn:replaydesk:problem:wrong-expected-version"
+
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidInput,
     401: Unauthorized,
@@ -116,8 +118,8 @@ def error_for(response: httpx.Response) -> ApiError:
     problem = _problem(response)
     status = response.status_code
     if status == 409:
-        kind = WrongExpectedVersion if "current_version" in problem else Conflict
-        return kind(status, problem)
+        wrong_version = problem.get("type") == WRONG_EXPECTED_VERSION and "current_version" in problem
+        return (WrongExpectedVersion if wrong_version else Conflict)(status, problem)
     if status == 429:
         return RateLimited(status, problem, retry_after(response))
     if status == 503:
