@@ -181,7 +181,8 @@ def test_past_the_rate_limit_an_append_is_refused_with_retry_after_and_nothing_w
     stream = fresh()
     client.append(stream, placed(1))
     written = 1
-    with Client(server.url, server.token, retries=0) as impatient:
+    # Told to come back in a second, a client that waits half a second at most raises at once.
+    with Client(server.url, server.token, max_wait=0.5) as impatient:
         with pytest.raises(RateLimited) as refused:
             for _ in range(200):
                 impatient.append(stream, placed(1))
