@@ -115,18 +115,21 @@ def receiver():
     running.stop()
 
 
-def test_a_receiver_that_lost_data_is_resynced_from_a_position_once_per_event_at_the_rate(receiver):
-    history = History(seed=23)
-    history.add(3000)
+def crm_sink(receiver, **settings) -> None:
     create_sink(
         name="crm_hook",
         url=receiver.url,
         secret="s3cret-for-the-test",
         rate_per_second=5000,
-        batch_size=100,
-        categories=["user", "group"],
         actor="olivia",
+        **settings,
     )
+
+
+def test_a_receiver_that_lost_data_is_resynced_from_a_position_once_per_event_at_the_rate(receiver):
+    history = History(seed=23)
+    history.add(3000)
+    crm_sink(receiver, batch_size=100, categories=["user", "group"])
     while not run_sink("crm_hook").caught_up:
         pass
     every_id = {
@@ -164,16 +167,7 @@ def test_a_resync_sends_batches_within_the_byte_bound_and_passes_over_nothing(re
     settings.REPLAYDESK_READ_MAX_BYTES = 5_000
     for i in range(7):
         append_events(stream=f"user-{i}", events=[{"type": "UserCreated", "data": {"bio": "x" * 2_000}}])
-    create_sink(
-        name="crm_hook",
-        url=receiver.url,
-        secret="s3cret-for-the-test",
-        rate_per_second=5000,
-        batch_size=100,
-        categories=["user"],
-        from_head=True,
-        actor="olivia",
-    )
+    crm_sink(receiver, batch_size=100, categories=["user"], from_head=True)
 
     job = run("resync", sink="crm_hook", from_position=0)
 
@@ -193,15 +187,7 @@ def test_a_resync_leaves_out_the_events_it_excludes(receiver):
         actor="deploy-bug",
     )
     history.add(100)
-    create_sink(
-        name="crm_hook",
-        url=receiver.url,
-        secret="s3cret-for-the-test",
-        rate_per_second=5000,
-        categories=["user"],
-        from_head=True,
-        actor="olivia",
-    )
+    crm_sink(receiver, categories=["user"], from_head=True)
 
     job = run("resync", sink="crm_hook", from_position=0, exclude={"actor": "deploy-bug"})
 
@@ -216,15 +202,7 @@ def test_a_resync_leaves_out_the_events_it_excludes(receiver):
 def test_a_resync_whose_batch_outlasts_a_slice_at_its_rate_still_sends(receiver, settings):
     settings.REPLAYDESK_JOB_SLICE_SECONDS = 0.2  # a batch of 100 at 200 events/s takes 0.5 s
     History(seed=31).add(60)
-    create_sink(
-        name="crm_hook",
-        url=receiver.url,
-        secret="s3cret-for-the-test",
-        rate_per_second=5000,
-        batch_size=100,
-        from_head=True,
-        actor="olivia",
-    )
+    crm_sink(receiver, batch_size=100, from_head=True)
 
     job = run("resync", sink="crm_hook", from_position=0, rate_per_second=200)
 
