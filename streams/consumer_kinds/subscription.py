@@ -5,10 +5,11 @@ acknowledge. The consumer's checkpoint is its slowest partition's, so its lag is
 from __future__ import annotations
 
 from django.db.models import Min
+from django.http import HttpRequest
 
 from streams import selectors
-from streams.consumer_kinds import ConsumerKind, RunResult
-from streams.models import Consumer, Subscription, SubscriptionPartition
+from streams.consumer_kinds import ConsumerError, ConsumerKind, RunResult
+from streams.models import Consumer, ParkedEvent, Subscription, SubscriptionPartition
 
 
 class SubscriptionKind(ConsumerKind):
@@ -31,3 +32,10 @@ class SubscriptionKind(ConsumerKind):
         if subscription is None:
             return super().follows(consumer)
         return selectors.LogFilter(types=tuple(subscription.types), categories=tuple(subscription.categories))
+
+    def retry_parked(self, *, parked_id: int, actor: str, request: HttpRequest | None = None) -> ParkedEvent:
+        # Its readers are elsewhere and fetch partitions in order: nothing here can hand them one event.
+        raise ConsumerError(
+            "a subscription's parked event is not delivered again: its readers fetch partitions in order; "
+            "handle it from the parked list (its event is there) and skip it"
+        )

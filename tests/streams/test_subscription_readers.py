@@ -15,7 +15,8 @@ from collections import defaultdict
 import pytest
 from django.db import close_old_connections, connection
 
-from streams import subscriptions
+from core.redis import client as redis_client
+from streams import read_waits, subscriptions
 from streams.models import Event, SubscriptionPartition
 from streams.services import append_events
 from tests.streams import subscription_children as children
@@ -174,3 +175,32 @@ def test_readers_racing_for_partitions_never_hold_one_at_once_and_get_each_event
     assert set(SubscriptionPartition.objects.values_list("checkpoint", "delivered_up_to")) == {
         (cp, cp) for cp in SubscriptionPartition.objects.values_list("checkpoint", flat=True)
     }
+
+
+def test_a_waiting_fetch_answers_with_the_event_appended_while_it_waits():
+    subscription = subscriptions.create_subscription(name="billing", categories=["invoice"], actor="tests")
+    slots = read_waits.user_key("waiter")
+    redis_client().delete(slots)
+    batches: list[subscriptions.Batch] = []
+
+    def wait() -> None:
+        try:
+            batches.append(
+                subscriptions.fetch(
+                    subscription=subscription, reader="r", max_events=10, wait_seconds=30, user_id="waiter"
+                )
+            )
+        finally:
+            connection.close()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while not redis_client().zcard(slots):  # it found nothing and is waiting
+        assert time.monotonic() < deadline and waiter.is_alive()
+        time.sleep(0.01)
+    [position] = append_events(stream="invoice-1", events=[{"type": "Issued", "data": {}}]).positions
+    waiter.join(60)
+
+    assert [event.position for event in batches[0].events] == [position]
+    assert redis_client().zcard(slots) == 0, "its waiting slot is given back"

@@ -9,6 +9,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core.audit import AuditType
+from core.redis import client as redis_client
+from streams import read_waits
 from streams.models import Consumer, Event, ParkedEvent, SubscriptionPartition
 from streams.services import append_events
 from streams.subscriptions import partition_of
@@ -303,3 +305,52 @@ def test_a_nack_of_an_event_the_lease_did_not_deliver_is_refused(api):
     partition = SubscriptionPartition.objects.get()
     assert (partition.checkpoint, partition.nacks) == (0, 0)
     assert not ParkedEvent.objects.exists()
+
+
+@pytest.fixture
+def no_waiting_slots():
+    def clear():
+        for key in redis_client().scan_iter(f"{read_waits.KEY_PREFIX}*"):
+            redis_client().delete(key)
+
+    clear()
+    yield
+    clear()
+
+
+def test_a_fetch_that_would_wait_past_the_caps_is_refused_with_retry_after(
+    api, operator, settings, no_waiting_slots
+):
+    settings.REPLAYDESK_READ_WAITS_PER_USER = 1
+    create(api)
+    with read_waits.waiting_slot(operator.pk):
+        problem = assert_problem(fetch(api, wait=5), 429)
+        assert "waiting" in problem["detail"]
+        assert fetch(api, wait=5)["Retry-After"] == "1"
+        append("invoice-1", 1)
+        # Events to deliver: it answers at once and takes no slot.
+        assert len(fetch(api, wait=5).json()["events"]) == 1
+    assert SubscriptionPartition.objects.get().checkpoint == 0
+
+
+def test_the_consumer_pages_show_a_subscription_with_the_other_consumers(api, browser_client):
+    create(api)
+    append("invoice-1", 2)
+
+    listed = browser_client.get("/consumers/")
+    detail = browser_client.get("/consumers/billing/")
+
+    assert listed.status_code == 200 and "billing" in listed.content.decode()
+    assert detail.status_code == 200 and "subscription" in detail.content.decode()
+
+
+def test_a_parked_event_of_a_subscription_cannot_be_retried_and_says_so(api):
+    create(api, max_nacks=1)
+    positions = append("invoice-1", 1)
+    lease = fetch(api).json()["lease"]
+    api.post(f"{URL}/billing/nack", {"lease": lease, "position": positions[0], "reason": "no"}, format="json")
+    [parked] = api.get("/api/v1/consumers/billing/parked").json()["results"]
+
+    problem = assert_problem(api.post(f"/api/v1/consumers/billing/parked/{parked['id']}/retry"), 409)
+    assert "skip it" in problem["detail"]
+    assert ParkedEvent.objects.get().state == ParkedEvent.State.PARKED
