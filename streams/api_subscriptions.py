@@ -135,6 +135,11 @@ class PartitionOut(serializers.Serializer):
     delivered_up_to = serializers.IntegerField(help_text="What the current lease has delivered.")
     lag_events = serializers.IntegerField(help_text="Events of the partition after its checkpoint (exact).")
     lag_seconds = serializers.FloatField(help_text="Age of the oldest of them; 0 when caught up.")
+    rate = serializers.FloatField(
+        allow_null=True,
+        help_text="Events acknowledged per second over its last window of about a minute; 0 after two "
+        "minutes without one; null until a window was counted.",
+    )
     health = serializers.CharField()
     reader = serializers.CharField(allow_null=True, help_text="Who holds its lease now; null when free.")
     lease_expires_at = serializers.DateTimeField(allow_null=True)
@@ -154,7 +159,7 @@ class SubscriptionOut(ConsumerOut):
     def to_representation(self, status):
         out = dict(ConsumerOut(status.consumer, context=self.context).data)
         # The partitions' own counts, exact; the consumer's is measured from its slowest partition.
-        out["lag_events"], out["lag_exact"] = status.lag_events, True
+        out["lag_events"], out["lag_exact"], out["rate"] = status.lag_events, True, status.rate
         for name, field in self.fields.items():
             if name not in out:
                 out[name] = field.to_representation(field.get_attribute(status))

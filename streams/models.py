@@ -263,6 +263,11 @@ class SubscriptionPartition(models.Model):
     failing_position = models.BigIntegerField(null=True, blank=True)
     nacks = models.IntegerField(default=0)
     progressed_at = models.DateTimeField(null=True, blank=True)
+    # Events acknowledged per second over the last window of about a minute, counted once a window from
+    # the checkpoint at its start (rate_window_at, rate_window_checkpoint): no write per event.
+    rate = models.FloatField(null=True, blank=True)
+    rate_window_at = models.DateTimeField(null=True, blank=True)
+    rate_window_checkpoint = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [

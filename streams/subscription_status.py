@@ -4,7 +4,8 @@ and seconds, health, the reader holding it and until when (selectors that only r
 A partition's lag is counted exactly: the events it follows after its checkpoint, up to the head, in one
 statement for every partition (so its cost grows with the lag of the slowest partition). The
 subscription's own status (lag.consumer_status) measures from its slowest partition's checkpoint, as
-every consumer list does, so its lag there is an upper bound; here it is the partitions' sum.
+every consumer list does, so its lag there is an upper bound; here it is the partitions' sum, and its
+rate the sum of theirs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 
-from streams import health, lag, selectors
+from streams import health, lag, selectors, subscriptions
 from streams.models import Consumer, Subscription, SubscriptionPartition
 from streams.subscriptions import log_filter
 
@@ -28,6 +29,9 @@ class PartitionStatus:
     delivered_up_to: int
     lag_events: int
     lag_seconds: float
+    # Events acknowledged per second over its last window of about a minute; 0 after two windows without
+    # an acknowledgement; None until a window was counted.
+    rate: float | None
     health: str
     # The reader holding a current lease, and when it expires; None when the partition is free.
     reader: str | None
@@ -42,6 +46,8 @@ class SubscriptionStatus:
     consumer: lag.ConsumerStatus
     subscription: Subscription
     lag_events: int
+    # The partitions' rates summed; None until one was counted.
+    rate: float | None
     partitions: list[PartitionStatus]
 
 
@@ -61,6 +67,7 @@ def subscription_status(*, subscription: Subscription, now: dt.datetime | None =
                 delivered_up_to=row.delivered_up_to,
                 lag_events=count,
                 lag_seconds=round(max(0.0, (now - oldest).total_seconds()), 3) if count and oldest else 0.0,
+                rate=_rate(row, now),
                 health=_health(consumer, row, count, oldest, now),
                 reader=row.reader if held else None,
                 lease_expires_at=row.lease_expires_at if held else None,
@@ -73,6 +80,7 @@ def subscription_status(*, subscription: Subscription, now: dt.datetime | None =
         consumer=lag.consumer_status(consumer=consumer, head=head, now=now),
         subscription=subscription,
         lag_events=sum(p.lag_events for p in partitions),
+        rate=_total([p.rate for p in partitions]),
         partitions=partitions,
     )
 
@@ -81,6 +89,13 @@ def subscription_statuses() -> list[SubscriptionStatus]:
     subscriptions = Subscription.objects.select_related("consumer").order_by("consumer__name")
     now = timezone.now()
     return [subscription_status(subscription=each, now=now) for each in subscriptions]
+
+
+def _rate(row: SubscriptionPartition, now: dt.datetime) -> float | None:
+    if row.rate is None or row.rate_window_at is None:
+        return None
+    quiet = (now - row.rate_window_at).total_seconds() >= 2 * subscriptions.RATE_WINDOW_SECONDS
+    return 0.0 if quiet else row.rate
 
 
 def _health(
@@ -134,3 +149,8 @@ def _lag_by_partition(subscription: Subscription, head: int) -> dict[int, tuple[
             },
         )
         return {number: (count, oldest) for number, count, oldest in cursor.fetchall()}
+
+
+def _total(rates: list[float | None]) -> float | None:
+    counted = [rate for rate in rates if rate is not None]
+    return round(sum(counted), 3) if counted else None

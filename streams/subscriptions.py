@@ -52,6 +52,8 @@ MAX_BATCH = 1000
 MAX_REASON = 2000
 # How often a waiting fetch looks again.
 POLL_SECONDS = 0.1
+# A partition's rate is counted over windows of about this long.
+RATE_WINDOW_SECONDS = 60.0
 
 _PARTITION_SQL = (
     "(SELECT replaydesk_stream_partition(s.name, %s) FROM streams_stream s"
@@ -247,18 +249,19 @@ def _candidates(subscription: Subscription, reader: str) -> list[_Candidate]:
     return [_Candidate(*row) for row in rows]
 
 
+def _partition_events(subscription: Subscription, number: int, *, after: int, up_to: int) -> QuerySet[Event]:
+    """The events of the partition it follows after `after`, up to `up_to` (a head: see head())."""
+    events = selectors.filter_events(
+        Event.objects.filter(position__gt=after, position__lte=up_to), log_filter(subscription)
+    )
+    return events.alias(partition=RawSQL(_PARTITION_SQL, [subscription.partitions])).filter(partition=number)
+
+
 def _events(
     subscription: Subscription, number: int, *, after: int, head: int, limit: int
 ) -> selectors.Events:
     """The partition's events after `after`, in position order, up to `limit` and the byte bound of a read."""
-    candidates: QuerySet[Event] = selectors.filter_events(
-        Event.objects.filter(position__gt=after, position__lte=head), log_filter(subscription)
-    )
-    candidates = (
-        candidates.alias(partition=RawSQL(_PARTITION_SQL, [subscription.partitions]))
-        .filter(partition=number)
-        .order_by("position")
-    )
+    candidates = _partition_events(subscription, number, after=after, up_to=head).order_by("position")
     return selectors.load_within(candidates[:limit], max_bytes=settings.REPLAYDESK_READ_MAX_BYTES)
 
 
@@ -328,8 +331,9 @@ def ack(*, subscription: Subscription, lease: uuid.UUID, position: int) -> Subsc
         fields: list[str] = []
         if position > partition.checkpoint:
             now = timezone.now()
+            _measure_rate(subscription, partition, now, before=partition.checkpoint, after=position)
             partition.checkpoint, partition.progressed_at = position, now
-            fields += ["checkpoint", "progressed_at"]
+            fields += ["checkpoint", "progressed_at", "rate", "rate_window_at", "rate_window_checkpoint"]
             if partition.failing_position is not None and partition.failing_position <= position:
                 partition.failing_position, partition.nacks = None, 0
                 fields += ["failing_position", "nacks"]
@@ -375,15 +379,43 @@ def nack(*, subscription: Subscription, lease: uuid.UUID, position: int, reason:
         else:
             partition.checkpoint, partition.failing_position, partition.nacks = position - 1, position, nacks
         if partition.checkpoint > acknowledged:
+            _measure_rate(subscription, partition, now, before=acknowledged, after=partition.checkpoint)
             partition.progressed_at = now
         # What followed it goes again too, from the checkpoint: per-stream order holds.
         partition.delivered_up_to = partition.checkpoint
         _save(
             subscription,
             partition,
-            ["checkpoint", "delivered_up_to", "failing_position", "nacks", "progressed_at"],
+            [
+                "checkpoint",
+                "delivered_up_to",
+                "failing_position",
+                "nacks",
+                "progressed_at",
+                "rate",
+                "rate_window_at",
+                "rate_window_checkpoint",
+            ],
         )
     return Nacked(partition=partition, parked=parked)
+
+
+def _measure_rate(
+    subscription: Subscription, partition: SubscriptionPartition, now: dt.datetime, *, before: int, after: int
+) -> None:
+    """The checkpoint moves from `before` to `after`: once a window is over, its events are counted
+    (the partition's, that it follows) and the next window starts."""
+    if partition.rate_window_at is None:
+        partition.rate_window_at, partition.rate_window_checkpoint = now, before
+        return
+    elapsed = (now - partition.rate_window_at).total_seconds()
+    if elapsed < RATE_WINDOW_SECONDS:
+        return
+    counted = _partition_events(
+        subscription, partition.number, after=partition.rate_window_checkpoint, up_to=after
+    ).count()
+    partition.rate = round(counted / elapsed, 3)
+    partition.rate_window_at, partition.rate_window_checkpoint = now, after
 
 
 def _delivers(subscription: Subscription, number: int, event: Event) -> bool:

@@ -57,6 +57,9 @@ class Migration(migrations.Migration):
                 ('failing_position', models.BigIntegerField(blank=True, null=True)),
                 ('nacks', models.IntegerField(default=0)),
                 ('progressed_at', models.DateTimeField(blank=True, null=True)),
+                ('rate', models.FloatField(blank=True, null=True)),
+                ('rate_window_at', models.DateTimeField(blank=True, null=True)),
+                ('rate_window_checkpoint', models.BigIntegerField(default=0)),
                 ('subscription', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='partition_rows', to='streams.subscription')),
             ],
             options={

@@ -354,3 +354,23 @@ def test_a_parked_event_of_a_subscription_cannot_be_retried_and_says_so(api):
     problem = assert_problem(api.post(f"/api/v1/consumers/billing/parked/{parked['id']}/retry"), 409)
     assert "skip it" in problem["detail"]
     assert ParkedEvent.objects.get().state == ParkedEvent.State.PARKED
+
+
+def test_a_partitions_rate_counts_the_events_acknowledged_over_its_last_window(api):
+    create(api, partitions=2)
+    positions = append("invoice-1", 5)
+    batch = fetch(api).json()
+    assert ack(api, batch["lease"], positions[1]).status_code == 200
+    assert api.get(f"{URL}/billing").json()["rate"] is None  # no window counted yet
+    # A minute later (the window's start moved back instead of waiting for it):
+    SubscriptionPartition.objects.exclude(rate_window_at=None).update(
+        rate_window_at=timezone.now() - dt.timedelta(seconds=100)
+    )
+    assert ack(api, batch["lease"], positions[4]).status_code == 200
+
+    status = api.get(f"{URL}/billing").json()
+    number = partition_of("invoice-1", 2)
+    # Five events over a window of a little more than 100 s.
+    assert 0.04 < status["partition_status"][number]["rate"] <= 0.05
+    assert status["rate"] == status["partition_status"][number]["rate"]
+    assert status["partition_status"][1 - number]["rate"] is None
