@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Now
+from django.db.models.functions import Greatest, Now
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -223,15 +223,27 @@ def _deliver(subscription: Subscription, reader: str, limit: int) -> Batch:
                 events = _events(subscription, row.number, after=row.delivered_up_to, head=head, limit=limit)
                 if events or row.delivered_up_to > row.checkpoint:
                     return _lease(subscription, row, reader, row.lease, events)
-                SubscriptionPartition.objects.filter(pk=row.id).update(
-                    lease=None, reader="", lease_expires_at=None
-                )
+                _passed_over(row, head)
         for row in candidates:
             if not row.mine:
                 events = _events(subscription, row.number, after=row.checkpoint, head=head, limit=limit)
                 if events:
                     return _lease(subscription, row, reader, uuid.uuid4(), events)
+                _passed_over(row, head)
     return Batch()
+
+
+def _passed_over(row: _Candidate, head: int) -> None:
+    """A partition with nothing to deliver or acknowledge up to the head: it is let go, and its checkpoint
+    moves to the head (it has no events before it), so that the next look starts there instead of
+    reading the log again from an old checkpoint."""
+    SubscriptionPartition.objects.filter(pk=row.id).update(
+        lease=None,
+        reader="",
+        lease_expires_at=None,
+        checkpoint=Greatest("checkpoint", head),
+        delivered_up_to=Greatest("checkpoint", head),
+    )
 
 
 def _candidates(subscription: Subscription, reader: str) -> list[_Candidate]:

@@ -68,22 +68,25 @@ def test_a_subscriber_killed_mid_batch_loses_nothing_and_another_reader_takes_it
     )
     appended = _append_interleaved()
     context = multiprocessing.get_context("spawn")  # see tests/streams/global_order_children.py
-    out, stop = context.Queue(), context.Event()
+    # The victim gets a queue of its own: killed, it may still hold its queue's write lock.
+    victims_out, out, stop = context.Queue(), context.Queue(), context.Event()
     database = this_database_url()
     messages: list[tuple] = []
 
-    def take(timeout: float) -> tuple | None:
+    def take(timeout: float, source=out) -> tuple | None:
         try:
-            message = out.get(timeout=timeout)
+            message = source.get(timeout=timeout)
         except queue.Empty:
             return None
         assert message[0] != "error", message
         messages.append(message)
         return message
 
-    victim = context.Process(target=children.subscriber, args=(database, "billing", "victim", out, stop, 3))
+    victim = context.Process(
+        target=children.subscriber, args=(database, "billing", "victim", victims_out, stop, 3)
+    )
     victim.start()
-    while (message := take(60)) != ("hanging", "victim"):
+    while (message := take(60, victims_out)) != ("hanging", "victim"):
         assert message is not None, "the victim never got a batch"
     os.kill(victim.pid, signal.SIGKILL)
     victim.join(30)

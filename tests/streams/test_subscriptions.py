@@ -202,6 +202,21 @@ def test_a_paused_subscription_delivers_nothing_until_resumed(api):
     assert len(fetch(api).json()["events"]) == 1
 
 
+def test_a_partition_with_nothing_to_deliver_moves_its_checkpoint_to_the_head(api):
+    create(api, partitions=2)
+    positions = append("invoice-1", 3)
+    number = partition_of("invoice-1", 2)
+
+    assert [e["position"] for e in fetch(api).json()["events"]] == positions
+    assert fetch(api, reader="worker-2").json()["events"] == []
+
+    checkpoints = dict(SubscriptionPartition.objects.values_list("number", "checkpoint"))
+    # The other partition had nothing up to the head: its next look starts there.
+    assert checkpoints == {number: 0, 1 - number: positions[-1]}
+    status = api.get(f"{URL}/billing").json()
+    assert status["checkpoint"] == 0 and status["lag_events"] == 3
+
+
 def test_deleting_a_subscription_forgets_it_and_is_audited(api):
     create(api)
     assert api.delete(f"{URL}/billing").status_code == 204
@@ -327,10 +342,10 @@ def test_a_fetch_that_would_wait_past_the_caps_is_refused_with_retry_after(
         problem = assert_problem(fetch(api, wait=5), 429)
         assert "waiting" in problem["detail"]
         assert fetch(api, wait=5)["Retry-After"] == "1"
-        append("invoice-1", 1)
+        positions = append("invoice-1", 1)
         # Events to deliver: it answers at once and takes no slot.
         assert len(fetch(api, wait=5).json()["events"]) == 1
-    assert SubscriptionPartition.objects.get().checkpoint == 0
+    assert SubscriptionPartition.objects.get().checkpoint < positions[0], "nothing is acknowledged"
 
 
 def test_the_consumer_pages_show_a_subscription_with_the_other_consumers(api, browser_client):
