@@ -222,6 +222,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "JobKindEnum": "recovery.kinds.base.choices",
         "ConsumerKindEnum": "streams.models.Consumer.Kind",
+        "ConsumerStateEnum": "streams.models.Consumer.State",
     },
     # Swagger UI's files come from the drf-spectacular-sidecar package, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -329,6 +330,9 @@ REPLAYDESK_READ_WAITS_PER_PROCESS = int(
 REPLAYDESK_READ_WAITS_PER_USER = int(
     os.environ.get("REPLAYDESK_READ_WAITS_PER_USER", REPLAYDESK_READ_WAITS_PER_PROCESS)
 )
+# A subscription's fetch waits for events at most this long, whatever it asks (it takes a waiting slot
+# as a read-your-writes read does).
+REPLAYDESK_FETCH_WAIT_MAX_SECONDS = float(os.environ.get("REPLAYDESK_FETCH_WAIT_MAX_SECONDS", 30))
 # API reads that list events stop before their response passes this many bytes (always at least one
 # event) and give `next` for the rest.
 REPLAYDESK_READ_MAX_BYTES = int(os.environ.get("REPLAYDESK_READ_MAX_BYTES", 4 * 1024 * 1024))

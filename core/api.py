@@ -3,6 +3,8 @@ strings parsed with every problem reported at once (errors themselves are core/p
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -83,6 +85,69 @@ def document_parsing(result: dict, generator, request, public) -> dict:
                 if field.get("type") == "string" and not {"enum", "format", "pattern"} & set(field):
                     field["pattern"] = NO_NUL
     return result
+
+
+def checked_body(request: Request, serializer: type[serializers.Serializer]) -> dict[str, Any]:
+    """The request body checked against `serializer`, refusing fields it does not know."""
+    if not isinstance(request.data, dict):
+        raise invalid_input({"body": ["must be a JSON object"]})
+    fields = serializer().fields
+    unknown = sorted(set(request.data) - set(fields))
+    if unknown:
+        takes = ", ".join(sorted(fields))
+        raise invalid_input({name: [f"unknown field; the body takes {takes}"] for name in unknown})
+    # DRF would read a number given for a text field as its digits; the schema says a string.
+    not_text = [
+        name
+        for name, field in fields.items()
+        if isinstance(field, serializers.CharField) and name in request.data
+        if not isinstance(request.data[name], str)
+    ]
+    if not_text:
+        raise invalid_input({name: ["must be a string"] for name in not_text})
+    parsed = serializer(data=request.data)
+    parsed.is_valid(raise_exception=True)
+    return parsed.validated_data
+
+
+# Body fields that take only the JSON type their schema states: DRF would read "5" as 5, 5 as "5" and
+# "yes" as true.
+
+
+class TextField(serializers.RegexField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string")
+        return super().to_internal_value(data)
+
+
+class WholeNumberField(serializers.IntegerField):
+    def to_internal_value(self, data: Any) -> int:
+        whole = isinstance(data, int) or isinstance(data, float) and data.is_integer()
+        if isinstance(data, bool) or not whole:
+            raise serializers.ValidationError("must be a whole number")
+        return super().to_internal_value(data)
+
+
+class NumberField(serializers.FloatField):
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            raise serializers.ValidationError("must be a number")
+        return super().to_internal_value(data)
+
+
+class FlagField(serializers.BooleanField):
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            raise serializers.ValidationError("must be true or false")
+        return data
+
+
+class UUIDTextField(serializers.UUIDField):
+    def to_internal_value(self, data: Any):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a UUID as a string")
+        return super().to_internal_value(data)
 
 
 def parse_query(request: Request, allowed: tuple[str, ...], *, allow_data: bool = False) -> QueryParser:

@@ -42,6 +42,8 @@ class AuditType(StrEnum):
     PARKED_EVENT_SKIPPED = "ParkedEventSkipped"
     SINK_CREATED = "SinkCreated"
     SINK_UPDATED = "SinkUpdated"
+    SUBSCRIPTION_CREATED = "SubscriptionCreated"
+    SUBSCRIPTION_DELETED = "SubscriptionDeleted"
     PROJECTION_ROLLED_BACK = "ProjectionRolledBack"
     JOB_REQUESTED = "JobRequested"
     JOB_CHANGED = "JobChanged"

@@ -68,7 +68,7 @@ class Event(models.Model):
 
 
 class Consumer(models.Model):
-    """Anything that reads the log in order and keeps a checkpoint: a projection or a sink.
+    """Anything that reads the log in order and keeps a checkpoint: a projection, a sink or a subscription.
 
     A projection's checkpoint lives in its own schema (proj_<name>.checkpoint), written with its effects;
     a sink's lives here, in `position`, because its effects happen elsewhere.
@@ -77,6 +77,7 @@ class Consumer(models.Model):
     class Kind(models.TextChoices):
         PROJECTION = "projection"
         SINK = "sink"
+        SUBSCRIPTION = "subscription"
 
     class State(models.TextChoices):
         RUNNING = "running"
@@ -207,3 +208,71 @@ class Sink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer_id} → {self.url}"
+
+
+class Subscription(models.Model):
+    """A consumer in another service that reads over HTTP (a consumer group): streams are hashed to
+    `partitions` (fixed at creation, so a stream's partition never changes), each partition is leased to
+    one reader at a time and keeps its own checkpoint (streams/subscriptions.py)."""
+
+    consumer = models.OneToOneField(
+        Consumer, on_delete=models.CASCADE, primary_key=True, related_name="subscription"
+    )
+    categories = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    types = ArrayField(models.CharField(max_length=200), default=list, blank=True)
+    partitions = models.IntegerField()
+    # A lease not renewed (by a fetch or an acknowledgement of its holder) for this long expires, and
+    # what it delivered without acknowledgement goes to the next reader.
+    lease_seconds = models.IntegerField(default=30)
+    # An event negatively acknowledged this many times in a row is parked.
+    max_nacks = models.IntegerField(default=5)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(partitions__gte=1, partitions__lte=64),
+                name="streams_subscription_partitions",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(lease_seconds__gte=1, lease_seconds__lte=3600),
+                name="streams_subscription_lease",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_nacks__gte=1, max_nacks__lte=100), name="streams_subscription_nacks"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.consumer_id
+
+
+class SubscriptionPartition(models.Model):
+    """One partition of a subscription: its checkpoint, and the lease of the reader that holds it."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="partition_rows")
+    number = models.IntegerField()
+    # Every event of the partition at or before this position is acknowledged.
+    checkpoint = models.BigIntegerField(default=0)
+    # What the current lease delivered, up to here; an acknowledgement may not pass it.
+    delivered_up_to = models.BigIntegerField(default=0)
+    lease = models.UUIDField(null=True, blank=True, unique=True)
+    reader = models.CharField(max_length=200, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Negative acknowledgements in a row of the event at failing_position.
+    failing_position = models.BigIntegerField(null=True, blank=True)
+    nacks = models.IntegerField(default=0)
+    progressed_at = models.DateTimeField(null=True, blank=True)
+    # Events acknowledged per second over the last window of about a minute, counted once a window from
+    # the checkpoint at its start (rate_window_at, rate_window_checkpoint): no write per event.
+    rate = models.FloatField(null=True, blank=True)
+    rate_window_at = models.DateTimeField(null=True, blank=True)
+    rate_window_checkpoint = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "number"], name="streams_subscription_partition"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id}/{self.number}"

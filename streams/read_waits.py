@@ -1,6 +1,6 @@
 """Read-your-writes: a projection read with `min_position` waits until the projection has applied that
 position (bounded by REPLAYDESK_READ_WAIT_SECONDS), and the waiting is capped so it cannot starve the
-web tier.
+web tier. A subscription's fetch that waits for events (streams/subscriptions.py) takes the same slots.
 
 A waiting read holds one of the web server's request threads for as long as it waits. Uncapped, a few
 dozen waits from one client held every thread, and appends and /healthz queued behind them. So a read
@@ -82,18 +82,23 @@ def wait_until_applied(projection: Projection, position: int, *, user_id: int | 
 
 
 @contextlib.contextmanager
-def waiting_slot(user_id: int | str) -> Iterator[None]:
+def waiting_slot(
+    user_id: int | str, *, seconds: float | None = None, waiting_for: str = "projections"
+) -> Iterator[None]:
+    """A slot to wait in for at most `seconds` (REPLAYDESK_READ_WAIT_SECONDS unless given), for
+    `waiting_for` (what the 429 names)."""
+    seconds = settings.REPLAYDESK_READ_WAIT_SECONDS if seconds is None else seconds
     process = _process_slots(settings.REPLAYDESK_READ_WAITS_PER_PROCESS)
     if not process.acquire(blocking=False):
         raise _too_many(
             f"this server process has {settings.REPLAYDESK_READ_WAITS_PER_PROCESS} reads waiting for "
-            "projections already (REPLAYDESK_READ_WAITS_PER_PROCESS)"
+            f"{waiting_for} already (REPLAYDESK_READ_WAITS_PER_PROCESS)"
         )
     try:
-        token = _take_user_slot(user_id)
+        token = _take_user_slot(user_id, seconds)
         if token is None:
             raise _too_many(
-                f"you have {settings.REPLAYDESK_READ_WAITS_PER_USER} reads waiting for projections "
+                f"you have {settings.REPLAYDESK_READ_WAITS_PER_USER} reads waiting for {waiting_for} "
                 "already (REPLAYDESK_READ_WAITS_PER_USER)"
             )
         try:
@@ -114,9 +119,9 @@ def user_key(user_id: int | str) -> str:
     return f"{KEY_PREFIX}{user_id}"
 
 
-def _take_user_slot(user_id: int | str) -> str | None:
+def _take_user_slot(user_id: int | str, seconds: float) -> str | None:
     now = time.time()
-    hold = settings.REPLAYDESK_READ_WAIT_SECONDS + SLOT_MARGIN_SECONDS
+    hold = seconds + SLOT_MARGIN_SECONDS
     token = uuid.uuid4().hex
     taken = _take_script()(
         keys=[user_key(user_id)],
@@ -135,6 +140,6 @@ def _too_many(reason: str) -> Problem:
         status_code=429,
         problem_type="too-many-waiting-reads",
         title="Too many waiting reads",
-        detail=f"{reason}; retry in {RETRY_AFTER_SECONDS} s, or read without min_position",
+        detail=f"{reason}; retry in {RETRY_AFTER_SECONDS} s, or read without waiting",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )

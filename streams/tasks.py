@@ -70,7 +70,10 @@ def tick() -> None:
 
 
 def running_consumers() -> list[str]:
-    """Names of the consumers to run: consumers declared in code (projections) get their rows here."""
+    """Names of the consumers to run: consumers declared in code (projections) get their rows here.
+    Consumers that readers pull (subscriptions) have no runs."""
     for kind in consumer_kinds.kinds():
         kind.ensure_consumers()
-    return list(Consumer.objects.filter(state=Consumer.State.RUNNING).values_list("name", flat=True))
+    pulled = [kind.name for kind in consumer_kinds.kinds() if not kind.runs]
+    running = Consumer.objects.filter(state=Consumer.State.RUNNING).exclude(kind__in=pulled)
+    return list(running.values_list("name", flat=True))

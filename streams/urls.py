@@ -1,6 +1,6 @@
 from django.urls import path
 
-from streams import api, api_audit, audit_views, consumer_views, sink_views, views
+from streams import api, api_audit, api_subscriptions, audit_views, consumer_views, sink_views, views
 
 app_name = "streams"
 
@@ -10,6 +10,11 @@ api_urlpatterns = [
     path("streams/<str:stream>/events", api.stream_events, name="api-stream-events"),
     path("events", api.event_list, name="api-event-list"),
     path("events/<str:event_id>", api.event_detail, name="api-event-detail"),
+    path("subscriptions", api_subscriptions.subscription_list, name="api-subscription-list"),
+    path("subscriptions/<str:name>", api_subscriptions.subscription_detail, name="api-subscription-detail"),
+    path("subscriptions/<str:name>/fetch", api_subscriptions.fetch, name="api-subscription-fetch"),
+    path("subscriptions/<str:name>/ack", api_subscriptions.ack, name="api-subscription-ack"),
+    path("subscriptions/<str:name>/nack", api_subscriptions.nack, name="api-subscription-nack"),
 ]
 
 # Mounted under /api/v1/ next to api_urlpatterns (console/urls.py).

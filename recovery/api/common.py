@@ -1,5 +1,5 @@
-"""What the jobs, approvals and snapshots endpoints share: the body check, the 404, the request of a
-job and the answers to a refusal."""
+"""What the jobs, approvals and snapshots endpoints share: the body check (core.api's), the 404, the
+request of a job and the answers to a refusal."""
 
 from __future__ import annotations
 
@@ -7,40 +7,17 @@ from typing import Any
 
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.problems import Problem, invalid_input, not_found, unprocessable
+from core.api import checked_body as checked_body  # the endpoints of recovery import it from here
+from core.problems import Problem, not_found, unprocessable
 from recovery import selectors, services
 from recovery.api.serializers import JobOut
 from recovery.models import Job
 from recovery.params import JobParamsError
 
 MAX_NAME = 60  # Job.target and Snapshot.projection
-
-
-def checked_body(request: Request, serializer: type[serializers.Serializer]) -> dict[str, Any]:
-    """The request body checked against `serializer`, refusing fields it does not know."""
-    if not isinstance(request.data, dict):
-        raise invalid_input({"body": ["must be a JSON object"]})
-    fields = serializer().fields
-    unknown = sorted(set(request.data) - set(fields))
-    if unknown:
-        takes = ", ".join(sorted(fields))
-        raise invalid_input({name: [f"unknown field; the body takes {takes}"] for name in unknown})
-    # DRF would read a number given for a text field as its digits; the schema says a string.
-    not_text = [
-        name
-        for name, field in fields.items()
-        if isinstance(field, serializers.CharField) and name in request.data
-        if not isinstance(request.data[name], str)
-    ]
-    if not_text:
-        raise invalid_input({name: ["must be a string"] for name in not_text})
-    parsed = serializer(data=request.data)
-    parsed.is_valid(raise_exception=True)
-    return parsed.validated_data
 
 
 def job_or_404(job_id: int) -> Job:

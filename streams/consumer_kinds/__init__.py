@@ -7,8 +7,8 @@ resync). Tasks, lag and health, the parked-event actions and the resync job ask 
 
 A new kind is one module in this package (or a `consumer_kinds` module of another installed app) that
 subclasses ConsumerKind with a `name`: defining the class registers it, and StreamsConfig.ready()
-imports the modules. The projection runner (projection.py) and the HTTP webhook sink (webhook.py) are
-the two kinds so far.
+imports the modules. The projection runner (projection.py), the HTTP webhook sink (webhook.py) and
+subscriptions that readers in other services pull over HTTP (subscription.py) are the kinds so far.
 """
 
 from __future__ import annotations
@@ -80,6 +80,9 @@ class ConsumerKind:
     name: ClassVar[str]
     # Whether its consumers can be sent a range of the log again (the resync job asks before it runs).
     resyncs: ClassVar[bool] = False
+    # Whether the store runs its consumers (the tick queues their runs); False for a kind whose
+    # consumers readers elsewhere pull.
+    runs: ClassVar[bool] = True
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -54,10 +54,11 @@ def _requests_share_the_tests_transaction(db):
 @pytest.fixture(autouse=True)
 def _demo_projections_have_run(db, settings):
     """The demo's read endpoints answer 503 until their projection has run once; a read that waits for
-    a position never written answers 503 at once instead of after 5 s."""
+    a position never written answers 503 at once instead of after 5 s, and a fetch does not wait."""
     run_projection("users_directory")
     run_projection("access")
     settings.REPLAYDESK_READ_WAIT_SECONDS = 0
+    settings.REPLAYDESK_FETCH_WAIT_MAX_SECONDS = 0
 
 
 @pytest.fixture(autouse=True)

@@ -55,6 +55,11 @@ MATRIX: dict[str, dict[str, str]] = {
     "api:api-consumer-parked": {"GET": READ},
     "api:api-consumer-parked-retry": {"POST": OPERATE},
     "api:api-consumer-parked-skip": {"POST": OPERATE},
+    "api:api-subscription-list": {"GET": READ, "POST": OPERATE},
+    "api:api-subscription-detail": {"GET": READ, "DELETE": OPERATE},
+    "api:api-subscription-fetch": {"POST": READ},
+    "api:api-subscription-ack": {"POST": READ},
+    "api:api-subscription-nack": {"POST": READ},
     # pages
     "dashboard": {"GET": READ},
     "streams:consumers": {"GET": READ},

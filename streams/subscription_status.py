@@ -1,0 +1,156 @@
+"""What a subscription's readers and its operators see of it: per partition, the checkpoint, lag in events
+and seconds, health, the reader holding it and until when (selectors that only read).
+
+A partition's lag is counted exactly: the events it follows after its checkpoint, up to the head, in one
+statement for every partition (so its cost grows with the lag of the slowest partition). The
+subscription's own status (lag.consumer_status) measures from its slowest partition's checkpoint, as
+every consumer list does, so its lag there is an upper bound; here it is the partitions' sum, and its
+rate the sum of theirs.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db import connection
+from django.utils import timezone
+
+from streams import health, lag, selectors, subscriptions
+from streams.models import Consumer, Subscription, SubscriptionPartition
+from streams.subscriptions import log_filter
+
+
+@dataclass(frozen=True)
+class PartitionStatus:
+    partition: int
+    checkpoint: int
+    delivered_up_to: int
+    lag_events: int
+    lag_seconds: float
+    # Events acknowledged per second over its last window of about a minute; 0 after two windows without
+    # an acknowledgement; None until a window was counted.
+    rate: float | None
+    health: str
+    # The reader holding a current lease, and when it expires; None when the partition is free.
+    reader: str | None
+    lease_expires_at: dt.datetime | None
+    nacks: int
+    failing_position: int | None
+    progressed_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class SubscriptionStatus:
+    consumer: lag.ConsumerStatus
+    subscription: Subscription
+    lag_events: int
+    # The partitions' rates summed; None until one was counted.
+    rate: float | None
+    partitions: list[PartitionStatus]
+
+
+def subscription_status(*, subscription: Subscription, now: dt.datetime | None = None) -> SubscriptionStatus:
+    now = now or timezone.now()
+    consumer = subscription.consumer
+    head = selectors.head()
+    counts = _lag_by_partition(subscription, head)
+    partitions = []
+    for row in subscription.partition_rows.order_by("number"):
+        count, oldest = counts.get(row.number, (0, None))
+        held = row.lease is not None and row.lease_expires_at is not None and row.lease_expires_at > now
+        partitions.append(
+            PartitionStatus(
+                partition=row.number,
+                checkpoint=row.checkpoint,
+                delivered_up_to=row.delivered_up_to,
+                lag_events=count,
+                lag_seconds=round(max(0.0, (now - oldest).total_seconds()), 3) if count and oldest else 0.0,
+                rate=_rate(row, now),
+                health=_health(consumer, row, count, oldest, now),
+                reader=row.reader if held else None,
+                lease_expires_at=row.lease_expires_at if held else None,
+                nacks=row.nacks,
+                failing_position=row.failing_position,
+                progressed_at=row.progressed_at,
+            )
+        )
+    return SubscriptionStatus(
+        consumer=lag.consumer_status(consumer=consumer, head=head, now=now),
+        subscription=subscription,
+        lag_events=sum(p.lag_events for p in partitions),
+        rate=_total([p.rate for p in partitions]),
+        partitions=partitions,
+    )
+
+
+def subscription_statuses() -> list[SubscriptionStatus]:
+    subscriptions = Subscription.objects.select_related("consumer").order_by("consumer__name")
+    now = timezone.now()
+    return [subscription_status(subscription=each, now=now) for each in subscriptions]
+
+
+def _rate(row: SubscriptionPartition, now: dt.datetime) -> float | None:
+    if row.rate is None or row.rate_window_at is None:
+        return None
+    quiet = (now - row.rate_window_at).total_seconds() >= 2 * subscriptions.RATE_WINDOW_SECONDS
+    return 0.0 if quiet else row.rate
+
+
+def _health(
+    consumer: Consumer,
+    row: SubscriptionPartition,
+    lag_events: int,
+    oldest: dt.datetime | None,
+    now: dt.datetime,
+) -> str:
+    """The consumers' states, for one partition: its own progress and nacks, the subscription's pause."""
+    if row.nacks and consumer.state == Consumer.State.RUNNING:
+        return "failing"
+    partition = copy.copy(consumer)
+    partition.progressed_at = row.progressed_at
+    partition.last_error_at = None  # the nacks above are a partition's failures
+    return health.health_of(
+        consumer=partition, lag_events=lag_events, oldest_unapplied_at=oldest, now=now, is_rebuilding=False
+    )
+
+
+def _lag_by_partition(subscription: Subscription, head: int) -> dict[int, tuple[int, dt.datetime | None]]:
+    followed = log_filter(subscription)
+    conditions = ""
+    if followed.types:
+        conditions += " AND e.type = ANY(%(types)s)"
+    if followed.categories:
+        conditions += " AND s.category = ANY(%(categories)s)"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH pending AS (
+                SELECT e.position, e.recorded_at,
+                       replaydesk_stream_partition(s.name, %(partitions)s) AS number
+                  FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id
+                 WHERE e.position > (SELECT min(checkpoint) FROM streams_subscriptionpartition
+                                      WHERE subscription_id = %(subscription)s)
+                   AND e.position <= %(head)s{conditions}
+            )
+            SELECT p.number, count(e.position), min(e.recorded_at)
+              FROM streams_subscriptionpartition p
+              JOIN pending e ON e.number = p.number AND e.position > p.checkpoint
+             WHERE p.subscription_id = %(subscription)s
+             GROUP BY p.number
+            """,
+            {
+                "partitions": subscription.partitions,
+                "subscription": subscription.pk,
+                "head": head,
+                "types": list(followed.types),
+                "categories": list(followed.categories),
+            },
+        )
+        return {number: (count, oldest) for number, count, oldest in cursor.fetchall()}
+
+
+def _total(rates: list[float | None]) -> float | None:
+    counted = [rate for rate in rates if rate is not None]
+    return round(sum(counted), 3) if counted else None

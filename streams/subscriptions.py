@@ -1,0 +1,439 @@
+"""Subscriptions: consumers in other services that read the log over HTTP, as a consumer group does.
+
+A subscription hashes each stream to one of its partitions (`partition_of`, the same in SQL as
+`replaydesk_stream_partition`, migration streams/0009; fixed at creation), so the events of one stream
+always go to one partition, in position order. Each partition keeps its checkpoint and its lease in its
+own row (SubscriptionPartition):
+
+- A fetch claims, in one short transaction, a partition whose lease is free or expired, or goes on with
+  the one the reader holds. The candidates are locked with `FOR UPDATE SKIP LOCKED`, so two readers
+  never both see one partition as free: a partition is leased to one reader at a time.
+- It delivers the partition's events after what its lease delivered so far (after the checkpoint, for a
+  new lease), read only up to the settled head (selectors.head()), so that no event is passed over by a
+  commit racing behind it. `delivered_up_to` records how far the lease got.
+- An acknowledgement moves the checkpoint up to a position the lease delivered. A lease that expired,
+  or that is not the partition's (taken over, released, another subscription's), is refused: an ack
+  never moves a checkpoint for a reader that no longer holds the partition.
+- A lease expires when its holder neither fetches nor acknowledges for `lease_seconds`; the next reader
+  starts again from the checkpoint, so what was delivered and not acknowledged is delivered again (at
+  least once) and per-stream order holds.
+- A negative acknowledgement says the events before it were handled and it was not, with a reason; it
+  is delivered again from there, and after `max_nacks` in a row it is parked (like a projection's or a
+  sink's parked events: listed, skipped, in the consumers API) and the partition goes on.
+
+A fetch with nothing to deliver waits up to `wait` seconds, polling, in a slot of the waiting-read caps
+(streams/read_waits.py), so waiting fetches cannot take every request thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Greatest, Now
+from django.http import HttpRequest
+from django.utils import timezone
+
+from core.audit import AuditType
+from streams import audit, read_waits, selectors
+from streams.consumer_kinds import ConsumerError
+from streams.consumers import name_event
+from streams.models import Consumer, Event, ParkedEvent, Subscription, SubscriptionPartition
+
+MAX_PARTITIONS = 64
+MAX_BATCH = 1000
+MAX_REASON = 2000
+# How often a waiting fetch looks again.
+POLL_SECONDS = 0.1
+# A partition's rate is counted over windows of about this long.
+RATE_WINDOW_SECONDS = 60.0
+
+_PARTITION_SQL = (
+    "(SELECT replaydesk_stream_partition(s.name, %s) FROM streams_stream s"
+    ' WHERE s.id = "streams_event"."stream_id")'
+)
+
+
+class SubscriptionExists(ConsumerError):
+    """A consumer of that name exists already."""
+
+
+class LeaseConflict(ConsumerError):
+    """The lease is not (or no longer) the partition's: nothing was changed."""
+
+
+class NotDelivered(ConsumerError):
+    """A position the lease did not deliver, or acknowledged already: nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a fetch hands a reader: a partition's events under its lease (none: nothing to do)."""
+
+    partition: int | None = None
+    lease: uuid.UUID | None = None
+    lease_expires_at: dt.datetime | None = None
+    checkpoint: int | None = None
+    delivered_up_to: int | None = None
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class Nacked:
+    partition: SubscriptionPartition
+    parked: bool
+
+
+def partition_of(stream: str, partitions: int) -> int:
+    """The partition of a stream: the first 32 bits of the md5 of its name, modulo the partitions."""
+    return int(hashlib.md5(stream.encode()).hexdigest()[:8], 16) % partitions  # noqa: S324 - not security
+
+
+def log_filter(subscription: Subscription) -> selectors.LogFilter:
+    return selectors.LogFilter(types=tuple(subscription.types), categories=tuple(subscription.categories))
+
+
+def get_subscription(*, name: str) -> Subscription | None:
+    return Subscription.objects.select_related("consumer").filter(consumer__name=name).first()
+
+
+# --- creating and deleting (audited)
+
+
+def create_subscription(
+    *,
+    name: str,
+    actor: str,
+    categories: list[str] | tuple[str, ...] = (),
+    types: list[str] | tuple[str, ...] = (),
+    partitions: int = 1,
+    lease_seconds: int = 30,
+    max_nacks: int = 5,
+    from_head: bool = False,
+    request: HttpRequest | None = None,
+) -> Subscription:
+    """A subscription, its consumer and its partitions, starting at the beginning of the log (or at the
+    head with `from_head`). The caller has checked the form of each setting (the API's serializer)."""
+    with transaction.atomic():
+        if Consumer.objects.filter(name=name).exists():
+            raise SubscriptionExists(f"a consumer named {name!r} exists already")
+        start = selectors.head() if from_head else 0
+        consumer = Consumer.objects.create(name=name, kind=Consumer.Kind.SUBSCRIPTION, position=start)
+        subscription = Subscription.objects.create(
+            consumer=consumer,
+            categories=list(categories),
+            types=list(types),
+            partitions=partitions,
+            lease_seconds=lease_seconds,
+            max_nacks=max_nacks,
+        )
+        SubscriptionPartition.objects.bulk_create(
+            SubscriptionPartition(
+                subscription=subscription, number=n, checkpoint=start, delivered_up_to=start
+            )
+            for n in range(partitions)
+        )
+        audit.record(
+            subject=f"consumer.{name}",
+            type=AuditType.SUBSCRIPTION_CREATED,
+            actor=actor,
+            data={
+                "consumer": name,
+                "position": start,
+                "categories": list(categories),
+                "types": list(types),
+                "partitions": partitions,
+                "lease_seconds": lease_seconds,
+                "max_nacks": max_nacks,
+            },
+            request=request,
+        )
+    return subscription
+
+
+def delete_subscription(*, name: str, actor: str, request: HttpRequest | None = None) -> None:
+    """Forget the subscription, its checkpoints, leases and parked events (audited, with where each
+    partition's checkpoint was, so that it could be created again from there)."""
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().filter(consumer__name=name).first()
+        if subscription is None:
+            raise ConsumerError(f"no subscription is named {name!r}")
+        checkpoints = dict(subscription.partition_rows.values_list("number", "checkpoint"))
+        Consumer.objects.filter(pk=subscription.pk).delete()
+        audit.record(
+            subject=f"consumer.{name}",
+            type=AuditType.SUBSCRIPTION_DELETED,
+            actor=actor,
+            data={"consumer": name, "checkpoints": {str(n): cp for n, cp in sorted(checkpoints.items())}},
+            request=request,
+        )
+
+
+# --- fetching
+
+
+def fetch(
+    *, subscription: Subscription, reader: str, max_events: int, wait_seconds: float, user_id: int | str
+) -> Batch:
+    """A batch of one partition's events for `reader` under a lease, waiting up to `wait_seconds` (at most
+    REPLAYDESK_FETCH_WAIT_MAX_SECONDS) for some when there are none; an empty batch when the wait ran
+    out. A Problem (429) when this process or user has as many reads waiting as the caps allow."""
+    batch = _deliver(subscription, reader, max_events)
+    wait_seconds = min(wait_seconds, settings.REPLAYDESK_FETCH_WAIT_MAX_SECONDS)
+    if batch.events or wait_seconds <= 0:
+        return batch
+    with read_waits.waiting_slot(user_id, seconds=wait_seconds, waiting_for="events"):
+        deadline = time.monotonic() + wait_seconds
+        while not batch.events and time.monotonic() < deadline:
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            batch = _deliver(subscription, reader, max_events)
+    return batch
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    id: int
+    number: int
+    checkpoint: int
+    delivered_up_to: int
+    lease: uuid.UUID | None
+    # A current lease of this reader.
+    mine: bool
+
+
+def _deliver(subscription: Subscription, reader: str, limit: int) -> Batch:
+    """One attempt: the reader's own partition if it has events for it (or events it has yet to
+    acknowledge), else the first free or expired partition that has events. A reader whose partition
+    has nothing left to deliver or acknowledge lets it go."""
+    with transaction.atomic():
+        state = Consumer.objects.filter(pk=subscription.pk).values_list("state", flat=True).first()
+        if state != Consumer.State.RUNNING:
+            return Batch()
+        candidates = _candidates(subscription, reader)
+        head = selectors.head()
+        for row in candidates:
+            if row.mine:
+                events = _events(subscription, row.number, after=row.delivered_up_to, head=head, limit=limit)
+                if events or row.delivered_up_to > row.checkpoint:
+                    return _lease(subscription, row, reader, row.lease, events)
+                _passed_over(row, head)
+        for row in candidates:
+            if not row.mine:
+                events = _events(subscription, row.number, after=row.checkpoint, head=head, limit=limit)
+                if events:
+                    return _lease(subscription, row, reader, uuid.uuid4(), events)
+                _passed_over(row, head)
+    return Batch()
+
+
+def _passed_over(row: _Candidate, head: int) -> None:
+    """A partition with nothing to deliver or acknowledge up to the head: it is let go, and its checkpoint
+    moves to the head (it has no events before it), so that the next look starts there instead of
+    reading the log again from an old checkpoint."""
+    SubscriptionPartition.objects.filter(pk=row.id).update(
+        lease=None,
+        reader="",
+        lease_expires_at=None,
+        checkpoint=Greatest("checkpoint", head),
+        delivered_up_to=Greatest("checkpoint", head),
+    )
+
+
+def _candidates(subscription: Subscription, reader: str) -> list[_Candidate]:
+    """The partitions this reader may take, locked for this transaction: those it holds, then the free
+    and expired ones, by number. A partition another transaction is claiming now is skipped."""
+    mine = Q(reader=reader, lease__isnull=False, lease_expires_at__gt=Now())
+    rows = (
+        SubscriptionPartition.objects.select_for_update(skip_locked=True)
+        .filter(subscription=subscription)
+        .filter(mine | Q(lease__isnull=True) | Q(lease_expires_at__lte=Now()))
+        .annotate(mine=ExpressionWrapper(mine, output_field=BooleanField()))
+        .order_by("-mine", "number")
+        .values_list("id", "number", "checkpoint", "delivered_up_to", "lease", "mine")
+    )
+    return [_Candidate(*row) for row in rows]
+
+
+def _partition_events(subscription: Subscription, number: int, *, after: int, up_to: int) -> QuerySet[Event]:
+    """The events of the partition it follows after `after`, up to `up_to` (a head: see head())."""
+    events = selectors.filter_events(
+        Event.objects.filter(position__gt=after, position__lte=up_to), log_filter(subscription)
+    )
+    return events.alias(partition=RawSQL(_PARTITION_SQL, [subscription.partitions])).filter(partition=number)
+
+
+def _events(
+    subscription: Subscription, number: int, *, after: int, head: int, limit: int
+) -> selectors.Events:
+    """The partition's events after `after`, in position order, up to `limit` and the byte bound of a read."""
+    candidates = _partition_events(subscription, number, after=after, up_to=head).order_by("position")
+    return selectors.load_within(candidates[:limit], max_bytes=settings.REPLAYDESK_READ_MAX_BYTES)
+
+
+def _renewed(subscription: Subscription) -> RawSQL:
+    """The database's clock, so that every web process agrees when a lease expires."""
+    return RawSQL("now() + make_interval(secs => %s)", [subscription.lease_seconds])
+
+
+def _lease(
+    subscription: Subscription, row: _Candidate, reader: str, lease: uuid.UUID, events: selectors.Events
+) -> Batch:
+    delivered = events[-1].position if events else row.delivered_up_to
+    SubscriptionPartition.objects.filter(pk=row.id).update(
+        lease=lease, reader=reader, lease_expires_at=_renewed(subscription), delivered_up_to=delivered
+    )
+    expires = SubscriptionPartition.objects.values_list("lease_expires_at", flat=True).get(pk=row.id)
+    return Batch(
+        partition=row.number,
+        lease=lease,
+        lease_expires_at=expires,
+        checkpoint=row.checkpoint,
+        delivered_up_to=delivered,
+        events=tuple(events),
+    )
+
+
+# --- acknowledging
+
+
+def _held(subscription: Subscription, lease: uuid.UUID) -> SubscriptionPartition:
+    """The partition this lease holds, locked; LeaseConflict when it holds none now."""
+    partition = (
+        SubscriptionPartition.objects.select_for_update()
+        .filter(subscription=subscription, lease=lease)
+        .annotate(live=ExpressionWrapper(Q(lease_expires_at__gt=Now()), output_field=BooleanField()))
+        .first()
+    )
+    if partition is None:
+        raise LeaseConflict(
+            f"lease {lease} holds no partition of {subscription.consumer.name}: it expired and another "
+            "reader took the partition, or it was let go; fetch again"
+        )
+    if not partition.live:
+        raise LeaseConflict(
+            f"lease {lease} expired at {partition.lease_expires_at.isoformat()}; what it delivered without "
+            "acknowledgement goes to the next fetch; fetch again"
+        )
+    return partition
+
+
+def _save(subscription: Subscription, partition: SubscriptionPartition, fields: list[str]) -> None:
+    partition.save(update_fields=fields)
+    SubscriptionPartition.objects.filter(pk=partition.pk).update(lease_expires_at=_renewed(subscription))
+    partition.refresh_from_db(fields=["lease_expires_at"])
+
+
+def ack(*, subscription: Subscription, lease: uuid.UUID, position: int) -> SubscriptionPartition:
+    """Move the partition's checkpoint to `position` (events of it up to there are handled) and renew
+    the lease. A position at or before the checkpoint changes nothing else (a repeated ack)."""
+    with transaction.atomic():
+        partition = _held(subscription, lease)
+        if position > partition.delivered_up_to:
+            raise NotDelivered(
+                f"position {position} is beyond what lease {lease} delivered (up to "
+                f"{partition.delivered_up_to})"
+            )
+        fields: list[str] = []
+        if position > partition.checkpoint:
+            now = timezone.now()
+            _measure_rate(subscription, partition, now, before=partition.checkpoint, after=position)
+            partition.checkpoint, partition.progressed_at = position, now
+            fields += ["checkpoint", "progressed_at", "rate", "rate_window_at", "rate_window_checkpoint"]
+            if partition.failing_position is not None and partition.failing_position <= position:
+                partition.failing_position, partition.nacks = None, 0
+                fields += ["failing_position", "nacks"]
+            Consumer.objects.filter(pk=subscription.pk).update(progressed_at=now)
+        _save(subscription, partition, fields)
+    return partition
+
+
+def nack(*, subscription: Subscription, lease: uuid.UUID, position: int, reason: str) -> Nacked:
+    """The event at `position` was not handled (`reason`); the events of the partition before it were.
+    It is delivered again, with what followed it; at its max_nacks-th nack in a row it is parked and the
+    checkpoint passes it."""
+    with transaction.atomic():
+        partition = _held(subscription, lease)
+        if not partition.checkpoint < position <= partition.delivered_up_to:
+            raise NotDelivered(
+                f"lease {lease} has delivered and not acknowledged positions {partition.checkpoint + 1} to "
+                f"{partition.delivered_up_to} only"
+            )
+        event = Event.objects.select_related("stream").filter(position=position).first()
+        if event is None or not _delivers(subscription, partition.number, event):
+            raise NotDelivered(f"no event of partition {partition.number} has position {position}")
+        now = timezone.now()
+        nacks = partition.nacks + 1 if partition.failing_position == position else 1
+        consumer = subscription.consumer
+        consumer.last_error, consumer.last_error_at = f"{name_event(event)}: {reason}"[:MAX_REASON], now
+        consumer.save(update_fields=["last_error", "last_error_at"])
+        parked = nacks >= subscription.max_nacks
+        acknowledged = partition.checkpoint
+        if parked:
+            ParkedEvent.objects.update_or_create(
+                consumer=consumer,
+                event=event,
+                defaults={
+                    "error": consumer.last_error,
+                    "attempts": nacks,
+                    "state": ParkedEvent.State.PARKED,
+                    "resolved_at": None,
+                    "resolved_by": "",
+                },
+            )
+            partition.checkpoint, partition.failing_position, partition.nacks = position, None, 0
+        else:
+            partition.checkpoint, partition.failing_position, partition.nacks = position - 1, position, nacks
+        if partition.checkpoint > acknowledged:
+            _measure_rate(subscription, partition, now, before=acknowledged, after=partition.checkpoint)
+            partition.progressed_at = now
+        # What followed it goes again too, from the checkpoint: per-stream order holds.
+        partition.delivered_up_to = partition.checkpoint
+        _save(
+            subscription,
+            partition,
+            [
+                "checkpoint",
+                "delivered_up_to",
+                "failing_position",
+                "nacks",
+                "progressed_at",
+                "rate",
+                "rate_window_at",
+                "rate_window_checkpoint",
+            ],
+        )
+    return Nacked(partition=partition, parked=parked)
+
+
+def _measure_rate(
+    subscription: Subscription, partition: SubscriptionPartition, now: dt.datetime, *, before: int, after: int
+) -> None:
+    """The checkpoint moves from `before` to `after`: once a window is over, its events are counted
+    (the partition's, that it follows) and the next window starts."""
+    if partition.rate_window_at is None:
+        partition.rate_window_at, partition.rate_window_checkpoint = now, before
+        return
+    elapsed = (now - partition.rate_window_at).total_seconds()
+    if elapsed < RATE_WINDOW_SECONDS:
+        return
+    counted = _partition_events(
+        subscription, partition.number, after=partition.rate_window_checkpoint, up_to=after
+    ).count()
+    partition.rate = round(counted / elapsed, 3)
+    partition.rate_window_at, partition.rate_window_checkpoint = now, after
+
+
+def _delivers(subscription: Subscription, number: int, event: Event) -> bool:
+    followed = log_filter(subscription)
+    return (
+        partition_of(event.stream.name, subscription.partitions) == number
+        and (not followed.types or event.type in followed.types)
+        and (not followed.categories or event.stream.category in followed.categories)
+    )
