@@ -129,3 +129,18 @@ def fresh_projection_schemas(django_db_blocker):
     yield
     with django_db_blocker.unblock():
         drop_schemas()
+
+
+@pytest.fixture
+def no_waiting_slots():
+    """No waiting read or fetch holds a slot in Redis (streams/read_waits.py), before and after."""
+    from core.redis import client as redis_client
+    from streams import read_waits
+
+    def clear():
+        for key in redis_client().scan_iter(f"{read_waits.KEY_PREFIX}*"):
+            redis_client().delete(key)
+
+    clear()
+    yield
+    clear()

@@ -40,20 +40,9 @@ def processes(tmp_path):
     clear_queues()
 
 
-@pytest.fixture
-def no_user_slots():
-    def clear():
-        for key in redis_client().scan_iter(f"{read_waits.KEY_PREFIX}*"):
-            redis_client().delete(key)
-
-    clear()
-    yield
-    clear()
-
-
 @pytest.mark.django_db
 def test_a_read_past_the_users_cap_is_429_with_retry_after_and_one_already_applied_still_answers(
-    api, operator, settings, no_user_slots
+    api, operator, settings, no_waiting_slots
 ):
     settings.REPLAYDESK_READ_WAITS_PER_USER = 2
     run_projection("users_directory")
@@ -76,7 +65,7 @@ def test_a_read_past_the_users_cap_is_429_with_retry_after_and_one_already_appli
 
 
 @pytest.mark.django_db
-def test_a_read_past_the_process_cap_is_429(api, settings, no_user_slots):
+def test_a_read_past_the_process_cap_is_429(api, settings, no_waiting_slots):
     settings.REPLAYDESK_READ_WAITS_PER_PROCESS = 1
     run_projection("users_directory")
     pending = create_user("1")
@@ -88,7 +77,7 @@ def test_a_read_past_the_process_cap_is_429(api, settings, no_user_slots):
 
 @pytest.mark.django_db
 def test_a_read_for_a_position_no_event_has_is_422_at_once_and_waits_in_no_slot(
-    api, operator, settings, no_user_slots
+    api, operator, settings, no_waiting_slots
 ):
     settings.REPLAYDESK_READ_WAIT_SECONDS = 30  # were it to wait, the test would time out
     settings.REPLAYDESK_READ_WAITS_PER_PROCESS = 1
@@ -106,7 +95,7 @@ def test_a_read_for_a_position_no_event_has_is_422_at_once_and_waits_in_no_slot(
 
 
 @pytest.mark.django_db
-def test_a_users_slot_left_by_a_process_that_died_expires(operator, settings, no_user_slots):
+def test_a_users_slot_left_by_a_process_that_died_expires(operator, settings, no_waiting_slots):
     settings.REPLAYDESK_READ_WAITS_PER_USER = 1
     # A slot whose holder died: it was never given back, and its time is up.
     redis_client().zadd(read_waits.user_key(operator.pk), {"died": time.time() - 1})
@@ -116,7 +105,7 @@ def test_a_users_slot_left_by_a_process_that_died_expires(operator, settings, no
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(120)
-def test_a_hundred_waiting_reads_leave_appends_and_healthz_to_answer(processes, tmp_path, no_user_slots):
+def test_a_hundred_waiting_reads_leave_appends_and_healthz_to_answer(processes, tmp_path, no_waiting_slots):
     """The web server as `replaydesk up` starts it; a hundred reads wait for a position that is not
     applied (no worker runs the projection), and an append and /healthz still answer while the admitted
     waiters are still waiting."""

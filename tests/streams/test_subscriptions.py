@@ -9,7 +9,6 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core.audit import AuditType
-from core.redis import client as redis_client
 from streams import read_waits
 from streams.models import Consumer, Event, ParkedEvent, SubscriptionPartition
 from streams.services import append_events
@@ -320,17 +319,6 @@ def test_a_nack_of_an_event_the_lease_did_not_deliver_is_refused(api):
     partition = SubscriptionPartition.objects.get()
     assert (partition.checkpoint, partition.nacks) == (0, 0)
     assert not ParkedEvent.objects.exists()
-
-
-@pytest.fixture
-def no_waiting_slots():
-    def clear():
-        for key in redis_client().scan_iter(f"{read_waits.KEY_PREFIX}*"):
-            redis_client().delete(key)
-
-    clear()
-    yield
-    clear()
 
 
 def test_a_fetch_that_would_wait_past_the_caps_is_refused_with_retry_after(
