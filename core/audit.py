@@ -44,6 +44,7 @@ class AuditType(StrEnum):
     SINK_UPDATED = "SinkUpdated"
     SUBSCRIPTION_CREATED = "SubscriptionCreated"
     SUBSCRIPTION_DELETED = "SubscriptionDeleted"
+    SUBSCRIPTION_MOVED = "SubscriptionCheckpointsMoved"
     PROJECTION_ROLLED_BACK = "ProjectionRolledBack"
     JOB_REQUESTED = "JobRequested"
     JOB_CHANGED = "JobChanged"

@@ -176,7 +176,8 @@ def blank(value: Any) -> bool:
 
 def prefill(query: dict[str, str]) -> dict[str, Any]:
     """?kind=replay&projection=access, ?kind=restore&snapshot=12: the form as a link asks for it."""
-    initial = {name: query[name] for name in JobForm.base_fields if query.get(name)}
+    own = {name for kind in registry.kinds() for name in kind.form_fields()}
+    initial = {name: query[name] for name in {*JobForm.base_fields, *own} if query.get(name)}
     if initial.get("kind") not in registry.names():
         initial.pop("kind", None)
     return initial

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 from recovery.kinds import base as registry
 from recovery.models import Snapshot
 from streams import consumer_kinds, selectors
-from streams.models import Consumer, Event, Stream
+from streams.models import Consumer, Event, Stream, Subscription
 from streams.projections import get_projection
 from streams.validation import STREAM_NAME_RE
 
@@ -105,6 +105,16 @@ class Checker:
         consumer = Consumer.objects.filter(name=name).first()
         if consumer is None or not consumer_kinds.of(consumer).resyncs:
             self.bad("sink", f"no sink is named {name!r}")
+            return None
+        return name
+
+    def subscription(self) -> str | None:
+        name = self.raw.get("subscription")
+        if not isinstance(name, str) or not name:
+            self.bad("subscription", "name the subscription (see /consumers/)")
+            return None
+        if not Subscription.objects.filter(consumer__name=name).exists():
+            self.bad("subscription", f"no subscription is named {name!r}")
             return None
         return name
 

@@ -437,3 +437,76 @@ def _delivers(subscription: Subscription, number: int, event: Event) -> bool:
         and (not followed.types or event.type in followed.types)
         and (not followed.categories or event.stream.category in followed.categories)
     )
+
+
+# --- moving checkpoints (the rewind and skip-to-head jobs: recovery/kinds/subscription_moves.py)
+
+
+@dataclass(frozen=True)
+class Move:
+    """Where each partition's checkpoint goes: back to `position` (a rewind: what was acknowledged after
+    it is delivered again) or forward to it (a skip: what was not delivered is passed over). A partition
+    already on the far side stays where it is: a rewind never skips, a skip never re-delivers."""
+
+    position: int
+    back: bool
+
+    def of(self, checkpoint: int) -> int:
+        return min(checkpoint, self.position) if self.back else max(checkpoint, self.position)
+
+
+def moved_events(subscription: Subscription, move: Move) -> QuerySet[Event]:
+    """The events the move passes over (forward) or hands out again (back), from the checkpoints now."""
+    spans = Q()
+    for number, checkpoint in subscription.partition_rows.values_list("number", "checkpoint"):
+        low, high = sorted((checkpoint, move.of(checkpoint)))
+        if low < high:
+            spans |= Q(partition=number, position__gt=low, position__lte=high)
+    if not spans:
+        return Event.objects.none()
+    events = selectors.filter_events(Event.objects.all(), log_filter(subscription))
+    return events.alias(partition=RawSQL(_PARTITION_SQL, [subscription.partitions])).filter(spans)
+
+
+def move_checkpoints(*, subscription: Subscription, move: Move, actor: str, job: int) -> dict:
+    """Move the checkpoints (audited, with where each was) and let go of the moved partitions' leases, so
+    that an acknowledgement under one is refused and the next fetch starts at the new checkpoint. Waits
+    for acknowledgements in flight (the partitions are locked), so none lands after the move."""
+    with transaction.atomic():
+        rows = list(
+            SubscriptionPartition.objects.select_for_update()
+            .filter(subscription=subscription)
+            .order_by("number")
+        )
+        events = moved_events(subscription, move).count()
+        moved: dict[str, dict[str, int]] = {}
+        for row in rows:
+            target = move.of(row.checkpoint)
+            if target == row.checkpoint:
+                continue
+            moved[str(row.number)] = {"from": row.checkpoint, "to": target}
+            SubscriptionPartition.objects.filter(pk=row.pk).update(
+                checkpoint=target,
+                delivered_up_to=target,
+                lease=None,
+                reader="",
+                lease_expires_at=None,
+                failing_position=None,
+                nacks=0,
+                rate_window_at=None,
+            )
+        name = subscription.consumer.name
+        result = {
+            "subscription": name,
+            "direction": "back" if move.back else "forward",
+            "position": move.position,
+            "partitions": moved,
+            "events": events,
+        }
+        audit.record(
+            subject=f"consumer.{name}",
+            type=AuditType.SUBSCRIPTION_MOVED,
+            actor=actor,
+            data={"consumer": name, "job": job, **result},
+        )
+    return result
