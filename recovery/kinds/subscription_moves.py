@@ -77,7 +77,7 @@ class SubscriptionMove(JobKind):
 @register
 class Rewind(SubscriptionMove):
     name = "rewind"
-    position = 50
+    position = 55
     button_order = 1
     help = "Move a subscription's checkpoints back to a position or a time: what followed is delivered again."
     params_help = "subscription, to_position or to_time"
@@ -135,7 +135,7 @@ class Rewind(SubscriptionMove):
 @register
 class SkipToHead(SubscriptionMove):
     name = "skip_to_head"
-    position = 51
+    position = 56
     button_order = 2
     help = "Move a subscription's checkpoints to the head: its readers never receive what they had not yet."
     params_help = "subscription"
