@@ -53,6 +53,9 @@ OPTION_NAMES = {
     "from_position": "--from-position",
     "from_time": "--from-time",
     "rate_per_second": "--rate",
+    "subscription": "SUBSCRIPTION",
+    "to_position": "--to-position",
+    "to_time": "--to-time",
 }
 
 

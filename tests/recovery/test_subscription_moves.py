@@ -4,8 +4,10 @@ dry-run count, audited; its readers then receive the events again (or never)."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -206,3 +208,32 @@ def test_the_subscription_page_offers_both_jobs_and_the_form_comes_filled_in(api
         0,
         "pending_approval",
     )
+
+
+def test_the_command_line_dry_runs_requests_and_refuses_a_rewind(api, approver):
+    create(api)
+    positions = append("invoice-1", 3)
+    handled(api)
+
+    estimate = call("rewind", "billing", "--to-position", str(positions[0]), "--dry-run")
+    assert "  events  2 in 1 streams" in estimate and not Job.objects.exists()
+    with pytest.raises(CommandError) as refused:
+        call("rewind", "billing", "--reason", "r", "--to-position", "-4")
+    assert "--to-position: must be a whole number, 0 or more" in str(refused.value)
+    with pytest.raises(CommandError) as refused:
+        call("skip_to_head", "nope", "--reason", "r")
+    assert "SUBSCRIPTION: no subscription is named 'nope'" in str(refused.value)
+    assert not Job.objects.exists()
+
+    job_id = int(call("rewind", "billing", "--to-position", str(positions[0]), "--reason", "r", "--no-wait"))
+
+    assert Job.objects.get(pk=job_id).state == "pending_approval"
+    approve(session_client(approver), {"id": job_id, "params_sha256": Job.objects.get().params_sha256})
+    assert run_inline(job_id).state == "succeeded"
+    assert handled(api) == positions[1:]
+
+
+def call(*args: str) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
