@@ -21,8 +21,10 @@ own row (SubscriptionPartition):
   is delivered again from there, and after `max_nacks` in a row it is parked (like a projection's or a
   sink's parked events: listed, skipped, in the consumers API) and the partition goes on.
 
-A fetch with nothing to deliver waits up to `wait` seconds, polling, in a slot of the waiting-read caps
-(streams/read_waits.py), so waiting fetches cannot take every request thread.
+A fetch with nothing to deliver waits up to `wait` seconds in a slot of the waiting-read caps
+(streams/read_waits.py), so waiting fetches cannot take every request thread. It looks again when the
+process's one LISTEN connection says events may have been appended (wakeups.appends), and at least
+every LOOK_AGAIN_SECONDS for what no append announces (a lease another reader let expire).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from core.audit import AuditType
-from streams import audit, read_waits, selectors
+from streams import audit, read_waits, selectors, wakeups
 from streams.consumer_kinds import ConsumerError
 from streams.consumers import name_event
 from streams.models import Consumer, Event, ParkedEvent, Subscription, SubscriptionPartition
@@ -50,8 +52,6 @@ from streams.models import Consumer, Event, ParkedEvent, Subscription, Subscript
 MAX_PARTITIONS = 64
 MAX_BATCH = 1000
 MAX_REASON = 2000
-# How often a waiting fetch looks again.
-POLL_SECONDS = 0.1
 # A partition's rate is counted over windows of about this long.
 RATE_WINDOW_SECONDS = 60.0
 
@@ -185,14 +185,15 @@ def fetch(
     """A batch of one partition's events for `reader` under a lease, waiting up to `wait_seconds` (at most
     REPLAYDESK_FETCH_WAIT_MAX_SECONDS) for some when there are none; an empty batch when the wait ran
     out. A Problem (429) when this process or user has as many reads waiting as the caps allow."""
-    batch = _deliver(subscription, reader, max_events)
     wait_seconds = min(wait_seconds, settings.REPLAYDESK_FETCH_WAIT_MAX_SECONDS)
+    seen = wakeups.appends.seen() if wait_seconds > 0 else 0
+    batch = _deliver(subscription, reader, max_events)
     if batch.events or wait_seconds <= 0:
         return batch
     with read_waits.waiting_slot(user_id, seconds=wait_seconds, waiting_for="events"):
         deadline = time.monotonic() + wait_seconds
-        while not batch.events and time.monotonic() < deadline:
-            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        while not batch.events and (left := deadline - time.monotonic()) > 0:
+            seen = wakeups.appends.wait(seen, left)
             batch = _deliver(subscription, reader, max_events)
     return batch
 

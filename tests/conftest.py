@@ -33,6 +33,16 @@ def _rate_limit_windows_start_empty():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _append_watch_closed_before_the_database_goes(django_db_setup):
+    """A waiting fetch starts its process's append watch (streams/wakeups.py), a connection of its own
+    to the test database: it is closed before the database is dropped."""
+    yield
+    from streams import wakeups
+
+    wakeups.appends.stop()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _tests_append_as_themselves():
     """A test that calls a service appends as the tests (core/principals.py); what the test client sends
     is recorded as the user it signed in, as in production."""

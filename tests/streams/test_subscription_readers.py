@@ -16,7 +16,7 @@ import pytest
 from django.db import close_old_connections, connection
 
 from core.redis import client as redis_client
-from streams import read_waits, subscriptions
+from streams import read_waits, subscriptions, wakeups
 from streams.models import Event, SubscriptionPartition
 from streams.services import append_events
 from tests.streams import subscription_children as children
@@ -207,3 +207,42 @@ def test_a_waiting_fetch_answers_with_the_event_appended_while_it_waits():
 
     assert [event.position for event in batches[0].events] == [position]
     assert redis_client().zcard(slots) == 0, "its waiting slot is given back"
+
+
+def test_a_waiting_fetch_looks_at_the_log_when_events_are_appended_not_every_moment(monkeypatch):
+    subscription = subscriptions.create_subscription(name="billing", categories=["invoice"], actor="tests")
+    looks: list[float] = []
+    deliver = subscriptions._deliver
+
+    def counted(*args, **kwargs):
+        looks.append(time.monotonic())
+        return deliver(*args, **kwargs)
+
+    monkeypatch.setattr(subscriptions, "_deliver", counted)
+    redis_client().delete(read_waits.user_key("waiter"))
+
+    quiet = subscriptions.fetch(
+        subscription=subscription, reader="r", max_events=10, wait_seconds=3, user_id="waiter"
+    )
+
+    assert quiet.events == ()
+    # Once at first, then once a LOOK_AGAIN_SECONDS at most while nothing is appended (polling every
+    # 100 ms looked 30 times).
+    assert 2 <= len(looks) <= 3 / wakeups.LOOK_AGAIN_SECONDS + 2
+    # Appends elsewhere wake it: the event appended while it waits is in its batch.
+    looks.clear()
+
+    def append_elsewhere() -> None:
+        try:
+            append_events(stream="invoice-1", events=[{"type": "Issued", "data": {}}])
+        finally:
+            connection.close()
+
+    timer = threading.Timer(0.5, append_elsewhere)
+    timer.start()
+    woken = subscriptions.fetch(
+        subscription=subscription, reader="r", max_events=10, wait_seconds=30, user_id="waiter"
+    )
+    timer.join()
+    assert [event.stream.name for event in woken.events] == ["invoice-1"]
+    assert len(looks) <= 4
