@@ -16,6 +16,10 @@ class Stream(models.Model):
     version = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(db_default=Now())
+    # A stream copied from a source (streams/sources/): only its follower appends to it.
+    source = models.ForeignKey(
+        "Source", null=True, blank=True, on_delete=models.PROTECT, related_name="streams"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["category", "name"], name="streams_stream_category_name")]
@@ -276,3 +280,88 @@ class SubscriptionPartition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription_id}/{self.number}"
+
+
+class Source(models.Model):
+    """An external event store Replaydesk follows into its own log, exactly once (streams/sources/).
+
+    `position` is how far in the source's own order the copy has got; it is written in the transaction
+    that records the copied events, so a follower that dies copies nothing twice and skips nothing.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        PAUSED = "paused"
+        # Stopped on an error that needs a person (the source's table went away, its access was taken).
+        FAILED = "failed"
+
+    name = models.CharField(max_length=60, unique=True)
+    kind = models.CharField(max_length=30)
+    # How to reach it: encrypted (streams/sources/secrets.py), or the name of an environment variable
+    # that holds the DSN. Never shown back.
+    dsn_encrypted = models.TextField(blank=True, default="")
+    dsn_env = models.CharField(max_length=100, blank=True, default="")
+    options = models.JSONField(default=dict)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.RUNNING)
+    position = models.BigIntegerField(default=0)
+    events_copied = models.BigIntegerField(default=0)
+    events_parked = models.BigIntegerField(default=0)
+    # The source's last position, when the follower last looked.
+    head = models.BigIntegerField(null=True, blank=True)
+    head_at = models.DateTimeField(null=True, blank=True)
+    progressed_at = models.DateTimeField(null=True, blank=True)
+    # Every position at or below this is final in the source: committed or never to be
+    # (streams/sources/horizon.py). Holes above it wait for a settle round: `settle_through` is the
+    # highest position seen when a hole stopped the copy, `settle_xmax` the source's transaction horizon
+    # that must pass before the holes up to there are final.
+    final_through = models.BigIntegerField(default=0)
+    settle_through = models.BigIntegerField(null=True, blank=True)
+    settle_seen_at = models.DateTimeField(null=True, blank=True)
+    settle_xmax = models.BigIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    created_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(dsn_encrypted="", dsn_env=""), name="streams_source_reachable"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SourceParkedEvent(models.Model):
+    """An event of a source that could not be copied as it is (its id is in the log with other content,
+    its stream has a hole, its state cannot be decoded): set aside with the reason, for a person."""
+
+    class State(models.TextChoices):
+        PARKED = "parked"
+        RETRIED = "retried"
+        SKIPPED = "skipped"
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="parked")
+    # Where it is in the source, and what the source held, as far as it could be read.
+    position = models.BigIntegerField()
+    stream = models.CharField(max_length=500, blank=True, default="")
+    sequence = models.BigIntegerField(null=True, blank=True)
+    event_id = models.UUIDField(null=True, blank=True)
+    type = models.CharField(max_length=500, blank=True, default="")
+    payload = models.JSONField(default=dict)
+    reason = models.TextField()
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PARKED)
+    attempts = models.IntegerField(default=1)
+    parked_at = models.DateTimeField(db_default=Now())
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "position"], name="streams_source_parked_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}@{self.position}"
