@@ -94,9 +94,10 @@ def destination(url: str) -> Destination:
     return _check(url, resolve_failure_ok=False)
 
 
-def allowlist() -> tuple[Rule, ...]:
-    """REPLAYDESK_SINK_ALLOW, parsed; ImproperlyConfigured names an entry it cannot read."""
-    return _parse(tuple(settings.REPLAYDESK_SINK_ALLOW))
+def allowlist(setting: str = SETTING) -> tuple[Rule, ...]:
+    """REPLAYDESK_SINK_ALLOW (or another allowlist setting of the same form), parsed;
+    ImproperlyConfigured names an entry it cannot read."""
+    return _parse(tuple(getattr(settings, setting)), setting)
 
 
 def resolve(host: str, port: int) -> list[Address]:
@@ -143,13 +144,24 @@ def _check(url: str, *, resolve_failure_ok: bool) -> Destination:
         )
     host = parsed.raw_host.decode("ascii").rstrip(".").lower()
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    rules = allowlist()
+    addresses = checked_addresses(
+        host, port, rules=allowlist(), setting=SETTING, resolve_failure_ok=resolve_failure_ok
+    )
+    return _destination(parsed, host, addresses)
+
+
+def checked_addresses(
+    host: str, port: int, *, rules: tuple[Rule, ...], setting: str, resolve_failure_ok: bool
+) -> list[Address]:
+    """The addresses of `host` the server may connect to on `port`: each one it resolves to is checked
+    (DestinationRefused names the first that may not be reached, and `setting`, the allowlist that
+    would admit it). Empty when it does not resolve and `resolve_failure_ok`."""
     literal = _literal(host)
     if literal is None and any(rule.admits_host(host, port) for rule in rules):
-        return _destination(parsed, host, _addresses(host, port, resolve_failure_ok))
+        return _addresses(host, port, resolve_failure_ok)
     if literal is None and (host in _INTERNAL_NAMES or host.endswith(_INTERNAL_SUFFIXES)):
         raise DestinationRefused(
-            f"the destination is not allowed (a name only an internal resolver answers); see {SETTING}",
+            f"the destination is not allowed (a name only an internal resolver answers); see {setting}",
             host,
         )
     addresses = [literal] if literal is not None else _addresses(host, port, resolve_failure_ok)
@@ -157,10 +169,10 @@ def _check(url: str, *, resolve_failure_ok: bool) -> Destination:
         kind = kind_refused(address)
         if kind and not any(rule.admits_address(address, port) for rule in rules):
             raise DestinationRefused(
-                f"the destination is not allowed ({kind} address); see {SETTING}",
+                f"the destination is not allowed ({kind} address); see {setting}",
                 str(address) if literal is not None else f"{host} resolves to {address}",
             )
-    return _destination(parsed, host, addresses)
+    return addresses
 
 
 def _addresses(host: str, port: int, resolve_failure_ok: bool) -> list[Address]:
@@ -207,18 +219,18 @@ def _embedded(address: Address) -> Address:
 
 
 @functools.lru_cache(maxsize=8)
-def _parse(entries: tuple[str, ...]) -> tuple[Rule, ...]:
-    return tuple(_rule(entry) for entry in entries)
+def _parse(entries: tuple[str, ...], setting: str) -> tuple[Rule, ...]:
+    return tuple(_rule(entry, setting) for entry in entries)
 
 
-def _rule(entry: str) -> Rule:
+def _rule(entry: str, setting: str) -> Rule:
     target, port = entry.strip(), None
     if target.startswith("["):
         target, _, rest = target[1:].partition("]")
-        port = _port(entry, rest.removeprefix(":")) if rest else None
+        port = _port(entry, rest.removeprefix(":"), setting) if rest else None
     elif target.count(":") == 1:
         target, _, given = target.partition(":")
-        port = _port(entry, given)
+        port = _port(entry, given, setting)
     try:
         return Rule(network=ipaddress.ip_network(target, strict=False), port=port)
     except ValueError:
@@ -226,13 +238,13 @@ def _rule(entry: str) -> Rule:
     name = target.rstrip(".").lower()
     if not _NAME_RE.match(name):
         raise ImproperlyConfigured(
-            f"{SETTING}: {entry!r} is neither a host name, an IP address nor a CIDR network "
+            f"{setting}: {entry!r} is neither a host name, an IP address nor a CIDR network "
             "(e.g. hooks.corp, 10.20.0.0/16, 127.0.0.1:8000, [::1]:8000)"
         )
     return Rule(host=name, port=port)
 
 
-def _port(entry: str, given: str) -> int:
+def _port(entry: str, given: str, setting: str) -> int:
     if not given.isdigit() or not 0 < int(given) < 65536:
-        raise ImproperlyConfigured(f"{SETTING}: {entry!r} has no port 1–65535 after its ':'")
+        raise ImproperlyConfigured(f"{setting}: {entry!r} has no port 1–65535 after its ':'")
     return int(given)
