@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -354,33 +354,27 @@ def _import(cursor, parsed, actor: str, appender: principals.Principal) -> Impor
             """,
             [[existing[name][0] for name in old], [versions[name] for name in old]],
         )
-    cursor.execute("SELECT replaydesk_append_slot()")
-    count = 0
-    copy_sql = (
-        "COPY streams_event (stream_id, sequence, id, type, data, metadata, actor, appended_by, appended_via,"
-        " recorded_at) FROM STDIN"
-    )
-    with cursor.cursor.copy(copy_sql) as copy:
+
+    def rows():
         for (stream, events, _, times), first in zip(parsed, first_sequences, strict=True):
             stream_id = existing[stream][0]
             for offset, (event, recorded_at) in enumerate(zip(events, times, strict=True)):
                 who = str(event.metadata.get("actor") or actor or "")
                 metadata = {**event.metadata, "actor": who} if who else event.metadata
-                copy.write_row(
-                    (
-                        stream_id,
-                        first + offset,
-                        event.id or uuid.uuid4(),
-                        event.type,
-                        json.dumps(event.data),
-                        json.dumps(metadata),
-                        who,
-                        appender.name,
-                        appender.via,
-                        recorded_at or timezone.now(),
-                    )
+                yield (
+                    stream_id,
+                    first + offset,
+                    event.id or uuid.uuid4(),
+                    event.type,
+                    json.dumps(event.data),
+                    json.dumps(metadata),
+                    who,
+                    appender.name,
+                    appender.via,
+                    recorded_at or timezone.now(),
                 )
-                count += 1
+
+    count = copy_events(cursor, rows())
     cursor.execute("SELECT max(position) FROM streams_event")
     last = cursor.fetchone()[0]
     if count >= 10_000:
@@ -389,6 +383,26 @@ def _import(cursor, parsed, actor: str, appender: principals.Principal) -> Impor
         cursor.execute("ANALYZE streams_stream")
     _notify_after_commit(last, inside=True)
     return ImportResult(events=count, streams=len(names), last_position=last)
+
+
+_COPY_EVENTS = (
+    "COPY streams_event (stream_id, sequence, id, type, data, metadata, actor, appended_by, appended_via,"
+    " recorded_at) FROM STDIN"
+)
+
+
+def copy_events(cursor, rows: Iterable[tuple]) -> int:
+    """Write events with COPY, after taking an append slot (see the module's docstring): rows of
+    (stream_id, sequence, id, type, data JSON, metadata JSON, actor, appended_by, appended_via,
+    recorded_at). The caller has locked their streams' rows and set their versions, in the same
+    transaction. The number written."""
+    cursor.execute("SELECT replaydesk_append_slot()")
+    count = 0
+    with cursor.cursor.copy(_COPY_EVENTS) as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
 
 
 def _expected_holds(expected: str | int, current: int) -> bool:
