@@ -7,6 +7,7 @@ from pytest_django.asserts import assertContains, assertNotContains
 from streams import subscriptions
 from streams.models import Consumer, Event, ParkedEvent
 from streams.services import append_events
+from streams.subscriptions import partition_of
 
 pytestmark = pytest.mark.django_db
 
@@ -80,3 +81,27 @@ def test_a_retry_from_the_page_queues_the_event_and_says_what_happens_next(brows
     assertContains(response, "Queued the parked event for redelivery")
     assertContains(response, "Queued for redelivery</strong> by olivia")
     assert Event.objects.filter(type="ParkedEventQueued", actor="olivia").count() == 1
+
+
+def test_lagging_streams_count_each_stream_from_its_own_partitions_checkpoint(api, browser_client):
+    subscription = subscriptions.create_subscription(
+        name="shipping", actor="olivia", categories=["parcel"], partitions=2
+    )
+    names = [f"parcel-{n}" for n in range(20)]
+    first = names[0]
+    other = next(name for name in names if partition_of(name, 2) != partition_of(first, 2))
+    append_events(stream=first, events=[{"type": "Sent", "data": {}}] * 3)
+    append_events(stream=other, events=[{"type": "Sent", "data": {}}] * 2)
+    batch = subscriptions.fetch(
+        subscription=subscription, reader="worker-1", max_events=10, wait_seconds=0, user_id="tests"
+    )
+    subscriptions.ack(subscription=subscription, lease=batch.lease, position=batch.events[-1].position)
+    done, waiting = (first, other) if batch.events[0].stream.name == first else (other, first)
+
+    listed = api.get("/api/v1/consumers/shipping/lagging-streams").json()["results"]
+
+    # The slowest partition's checkpoint would count the acknowledged stream's events too.
+    assert [(row["stream"], row["applied_sequence"]) for row in listed] == [(waiting, 0)]
+    assert listed[0]["lag_events"] == (2 if waiting == other else 3)
+    page = browser_client.get("/consumers/shipping/").content.decode()
+    assert f'href="/streams/{waiting}/"' in page and f'href="/streams/{done}/"' not in page
