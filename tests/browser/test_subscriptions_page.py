@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from core.audit import AuditType
-from streams import subscriptions
+from streams import consumers, subscriptions
 from streams.models import Event, ParkedEvent
 from streams.services import append_events
 from streams.subscriptions import partition_of
@@ -67,6 +67,10 @@ def test_the_page_shows_each_partition_with_its_reader_and_lease_as_readers_fetc
     subscriptions.ack(subscription=billing, lease=batch.lease, position=batch.events[-1].position)
     expect(row.locator('td[data-label="Checkpoint"]')).to_have_text(str(batch.events[-1].position))
     expect(row.locator('td[data-label="Lag (events)"]')).to_have_text("0")
+    # Paused elsewhere (the API): the page's facts and health badge follow without a reload.
+    consumers.pause_consumer(name="billing", actor="olivia")
+    expect(page.locator("#consumer-health .badge")).to_have_text("paused")
+    expect(row.locator("td[data-label='Health'] .badge")).to_have_text("paused")
     assert page.evaluate("window.notReloaded") is True, "the partitions refresh in place"
     assert has_no_horizontal_scroll(page)
     page.screenshot(path=f"/tmp/subscription-{width}.png", full_page=True)
