@@ -389,7 +389,9 @@ def ack(
                 f"{partition.delivered_up_to})"
             )
         retried = [p for p in redelivery.delivered(subscription, lease) if p.event_id <= position]
-        if position not in {p.event_id for p in retried} and redelivery.queued_at(subscription, position):
+        # A parked event is behind the checkpoint (parking moved the checkpoint past it).
+        behind = position <= partition.checkpoint and position not in {p.event_id for p in retried}
+        if behind and redelivery.queued_at(subscription, position):
             raise NotDelivered(
                 f"the parked event at position {position} is queued for redelivery and lease {lease} has "
                 "not delivered it; fetch to receive it, then acknowledge it"
