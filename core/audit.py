@@ -38,6 +38,7 @@ class AuditType(StrEnum):
     PII_UNMASKED = "PiiUnmasked"
     CONSUMER_PAUSED = "ConsumerPaused"
     CONSUMER_RESUMED = "ConsumerResumed"
+    PARKED_EVENT_QUEUED = "ParkedEventQueued"
     PARKED_EVENT_RETRIED = "ParkedEventRetried"
     PARKED_EVENT_SKIPPED = "ParkedEventSkipped"
     SINK_CREATED = "SinkCreated"

@@ -21,7 +21,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from core.pages import not_found, pretty_json, render_page, role_required, stop_polling
 from core.queries import QueryParser
-from core.roles import Can
+from core.roles import Can, can
 from recovery import params as job_params
 from recovery import rebuild, selectors, services
 from recovery.forms import JobForm, prefill
@@ -271,7 +271,8 @@ def consumer_recovery(request: HttpRequest, name: str) -> HttpResponse:
     context = {
         "consumer": consumer,
         "jobs": selectors.list_jobs(target=name, limit=CONSUMER_JOBS_SHOWN),
-        "can_roll_back": has_previous_schema(name),
+        # Rolling back needs the operate permission: nobody else is offered the button.
+        "can_roll_back": can(request.user, Can.OPERATE) and has_previous_schema(name),
     }
     return render(request, "recovery/partials/consumer_recovery.html", context)
 

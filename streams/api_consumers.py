@@ -74,6 +74,14 @@ class ParkedOut(serializers.Serializer):
     parked_at = serializers.DateTimeField()
     resolved_at = serializers.DateTimeField(allow_null=True)
     resolved_by = serializers.CharField()
+    queued_by = serializers.CharField(
+        help_text="A subscription's: who retried it, queueing it for redelivery (empty otherwise)."
+    )
+    queued_at = serializers.DateTimeField(allow_null=True)
+    redelivered_to = serializers.CharField(
+        help_text="The reader whose fetch delivered it again, not acknowledged yet (empty otherwise)."
+    )
+    redelivered_at = serializers.DateTimeField(allow_null=True)
     event = EventOut()
 
     def get_error_detail(self, parked: ParkedEvent) -> str | None:
@@ -223,8 +231,9 @@ def _parked_action(request: Request, name: str, parked_id: int, action) -> Respo
     operation_id="consumers_parked_retry",
     request=None,
     responses={200: ParkedOut, **problems(401, 404, 409)},
-    description="Apply the parked event now. 409 when it fails again (its error is updated) or was "
-    "resolved already.",
+    description="Apply the parked event now (a projection's, a sink's). 409 when it fails again (its error "
+    "is updated) or was resolved already. A subscription's is queued for redelivery instead (state "
+    "`queued`): the next fetch of its partition delivers it, and a reader's acknowledgement retries it.",
 )
 @api_view(["POST"])
 @permission_classes([Allows.to(Can.OPERATE)])

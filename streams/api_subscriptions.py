@@ -146,6 +146,9 @@ class PartitionOut(serializers.Serializer):
     nacks = serializers.IntegerField(help_text="Negative acknowledgements in a row of failing_position.")
     failing_position = serializers.IntegerField(allow_null=True)
     progressed_at = serializers.DateTimeField(allow_null=True)
+    redeliveries = serializers.IntegerField(
+        help_text="Parked events of the partition queued for redelivery (retried, not acknowledged yet)."
+    )
 
 
 class SubscriptionOut(ConsumerOut):
@@ -175,6 +178,11 @@ class BatchOut(serializers.Serializer):
         allow_null=True, help_text="The lease has delivered the partition's events up to here."
     )
     events = EventOut(many=True, help_text="In position order; per stream, in sequence order.")
+    redelivery = serializers.BooleanField(
+        help_text="True for parked events an operator retried, delivered again ahead of the partition's "
+        "new events and behind its checkpoint: out of position order, which is what a retry is for. "
+        "Acknowledge (or nack) them under this lease as any others."
+    )
 
 
 class AckOut(serializers.Serializer):
@@ -267,9 +275,11 @@ def subscription_detail(request: Request, name: str) -> Response:
     request=FetchIn,
     responses={200: BatchOut, **problems(400, 401, 404, 429)},
     description="A batch of one partition's events under a lease, after what the lease delivered (after "
-    "the checkpoint, for a new lease). Waits up to `wait` seconds when there is nothing to deliver; then "
-    "an empty batch (partition and lease null unless the reader holds a partition with events yet to "
-    "acknowledge). 429 with Retry-After when too many fetches are waiting.",
+    "the checkpoint, for a new lease). Parked events an operator retried come first, in a batch of their "
+    "own marked `redelivery` (behind the checkpoint: out of position order). Waits up to `wait` seconds "
+    "when there is nothing to deliver; then an empty batch (partition and lease null unless the reader "
+    "holds a partition with events yet to acknowledge). 429 with Retry-After when too many fetches are "
+    "waiting.",
 )
 @api_view(["POST"])
 def fetch(request: Request, name: str) -> Response:
@@ -297,8 +307,10 @@ def _lease_refused(exc: Exception) -> Problem:
     operation_id="subscriptions_ack",
     request=AckIn,
     responses={200: AckOut, **problems(400, 401, 404, 409, 422)},
-    description="Move the partition's checkpoint to `position` and renew the lease. 409 when the lease "
-    "expired or is not the partition's now; 422 when `position` is beyond what the lease delivered.",
+    description="Move the partition's checkpoint to `position` and renew the lease; the parked events this "
+    "lease redelivered at or before `position` are retried (audited). 409 when the lease expired or is not "
+    "the partition's now; 422 when `position` is beyond what the lease delivered, or is a parked event "
+    "queued for redelivery that the lease has not delivered.",
 )
 @api_view(["POST"])
 def ack(request: Request, name: str) -> Response:
@@ -306,7 +318,7 @@ def ack(request: Request, name: str) -> Response:
     body = checked_body(request, AckIn)
     try:
         partition = subscriptions.ack(
-            subscription=subscription, lease=body["lease"], position=body["position"]
+            subscription=subscription, lease=body["lease"], position=body["position"], request=request
         )
     except (subscriptions.LeaseConflict, subscriptions.NotDelivered) as exc:
         raise _lease_refused(exc) from exc
@@ -319,8 +331,9 @@ def ack(request: Request, name: str) -> Response:
     responses={200: NackOut, **problems(400, 401, 404, 409, 422)},
     description="The event at `position` was not handled (with why); the partition's events before it "
     "were. It is delivered again with what followed it, and parked at its max_nacks-th nack in a row "
-    "(then listed under /api/v1/consumers/{name}/parked). 409 as for an ack; 422 when `position` is not an "
-    "event of the partition that the lease delivered and that is not acknowledged.",
+    "(then listed under /api/v1/consumers/{name}/parked). A parked event the lease redelivered is parked "
+    "again at once. 409 as for an ack; 422 when `position` is not an event of the partition that the "
+    "lease delivered and that is not acknowledged.",
 )
 @api_view(["POST"])
 def nack(request: Request, name: str) -> Response:
@@ -328,7 +341,11 @@ def nack(request: Request, name: str) -> Response:
     body = checked_body(request, NackIn)
     try:
         nacked = subscriptions.nack(
-            subscription=subscription, lease=body["lease"], position=body["position"], reason=body["reason"]
+            subscription=subscription,
+            lease=body["lease"],
+            position=body["position"],
+            reason=body["reason"],
+            request=request,
         )
     except (subscriptions.LeaseConflict, subscriptions.NotDelivered) as exc:
         raise _lease_refused(exc) from exc

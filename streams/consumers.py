@@ -262,14 +262,18 @@ def resume_consumer(*, name: str, actor: str, request=None) -> Consumer:
 
 
 def skip_parked(*, parked_id: int, actor: str, request=None) -> ParkedEvent:
+    """Give up on a parked event for good; also on one queued for redelivery (a subscription's), whose
+    acknowledgement then resolves nothing."""
     with transaction.atomic():
-        parked = parked_for_update(parked_id)
+        parked = parked_for_update(parked_id, states=(ParkedEvent.State.PARKED, ParkedEvent.State.QUEUED))
         resolve_parked(parked, state=ParkedEvent.State.SKIPPED, actor=actor, request=request)
     return parked
 
 
-def resolve_parked(parked: ParkedEvent, *, state: str, actor: str, request=None) -> None:
-    """Mark a parked event retried or skipped, audited, in the caller's transaction."""
+def resolve_parked(
+    parked: ParkedEvent, *, state: str, actor: str, request=None, details: dict | None = None
+) -> None:
+    """Mark a parked event retried or skipped, audited (with `details`), in the caller's transaction."""
     parked.state, parked.resolved_at, parked.resolved_by = state, timezone.now(), actor
     parked.save(update_fields=["state", "resolved_at", "resolved_by"])
     audit.record(
@@ -278,7 +282,7 @@ def resolve_parked(parked: ParkedEvent, *, state: str, actor: str, request=None)
         if state == ParkedEvent.State.RETRIED
         else AuditType.PARKED_EVENT_SKIPPED,
         actor=actor,
-        data=_parked_data(parked),
+        data={**parked_data(parked), **(details or {})},
         request=request,
     )
 
@@ -325,8 +329,10 @@ def _locked(name: str) -> Consumer:
     return consumer
 
 
-def parked_for_update(parked_id: int) -> ParkedEvent:
-    """The parked event, locked (in the caller's transaction), if it is still parked."""
+def parked_for_update(
+    parked_id: int, *, states: tuple[str, ...] = (ParkedEvent.State.PARKED,)
+) -> ParkedEvent:
+    """The parked event, locked (in the caller's transaction), if it is in one of `states` (parked)."""
     parked = (
         ParkedEvent.objects.select_for_update(of=("self",))
         .select_related("consumer", "event", "event__stream")
@@ -335,12 +341,17 @@ def parked_for_update(parked_id: int) -> ParkedEvent:
     )
     if parked is None:
         raise ConsumerError(f"no parked event has id {parked_id}")
-    if parked.state != ParkedEvent.State.PARKED:
+    if parked.state == ParkedEvent.State.QUEUED and parked.state not in states:
+        raise ConsumerError(
+            f"that event is queued for redelivery already, by {parked.queued_by or 'someone'}: its "
+            "partition's next fetch delivers it"
+        )
+    if parked.state not in states:
         raise ConsumerError(f"that event was {parked.state} already, by {parked.resolved_by or 'someone'}")
     return parked
 
 
-def _parked_data(parked: ParkedEvent) -> dict:
+def parked_data(parked: ParkedEvent) -> dict:
     return {
         "consumer": parked.consumer.name,
         "event_id": str(parked.event.event_id),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 
-from streams import health, selectors
+from streams import consumer_kinds, health, selectors
 from streams.consumer_kinds import checkpoint_of, follows
 from streams.health import HEALTHS as HEALTHS  # the API's and the metrics' list of them
 from streams.models import Consumer, Event, LagSample, Stream
@@ -215,7 +215,10 @@ def _rate(
 
 def top_lagging_streams(*, consumer: Consumer, limit: int = 10) -> list[StreamLag]:
     """The streams with the most events the consumer has yet to apply (events after its checkpoint
-    grouped by stream: the cost grows with the lag)."""
+    grouped by stream: the cost grows with the lag), or as its kind measures them."""
+    measured = consumer_kinds.of(consumer).lagging_streams(consumer, limit=limit)
+    if measured is not None:
+        return measured
     subscription = follows(consumer=consumer)
     checkpoint = checkpoint_of(consumer=consumer)
     followed = "e.type = ANY(%(types)s)" if subscription.types else "true"

@@ -119,6 +119,10 @@ class ParkedEvent(models.Model):
 
     class State(models.TextChoices):
         PARKED = "parked"
+        # A subscription's event an operator asked to retry: its readers are elsewhere, so it waits for
+        # the next fetch of its partition, and is retried once a reader acknowledges it
+        # (streams/subscriptions.py).
+        QUEUED = "queued"
         RETRIED = "retried"
         SKIPPED = "skipped"
 
@@ -132,6 +136,14 @@ class ParkedEvent(models.Model):
     parked_at = models.DateTimeField(db_default=Now())
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.CharField(max_length=150, blank=True, default="")
+    # Queued for redelivery (a subscription's): who asked and when; they resolve it once it is acknowledged.
+    queued_by = models.CharField(max_length=150, blank=True, default="")
+    queued_at = models.DateTimeField(null=True, blank=True)
+    # The lease whose fetch delivered it again, the reader holding it, and when: only that lease's
+    # acknowledgement resolves it (a lease never shown: it is what a reader acknowledges with).
+    redelivery_lease = models.UUIDField(null=True, blank=True)
+    redelivered_to = models.CharField(max_length=200, blank=True, default="")
+    redelivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["consumer", "event"], name="streams_parked_once")]

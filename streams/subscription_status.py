@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 
-from streams import health, lag, selectors, subscriptions
+from streams import health, lag, selectors, subscription_redelivery, subscriptions
 from streams.models import Consumer, Subscription, SubscriptionPartition
 from streams.subscriptions import log_filter
 
@@ -39,6 +39,8 @@ class PartitionStatus:
     nacks: int
     failing_position: int | None
     progressed_at: dt.datetime | None
+    # Parked events of the partition queued for redelivery, not acknowledged yet.
+    redeliveries: int
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ def subscription_status(*, subscription: Subscription, now: dt.datetime | None =
     consumer = subscription.consumer
     head = selectors.head()
     counts = _lag_by_partition(subscription, head)
+    queued = subscription_redelivery.queued_by_partition(subscription)
     partitions = []
     for row in subscription.partition_rows.order_by("number"):
         count, oldest = counts.get(row.number, (0, None))
@@ -74,6 +77,7 @@ def subscription_status(*, subscription: Subscription, now: dt.datetime | None =
                 nacks=row.nacks,
                 failing_position=row.failing_position,
                 progressed_at=row.progressed_at,
+                redeliveries=queued.get(row.number, 0),
             )
         )
     return SubscriptionStatus(
@@ -149,6 +153,46 @@ def _lag_by_partition(subscription: Subscription, head: int) -> dict[int, tuple[
             },
         )
         return {number: (count, oldest) for number, count, oldest in cursor.fetchall()}
+
+
+def top_lagging_streams(*, subscription: Subscription, limit: int = 10) -> list[lag.StreamLag]:
+    """The streams with the most events the subscription has yet to acknowledge, each measured from its
+    own partition's checkpoint (the consumers' measure, from the slowest partition's, would count what
+    faster partitions acknowledged). The cost grows with the lag of the slowest partition."""
+    followed = log_filter(subscription)
+    counted = "e.type = ANY(%(types)s)" if followed.types else "true"
+    in_categories = " AND s.category = ANY(%(categories)s)" if followed.categories else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH pending AS (
+                SELECT e.stream_id, e.sequence, e.type, e.position,
+                       replaydesk_stream_partition(s.name, %(partitions)s) AS number
+                  FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id
+                 WHERE e.position > (SELECT min(checkpoint) FROM streams_subscriptionpartition
+                                      WHERE subscription_id = %(subscription)s)
+                   AND e.position <= %(head)s{in_categories}
+            )
+            SELECT s.name, s.version, min(e.sequence) - 1, count(*) FILTER (WHERE {counted}) AS lag
+              FROM pending e
+              JOIN streams_subscriptionpartition p
+                ON p.subscription_id = %(subscription)s AND p.number = e.number AND e.position > p.checkpoint
+              JOIN streams_stream s ON s.id = e.stream_id
+             GROUP BY s.id
+            HAVING count(*) FILTER (WHERE {counted}) > 0
+             ORDER BY lag DESC, s.name
+             LIMIT %(limit)s
+            """,
+            {
+                "partitions": subscription.partitions,
+                "subscription": subscription.pk,
+                "head": selectors.head(),
+                "types": list(followed.types),
+                "categories": list(followed.categories),
+                "limit": limit,
+            },
+        )
+        return [lag.StreamLag(*row) for row in cursor.fetchall()]
 
 
 def _total(rates: list[float | None]) -> float | None:

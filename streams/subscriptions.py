@@ -20,6 +20,10 @@ own row (SubscriptionPartition):
 - A negative acknowledgement says the events before it were handled and it was not, with a reason; it
   is delivered again from there, and after `max_nacks` in a row it is parked (like a projection's or a
   sink's parked events: listed, skipped, in the consumers API) and the partition goes on.
+- A parked event an operator retries is queued, and delivered again by the next fetch of its partition,
+  ahead of the partition's new events, in a batch of its own marked `redelivery` (out of position order,
+  which is what a retry is for); an acknowledgement under the lease that delivered it resolves it, a
+  nack parks it again (streams/subscription_redelivery.py). The checkpoint does not move for these.
 
 A fetch with nothing to deliver waits up to `wait` seconds in a slot of the waiting-read caps
 (streams/read_waits.py), so waiting fetches cannot take every request thread. It looks again when the
@@ -45,6 +49,7 @@ from django.utils import timezone
 
 from core.audit import AuditType
 from streams import audit, read_waits, selectors, wakeups
+from streams import subscription_redelivery as redelivery
 from streams.consumer_kinds import ConsumerError
 from streams.consumers import name_event
 from streams.models import Consumer, Event, ParkedEvent, Subscription, SubscriptionPartition
@@ -83,6 +88,9 @@ class Batch:
     checkpoint: int | None = None
     delivered_up_to: int | None = None
     events: tuple[Event, ...] = ()
+    # Parked events retried by an operator, delivered again out of position order
+    # (streams/subscription_redelivery.py); acknowledged like any others.
+    redelivery: bool = False
 
 
 @dataclass(frozen=True)
@@ -212,26 +220,50 @@ class _Candidate:
 def _deliver(subscription: Subscription, reader: str, limit: int) -> Batch:
     """One attempt: the reader's own partition if it has events for it (or events it has yet to
     acknowledge), else the first free or expired partition that has events. A reader whose partition
-    has nothing left to deliver or acknowledge lets it go."""
+    has nothing left to deliver or acknowledge lets it go. A partition's parked events queued for
+    redelivery go first, in a batch of their own. A paused subscription delivers nothing."""
     with transaction.atomic():
         state = Consumer.objects.filter(pk=subscription.pk).values_list("state", flat=True).first()
         if state != Consumer.State.RUNNING:
             return Batch()
         candidates = _candidates(subscription, reader)
         head = selectors.head()
+        pending = redelivery.pending(subscription)
         for row in candidates:
             if row.mine:
+                again = _redeliver(subscription, row, reader, row.lease, pending, limit)
+                if again is not None:
+                    return again
                 events = _events(subscription, row.number, after=row.delivered_up_to, head=head, limit=limit)
-                if events or row.delivered_up_to > row.checkpoint:
+                if events or row.delivered_up_to > row.checkpoint or pending.awaiting(row.number, row.lease):
                     return _lease(subscription, row, reader, row.lease, events)
                 _passed_over(row, head)
         for row in candidates:
             if not row.mine:
+                again = _redeliver(subscription, row, reader, uuid.uuid4(), pending, limit)
+                if again is not None:
+                    return again
                 events = _events(subscription, row.number, after=row.checkpoint, head=head, limit=limit)
                 if events:
                     return _lease(subscription, row, reader, uuid.uuid4(), events)
                 _passed_over(row, head)
     return Batch()
+
+
+def _redeliver(
+    subscription: Subscription,
+    row: _Candidate,
+    reader: str,
+    lease: uuid.UUID,
+    pending: redelivery.Pending,
+    limit: int,
+) -> Batch | None:
+    """The partition's queued parked events that `lease` has not delivered, as a redelivery batch under
+    it; None when there are none."""
+    if not pending.to_deliver(row.number, lease):
+        return None
+    events = redelivery.take(subscription, row.number, lease=lease, reader=reader, limit=limit)
+    return _lease(subscription, row, reader, lease, events, redelivered=True) if events else None
 
 
 def _passed_over(row: _Candidate, head: int) -> None:
@@ -284,9 +316,20 @@ def _renewed(subscription: Subscription) -> RawSQL:
 
 
 def _lease(
-    subscription: Subscription, row: _Candidate, reader: str, lease: uuid.UUID, events: selectors.Events
+    subscription: Subscription,
+    row: _Candidate,
+    reader: str,
+    lease: uuid.UUID,
+    events: selectors.Events,
+    *,
+    redelivered: bool = False,
 ) -> Batch:
-    delivered = events[-1].position if events else row.delivered_up_to
+    if redelivered:
+        # Behind the checkpoint: the partition's own delivery stays where it was (a new lease has
+        # delivered none of it yet).
+        delivered = row.delivered_up_to if lease == row.lease else row.checkpoint
+    else:
+        delivered = events[-1].position if events else row.delivered_up_to
     SubscriptionPartition.objects.filter(pk=row.id).update(
         lease=lease, reader=reader, lease_expires_at=_renewed(subscription), delivered_up_to=delivered
     )
@@ -298,6 +341,7 @@ def _lease(
         checkpoint=row.checkpoint,
         delivered_up_to=delivered,
         events=tuple(events),
+        redelivery=redelivered,
     )
 
 
@@ -331,9 +375,13 @@ def _save(subscription: Subscription, partition: SubscriptionPartition, fields: 
     partition.refresh_from_db(fields=["lease_expires_at"])
 
 
-def ack(*, subscription: Subscription, lease: uuid.UUID, position: int) -> SubscriptionPartition:
+def ack(
+    *, subscription: Subscription, lease: uuid.UUID, position: int, request: HttpRequest | None = None
+) -> SubscriptionPartition:
     """Move the partition's checkpoint to `position` (events of it up to there are handled) and renew
-    the lease. A position at or before the checkpoint changes nothing else (a repeated ack)."""
+    the lease; the parked events this lease redelivered at or before `position` are retried (audited).
+    A position at or before the checkpoint changes nothing else (a repeated ack), but one of a parked
+    event queued for redelivery that this lease has not delivered is refused."""
     with transaction.atomic():
         partition = _held(subscription, lease)
         if position > partition.delivered_up_to:
@@ -341,6 +389,15 @@ def ack(*, subscription: Subscription, lease: uuid.UUID, position: int) -> Subsc
                 f"position {position} is beyond what lease {lease} delivered (up to "
                 f"{partition.delivered_up_to})"
             )
+        retried = [p for p in redelivery.delivered(subscription, lease) if p.event_id <= position]
+        # A parked event is behind the checkpoint (parking moved the checkpoint past it).
+        behind = position <= partition.checkpoint and position not in {p.event_id for p in retried}
+        if behind and redelivery.queued_at(subscription, position):
+            raise NotDelivered(
+                f"the parked event at position {position} is queued for redelivery and lease {lease} has "
+                "not delivered it; fetch to receive it, then acknowledge it"
+            )
+        redelivery.resolve(retried, request=request)
         fields: list[str] = []
         if position > partition.checkpoint:
             now = timezone.now()
@@ -355,12 +412,23 @@ def ack(*, subscription: Subscription, lease: uuid.UUID, position: int) -> Subsc
     return partition
 
 
-def nack(*, subscription: Subscription, lease: uuid.UUID, position: int, reason: str) -> Nacked:
+def nack(
+    *,
+    subscription: Subscription,
+    lease: uuid.UUID,
+    position: int,
+    reason: str,
+    request: HttpRequest | None = None,
+) -> Nacked:
     """The event at `position` was not handled (`reason`); the events of the partition before it were.
     It is delivered again, with what followed it; at its max_nacks-th nack in a row it is parked and the
-    checkpoint passes it."""
+    checkpoint passes it. A parked event this lease redelivered is parked again at once."""
     with transaction.atomic():
         partition = _held(subscription, lease)
+        redelivered = redelivery.delivered(subscription, lease)
+        if position in {p.event_id for p in redelivered}:
+            return _nack_redelivered(subscription, partition, redelivered, position, reason, request)
+        redelivery.resolve([p for p in redelivered if p.event_id < position], request=request)
         if not partition.checkpoint < position <= partition.delivered_up_to:
             raise NotDelivered(
                 f"lease {lease} has delivered and not acknowledged positions {partition.checkpoint + 1} to "
@@ -371,9 +439,7 @@ def nack(*, subscription: Subscription, lease: uuid.UUID, position: int, reason:
             raise NotDelivered(f"no event of partition {partition.number} has position {position}")
         now = timezone.now()
         nacks = partition.nacks + 1 if partition.failing_position == position else 1
-        consumer = subscription.consumer
-        consumer.last_error, consumer.last_error_at = f"{name_event(event)}: {reason}"[:MAX_REASON], now
-        consumer.save(update_fields=["last_error", "last_error_at"])
+        consumer = _failed(subscription, event, reason, now)
         parked = nacks >= subscription.max_nacks
         acknowledged = partition.checkpoint
         if parked:
@@ -411,6 +477,33 @@ def nack(*, subscription: Subscription, lease: uuid.UUID, position: int, reason:
             ],
         )
     return Nacked(partition=partition, parked=parked)
+
+
+def _nack_redelivered(
+    subscription: Subscription,
+    partition: SubscriptionPartition,
+    redelivered: list[ParkedEvent],
+    position: int,
+    reason: str,
+    request: HttpRequest | None,
+) -> Nacked:
+    """A redelivered parked event failed again: parked again (one attempt more); the lease's redelivered
+    events before it were handled, those after it go again. The checkpoint does not move."""
+    failed = next(p for p in redelivered if p.event_id == position)
+    redelivery.resolve([p for p in redelivered if p.event_id < position], request=request)
+    redelivery.deliver_again([p for p in redelivered if p.event_id > position])
+    consumer = _failed(subscription, failed.event, reason, timezone.now())
+    redelivery.park_again(failed, error=consumer.last_error)
+    _save(subscription, partition, [])
+    return Nacked(partition=partition, parked=True)
+
+
+def _failed(subscription: Subscription, event: Event, reason: str, now: dt.datetime) -> Consumer:
+    """The subscription's last error: this event's, with the reader's reason."""
+    consumer = subscription.consumer
+    consumer.last_error, consumer.last_error_at = f"{name_event(event)}: {reason}"[:MAX_REASON], now
+    consumer.save(update_fields=["last_error", "last_error_at"])
+    return consumer
 
 
 def _measure_rate(

@@ -120,6 +120,12 @@ class ConsumerKind:
             and (consumer.progressed_at is None or consumer.progressed_at <= error_at)
         )
 
+    def lagging_streams(self, consumer: Consumer, *, limit: int) -> list[Any] | None:
+        """The streams with the most events it has yet to process (streams.lag.StreamLag), for a kind
+        that measures them itself (a checkpoint per partition); None: streams.lag measures them from the
+        consumer's checkpoint."""
+        return None
+
     def retry_parked(self, *, parked_id: int, actor: str, request: HttpRequest | None = None) -> ParkedEvent:
         """Process one parked event again, audited. On failure nothing changes but its error and
         attempts, and ConsumerError says why."""

@@ -7,8 +7,9 @@ from __future__ import annotations
 from django.db.models import Min
 from django.http import HttpRequest
 
-from streams import selectors
-from streams.consumer_kinds import ConsumerError, ConsumerKind, RunResult
+from streams import selectors, subscription_redelivery, subscription_status
+from streams.consumer_kinds import ConsumerKind, RunResult
+from streams.lag import StreamLag
 from streams.models import Consumer, ParkedEvent, Subscription, SubscriptionPartition
 
 
@@ -33,9 +34,14 @@ class SubscriptionKind(ConsumerKind):
             return super().follows(consumer)
         return selectors.LogFilter(types=tuple(subscription.types), categories=tuple(subscription.categories))
 
+    def lagging_streams(self, consumer: Consumer, *, limit: int) -> list[StreamLag] | None:
+        # Each stream from its own partition's checkpoint, not the slowest partition's.
+        subscription = Subscription.objects.filter(pk=consumer.pk).first()
+        if subscription is None:
+            return None
+        return subscription_status.top_lagging_streams(subscription=subscription, limit=limit)
+
     def retry_parked(self, *, parked_id: int, actor: str, request: HttpRequest | None = None) -> ParkedEvent:
-        # Its readers are elsewhere and fetch partitions in order: nothing here can hand them one event.
-        raise ConsumerError(
-            "a subscription's parked event is not delivered again: its readers fetch partitions in order; "
-            "handle it from the parked list (its event is there) and skip it"
-        )
+        # Its readers are elsewhere: the event is queued for the next fetch of its partition, and retried
+        # once a reader acknowledges it (streams/subscription_redelivery.py).
+        return subscription_redelivery.queue(parked_id=parked_id, actor=actor, request=request)

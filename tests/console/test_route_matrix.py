@@ -65,6 +65,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "streams:consumers": {"GET": READ},
     "streams:sink-new": {"GET": OPERATE, "POST": OPERATE},
     "streams:consumer": {"GET": READ},
+    "streams:subscription-live": {"GET": READ},
     "streams:sink-edit": {"GET": OPERATE, "POST": OPERATE},
     "streams:consumer-pause": {"POST": OPERATE},
     "streams:consumer-resume": {"POST": OPERATE},

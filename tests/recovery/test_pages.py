@@ -514,6 +514,20 @@ def test_a_projections_page_links_to_its_jobs_and_rolls_back_a_swap(browser_clie
     assert rolled.data["reason"] == "the replay was wrong" and rolled.actor == "olivia"
 
 
+def test_a_support_agent_sees_a_projections_jobs_without_the_buttons_to_start_or_roll_back(
+    client, support_agent, directory
+):
+    job = run("replay", projection="users_directory")
+    client.force_login(support_agent)
+
+    page = client.get("/consumers/users_directory/", secure=True)
+    panel = client.get("/consumers/users_directory/jobs", secure=True, **HTMX)
+
+    assertNotContains(page, "/jobs/new?kind=")
+    assertContains(panel, f'<a href="/jobs/{job.pk}/">Job {job.pk}</a>', html=True)
+    assertNotContains(panel, 'id="rollback-button"')
+
+
 def test_a_rollback_without_a_previous_schema_says_so(browser_client, directory):
     response = browser_client.post("/consumers/users_directory/rollback", secure=True, follow=True)
 

@@ -279,7 +279,9 @@ def test_consumer_page_lists_the_top_lagging_streams_with_links(browser_client, 
 
     response = browser_client.get("/consumers/users_directory/")
 
-    rows = re.findall(r'<tr><td class="wrap"><a href="/streams/([^/]+)/">', response.content.decode())
+    rows = re.findall(
+        r'<tr><td class="wrap" data-label="Stream"><a href="/streams/([^/]+)/">', response.content.decode()
+    )
     assert rows == ["user-7", "user-1"]
 
 

@@ -114,6 +114,7 @@ def test_a_partition_held_by_one_reader_is_not_given_to_another_until_its_lease_
         "checkpoint": None,
         "delivered_up_to": None,
         "events": [],
+        "redelivery": False,
     }
     SubscriptionPartition.objects.update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
     taken = fetch(api, reader="b").json()
@@ -345,18 +346,6 @@ def test_the_consumer_pages_show_a_subscription_with_the_other_consumers(api, br
 
     assert listed.status_code == 200 and "billing" in listed.content.decode()
     assert detail.status_code == 200 and "subscription" in detail.content.decode()
-
-
-def test_a_parked_event_of_a_subscription_cannot_be_retried_and_says_so(api):
-    create(api, max_nacks=1)
-    positions = append("invoice-1", 1)
-    lease = fetch(api).json()["lease"]
-    api.post(f"{URL}/billing/nack", {"lease": lease, "position": positions[0], "reason": "no"}, format="json")
-    [parked] = api.get("/api/v1/consumers/billing/parked").json()["results"]
-
-    problem = assert_problem(api.post(f"/api/v1/consumers/billing/parked/{parked['id']}/retry"), 409)
-    assert "skip it" in problem["detail"]
-    assert ParkedEvent.objects.get().state == ParkedEvent.State.PARKED
 
 
 def test_a_partitions_rate_counts_the_events_acknowledged_over_its_last_window(api):

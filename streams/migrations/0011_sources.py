@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('streams', '0009_subscriptions'),
+        ('streams', '0010_parked_redelivery'),
     ]
 
     operations = [
