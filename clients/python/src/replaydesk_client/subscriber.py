@@ -6,7 +6,8 @@ handled. While a batch is handled, a thread of its own (the lease keeper) acknow
 so far every third of `lease_seconds`, which renews the lease: a slow handler, or a long batch, keeps
 its partition as long as the process lives. A handler that raises gets its event nacked (the events
 before it count as handled) and the loop fetches again, which delivers that event again, until the
-server parks it at its max_nacks-th nack in a row.
+server parks it at its max_nacks-th nack in a row; one that raises once the loop is stopping abandons
+its event instead (what was handled before it is acknowledged).
 
 The server's rule that shapes the rest: a fetch by a reader that holds a partition goes on *after*
 what its lease delivered, not from the checkpoint. So this loop never fetches while it holds events it
@@ -116,8 +117,22 @@ class Subscriber:
         """The batch's events in order, until one fails, the lease is lost or the loop is stopped; then
         what was handled is acknowledged, or the failed event nacked."""
         assert batch.lease is not None and batch.checkpoint is not None
+        lease = batch.lease
+        handled, failed = self._call_handler(batch)
+        if failed is not None and not self.stop.is_set():
+            event, exc = failed
+            where = f"{event.stream}@{event.sequence} (position {event.position})"
+            log.warning("handler failed on %s; nacking it", where, exc_info=exc)
+            self._settle(lambda: self.client.nack(self.name, lease, event.position, _reason(exc)))
+        elif handled is not None:
+            # Also when the handler raised once the loop was stopping: that abandons its event (no fault
+            # of the event's, so no nack); it goes to the next reader when the lease expires.
+            self._settle(lambda: self.client.ack(self.name, lease, handled))
+
+    def _call_handler(self, batch: Batch) -> tuple[int | None, tuple[Event, Exception] | None]:
+        """The position of the last event handled, and the event whose handler raised with what it
+        raised, under the lease keeper."""
         handled: int | None = None
-        failed: tuple[Event, Exception] | None = None
         with _LeaseKeeper(self, batch) as keeper:
             for event in batch.events:
                 if self.stop.is_set() or keeper.lost is not None:
@@ -125,23 +140,9 @@ class Subscriber:
                 try:
                     self.handler(event)
                 except Exception as exc:  # whatever the handler raises is a failure of this event
-                    failed = (event, exc)
-                    break
-                handled = event.position
-                keeper.handled = handled
-        lease = batch.lease
-        if failed is not None:
-            event, exc = failed
-            log.warning(
-                "handler failed on %s/%s (position %s)",
-                event.stream,
-                event.sequence,
-                event.position,
-                exc_info=exc,
-            )
-            self._settle(lambda: self.client.nack(self.name, lease, event.position, _reason(exc)))
-        elif handled is not None:
-            self._settle(lambda: self.client.ack(self.name, lease, handled))
+                    return handled, (event, exc)
+                handled = keeper.handled = event.position
+        return handled, None
 
     def _settle(self, send: Callable[[], object]) -> None:
         """Send the ack or nack until it is recorded, the lease is lost, or the loop is stopped: not
