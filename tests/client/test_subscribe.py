@@ -208,6 +208,24 @@ def test_setting_stop_during_a_slow_handler_finishes_that_event_acknowledges_it_
     assert partition["checkpoint"] == first
 
 
+def test_a_handler_that_raises_once_stop_is_set_abandons_its_event_without_a_nack(server, client, category):
+    name = subscription_of(client, category)
+    result = client.append(f"{category}-1", lines(2))
+
+    running = Running(server, name)
+    running.held_at = result.positions[0]
+    running.fail = lambda event: running.stop.is_set()  # gives up, as a handler told to stop does
+    with running:
+        assert running.holding.wait(60)
+        running.stop.set()
+        running.gate.set()
+
+    status = client.subscription(name)
+    (partition,) = status["partition_status"]
+    assert running.positions_seen() == [result.positions[0]]
+    assert (partition["checkpoint"], partition["nacks"], status["last_error"]) == (0, 0, "")
+
+
 def test_setting_stop_while_waiting_for_events_returns(server, client, category):
     name = subscription_of(client, category)
     result = client.append(f"{category}-1", lines(1))
@@ -310,6 +328,14 @@ def test_fetch_ack_and_nack_move_the_checkpoint_under_a_lease(client, category):
     assert (nacked.nacks, nacked.parked) == (1, False)
     assert again.lease == batch.lease and again.positions == result.positions[1:]
     assert "the tax service is down" in client.subscription(name)["last_error"]
+
+
+def test_a_fetch_waits_for_events_longer_than_the_clients_timeout(server, category):
+    with Client(server.url, server.token, timeout=1) as client:
+        name = subscription_of(client, category)
+        batch = client.fetch(name, "patient", wait=2)
+
+    assert batch.events == () and batch.lease is None
 
 
 def test_an_ack_under_a_lease_another_reader_took_raises_lease_lost(client, category):
