@@ -295,6 +295,38 @@ def test_a_lost_lease_goes_to_another_reader_and_the_subscriber_fetches_again(se
     assert running.raised is None
 
 
+class FetchAnswerLost(httpx.HTTPTransport):
+    """A network that loses the answer to the first fetch that delivered events, after the server
+    leased them to the reader."""
+
+    def __init__(self):
+        super().__init__()
+        self.lost: list[dict] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not self.lost and request.url.path.endswith("/fetch"):
+            response.read()
+            if response.json()["events"]:
+                self.lost.append(response.json())
+                raise httpx.ReadError("the connection dropped before the answer arrived", request=request)
+        return response
+
+
+def test_events_of_a_fetch_whose_answer_was_lost_come_again_and_none_is_passed_over(server, client, category):
+    name = subscription_of(client, category, lease_seconds=1)
+    first = client.append(f"{category}-1", lines(2))
+    network = FetchAnswerLost()
+
+    with Running(server, name, transport=network) as running:
+        eventually(lambda: running.seen, what="the first events handled")
+        later = client.append(f"{category}-1", lines(1))
+        eventually(lambda: caught_up(client, name), what="the subscription caught up")
+
+    assert [event["position"] for event in network.lost[0]["events"]] == list(first.positions)
+    assert running.positions_seen() == [*first.positions, later.position]
+
+
 def test_subscribe_to_an_unknown_subscription_raises_not_found(client):
     with pytest.raises(NotFound):
         client.subscribe("no_such_subscription", print, stop=threading.Event())

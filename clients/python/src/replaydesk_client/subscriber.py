@@ -111,6 +111,11 @@ class Subscriber:
             self._pause(f"fetch from {self.name}", exc)
             return None
         self.failures = 0
+        if not batch.events and (batch.delivered_up_to or 0) > (batch.checkpoint or 0):
+            # The server says this reader holds events it never received: go on under another id, so
+            # that the lease expires and they are delivered again rather than passed over.
+            log.warning("%s: lease %s holds events this reader did not get", self.name, batch.lease)
+            self.reader = _suffixed(self.base_reader)
         return batch
 
     def _handle(self, batch: Batch) -> None:
