@@ -327,6 +327,38 @@ def test_events_of_a_fetch_whose_answer_was_lost_come_again_and_none_is_passed_o
     assert running.positions_seen() == [*first.positions, later.position]
 
 
+class ServerAway(httpx.HTTPTransport):
+    """The server is away for the first `failures` fetches: refused connections, and a proxy in front
+    answering 502."""
+
+    def __init__(self, failures: int):
+        super().__init__()
+        self.failures = failures
+        self.refused: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/fetch") and len(self.refused) < self.failures:
+            if len(self.refused) % 2:
+                self.refused.append("502")
+                return httpx.Response(502, text="<html>Bad Gateway</html>", request=request)
+            self.refused.append("refused")
+            raise httpx.ConnectError("connection refused", request=request)
+        return super().handle_request(request)
+
+
+def test_while_the_server_is_away_subscribe_backs_off_and_goes_on(server, client, category):
+    name = subscription_of(client, category)
+    result = client.append(f"{category}-1", lines(3))
+    network = ServerAway(failures=10)
+
+    with Running(server, name, transport=network, backoff=0.05, max_backoff=0.2) as running:
+        eventually(lambda: caught_up(client, name), what="the subscription caught up")
+
+    assert network.refused.count("refused") == 5 and network.refused.count("502") == 5
+    assert running.positions_seen() == list(result.positions)
+    assert running.raised is None
+
+
 def test_subscribe_to_an_unknown_subscription_raises_not_found(client):
     with pytest.raises(NotFound):
         client.subscribe("no_such_subscription", print, stop=threading.Event())
@@ -413,9 +445,12 @@ def test_create_subscription_refuses_a_bad_name_and_a_taken_one_unless_told_it_m
     with pytest.raises(Conflict) as taken:
         client.create_subscription(name, categories=[category])
     existing = client.create_subscription(name, categories=[category], exist_ok=True)
+    with pytest.raises(Conflict) as a_projection:  # the demo's, a consumer but no subscription
+        client.create_subscription("users_directory", exist_ok=True)
 
     assert list(bad.value.errors) == ["name"]
     assert not isinstance(taken.value, LeaseLost)
+    assert "users_directory" in a_projection.value.detail
     assert existing["name"] == name and existing["partitions"] == 2
     assert "Bad Name" not in {s["name"] for s in client.get("/api/v1/subscriptions")["results"]}
 

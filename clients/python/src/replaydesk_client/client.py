@@ -26,6 +26,7 @@ import httpx
 from replaydesk_client._version import __version__
 from replaydesk_client.errors import (
     Conflict,
+    NotFound,
     RateLimited,
     Unavailable,
     Unreachable,
@@ -212,9 +213,12 @@ class Client:
         try:
             return self._send("POST", "/api/v1/subscriptions", json=body).json()
         except Conflict as exists:
-            if exist_ok and exists.type == SUBSCRIPTION_CONFLICT:
+            if not (exist_ok and exists.type == SUBSCRIPTION_CONFLICT):
+                raise
+            try:
                 return self.subscription(name)
-            raise
+            except NotFound:
+                raise exists from None  # the consumer of that name is a projection or a sink
 
     def subscription(self, name: str) -> dict[str, Any]:
         """The subscription's status (`GET /api/v1/subscriptions/{name}`): its settings, lag and health,
