@@ -159,8 +159,9 @@ def test_a_handler_that_raises_gets_its_event_nacked_and_it_comes_again_with_wha
     flaky = result.positions[1]
     failures = iter([True, True])
 
-    with Running(server, name) as running:
-        running.fail = lambda event: event.position == flaky and next(failures, False)
+    running = Running(server, name)
+    running.fail = lambda event: event.position == flaky and next(failures, False)
+    with running:
         status = eventually(lambda: caught_up(client, name), what="the subscription caught up")
 
     p1, p2, p3, p4 = result.positions
@@ -176,8 +177,9 @@ def test_an_event_whose_handler_keeps_failing_is_parked_at_max_nacks_and_the_oth
     result = client.append(f"{category}-1", lines(3))
     poison = result.positions[1]
 
-    with Running(server, name) as running:
-        running.fail = lambda event: event.position == poison
+    running = Running(server, name)
+    running.fail = lambda event: event.position == poison
+    with running:
         eventually(lambda: caught_up(client, name), what="the subscription caught up")
 
     assert running.positions_seen().count(poison) == 2
@@ -271,7 +273,7 @@ class AcksLost(httpx.HTTPTransport):
 
 
 def test_a_lost_lease_goes_to_another_reader_and_the_subscriber_fetches_again(server, client, category):
-    name = subscription_of(client, category, lease_seconds=1)
+    name = subscription_of(client, category, lease_seconds=2)
     result = client.append(f"{category}-1", lines(2))
     network = AcksLost()
     network.cut.set()
@@ -282,9 +284,9 @@ def test_a_lost_lease_goes_to_another_reader_and_the_subscriber_fetches_again(se
         assert running.holding.wait(60)
         # Its renewals do not arrive: the lease expires and another reader takes the partition.
         rival = client.fetch(name, "rival", wait=10)
+        client.ack(name, rival.lease, rival.positions[-1])
         network.cut.clear()
         running.gate.set()
-        client.ack(name, rival.lease, rival.positions[-1])
         status = eventually(lambda: caught_up(client, name), what="the rival's ack")
         later = client.append(f"{category}-1", lines(1))
         eventually(lambda: later.position in running.positions_seen(), what="the subscriber went on")
