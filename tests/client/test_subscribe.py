@@ -361,9 +361,15 @@ def test_while_the_server_is_away_subscribe_backs_off_and_goes_on(server, client
     assert running.raised is None
 
 
-def test_subscribe_to_an_unknown_subscription_raises_not_found(client):
+def test_subscribe_to_an_unknown_subscription_raises_not_found_and_leaves_the_signal_handlers_as_they_were(
+    client,
+):
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
     with pytest.raises(NotFound):
         client.subscribe("no_such_subscription", print, stop=threading.Event())
+
+    assert {signum: signal.getsignal(signum) for signum in before} == before
 
 
 def test_subscribe_with_a_bad_reader_raises_invalid_input(client, category):

@@ -225,7 +225,8 @@ def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
         yield
         return
     signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.getsignal(signum) for signum in signals}
+    # None: a handler installed other than from Python, which cannot be put back; the default then.
+    previous = {signum: signal.getsignal(signum) or signal.SIG_DFL for signum in signals}
 
     def restore() -> None:
         for signum, handler in previous.items():
