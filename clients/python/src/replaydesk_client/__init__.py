@@ -1,5 +1,5 @@
 """A client for Replaydesk's HTTP API: append events with safe retries, read streams and the global log,
-and wait until a consumer has processed your append. See README.md."""
+wait until a consumer has processed your append, and consume a subscription. See README.md."""
 
 from replaydesk_client._version import __version__
 from replaydesk_client.client import Client, ExpectedVersion
@@ -8,6 +8,7 @@ from replaydesk_client.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
+    LeaseLost,
     NotFound,
     RateLimited,
     ReplaydeskError,
@@ -19,18 +20,22 @@ from replaydesk_client.errors import (
     WaitTimedOut,
     WrongExpectedVersion,
 )
-from replaydesk_client.models import AppendResult, Event, NewEvent
+from replaydesk_client.models import Acknowledged, AppendResult, Batch, Event, Nacked, NewEvent
 
 __all__ = [
     "__version__",
+    "Acknowledged",
     "ApiError",
     "AppendResult",
+    "Batch",
     "Client",
     "Conflict",
     "Event",
     "ExpectedVersion",
     "Forbidden",
     "InvalidInput",
+    "LeaseLost",
+    "Nacked",
     "NewEvent",
     "NotFound",
     "RateLimited",

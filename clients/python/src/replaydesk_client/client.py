@@ -5,14 +5,18 @@ backoff and full jitter), and 429 and 503 after the Retry-After they carry (503 
 backoff). Never a 400, 401, 403, 404, 409 or 422: the same request gets the same refusal. Retrying an
 append is safe because every event has its id before the first try: a retry of a batch the server
 recorded already gets the original result (`AppendResult.replayed`), and nothing is written twice.
+
+A subscription's fetch is the exception: it is not idempotent (it moves the lease on), so it is tried
+again only when the server surely did nothing: no connection was made, or a 429 (see `fetch`).
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
@@ -20,13 +24,25 @@ from urllib.parse import quote
 import httpx
 
 from replaydesk_client._version import __version__
-from replaydesk_client.errors import RateLimited, Unavailable, Unreachable, WaitTimedOut, error_for
-from replaydesk_client.models import AppendResult, Event, NewEvent
+from replaydesk_client.errors import (
+    Conflict,
+    NotFound,
+    RateLimited,
+    Unavailable,
+    Unreachable,
+    WaitTimedOut,
+    error_for,
+)
+from replaydesk_client.models import Acknowledged, AppendResult, Batch, Event, Nacked, NewEvent
+from replaydesk_client.subscriber import Subscriber
 
 ExpectedVersion = int | Literal["any", "no_stream", "exists"]
 
 # Statuses worth another try; 429 and 503 only when the server says when (or 503 after backoff).
 _TRANSIENT = {500, 502, 503, 504}
+# Failures before the request reached the server: another try of any request is safe.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+SUBSCRIPTION_CONFLICT = "urn:replaydesk:problem:subscription-conflict"
 
 
 class Client:
@@ -167,6 +183,129 @@ class Client:
         and retries; the decoded JSON."""
         return self._send("GET", path, params=params).json()
 
+    # --- subscriptions
+
+    def create_subscription(
+        self,
+        name: str,
+        *,
+        categories: Sequence[str] = (),
+        types: Sequence[str] = (),
+        partitions: int = 1,
+        lease_seconds: int = 30,
+        max_nacks: int = 5,
+        from_head: bool = False,
+        exist_ok: bool = False,
+    ) -> dict[str, Any]:
+        """Create a subscription (the token's user needs the operate permission) and return its status,
+        as `subscription()` does. It follows `categories` and `types` (empty: all), from the start of
+        the log (or the head, `from_head`); `partitions` is fixed for good. A consumer of that name
+        raises Conflict, unless `exist_ok`: then the existing subscription's status, as it is."""
+        body = {
+            "name": name,
+            "categories": list(categories),
+            "types": list(types),
+            "partitions": partitions,
+            "lease_seconds": lease_seconds,
+            "max_nacks": max_nacks,
+            "from_head": from_head,
+        }
+        try:
+            return self._send("POST", "/api/v1/subscriptions", json=body).json()
+        except Conflict as exists:
+            if not (exist_ok and exists.type == SUBSCRIPTION_CONFLICT):
+                raise
+            try:
+                return self.subscription(name)
+            except NotFound:
+                raise exists from None  # the consumer of that name is a projection or a sink
+
+    def subscription(self, name: str) -> dict[str, Any]:
+        """The subscription's status (`GET /api/v1/subscriptions/{name}`): its settings, lag and health,
+        and `partition_status`, each partition's `checkpoint`, `reader`, `lease_expires_at`, `nacks`…"""
+        return self.get(f"/api/v1/subscriptions/{_segment(name)}")
+
+    def delete_subscription(self, name: str) -> None:
+        """Forget the subscription, its checkpoints, leases and parked events (operate permission)."""
+        self._send("DELETE", f"/api/v1/subscriptions/{_segment(name)}")
+
+    def fetch(self, name: str, reader: str, *, max: int = 100, wait: float = 0) -> Batch:
+        """Up to `max` events of one partition of the subscription under a lease, waiting up to `wait`
+        seconds (the server caps it) when there are none. `reader` names the fetching process.
+
+        A fetch by a reader that holds a partition goes on after what its lease delivered, not from the
+        checkpoint: acknowledge (or nack) what you handled before fetching again, and give a restarted
+        process a new reader id, or it passes over what its previous run received. For the same reason
+        a fetch is not tried again when its answer may have been lost (no answer, a 5xx): it raises,
+        and the caller goes on under a new reader id (the old lease expires and its events are
+        delivered again from the checkpoint); `subscribe` does all of this."""
+        base = self._http.timeout
+        timeout = httpx.Timeout(
+            connect=base.connect,
+            read=None if base.read is None else base.read + wait,
+            write=base.write,
+            pool=base.pool,
+        )
+        response = self._send(
+            "POST",
+            f"/api/v1/subscriptions/{_segment(name)}/fetch",
+            json={"reader": reader, "max": max, "wait": wait},
+            timeout=timeout,
+            idempotent=False,
+        )
+        return Batch.from_json(response.json())
+
+    def ack(self, name: str, lease: uuid.UUID | str, position: int) -> Acknowledged:
+        """Every event of the lease's partition up to `position` is handled: the checkpoint moves there
+        and the lease is renewed (an ack at or before the checkpoint only renews it). LeaseLost when the
+        lease expired or another reader holds the partition; Unprocessable beyond what it delivered."""
+        response = self._send(
+            "POST",
+            f"/api/v1/subscriptions/{_segment(name)}/ack",
+            json={"lease": str(lease), "position": position},
+        )
+        return Acknowledged.from_json(response.json())
+
+    def nack(self, name: str, lease: uuid.UUID | str, position: int, reason: str) -> Nacked:
+        """The event at `position` was not handled, because of `reason`; the partition's events before
+        it were. It is delivered again (with what followed it) by the next fetch, and parked at its
+        max_nacks-th nack in a row. LeaseLost as for an ack; Unprocessable when the lease did not
+        deliver it or it is acknowledged already."""
+        response = self._send(
+            "POST",
+            f"/api/v1/subscriptions/{_segment(name)}/nack",
+            json={"lease": str(lease), "position": position, "reason": reason},
+        )
+        return Nacked.from_json(response.json())
+
+    def subscribe(
+        self,
+        name: str,
+        handler: Callable[[Event], object],
+        *,
+        reader: str | None = None,
+        max: int = 100,
+        wait: float = 5.0,
+        stop: threading.Event | None = None,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+    ) -> None:
+        """Handle the subscription's events, one `handler(event)` call each, until `stop` is set or the
+        process gets SIGINT or SIGTERM (handled so only when called in the main thread); see README.md,
+        "Subscriptions", for what it does on each failure. Raises what no waiting cures: NotFound (no
+        such subscription), Unauthorized, Forbidden, InvalidInput (a bad `reader`, `max` or `wait`)."""
+        Subscriber(
+            self,
+            name,
+            handler,
+            reader=reader,
+            max=max,
+            wait=wait,
+            stop=stop,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        ).run()
+
     def _events(self, path: str, params: dict[str, Any]) -> Iterator[Event]:
         # A page holds `limit` events or fewer (pages are bounded in bytes too): follow `next` to the end.
         while True:
@@ -177,13 +316,15 @@ class Client:
                 return
             params = {**params, "cursor": page["next"]}
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> httpx.Response:
+        """The request, tried again by the retry rule. One that is not `idempotent` is tried again only
+        when it surely did nothing: no connection was made, or a 429."""
         attempt = 0
         while True:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                if attempt == self.retries:
+                if attempt == self.retries or not (idempotent or isinstance(exc, _NOT_SENT)):
                     raise Unreachable(f"{method} {path}: no answer from the server ({exc!r})") from exc
                 wait = self._backoff(attempt)
             else:
@@ -191,6 +332,8 @@ class Client:
                     return response
                 error = error_for(response)
                 wait = self._wait_before_retry(error, response.status_code, attempt)
+                if not idempotent and not isinstance(error, RateLimited):
+                    wait = None
                 if attempt == self.retries or wait is None:
                     raise error
             time.sleep(wait)

@@ -57,9 +57,15 @@ class WrongExpectedVersion(Conflict):
         self.current_version: int = problem["current_version"]
 
 
+class LeaseLost(Conflict):
+    """409: the subscription's lease expired, or another reader holds the partition now; nothing was
+    changed. Fetch again: what the lease delivered and did not acknowledge goes to the next fetch (this
+    reader's or another's), so delivery is at least once."""
+
+
 class Unprocessable(ApiError):
     """422: of the right form, but against a rule the server checks: event ids some of which were
-    recorded with other events, a position no event has."""
+    recorded with other events, a position no event has, an ack beyond what the lease delivered."""
 
 
 class RateLimited(ApiError):
@@ -103,6 +109,7 @@ class WaitTimedOut(ReplaydeskError):
 
 
 WRONG_EXPECTED_VERSION = "urn:replaydesk:problem:wrong-expected-version"
+LEASE_CONFLICT = "urn:replaydesk:problem:lease-conflict"
 
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidInput,
@@ -118,8 +125,9 @@ def error_for(response: httpx.Response) -> ApiError:
     problem = _problem(response)
     status = response.status_code
     if status == 409:
-        wrong_version = problem.get("type") == WRONG_EXPECTED_VERSION and "current_version" in problem
-        return (WrongExpectedVersion if wrong_version else Conflict)(status, problem)
+        if problem.get("type") == WRONG_EXPECTED_VERSION and "current_version" in problem:
+            return WrongExpectedVersion(status, problem)
+        return (LeaseLost if problem.get("type") == LEASE_CONFLICT else Conflict)(status, problem)
     if status == 429:
         return RateLimited(status, problem, retry_after(response))
     if status == 503:
