@@ -8,6 +8,7 @@ tests/client/test_package.py checks the wheel that is published."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.console.test_up import Up, clean_up, free_port, token_for, up_environment
+from tests.console.test_up import REPLAYDESK, Up, clean_up, free_port, token_for, up_environment
 
 SOURCE = Path(__file__).resolve().parents[2] / "clients" / "python"
 sys.path.insert(0, str(SOURCE / "src"))
@@ -32,10 +33,16 @@ SERVER_SETTINGS = {
 }
 
 
+APPROVER_PASSWORD = "a long approver password"
+
+
 @dataclass(frozen=True)
 class Server:
     url: str
     token: str
+    # A second person, who approves what the admin asks for (a rewind, say).
+    approver_token: str = ""
+    approver_password: str = ""
 
 
 @pytest.fixture(scope="package")
@@ -45,7 +52,17 @@ def server():
     env = up_environment(home, **SERVER_SETTINGS)
     run = Up.start(env, "--port", str(free_port()))
     try:
-        found = Server(run.wait_ready().rstrip("/"), token_for(env, "admin"))
+        url = run.wait_ready().rstrip("/")
+        subprocess.run(
+            [REPLAYDESK, "user", "avery", "--role", "approver"],
+            env=env,
+            input=APPROVER_PASSWORD,
+            text=True,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        found = Server(url, token_for(env, "admin"), token_for(env, "avery"), APPROVER_PASSWORD)
         demo_projections_are_consumers(found)
         yield found
         assert run.stop() == 0, run.output
