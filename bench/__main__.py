@@ -14,7 +14,7 @@ from pathlib import Path
 from bench import report
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("appends", "audit", "lag", "replay", "restore", "reads")
+SECTIONS = ("appends", "audit", "lag", "replay", "restore", "subscriptions", "reads")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +94,8 @@ def _load_code() -> None:
         "streams.lag",
         "streams.audit_search",
         "streams.consumers",
+        "streams.subscriptions",
+        "streams.api_subscriptions",
         "recovery.runner",
         "recovery.kinds",
         "recovery.rebuild",
@@ -104,13 +106,13 @@ def _load_code() -> None:
 
 
 def _sections(ctx, wanted: set[str]) -> None:
-    from bench import data, peers, suite_appends, suite_replay, suite_store
+    from bench import data, peers, suite_appends, suite_replay, suite_store, suite_subscriptions
 
     peers.create(ctx.url, ctx.conninfo)
     if "appends" in wanted:
         _section(ctx, "appends", suite_appends.run)
         data.clear_store(ctx.url)
-    if wanted & {"audit", "lag", "replay", "restore", "reads"}:
+    if wanted & {"audit", "lag", "replay", "restore", "subscriptions", "reads"}:
         ctx.log(f"loading the demo history: {ctx.sizes.events:,} events, {ctx.sizes.users:,} users")
         ctx.notes["demo_load"] = data.load_demo(ctx.url, users=ctx.sizes.users, events=ctx.sizes.events)
         ctx.notes["demo_copy_to_eventsourcing"] = data.copy_to_peer(ctx.url)
@@ -120,6 +122,7 @@ def _sections(ctx, wanted: set[str]) -> None:
         ("lag", suite_store.lag),
         ("replay", suite_replay.replay),
         ("restore", suite_replay.restore),
+        ("subscriptions", suite_subscriptions.run),
     ):
         if name in wanted:
             _section(ctx, name, fn)
