@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--json PATH] [--only SECTION …] [--keep]`, and
+"""`python -m bench [--quick] [--json PATH] [--only SECTION …] [--merge] [--keep]`, and
 `python -m bench --write-results [--json PATH]` to write bench/RESULTS.md from a run's JSON."""
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", default="rd_bench", help="the database to create (dropped first)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="put this run's figures into --json in place of those of the same sections (with --only)",
+    )
+    parser.add_argument(
         "--write-results",
         action="store_true",
         help="write bench/RESULTS.md from --json (no benchmark is run)",
@@ -36,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         args.results_md.write_text(report.markdown(results))
         print(f"wrote {args.results_md}")
         return 0
+    if args.merge and not args.only:
+        parser.error("--merge goes with --only: a whole run replaces the file")
     results = run(args)
+    if args.merge and args.json.exists():
+        results = merge(json.loads(args.json.read_text()), results)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(report.table(results))
     print(f"\nresults: {args.json}")
@@ -80,6 +89,36 @@ def run(args: argparse.Namespace) -> dict:
         "notes": ctx.notes,
         "rows": ctx.rows,
         "targets": report.targets(ctx.rows),
+    }
+
+
+def merge(earlier: dict, later: dict) -> dict:
+    """The earlier run's results with the later run's sections in place of its own (rows, notes, targets),
+    and a record of when, on what code and at what sizes those sections ran."""
+    if earlier["mode"] != later["mode"]:
+        raise SystemExit(f"cannot merge a {later['mode']} run into a {earlier['mode']} run's results")
+    replaced = {row["section"] for row in later["rows"]}
+    rows = [row for row in earlier["rows"] if row["section"] not in replaced] + later["rows"]
+    merged_runs = [
+        run_ for run_ in earlier.get("merged", []) if not set(run_["row_sections"]) <= replaced
+    ] + [
+        {
+            "sections": later["sections_run"],
+            "row_sections": sorted(replaced),
+            "started_at": later["started_at"],
+            "duration_seconds": later["duration_seconds"],
+            "code": later["code"],
+            "sizes": later["sizes"],
+        }
+    ]
+    run_sections = set(earlier["sections_run"]) | set(later["sections_run"])
+    return {
+        **earlier,
+        "sections_run": [section for section in SECTIONS if section in run_sections],
+        "notes": {**earlier["notes"], **later["notes"]},
+        "rows": rows,
+        "targets": report.targets(rows),
+        "merged": merged_runs,
     }
 
 

@@ -208,6 +208,19 @@ def _code_line(found: dict | None) -> str:
     return line + "."
 
 
+def _merged_lines(merged: list[dict]) -> list[str]:
+    """Sections run later on their own and merged in (`python -m bench --only … --merge`)."""
+    lines = []
+    for run in merged:
+        sections = ", ".join(run["sections"])
+        lines += [
+            "",
+            f"Section {sections}: run on its own on {run['started_at']} ({run['duration_seconds']:.0f} s, "
+            f"the demo history loaded first) and merged in: {_code_line(run['code'])}",
+        ]
+    return lines
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     sizes = results["sizes"]
@@ -231,6 +244,7 @@ def markdown(results: dict) -> str:
         "## Code",
         "",
         _code_line(results.get("code")),
+        *_merged_lines(results.get("merged", [])),
         "",
         "## Sizes",
         "",
