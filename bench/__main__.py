@@ -114,6 +114,8 @@ def merge(earlier: dict, later: dict) -> dict:
     run_sections = set(earlier["sections_run"]) | set(later["sections_run"])
     return {
         **earlier,
+        # Sizes the earlier run did not have (a section added since) are the later run's.
+        "sizes": {**later["sizes"], **earlier["sizes"]},
         "sections_run": [section for section in SECTIONS if section in run_sections],
         "notes": {**earlier["notes"], **later["notes"]},
         "rows": rows,
