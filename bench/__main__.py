@@ -117,11 +117,18 @@ def merge(earlier: dict, later: dict) -> dict:
         # Sizes the earlier run did not have (a section added since) are the later run's.
         "sizes": {**later["sizes"], **earlier["sizes"]},
         "sections_run": [section for section in SECTIONS if section in run_sections],
-        "notes": {**earlier["notes"], **later["notes"]},
+        "notes": {**earlier["notes"], **_notes_of(later, keep=earlier["notes"])},
         "rows": rows,
         "targets": report.targets(rows),
         "merged": merged_runs,
     }
+
+
+def _notes_of(later: dict, *, keep: dict) -> dict:
+    """The later run's notes, those the earlier run has too (the demo history's load) under the later
+    sections' name, so that each run's stay its own."""
+    prefix = "+".join(later["sections_run"])
+    return {(f"{prefix}: {key}" if key in keep else key): value for key, value in later["notes"].items()}
 
 
 def _load_code() -> None:

@@ -45,7 +45,9 @@ def run(ctx: Context) -> None:
             _takeover(ctx, client, token)
     finally:
         servers.stop_web_server(server)
-    ctx.notes["subscriptions_web_server"] = " ".join(argv[argv.index("console.wsgi") :])
+    served = argv[argv.index("console.wsgi") :]
+    bind = served.index("--bind")
+    ctx.notes["subscriptions_web_server"] = " ".join(served[:bind] + served[bind + 2 :])
 
 
 # --- delivery to one reader
