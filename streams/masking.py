@@ -45,7 +45,7 @@ def pii_paths() -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 @functools.lru_cache(maxsize=16)
 def _parsed_paths(configured: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    # Parsed once per setting: masking a batch asks twice an event.
+    # Parsed once per setting, not twice for every event masked.
     paths = []
     for path in configured:
         root, _, rest = path.partition(".")

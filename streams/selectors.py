@@ -114,7 +114,7 @@ def _sized(candidates: QuerySet[Event]) -> list[tuple[int, int]]:
     return list(candidates.values_list("position", event_bytes()))
 
 
-# What a read of events never shows of their streams: left unloaded, a batch of 500 events is ≈15% cheaper
+# What a read of events never shows of their streams: left unloaded, a batch of 500 events is ≈18% cheaper
 # to turn into objects (two timestamps and a number fewer to parse per event).
 _UNREAD_STREAM_FIELDS = ("stream__version", "stream__created_at", "stream__updated_at")
 
