@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--json PATH] [--only SECTION …] [--keep]`, and
+"""`python -m bench [--quick] [--json PATH] [--only SECTION …] [--merge] [--keep]`, and
 `python -m bench --write-results [--json PATH]` to write bench/RESULTS.md from a run's JSON."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from bench import report
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("appends", "audit", "lag", "replay", "restore", "reads")
+SECTIONS = ("appends", "audit", "lag", "replay", "restore", "subscriptions", "reads")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--database", default="rd_bench", help="the database to create (dropped first)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="put this run's figures into --json in place of those of the same sections (with --only)",
+    )
     parser.add_argument(
         "--write-results",
         action="store_true",
@@ -36,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         args.results_md.write_text(report.markdown(results))
         print(f"wrote {args.results_md}")
         return 0
+    if args.merge and not args.only:
+        parser.error("--merge goes with --only: a whole run replaces the file")
     results = run(args)
+    if args.merge and args.json.exists():
+        results = merge(json.loads(args.json.read_text()), results)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(report.table(results))
     print(f"\nresults: {args.json}")
@@ -83,6 +92,45 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def merge(earlier: dict, later: dict) -> dict:
+    """The earlier run's results with the later run's sections in place of its own (rows, notes, targets),
+    and a record of when, on what code and at what sizes those sections ran."""
+    if earlier["mode"] != later["mode"]:
+        raise SystemExit(f"cannot merge a {later['mode']} run into a {earlier['mode']} run's results")
+    replaced = {row["section"] for row in later["rows"]}
+    rows = [row for row in earlier["rows"] if row["section"] not in replaced] + later["rows"]
+    merged_runs = [
+        run_ for run_ in earlier.get("merged", []) if not set(run_["row_sections"]) <= replaced
+    ] + [
+        {
+            "sections": later["sections_run"],
+            "row_sections": sorted(replaced),
+            "started_at": later["started_at"],
+            "duration_seconds": later["duration_seconds"],
+            "code": later["code"],
+            "sizes": later["sizes"],
+        }
+    ]
+    run_sections = set(earlier["sections_run"]) | set(later["sections_run"])
+    return {
+        **earlier,
+        # Sizes the earlier run did not have (a section added since) are the later run's.
+        "sizes": {**later["sizes"], **earlier["sizes"]},
+        "sections_run": [section for section in SECTIONS if section in run_sections],
+        "notes": {**earlier["notes"], **_notes_of(later, keep=earlier["notes"])},
+        "rows": rows,
+        "targets": report.targets(rows),
+        "merged": merged_runs,
+    }
+
+
+def _notes_of(later: dict, *, keep: dict) -> dict:
+    """The later run's notes, those the earlier run has too (the demo history's load) under the later
+    sections' name, so that each run's stay its own."""
+    prefix = "+".join(later["sections_run"])
+    return {(f"{prefix}: {key}" if key in keep else key): value for key, value in later["notes"].items()}
+
+
 def _load_code() -> None:
     """Import what the run measures now, so that the code recorded at the start is the code measured
     even when the working tree changes during a long run (gunicorn, started later, reads the tree then)."""
@@ -94,6 +142,8 @@ def _load_code() -> None:
         "streams.lag",
         "streams.audit_search",
         "streams.consumers",
+        "streams.subscriptions",
+        "streams.api_subscriptions",
         "recovery.runner",
         "recovery.kinds",
         "recovery.rebuild",
@@ -104,13 +154,13 @@ def _load_code() -> None:
 
 
 def _sections(ctx, wanted: set[str]) -> None:
-    from bench import data, peers, suite_appends, suite_replay, suite_store
+    from bench import data, peers, suite_appends, suite_replay, suite_store, suite_subscriptions
 
     peers.create(ctx.url, ctx.conninfo)
     if "appends" in wanted:
         _section(ctx, "appends", suite_appends.run)
         data.clear_store(ctx.url)
-    if wanted & {"audit", "lag", "replay", "restore", "reads"}:
+    if wanted & {"audit", "lag", "replay", "restore", "subscriptions", "reads"}:
         ctx.log(f"loading the demo history: {ctx.sizes.events:,} events, {ctx.sizes.users:,} users")
         ctx.notes["demo_load"] = data.load_demo(ctx.url, users=ctx.sizes.users, events=ctx.sizes.events)
         ctx.notes["demo_copy_to_eventsourcing"] = data.copy_to_peer(ctx.url)
@@ -120,6 +170,7 @@ def _sections(ctx, wanted: set[str]) -> None:
         ("lag", suite_store.lag),
         ("replay", suite_replay.replay),
         ("restore", suite_replay.restore),
+        ("subscriptions", suite_subscriptions.run),
     ):
         if name in wanted:
             _section(ctx, name, fn)

@@ -30,6 +30,9 @@ class Sizes:
     # the library's ProjectionRunner (one transaction per event), and pages folded by hand.
     es_runner_events: int
     es_catch_up_events: int
+    # Events a subscription's reader fetches over HTTP (and the projection runner reads) per measurement:
+    # the last so many of the log.
+    subscription_events: int
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -51,6 +54,7 @@ FULL = Sizes(
     samples=200,
     es_runner_events=10_000,
     es_catch_up_events=1_000_000,
+    subscription_events=200_000,
 )
 
 QUICK = Sizes(
@@ -69,4 +73,5 @@ QUICK = Sizes(
     samples=40,
     es_runner_events=1_000,
     es_catch_up_events=50_000,
+    subscription_events=20_000,
 )

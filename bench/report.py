@@ -34,6 +34,13 @@ TARGETS = (
     ("audit: actor + a week < 20 ms p95", "audit: actor + a week (p95)", "max", 20.0),
     ("audit: actor + a day < 20 ms p95", "audit: actor + a day (p95)", "max", 20.0),
     ("progress tracking ≤ 2% of a replay", "progress tracking: share of a replay", "max", 0.02),
+    (
+        "subscription over HTTP, 1 reader ≥ 0.5× the in-process runner",
+        "subscription over HTTP, 1 reader, batches of 500",
+        "vs_in-process runner",
+        0.5,
+    ),
+    ("lease takeover after a SIGKILL ≤ 2× the lease", "lease takeover, in lease times", "max", 2.0),
 )
 
 
@@ -155,6 +162,8 @@ def _lines(results: dict) -> list[tuple[str, ...]]:
         extra = ", ".join(f"{k} {_fmt(v)}" for k, v in others.items())
         if "cost" in row and row["cost"] is not None:
             extra += f" (cost {row['cost']:.1%})"
+        if row.get("compared_to"):
+            extra += f" (×{_ratio_text(row, row['compared_to']).rstrip('×')} of it)"
         lines.append(
             (
                 row["section"],
@@ -199,6 +208,19 @@ def _code_line(found: dict | None) -> str:
     return line + "."
 
 
+def _merged_lines(merged: list[dict]) -> list[str]:
+    """Sections run later on their own and merged in (`python -m bench --only … --merge`)."""
+    lines = []
+    for run in merged:
+        sections = ", ".join(run["sections"])
+        lines += [
+            "",
+            f"Section {sections}: run on its own on {run['started_at']} ({run['duration_seconds']:.0f} s, "
+            f"the demo history loaded first) and merged in: {_code_line(run['code'])}",
+        ]
+    return lines
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     sizes = results["sizes"]
@@ -222,6 +244,7 @@ def markdown(results: dict) -> str:
         "## Code",
         "",
         _code_line(results.get("code")),
+        *_merged_lines(results.get("merged", [])),
         "",
         "## Sizes",
         "",

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -114,3 +118,49 @@ def drop(server: Server) -> None:
 def version(url: str) -> str:
     with psycopg.connect(url) as conn:
         return conn.execute("SHOW server_version").fetchone()[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def web_server(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
+    """A web server of the run (gunicorn with `argv`), once it answers /healthz on `port`."""
+    process = subprocess.Popen(
+        argv,
+        env={**os.environ, **env, "PYTHONWARNINGS": "ignore"},
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}")
+        time.sleep(0.2)
+    stop_web_server(process)
+    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+
+
+def up_web_argv(port: int) -> list[str]:
+    """gunicorn as `replaydesk up` starts it (console/runtime.py: its workers, threads and timeouts),
+    bound to `port` on the loopback."""
+    from console import runtime
+
+    home = Path(tempfile.gettempdir())  # where `up` would put the children's logs: not used here
+    children = runtime.children(host="127.0.0.1", port=port, home=home, schedule="-")
+    return list(next(child for child in children if child.name == "web").argv)
+
+
+def stop_web_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

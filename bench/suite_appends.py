@@ -3,16 +3,13 @@ the HTTP API through gunicorn."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import psycopg
 
+from bench import server as servers
 from bench.appends import WriterPool
 from bench.context import SYSTEMS, Context, interleaved
 from bench.measure import row
@@ -96,8 +93,8 @@ def _set_gin(url: str, *, present: bool) -> None:
 
 def _http(ctx: Context, pool: WriterPool) -> None:
     clients = ctx.sizes.http_clients
-    token = _token()
-    port = _free_port()
+    token = operator_token()
+    port = servers.free_port()
     server = _gunicorn(ctx, port)
     try:
         http = {"base_url": f"http://127.0.0.1:{port}", "token": token}
@@ -108,11 +105,7 @@ def _http(ctx: Context, pool: WriterPool) -> None:
                 samples[system].append(_measure(ctx, pool, system, clients, 1, http=http))
             ctx.log(f"HTTP rep {repetition + 1}: {samples}")
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        servers.stop_web_server(server)
     figure = row(
         "appends",
         f"HTTP API, 1 event/request, {clients} clients",
@@ -126,7 +119,8 @@ def _http(ctx: Context, pool: WriterPool) -> None:
     ctx.rows.append(figure)
 
 
-def _token() -> str:
+def operator_token() -> str:
+    """A bearer token of an operator (the API's rate limits are off for the run: bench/server.py)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
@@ -139,37 +133,7 @@ def _token() -> str:
     return issue_token(user=user, actor="bench", name="benchmark", days=1).token
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _gunicorn(ctx: Context, port: int) -> subprocess.Popen:
     binary = Path(sys.executable).with_name("gunicorn")
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "console.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(HTTP_WORKERS),
-            "--log-level",
-            "warning",
-        ],
-        env={**os.environ, **ctx.env, "PYTHONWARNINGS": "ignore"},
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}")
-        time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+    argv = [str(binary), "console.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(HTTP_WORKERS)]
+    return servers.web_server([*argv, "--log-level", "warning"], ctx.env, port)

@@ -14,6 +14,7 @@ session for that view only, for a few minutes: the GETs that follow read the fla
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import hmac
 import json
@@ -37,14 +38,20 @@ ROOTS = ("data", "metadata")
 _SUBJECT_UNSAFE = re.compile(r"[^A-Za-z0-9_.:@-]")
 
 
-def pii_paths() -> list[tuple[str, tuple[str, ...]]]:
+def pii_paths() -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The configured paths as (root, keys): "data.address.street" → ("data", ("address", "street"))."""
+    return _parsed_paths(tuple(settings.REPLAYDESK_PII_PATHS))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_paths(configured: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    # Parsed once per setting, not twice for every event masked.
     paths = []
-    for path in settings.REPLAYDESK_PII_PATHS:
+    for path in configured:
         root, _, rest = path.partition(".")
         if root in ROOTS and rest:
             paths.append((root, tuple(rest.split("."))))
-    return paths
+    return tuple(paths)
 
 
 def personal(root: str, path: str) -> bool:

@@ -40,7 +40,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest, Now
@@ -299,13 +299,22 @@ def _partition_events(subscription: Subscription, number: int, *, after: int, up
     events = selectors.filter_events(
         Event.objects.filter(position__gt=after, position__lte=up_to), log_filter(subscription)
     )
+    if subscription.partitions == 1:
+        return events  # every stream is the one partition's: no hash to compute per event
     return events.alias(partition=RawSQL(_PARTITION_SQL, [subscription.partitions])).filter(partition=number)
 
 
 def _events(
     subscription: Subscription, number: int, *, after: int, head: int, limit: int
 ) -> selectors.Events:
-    """The partition's events after `after`, in position order, up to `limit` and the byte bound of a read."""
+    """The partition's events after `after`, in position order, up to `limit` and the byte bound of a read.
+
+    The planner cannot tell how many events a partition filter keeps, so it costs a read from an old
+    checkpoint as a scan of the rest of the log; past jit_above_cost PostgreSQL compiled the statement
+    first, on every fetch: 9–110 ms on a log of 1.2 million events, against 4 ms for the read itself
+    (bench/README.md, section 7). The read stops at `limit` rows: JIT is off for it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = off")
     candidates = _partition_events(subscription, number, after=after, up_to=head).order_by("position")
     return selectors.load_within(candidates[:limit], max_bytes=settings.REPLAYDESK_READ_MAX_BYTES)
 
