@@ -126,9 +126,77 @@ def _load(positions: list[int]) -> list[Event]:
     return [by_position[position] for position in positions]
 
 
-def load_within(candidates: QuerySet[Event], *, max_bytes: int | None) -> Events:
+@dataclass(slots=True)
+class StreamRef:
+    id: int
+    name: str
+    category: str
+
+
+@dataclass(slots=True)
+class EventRow:
+    """An event as a reader that only shows it needs it: the attributes of an Event and its stream's name,
+    read as plain rows. Building 500 of these costs a fraction of 500 model instances with their stream
+    (the subscription fetch's largest cost; bench/README.md, section 7). Never saved."""
+
+    position: int
+    event_id: uuid.UUID
+    stream: StreamRef
+    sequence: int
+    type: str
+    data: Any
+    metadata: Any
+    actor: str
+    appended_by: str | None
+    appended_via: str | None
+    recorded_at: dt.datetime
+
+    @property
+    def stream_id(self) -> int:
+        return self.stream.id
+
+
+_ROWS_SQL = """
+    SELECT e.position, e.id, e.stream_id, s.name, s.category, e.sequence, e.type, e.data, e.metadata,
+           e.actor, e.appended_by, e.appended_via, e.recorded_at
+      FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id
+     WHERE e.position = ANY(%s)
+"""
+
+
+def _load_rows(positions: list[int]) -> list[EventRow]:
+    if not positions:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_ROWS_SQL, [positions])
+        found = {}
+        for position, id_, stream_id, name, category, *rest in cursor.fetchall():
+            sequence, type_, data, metadata, actor, appended_by, appended_via, recorded_at = rest
+            found[position] = EventRow(
+                position,
+                id_,
+                StreamRef(stream_id, name, category),
+                sequence,
+                type_,
+                _json(data),
+                _json(metadata),
+                actor,
+                appended_by,
+                appended_via,
+                recorded_at,
+            )
+    return [found[position] for position in positions]
+
+
+def _json(value: Any) -> Any:
+    # Django has psycopg hand jsonb over as text, for JSONField to decode.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def load_within(candidates: QuerySet[Event], *, max_bytes: int | None, rows: bool = False) -> Events:
     """The candidates (ordered and sliced), loaded; with `max_bytes`, only the leading ones whose data and
-    metadata fit in it (always the first, so a reader gets on), and `cut` when some were left."""
+    metadata fit in it (always the first, so a reader gets on), and `cut` when some were left. With
+    `rows`, as EventRow (for readers that only show them) instead of Event instances."""
     if max_bytes is None:
         return Events(candidates)
     kept: list[int] = []
@@ -139,7 +207,7 @@ def load_within(candidates: QuerySet[Event], *, max_bytes: int | None) -> Events
             break
         kept.append(position)
         used += size
-    events = Events(_load(kept))
+    events = Events(_load_rows(kept) if rows else _load(kept))
     events.cut = len(kept) < len(sized)
     return events
 

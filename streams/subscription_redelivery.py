@@ -117,6 +117,7 @@ def take(
     events = selectors.load_within(
         Event.objects.filter(position__in=chosen).order_by("position"),
         max_bytes=settings.REPLAYDESK_READ_MAX_BYTES,
+        rows=True,
     )
     ParkedEvent.objects.filter(
         consumer_id=subscription.pk, event_id__in=[event.position for event in events]

@@ -316,7 +316,7 @@ def _events(
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL jit = off")
     candidates = _partition_events(subscription, number, after=after, up_to=head).order_by("position")
-    return selectors.load_within(candidates[:limit], max_bytes=settings.REPLAYDESK_READ_MAX_BYTES)
+    return selectors.load_within(candidates[:limit], max_bytes=settings.REPLAYDESK_READ_MAX_BYTES, rows=True)
 
 
 def _renewed(subscription: Subscription) -> RawSQL:
