@@ -32,6 +32,7 @@ from streams.validation import (
     TYPE_RE,
     InvalidAppend,
     ReusedEventIds,
+    StreamFromSource,
     WrongExpectedVersion,
     category_of,
 )
@@ -362,6 +363,13 @@ def _append(request: Request, stream: str) -> Response:
         raise unprocessable(exc.errors) from exc
     except InvalidAppend as exc:
         raise invalid_input(exc.errors) from exc
+    except StreamFromSource as exc:
+        raise Problem(
+            status_code=403,
+            problem_type="stream-from-source",
+            title="Stream copied from a source",
+            detail=str(exc),
+        ) from exc
     except WrongExpectedVersion as exc:
         raise Problem(
             status_code=409,

@@ -1,0 +1,104 @@
+"""Adding, pausing and resuming sources (audited). A source is checked before it is saved: its options,
+that its DSN may be reached (streams/source_connect.py), that its role can read what following reads
+and may not write there; a source that fails any check is not saved, and the error says what to fix."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest
+
+from core.audit import AuditType
+from streams import audit, source_connect, source_kinds
+from streams.models import Source
+from streams.source_kinds import SourceError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class InvalidSource(Exception):
+    """A source that cannot be added as given; `errors` says what, field by field. Nothing was saved."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {messages[0]}" for field, messages in errors.items()))
+
+
+def add_source(
+    *,
+    name: str,
+    kind: str,
+    actor: str,
+    dsn: str = "",
+    dsn_env: str = "",
+    options: dict[str, Any] | None = None,
+    request: HttpRequest | None = None,
+) -> Source:
+    """Check and save a source, following from the start of the source's order. The DSN is stored
+    encrypted (or given as the name of the environment variable that holds it) and never shown back."""
+    options = options if options is not None else {}
+    errors: dict[str, list[str]] = {}
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        errors["name"] = ["a source name is 1–40 lowercase letters, digits and _, starting with a letter"]
+    elif Source.objects.filter(name=name).exists():
+        errors["name"] = [f"a source named {name!r} exists already"]
+    found = source_kinds.get(kind) if isinstance(kind, str) else None
+    if found is None:
+        names = ", ".join(each.name for each in source_kinds.kinds())
+        errors["kind"] = [f"{kind!r} is not a source kind; use one of {names}"]
+    if bool(dsn) == bool(dsn_env):
+        errors["dsn"] = ["give the DSN, or the name of the environment variable that holds it (dsn_env)"]
+    elif dsn_env and not source_connect.ENV_NAME_RE.fullmatch(dsn_env):
+        errors["dsn_env"] = ["must be an environment variable's name: capitals, digits and _"]
+    if not isinstance(options, dict):
+        errors["options"] = ["must be an object of option names and values"]
+    elif found is not None:
+        options, problems = found.check_options(options)
+        errors.update({f"options.{key}": messages for key, messages in problems.items()})
+    if errors:
+        raise InvalidSource(errors)
+    try:
+        given = dsn or source_connect.dsn_of(dsn_encrypted="", dsn_env=dsn_env)
+        with source_connect.connect(given) as connection:
+            found.check_access(connection, options)
+    except SourceError as exc:
+        raise InvalidSource({"dsn_env" if dsn_env else "dsn": [str(exc)]}) from None
+    with transaction.atomic():
+        source = Source.objects.create(
+            name=name,
+            kind=kind,
+            dsn_encrypted=source_connect.encrypt(dsn) if dsn else "",
+            dsn_env=dsn_env,
+            options=options,
+            created_by=actor,
+        )
+        audit.record(
+            subject=f"source.{name}",
+            type=AuditType.SOURCE_ADDED,
+            actor=actor,
+            # Never the DSN: it may hold a password.
+            data={"source": name, "kind": kind, "options": options, "dsn_env": dsn_env or None},
+            request=request,
+        )
+    return source
+
+
+def set_state(*, name: str, state: str, actor: str, request: HttpRequest | None = None) -> Source:
+    """Pause or resume following (audited). Resuming a failed source tries it again."""
+    with transaction.atomic():
+        source = Source.objects.select_for_update().filter(name=name).first()
+        if source is None:
+            raise SourceError(f"no source is named {name!r}")
+        before = source.state
+        source.state = state
+        source.save(update_fields=["state"])
+        audit.record(
+            subject=f"source.{name}",
+            type=AuditType.SOURCE_PAUSED if state == Source.State.PAUSED else AuditType.SOURCE_RESUMED,
+            actor=actor,
+            data={"source": name, "from": before, "to": state},
+            request=request,
+        )
+    return source
