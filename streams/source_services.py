@@ -82,6 +82,7 @@ def add_source(
             data={"source": name, "kind": kind, "options": options, "dsn_env": dsn_env or None},
             request=request,
         )
+        transaction.on_commit(lambda: _start(name))
     return source
 
 
@@ -101,4 +102,12 @@ def set_state(*, name: str, state: str, actor: str, request: HttpRequest | None 
             data={"source": name, "from": before, "to": state},
             request=request,
         )
+        if state == Source.State.RUNNING:
+            transaction.on_commit(lambda: _start(name))
     return source
+
+
+def _start(name: str) -> None:
+    from streams.tasks import enqueue_source
+
+    enqueue_source(name)
