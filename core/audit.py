@@ -49,6 +49,8 @@ class AuditType(StrEnum):
     SOURCE_ADDED = "SourceAdded"
     SOURCE_PAUSED = "SourcePaused"
     SOURCE_RESUMED = "SourceResumed"
+    SOURCE_PARKED_RETRIED = "SourceParkedEventRetried"
+    SOURCE_PARKED_SKIPPED = "SourceParkedEventSkipped"
     PROJECTION_ROLLED_BACK = "ProjectionRolledBack"
     JOB_REQUESTED = "JobRequested"
     JOB_CHANGED = "JobChanged"

@@ -40,6 +40,8 @@ METADATA_KEY = "replaydesk_source"
 VIA = "source"
 # While a follower has nothing new, it looks again this often.
 POLL_SECONDS = 0.1
+# A source's rate is counted over windows of about this long.
+RATE_WINDOW_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def copy_step(source: Source, kind: source_kinds.SourceKind, reader: psycopg.Con
             locked.position, locked.progressed_at, locked.last_error = taken[-1].position, now, ""
         locked.events_copied += copied
         locked.events_parked += parked
+        _measure_rate(locked, now)
         locked.head, locked.head_at = read.top, now
         locked.final_through = settle.final_through
         locked.settle_through, locked.settle_seen_at, locked.settle_xmax = (
@@ -144,12 +147,23 @@ def copy_step(source: Source, kind: source_kinds.SourceKind, reader: psycopg.Con
     )
 
 
+def _measure_rate(source: Source, now: dt.datetime) -> None:
+    """Once a window of about RATE_WINDOW_SECONDS is over, its copies are counted and the next starts."""
+    if source.rate_window_at is None:
+        source.rate_window_at, source.rate_window_copied = now, source.events_copied
+        return
+    elapsed = (now - source.rate_window_at).total_seconds()
+    if elapsed >= RATE_WINDOW_SECONDS:
+        source.rate = round((source.events_copied - source.rate_window_copied) / elapsed, 3)
+        source.rate_window_at, source.rate_window_copied = now, source.events_copied
+
+
 # --- recording
 
 
 def record(source: Source, events: list[SourceEvent]) -> tuple[int, int]:
     """Record the copyable events in the log and park the rest, inside the caller's transaction."""
-    candidates: list[tuple[SourceEvent, Any]] = []
+    candidates: list[SourceEvent] = []
     parked: list[SourceParkedEvent] = []
     for event in events:
         problem = event.problem or _invalid(event)
@@ -349,10 +363,3 @@ def _parked(source: Source, event: SourceEvent, reason: str) -> SourceParkedEven
         payload=payload,
         reason=reason[:2000],
     )
-
-
-def lag(source: Source) -> int | None:
-    """Positions of the source after the copied one, when it last looked (an upper bound: holes count)."""
-    if source.head is None:
-        return None
-    return max(0, source.head - source.position)

@@ -8,11 +8,14 @@ import re
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.http import HttpRequest
+from django.utils import timezone
 
+from core import principals
 from core.audit import AuditType
-from streams import audit, source_connect, source_kinds
-from streams.models import Source
+from streams import audit, source_connect, source_follow, source_kinds
+from streams.models import Source, SourceParkedEvent
 from streams.source_kinds import SourceError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -111,3 +114,80 @@ def _start(name: str) -> None:
     from streams.tasks import enqueue_source
 
     enqueue_source(name)
+
+
+def skip_parked(
+    *, name: str, parked_id: int, actor: str, request: HttpRequest | None = None
+) -> SourceParkedEvent:
+    """Leave a parked event out of the log for good (audited)."""
+    with transaction.atomic():
+        parked = _parked(name, parked_id)
+        _resolve(parked, SourceParkedEvent.State.SKIPPED, actor)
+        _audit_parked(parked, AuditType.SOURCE_PARKED_SKIPPED, actor, request)
+    return parked
+
+
+def retry_parked(
+    *, name: str, parked_id: int, actor: str, request: HttpRequest | None = None
+) -> SourceParkedEvent:
+    """Read the parked event from the source again and copy it, now that what stopped it is fixed (its
+    stream's hole filled by an earlier retry, say). Still in conflict: SourceError says why, and it
+    stays parked with that reason."""
+    source = Source.objects.filter(name=name).first()
+    if source is None:
+        raise SourceError(f"no source is named {name!r}")
+    kind = source_kinds.get(source.kind)
+    with transaction.atomic():
+        parked = _parked(name, parked_id)
+    dsn = source_connect.dsn_of(dsn_encrypted=source.dsn_encrypted, dsn_env=source.dsn_env)
+    with source_connect.connect(dsn) as reader:
+        read = kind.read(reader, source.options, after=parked.position - 1, limit=1)
+    events = [event for event in read.events if event.position == parked.position]
+    if not events:
+        raise SourceError(f"the source has no event at position {parked.position} any more; skip it")
+    with transaction.atomic(), principals.acting_as(source_follow.appender(name)):
+        locked = Source.objects.select_for_update().get(pk=source.pk)
+        parked = _parked(name, parked_id)
+        copied, _ = source_follow.record(locked, events)
+        if not copied:
+            parked.refresh_from_db()
+            raise SourceError(f"it is still in conflict: {parked.reason}")
+        parked.refresh_from_db()
+        _resolve(parked, SourceParkedEvent.State.RETRIED, actor)
+        Source.objects.filter(pk=source.pk).update(events_copied=F("events_copied") + copied)
+        _audit_parked(parked, AuditType.SOURCE_PARKED_RETRIED, actor, request)
+    return parked
+
+
+def _parked(name: str, parked_id: int) -> SourceParkedEvent:
+    parked = (
+        SourceParkedEvent.objects.select_for_update()
+        .filter(source__name=name, pk=parked_id, state=SourceParkedEvent.State.PARKED)
+        .first()
+    )
+    if parked is None:
+        raise SourceError(f"source {name} has no parked event {parked_id} waiting for a decision")
+    return parked
+
+
+def _resolve(parked: SourceParkedEvent, state: str, actor: str) -> None:
+    parked.state, parked.resolved_at, parked.resolved_by = state, timezone.now(), actor
+    parked.save(update_fields=["state", "resolved_at", "resolved_by"])
+
+
+def _audit_parked(
+    parked: SourceParkedEvent, type_: AuditType, actor: str, request: HttpRequest | None
+) -> None:
+    audit.record(
+        subject=f"source.{parked.source.name}",
+        type=type_,
+        actor=actor,
+        data={
+            "source": parked.source.name,
+            "position": parked.position,
+            "stream": parked.stream,
+            "sequence": parked.sequence,
+            "reason": parked.reason,
+        },
+        request=request,
+    )

@@ -1,6 +1,15 @@
 from django.urls import path
 
-from streams import api, api_audit, api_subscriptions, audit_views, consumer_views, sink_views, views
+from streams import (
+    api,
+    api_audit,
+    api_sources,
+    api_subscriptions,
+    audit_views,
+    consumer_views,
+    sink_views,
+    views,
+)
 
 app_name = "streams"
 
@@ -15,6 +24,21 @@ api_urlpatterns = [
     path("subscriptions/<str:name>/fetch", api_subscriptions.fetch, name="api-subscription-fetch"),
     path("subscriptions/<str:name>/ack", api_subscriptions.ack, name="api-subscription-ack"),
     path("subscriptions/<str:name>/nack", api_subscriptions.nack, name="api-subscription-nack"),
+    path("sources", api_sources.source_list, name="api-source-list"),
+    path("sources/<str:name>", api_sources.source_detail, name="api-source-detail"),
+    path("sources/<str:name>/pause", api_sources.source_pause, name="api-source-pause"),
+    path("sources/<str:name>/resume", api_sources.source_resume, name="api-source-resume"),
+    path("sources/<str:name>/parked", api_sources.source_parked, name="api-source-parked"),
+    path(
+        "sources/<str:name>/parked/<int:parked_id>/retry",
+        api_sources.source_parked_retry,
+        name="api-source-parked-retry",
+    ),
+    path(
+        "sources/<str:name>/parked/<int:parked_id>/skip",
+        api_sources.source_parked_skip,
+        name="api-source-parked-skip",
+    ),
 ]
 
 # Mounted under /api/v1/ next to api_urlpatterns (console/urls.py).

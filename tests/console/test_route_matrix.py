@@ -60,6 +60,13 @@ MATRIX: dict[str, dict[str, str]] = {
     "api:api-subscription-fetch": {"POST": READ},
     "api:api-subscription-ack": {"POST": READ},
     "api:api-subscription-nack": {"POST": READ},
+    "api:api-source-list": {"GET": READ, "POST": Can.ADMINISTER},
+    "api:api-source-detail": {"GET": READ},
+    "api:api-source-pause": {"POST": OPERATE},
+    "api:api-source-resume": {"POST": OPERATE},
+    "api:api-source-parked": {"GET": READ},
+    "api:api-source-parked-retry": {"POST": OPERATE},
+    "api:api-source-parked-skip": {"POST": OPERATE},
     # pages
     "dashboard": {"GET": READ},
     "streams:consumers": {"GET": READ},

@@ -10,7 +10,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from core import principals
-from streams import source_follow, source_kinds, source_services
+from streams import source_follow, source_kinds, source_services, source_status
 from streams.models import Source
 from streams.source_kinds import SourceError
 
@@ -69,7 +69,7 @@ class Command(BaseCommand):
     def _list(self, options):
         rows = [("NAME", "KIND", "STATE", "POSITION", "LAG", "COPIED", "PARKED", "LAST ERROR")]
         for source in Source.objects.order_by("name"):
-            lag = source_follow.lag(source)
+            lag = source_status.source_status(source).lag_events
             rows.append(
                 (
                     source.name,
