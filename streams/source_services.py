@@ -5,6 +5,7 @@ and may not write there; a source that fails any check is not saved, and the err
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -85,8 +86,23 @@ def add_source(
             data={"source": name, "kind": kind, "options": options, "dsn_env": dsn_env or None},
             request=request,
         )
-        transaction.on_commit(lambda: _start(name))
+        transaction.on_commit(lambda: (_copy_history or _start_following)(name, actor))
     return source
+
+
+# Who copies a new source's history: by default its live follower. The recovery app hands it to a
+# backfill job instead (progress and ETA on a job's page), which starts the follower when it is done.
+_copy_history: Callable[[str, str], None] | None = None
+
+
+def copy_history_with(starter: Callable[[str, str], None]) -> None:
+    """`starter(name, actor)` copies a new source's history, after the source is saved."""
+    global _copy_history
+    _copy_history = starter
+
+
+def _start_following(name: str, actor: str = "") -> None:
+    _start(name)
 
 
 def set_state(*, name: str, state: str, actor: str, request: HttpRequest | None = None) -> Source:

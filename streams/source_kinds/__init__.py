@@ -101,6 +101,11 @@ class SourceKind:
         top position and horizon, all at one snapshot of the source."""
         raise NotImplementedError
 
+    def count(self, connection: psycopg.Connection, options: dict[str, Any], *, after: int) -> int | None:
+        """How many events the source has after position `after` (a backfill's total); None when the
+        kind cannot say cheaply."""
+        return None
+
 
 def discover() -> None:
     import streams.source_kinds as package

@@ -126,6 +126,12 @@ class TableSource(SourceKind):
         events = [self._event(row, first) for row in rows]
         return Read(events=events, top=top or 0, snapshot=Snapshot(xmin=int(xmin), xmax=int(xmax)))
 
+    def count(self, connection: psycopg.Connection, options: dict[str, Any], *, after: int) -> int | None:
+        statement = sql.SQL("SELECT count(*) FROM {table} WHERE {position} > %s").format(
+            table=sql.Identifier(*split_table(options["table"])), position=sql.Identifier(options["position"])
+        )
+        return connection.execute(statement, [after]).fetchone()[0]
+
     def _event(self, row: tuple, first_sequence: int) -> SourceEvent:
         position, stream, sequence, type_, data, metadata, recorded_at, event_id = row
         problems = []

@@ -1,5 +1,5 @@
-"""A source is followed by the Celery workers on their own once it is added: a chain of follower slices
-that a paused source ends and a resumed one starts again."""
+"""A source is followed by the Celery workers on their own once it is added: its history copied by a
+backfill job, then a chain of follower slices that a paused source ends and a resumed one starts again."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 import pytest
 
 from core.redis import client as redis_client
+from recovery.models import Job
 from streams import source_services, tasks
 from streams.models import Event, Source
 from tests.streams.source_helpers import add_table_source
@@ -25,13 +26,21 @@ def wait_for_copies(count: int, timeout: float = 30) -> None:
 
 def test_an_added_source_is_followed_by_the_workers_until_it_is_paused(source_db, processes):  # noqa: F811
     redis_client().delete(tasks.SOURCE_CHAIN_KEY.format("orders_store"))
-    processes.worker(1)
+    redis_client().delete("recovery")  # jobs queued by earlier tests are not this test's
+    processes.worker(1, queues="live,recovery")
     for version in range(1, 4):
         source_db.append("order-1", version)
 
     add_table_source(source_db)
 
     wait_for_copies(3)
+    backfill = Job.objects.get(kind="backfill")
+    deadline = time.monotonic() + 30
+    while backfill.state != "succeeded":
+        assert time.monotonic() < deadline, backfill.state
+        time.sleep(0.05)
+        backfill.refresh_from_db()
+    assert (backfill.done, backfill.total, backfill.result["copied"]) == (3, 3, 3)
     # What the source appends later is copied without anyone asking.
     source_db.append("order-1", 4)
     wait_for_copies(4)

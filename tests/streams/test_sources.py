@@ -210,3 +210,30 @@ def psycopg_json(value):
     from psycopg.types.json import Jsonb
 
     return Jsonb(value)
+
+
+def test_a_new_sources_history_is_copied_by_a_backfill_job_with_progress(source_db):
+    from recovery.models import Job
+    from recovery.runner import run_inline
+
+    source_db.execute(
+        "INSERT INTO events (stream_name, version, event_type, body)"
+        " SELECT 'order-' || (i % 10), i / 10 + 1, 'Placed', '{}'::jsonb FROM generate_series(0, 2499) AS i"
+    )
+    add_table_source(source_db)
+    job = Job.objects.get(kind="backfill")
+    assert (job.state, job.target) == ("queued", "source.orders_store")
+
+    finished = run_inline(job.pk)
+
+    assert finished.state == "succeeded"
+    assert (finished.done, finished.total) == (2500, 2500)
+    assert finished.result == {
+        "source": "orders_store",
+        "copied": 2500,
+        "parked": 0,
+        "position": 2500,
+        "from_position": 0,
+    }
+    assert Event.objects.filter(appended_via="source").count() == 2500
+    assert copy_all().copied == 0
