@@ -50,8 +50,11 @@ class MessageDBSource(SourceKind):
         for unknown in sorted(set(options) - set(self.options_help)):
             errors[unknown] = [f"a messagedb source takes no option {unknown!r}; it takes schema"]
         schema = options.get("schema") or DEFAULT_SCHEMA
-        if not isinstance(schema, str) or not IDENTIFIER_RE.match(schema):
-            errors["schema"] = ["name the schema: letters, digits and _ (Message DB's is message_store)"]
+        # Lowercase, as PostgreSQL folds a name it is not given quoted (the table kind's look-up does).
+        if not isinstance(schema, str) or not IDENTIFIER_RE.match(schema) or schema != schema.lower():
+            errors["schema"] = [
+                "name the schema: lowercase letters, digits and _ (Message DB's is message_store)"
+            ]
         return {"schema": schema}, errors
 
     def check_access(self, connection: psycopg.Connection, options: dict[str, Any]) -> None:

@@ -76,9 +76,11 @@ def message_db_scripts() -> Path:
             pytest.fail(
                 "the Message DB tests need its npm package: install npm, or run npm ci --prefix .ci/npm"
             )
-        subprocess.run(
-            [npm, "ci", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund"], check=True, capture_output=True
+        done = subprocess.run(
+            [npm, "ci", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund"], capture_output=True, text=True
         )
+        if done.returncode:
+            pytest.fail(f"npm could not install Message DB's package into .ci/npm:\n{done.stderr}")
     return DATABASE_DIR
 
 

@@ -201,7 +201,8 @@ def test_bad_configuration_is_a_clear_error_and_saves_nothing(messagedb, source_
     assert refused(messagedb, options={"table": "events"})["options.table"] == [
         "a messagedb source takes no option 'table'; it takes schema"
     ]
-    assert refused(messagedb, options={"schema": "message store"})["options.schema"]
+    for schema in ("message store", "Message_Store"):
+        assert refused(messagedb, options={"schema": schema})["options.schema"]
     # A reader without SELECT, then without USAGE on the schema: the error says what to grant.
     messagedb.execute(f'REVOKE SELECT ON message_store.messages FROM "{messagedb.reader}"')
     assert "may not read message_store.messages" in refused(messagedb)["dsn"][0]
