@@ -8,8 +8,8 @@ sequence there (from 1), its id (kept, or derived from the stream and sequence w
 none), type, data, metadata and time.
 
 A new kind is one module in this package with a SourceKind subclass and its `name`: defining the class
-registers it, and `kinds()` imports the modules. The kinds so far: `table` (a PostgreSQL table you
-name, by a mapping of columns).
+registers it, and `kinds()` imports the modules. `replaydesk source kinds` lists them with their
+options; docs/sources.md describes each.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         actions = parser.add_subparsers(dest="action", required=True)
         add = actions.add_parser("add", help="Check a source and follow it from its start.")
         add.add_argument("name", help="1–40 lowercase letters, digits and _, starting with a letter.")
-        add.add_argument("--kind", required=True, help="table (more kinds: see `source kinds`).")
+        add.add_argument("--kind", required=True, help="The kind of store: see `replaydesk source kinds`.")
         reach = add.add_mutually_exclusive_group(required=True)
         reach.add_argument("--dsn", help="How to reach it (stored encrypted, never shown back).")
         reach.add_argument("--dsn-env", metavar="VAR", help="The environment variable that holds the DSN.")
