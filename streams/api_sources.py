@@ -18,16 +18,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core.api import TextField, checked_body, page_of, problems
-from core.problems import Problem, invalid_input, not_found, unprocessable
+from core.problems import Problem, not_found, unprocessable
 from core.roles import Allows, Can, can
 from streams import source_connect, source_kinds, source_services, source_status
 from streams.models import Source, SourceParkedEvent
 from streams.source_kinds import SourceError
 
 MAX_DSN = 2000
-# The checks a source fails when it is well-formed but cannot be followed as given (unreachable, no
-# such table, a role that may write): a 422; anything else wrong with the body is a 400.
-_REACH_FIELDS = {"dsn", "dsn_env"}
 
 
 @extend_schema_field({"type": "object", "additionalProperties": {"type": ["string", "integer", "boolean"]}})
@@ -143,8 +140,9 @@ def _out(source: Source) -> dict:
     operation_id="sources_create",
     request=SourceIn,
     responses={201: SourceOut, **problems(400, 401, 403, 409, 422)},
-    description="Check a source and follow it from its start. 400 for a body that cannot be a source; 409 "
-    "when one of that name exists; 422 when it cannot be followed as given (unreachable or not allowed "
+    description="Check a source and follow it from its start. 400 for a body that does not fit this schema; "
+    "409 when one of that name exists; 422, field by field, when it cannot be followed as given (neither "
+    "or both of dsn and dsn_env, options its kind does not take, unreachable or not allowed "
     "(REPLAYDESK_SOURCE_ALLOW), no such table or column, a role that may write there): the error says what "
     "to fix. Nothing is saved unless every check passes. Audited, without the DSN.",
 )
@@ -163,9 +161,7 @@ def source_list(request: Request) -> Response:
             raise Problem(
                 status_code=409, problem_type="source-conflict", title="Source exists", detail=str(exc)
             ) from exc
-        if set(errors) <= _REACH_FIELDS:
-            raise unprocessable(errors) from exc
-        raise invalid_input(errors) from exc
+        raise unprocessable(errors) from exc
     location = reverse("api:api-source-detail", args=[source.name])
     return Response(_out(source), status=201, headers={"Location": location})
 

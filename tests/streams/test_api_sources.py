@@ -71,8 +71,8 @@ def test_only_admins_add_sources(source_db, api, support_agent):
     [
         ({"name": "Bad Name"}, 400, "name"),
         ({"kind": "kafka"}, 400, "kind"),
-        ({"options": {**TABLE_OPTIONS, "table": "no such"}}, 400, "options.table"),
-        ({"dsn": "", "dsn_env": ""}, 400, "dsn"),
+        ({"options": {**TABLE_OPTIONS, "table": "no such"}}, 422, "options.table"),
+        ({"dsn": ""}, 422, "dsn"),
         ({"options": {**TABLE_OPTIONS, "table": "missing_table"}}, 422, "dsn"),
         ({"dsn": "postgresql://reader@10.1.2.3/shop"}, 422, "dsn"),
         ({"unknown": 1}, 400, "unknown"),
