@@ -72,7 +72,7 @@ def test_only_admins_add_sources(source_db, api, support_agent):
         ({"name": "Bad Name"}, 400, "name"),
         ({"kind": "kafka"}, 400, "kind"),
         ({"options": {**TABLE_OPTIONS, "table": "no such"}}, 422, "options.table"),
-        ({"dsn": ""}, 422, "dsn"),
+        ({"dsn_env": "RD_NOT_SET_ANYWHERE"}, 422, "dsn"),  # both: one or the other
         ({"options": {**TABLE_OPTIONS, "table": "missing_table"}}, 422, "dsn"),
         ({"dsn": "postgresql://reader@10.1.2.3/shop"}, 422, "dsn"),
         ({"unknown": 1}, 400, "unknown"),
