@@ -21,6 +21,7 @@ The library is imported only when a source of this kind is checked or read.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import uuid
@@ -108,7 +109,7 @@ class EventsourcingSource(SourceKind):
         checked["category"] = _category_option(options.get("category"), errors)
         checked["first_sequence"] = first_sequence(options, errors)
         checked.update(_codec_options(options, errors))
-        if not errors:
+        if not errors.keys() & {"compressor_topic", "cipher_topic", "cipher_key_env"}:
             try:
                 decoder(checked)
             except SourceError as exc:
@@ -126,8 +127,8 @@ class EventsourcingSource(SourceKind):
             )
         if "notification_id" not in columns:
             raise SourceError(
-                f"table {table} has no notification_id: it is an aggregate recorder's, which keeps no order "
-                "of the application's events; following needs an application's (Application's recorder)"
+                f"table {table} has no notification_id: an aggregate recorder made it, which keeps no order "
+                "across aggregates; following needs the table of an application recorder (an Application's)"
             )
         check_table(connection, table_options(options))
 
@@ -150,7 +151,8 @@ def table_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _category_option(value: Any, errors: dict[str, list[str]]) -> str | dict[str, str]:
-    """ "" (derived), one category, or categories by aggregate class name ("Order=orders,…" or a mapping)."""
+    """The category option: "" (derived), one category, or categories by aggregate class name (a mapping,
+    or "Order=orders,Customer=customer" as the command line gives it)."""
     if value in (None, ""):
         return ""
     if isinstance(value, str) and "=" not in value:
@@ -175,13 +177,13 @@ def _category_option(value: Any, errors: dict[str, list[str]]) -> str | dict[str
 
 def _codec_options(options: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, str]:
     compressor = options.get("compressor_topic") or ""
-    if compressor and compressor not in COMPRESSORS:
+    if compressor and (not isinstance(compressor, str) or compressor not in COMPRESSORS):
         errors.setdefault("compressor_topic", []).append(
             f"Replaydesk decodes the library's compressors: {', '.join(sorted(COMPRESSORS))}"
         )
     key_env = options.get("cipher_key_env") or ""
     cipher = options.get("cipher_topic") or (DEFAULT_CIPHER if key_env else "")
-    if cipher and cipher not in CIPHERS:
+    if cipher and (not isinstance(cipher, str) or cipher not in CIPHERS):
         errors.setdefault("cipher_topic", []).append(
             f"Replaydesk decodes the library's ciphers: {', '.join(sorted(CIPHERS))}"
         )
@@ -273,6 +275,8 @@ class Decoder:
         from eventsourcing.persistence import TranscodingNotRegisteredError
 
         mapper, options = self.mapper, self.options
+        if not stored:
+            return None, "its state is empty"
         data = stored
         try:
             if mapper.cipher:
@@ -297,27 +301,28 @@ class Decoder:
                 f"its state holds a value of a type the application registered a transcoding of its own "
                 f"for, which Replaydesk does not have ({exc})"
             )
-        except ValueError as exc:
+        except Exception as exc:
             return None, self._undecodable(stored, exc)
         if not isinstance(attributes, dict):
             return None, "its state is not an object of the event's attributes"
         return attributes, ""
 
     def _undecodable(self, stored: bytes, exc: Exception) -> str:
-        if self.mapper.compressor or self.mapper.cipher:
-            return f"its state is not the library's JSON once decoded ({exc})"
-        try:
-            zlib.decompress(stored)
-        except zlib.error:
-            return (
-                "its state is not the library's JSON: the application encrypts or compresses its events; "
-                "give the source its cipher_topic and cipher_key_env (CIPHER_TOPIC, CIPHER_KEY) and its "
-                "compressor_topic (COMPRESSOR_TOPIC)"
-            )
-        return (
-            "its state is compressed (zlib): give the source the application's compressor_topic "
-            "(COMPRESSOR_TOPIC, e.g. eventsourcing.compressor:ZlibCompressor)"
-        )
+        """Why the transcoder failed, with what to do when the source was not told how the application
+        encodes its events."""
+        if not (self.mapper.compressor or self.mapper.cipher):
+            if _is_zlib(stored):
+                return (
+                    "its state is compressed (zlib): give the source the application's compressor_topic "
+                    "(COMPRESSOR_TOPIC, e.g. eventsourcing.compressor:ZlibCompressor)"
+                )
+            if not _is_json(stored):
+                return (
+                    "its state is not the library's JSON: the application encrypts or compresses its "
+                    "events; give the source its cipher_topic and cipher_key_env (CIPHER_TOPIC, CIPHER_KEY) "
+                    "and its compressor_topic (COMPRESSOR_TOPIC)"
+                )
+        return f"its state cannot be decoded by the library's JSON transcoder ({type(exc).__name__}: {exc})"
 
     def jsonable(self, value: Any) -> Any:
         """Values the transcoder decoded into objects, back into JSON: UUIDs as their canonical string
@@ -342,6 +347,22 @@ def names_of(topic: str) -> tuple[str, str]:
     path = qualname.rsplit("<locals>.", 1)[-1]
     aggregate = path.rpartition(".")[0].rpartition(".")[2]
     return path, aggregate
+
+
+def _is_zlib(data: bytes) -> bool:
+    try:
+        zlib.decompress(data)
+    except zlib.error:
+        return False
+    return True
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
 
 
 def snake_case(name: str) -> str:

@@ -246,11 +246,16 @@ def test_encrypted_state_is_decoded_with_the_key_named_by_an_environment_variabl
         "cipher_key_env": "SHOP_CIPHER_KEY",
     }
 
+    add_shop(source_db, "told_nothing")
+    assert copy_all("told_nothing").parked == 1
+    told_nothing = SourceParkedEvent.objects.get(source__name="told_nothing").reason
+    assert told_nothing.startswith("its state is not the library's JSON: the application encrypts")
+
     add_shop(source_db, "wrong_key", **codec)
     assert copy_all("wrong_key").parked == 1
-    [parked] = SourceParkedEvent.objects.all()
-    assert parked.reason.startswith("its state cannot be decrypted with eventsourcing.cipher:AESCipher")
-    assert "is the key in SHOP_CIPHER_KEY the application's CIPHER_KEY?" in parked.reason
+    wrong_key = SourceParkedEvent.objects.get(source__name="wrong_key").reason
+    assert wrong_key.startswith("its state cannot be decrypted with eventsourcing.cipher:AESCipher")
+    assert "is the key in SHOP_CIPHER_KEY the application's CIPHER_KEY?" in wrong_key
 
     monkeypatch.setenv("SHOP_CIPHER_KEY", key)
     source = add_shop(source_db, "right_key", **codec)
