@@ -48,7 +48,18 @@ class Order(Aggregate):
 
 
 class LoyaltyCard(Aggregate):
-    @event("Issued")
+    class Issued(Aggregate.Created):
+        """The second version of its class: the library stores `class_version` with its state."""
+
+        class_version = 2
+        holder: str
+        valid_until: dt.date | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict) -> None:
+            state["valid_until"] = None
+
+    @event(Issued)
     def __init__(self, holder: str, valid_until: dt.date | None = None):
         self.holder = holder
 
@@ -172,6 +183,8 @@ def test_an_application_is_copied_exactly_once_by_aggregate_with_types_data_and_
         "loyalty_card",
         "ada",
     )
+    # Its class's version goes with the metadata: the data is the event's attributes as stored.
+    assert issued.metadata["class_version"] == 2 and "class_version" not in issued.data
     source.refresh_from_db()
     last = stored(shop)[-1].id
     assert (source.position, source.head, source.events_copied) == (last, last, 4)
