@@ -60,71 +60,18 @@ class TableSource(SourceKind):
             if not isinstance(column, str) or not IDENTIFIER_RE.match(column):
                 errors.setdefault(role, []).append(f"name the column that holds the {role}")
             checked[role] = column
-        first = options.get("first_sequence", 1)
-        if isinstance(first, str) and first.isdigit():
-            first = int(first)
-        if first not in (0, 1) or isinstance(first, bool):
-            errors.setdefault("first_sequence", []).append("must be 0 or 1")
-        checked["first_sequence"] = first
+        checked["first_sequence"] = first_sequence(options, errors)
         return checked, errors
 
     def check_access(self, connection: psycopg.Connection, options: dict[str, Any]) -> None:
-        table = split_table(options["table"])
-        try:
-            found = connection.execute("SELECT to_regclass(%s)::oid", [options["table"]]).fetchone()[0]
-        except psycopg.Error as exc:
-            raise SourceError(f"cannot look up table {options['table']}: {_first_line(exc)}") from None
-        if found is None:
-            raise SourceError(f"the source has no table named {options['table']} (or the role cannot see it)")
-        columns = dict(
-            connection.execute(
-                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
-                " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
-                [found],
-            ).fetchall()
-        )
-        missing = [
-            f"{role} ({options[role]})"
-            for role in (*REQUIRED, *OPTIONAL)
-            if options[role] and options[role] not in columns
-        ]
-        if missing:
-            raise SourceError(f"table {options['table']} has no column for {', '.join(missing)}")
-        writes = connection.execute(
-            "SELECT has_table_privilege(%s::oid, 'INSERT, UPDATE, DELETE, TRUNCATE')", [found]
-        ).fetchone()[0]
-        if writes:
-            raise SourceError(
-                f"the DSN's role may write to {options['table']}: following only reads, so give it a role "
-                "that may only SELECT (a read-only role limits what a leaked DSN can do)"
-            )
-        try:
-            self.read(connection, options, after=0, limit=1)
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise SourceError(f"the DSN's role may not read {'.'.join(table)}: {_first_line(exc)}") from None
+        check_table(connection, options)
 
     def read(
         self, connection: psycopg.Connection, options: dict[str, Any], *, after: int, limit: int
     ) -> Read:
-        table = sql.Identifier(*split_table(options["table"]))
-        position = sql.Identifier(options["position"])
-        columns = [
-            sql.Identifier(options[role]) if options[role] else sql.NULL for role in (*REQUIRED, *OPTIONAL)
-        ]
-        rows_sql = sql.SQL(
-            "SELECT {columns} FROM {table} WHERE {position} > %s ORDER BY {position} LIMIT %s"
-        ).format(columns=sql.SQL(", ").join(columns), table=table, position=position)
-        top_sql = sql.SQL(
-            "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text,"
-            " (SELECT max({position}) FROM {table}) FROM pg_current_snapshot() s"
-        ).format(position=position, table=table)
-        with connection.transaction(), connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            xmin, xmax, top = cursor.execute(top_sql).fetchone()
-            rows = cursor.execute(rows_sql, [after, limit]).fetchall()
+        rows, top, snapshot = read_rows(connection, options, after=after, limit=limit)
         first = options["first_sequence"]
-        events = [self._event(row, first) for row in rows]
-        return Read(events=events, top=top or 0, snapshot=Snapshot(xmin=int(xmin), xmax=int(xmax)))
+        return Read(events=[self._event(row, first) for row in rows], top=top, snapshot=snapshot)
 
     def count(self, connection: psycopg.Connection, options: dict[str, Any], *, after: int) -> int | None:
         statement = sql.SQL("SELECT count(*) FROM {table} WHERE {position} > %s").format(
@@ -174,6 +121,88 @@ class TableSource(SourceKind):
             recorded_at=recorded_at,
             problem="; ".join(problems),
         )
+
+
+# --- what every kind whose source is one PostgreSQL table shares (this one, the eventsourcing library's)
+
+
+def first_sequence(options: dict[str, Any], errors: dict[str, list[str]]) -> Any:
+    """The `first_sequence` option (the sequence of a stream's first event in the source: 0 or 1)."""
+    first = options.get("first_sequence", 1)
+    if isinstance(first, str) and first.isdigit():
+        first = int(first)
+    if first not in (0, 1) or isinstance(first, bool):
+        errors.setdefault("first_sequence", []).append("must be 0 or 1")
+    return first
+
+
+def table_columns(connection: psycopg.Connection, table: str) -> dict[str, str] | None:
+    """The table's columns and their types; None when there is no table of that name the role can see."""
+    try:
+        found = connection.execute("SELECT to_regclass(%s)::oid", [table]).fetchone()[0]
+    except psycopg.Error as exc:
+        raise SourceError(f"cannot look up table {table}: {_first_line(exc)}") from None
+    if found is None:
+        return None
+    return dict(
+        connection.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
+            [found],
+        ).fetchall()
+    )
+
+
+def check_table(connection: psycopg.Connection, options: dict[str, Any]) -> None:
+    """The table named by `options` (a table source's options: the table and its columns by role) is
+    there with those columns, and the role may read it and may not write to it."""
+    columns = table_columns(connection, options["table"])
+    if columns is None:
+        raise SourceError(f"the source has no table named {options['table']} (or the role cannot see it)")
+    missing = [
+        f"{role} ({options[role]})"
+        for role in (*REQUIRED, *OPTIONAL)
+        if options[role] and options[role] not in columns
+    ]
+    if missing:
+        raise SourceError(f"table {options['table']} has no column for {', '.join(missing)}")
+    writes = connection.execute(
+        "SELECT has_table_privilege(to_regclass(%s), 'INSERT, UPDATE, DELETE, TRUNCATE')", [options["table"]]
+    ).fetchone()[0]
+    if writes:
+        raise SourceError(
+            f"the DSN's role may write to {options['table']}: following only reads, so give it a role "
+            "that may only SELECT (a read-only role limits what a leaked DSN can do)"
+        )
+    try:
+        read_rows(connection, options, after=0, limit=1)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise SourceError(f"the DSN's role may not read {options['table']}: {_first_line(exc)}") from None
+
+
+def read_rows(
+    connection: psycopg.Connection, options: dict[str, Any], *, after: int, limit: int
+) -> tuple[list[tuple], int, Snapshot]:
+    """The rows after position `after` (at most `limit`: the columns of REQUIRED then OPTIONAL, NULL
+    for an optional one not named), the table's top position (0 when empty) and the horizon, all in
+    one REPEATABLE READ transaction, so that they agree (streams/source_horizon.py)."""
+    table = sql.Identifier(*split_table(options["table"]))
+    position = sql.Identifier(options["position"])
+    columns = [
+        sql.Identifier(options[role]) if options[role] else sql.NULL for role in (*REQUIRED, *OPTIONAL)
+    ]
+    rows_sql = sql.SQL(
+        "SELECT {columns} FROM {table} WHERE {position} > %s ORDER BY {position} LIMIT %s"
+    ).format(columns=sql.SQL(", ").join(columns), table=table, position=position)
+    top_sql = sql.SQL(
+        "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text,"
+        " (SELECT max({position}) FROM {table}) FROM pg_current_snapshot() s"
+    ).format(position=position, table=table)
+    with connection.transaction(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        xmin, xmax, top = cursor.execute(top_sql).fetchone()
+        rows = cursor.execute(rows_sql, [after, limit]).fetchall()
+    return rows, top or 0, Snapshot(xmin=int(xmin), xmax=int(xmax))
 
 
 def _first_line(exc: Exception) -> str:
