@@ -67,6 +67,24 @@ def test_the_list_shows_a_source_copying_live(operator_page, width, orders):
     page.screenshot(path=f"/tmp/sources-{width}.png", full_page=True)
 
 
+def test_a_copied_stream_leads_to_its_source_and_the_dashboard_counts_sources(operator_page, width, orders):
+    page = operator_page
+    page.goto("/streams/")
+    page.get_by_label("Copied from source").select_option("orders_store")
+
+    expect(page.locator("tr.stream")).to_have_count(1)
+    expect(page.locator("tr.stream .stream-source")).to_have_text("from orders_store")
+    assert has_no_horizontal_scroll(page)
+    page.get_by_role("link", name="order-1").click()
+    expect(page.locator(".copied-from")).to_contain_text("Copied from source orders_store")
+    page.locator(".copied-from").get_by_role("link", name="orders_store").click()
+    expect(page.get_by_role("heading", name="orders_store", level=1)).to_be_visible()
+
+    page.goto("/dashboard/")
+    expect(page.locator('li.source-health[data-health="healthy"] .figure')).to_have_text("1")
+    assert has_no_horizontal_scroll(page)
+
+
 def test_pause_then_resume_from_the_source_page(operator_page, width, orders):
     page = operator_page
     page.goto("/sources/")
