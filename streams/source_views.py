@@ -59,13 +59,16 @@ def source_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 
 def source_context(request: HttpRequest, source: Source) -> dict[str, Any]:
+    may_operate = can(request.user, Can.OPERATE)
     parked = SourceParkedEvent.objects.filter(source=source)
     waiting = parked.filter(state=SourceParkedEvent.State.PARKED).order_by("position")
-    shown = list(waiting[:PARKED_SHOWN])
+    # The payload is loaded only where it is shown.
+    shown = list((waiting if may_operate else waiting.defer("payload"))[:PARKED_SHOWN])
     resolved = list(
-        parked.exclude(state=SourceParkedEvent.State.PARKED).order_by("-resolved_at")[:RESOLVED_SHOWN]
+        parked.exclude(state=SourceParkedEvent.State.PARKED)
+        .defer("payload")
+        .order_by("-resolved_at")[:RESOLVED_SHOWN]
     )
-    may_operate = can(request.user, Can.OPERATE)
     named = {item.stream for item in [*shown, *resolved] if item.stream}
     return {
         **live_context(request, source),

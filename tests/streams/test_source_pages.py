@@ -147,6 +147,15 @@ def test_an_operator_sees_pause_retry_skip_and_the_payload(operating, orders):
     assert 'href="/streams/order-2/"' not in parked  # its stream never reached the log: no link
 
 
+def test_a_failed_source_offers_resume_which_tries_it_again(operating, orders):
+    Source.objects.filter(pk=orders.pk).update(state=Source.State.FAILED)
+
+    assertContains(operating.get("/sources/orders_store/"), "Resume</button>")
+    operating.post("/sources/orders_store/resume")
+
+    assert Source.objects.get(pk=orders.pk).state == "running"
+
+
 def test_a_source_whose_dsn_is_in_the_environment_names_the_variable(support, source_db, monkeypatch):
     monkeypatch.setenv("ORDERS_STORE_DSN", source_db.reader_url)
     source_services.add_source(
