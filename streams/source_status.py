@@ -4,12 +4,14 @@ copy is, how fast it goes, and its health in the words consumers use."""
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Count
 from django.utils import timezone
 
-from streams.models import Source
+from streams.models import Source, SourceParkedEvent
 
 # As a consumer's defaults: over this many positions behind is `lagging`; behind and not moving for
 # this long is `stalled`.
@@ -62,3 +64,25 @@ def _recent_error(source: Source, now: dt.datetime) -> bool:
     if source.progressed_at is not None and source.progressed_at > source.last_error_at:
         return False
     return (now - source.last_error_at).total_seconds() < settings.REPLAYDESK_ERROR_RECENT_SECONDS
+
+
+# Every health a source can have, worst first: how the dashboard orders its counts and /metrics names
+# them (a source is never `rebuilding`: nothing replays into one).
+HEALTHS = ("failing", "stalled", "lagging", "paused", "healthy")
+
+
+def health_counts(statuses: list[SourceStatus]) -> list[tuple[str, int]]:
+    """How many sources have each health, worst first, the healths none has left out."""
+    counts = Counter(status.health for status in statuses)
+    return [(health, counts[health]) for health in HEALTHS if counts[health]]
+
+
+def parked_waiting() -> dict[int, int]:
+    """Parked events waiting for a decision, by source id (what an operator has to look at; the
+    source's `events_parked` counts every event ever parked)."""
+    rows = (
+        SourceParkedEvent.objects.filter(state=SourceParkedEvent.State.PARKED)
+        .values("source")
+        .annotate(n=Count("pk"))
+    )
+    return {row["source"]: row["n"] for row in rows}

@@ -8,6 +8,7 @@ from streams import (
     audit_views,
     consumer_views,
     sink_views,
+    source_views,
     views,
 )
 
@@ -58,6 +59,14 @@ urlpatterns = [
     path("consumers/<str:name>/resume", consumer_views.resume, name="consumer-resume"),
     path("consumers/<str:name>/parked/<int:parked_id>/retry", consumer_views.retry, name="parked-retry"),
     path("consumers/<str:name>/parked/<int:parked_id>/skip", consumer_views.skip, name="parked-skip"),
+    path("sources/", source_views.source_list, name="sources"),
+    path("sources/new", source_views.source_new, name="source-new"),
+    path("sources/<str:name>/", source_views.source_detail, name="source"),
+    path("sources/<str:name>/live", source_views.source_live, name="source-live"),
+    path("sources/<str:name>/pause", source_views.pause, name="source-pause"),
+    path("sources/<str:name>/resume", source_views.resume, name="source-resume"),
+    path("sources/<str:name>/parked/<int:parked_id>/retry", source_views.retry, name="source-parked-retry"),
+    path("sources/<str:name>/parked/<int:parked_id>/skip", source_views.skip, name="source-parked-skip"),
     path("streams/", views.stream_list, name="list"),
     path("streams/<str:name>/", views.stream_detail, name="detail"),
     path("events/", views.event_log, name="log"),
