@@ -165,13 +165,16 @@ def retry_parked(
         locked = Source.objects.select_for_update().get(pk=source.pk)
         parked = _parked(name, parked_id)
         copied, _ = source_follow.record(locked, events)
-        if not copied:
-            parked.refresh_from_db()
-            raise SourceError(f"it is still in conflict: {parked.reason}")
         parked.refresh_from_db()
-        _resolve(parked, SourceParkedEvent.State.RETRIED, actor)
-        Source.objects.filter(pk=source.pk).update(events_copied=F("events_copied") + copied)
-        _audit_parked(parked, AuditType.SOURCE_PARKED_RETRIED, actor, request)
+        if copied:
+            _resolve(parked, SourceParkedEvent.State.RETRIED, actor)
+            Source.objects.filter(pk=source.pk).update(events_copied=F("events_copied") + copied)
+            _audit_parked(parked, AuditType.SOURCE_PARKED_RETRIED, actor, request)
+        else:
+            # It stays parked, with the reason it has now, one attempt more.
+            SourceParkedEvent.objects.filter(pk=parked.pk).update(attempts=F("attempts") + 1)
+    if not copied:
+        raise SourceError(f"it is still in conflict: {parked.reason}")
     return parked
 
 

@@ -119,6 +119,7 @@ def test_a_parked_event_is_retried_once_the_source_is_fixed_or_skipped(source_db
 
     still = api.post(f"{URL}/orders_store/parked/{first['id']}/retry")
     assert still.status_code == 409 and "still in conflict" in still.json()["detail"]
+    assert SourceParkedEvent.objects.get(pk=first["id"]).attempts == 2
     source_db.execute("UPDATE events SET event_type = 'OrderPlaced' WHERE stream_name = 'order-1'")
     retried = api.post(f"{URL}/orders_store/parked/{first['id']}/retry")
     assert retried.status_code == 200 and retried.json()["state"] == "retried"
