@@ -111,6 +111,13 @@ def copy_step(source: Source, kind: source_kinds.SourceKind, reader: psycopg.Con
     """One batch: read, keep what is final, record it with the new position in one transaction."""
     batch = settings.REPLAYDESK_SOURCE_BATCH
     read = kind.read(reader, source.options, after=source.position, limit=batch)
+    if read.top < source.position:
+        # Its positions went back: a restore from an old backup, most likely. Copying on would skip the
+        # events written at the positions it hands out again, so the follower stops and says so.
+        raise SourceError(
+            f"the source's last position is {read.top}, below the {source.position} copied already: was its "
+            "database restored from an old backup? Pause the source and write its lost events back"
+        )
     before = source_horizon.Settle(
         source.final_through, source.settle_through, source.settle_seen_at, source.settle_xmax
     )

@@ -11,7 +11,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from core.audit import AuditType
-from streams import source_kinds
+from streams import source_follow, source_kinds
 from streams.models import Event, Source, SourceParkedEvent, Stream
 from streams.services import ImportBatch, append_events, import_events
 from streams.source_kinds import derived_id
@@ -240,3 +240,21 @@ def test_a_new_sources_history_is_copied_by_a_backfill_job_with_progress(source_
     }
     assert Event.objects.filter(appended_via="source").count() == 2500
     assert copy_all().copied == 0
+
+
+def test_a_source_whose_positions_went_back_stops_and_says_so(source_db):
+    for version in range(1, 4):
+        source_db.append("order-1", version)
+    add_table_source(source_db)
+    copy_all()
+    # Its database restored from a backup taken before the last two events.
+    source_db.execute("DELETE FROM events WHERE version > 1")
+
+    result = source_follow.follow(name="orders_store", budget_seconds=5, until_caught_up=True)
+
+    assert "restored from an old backup" in result.error
+    source = Source.objects.get()
+    assert "below the 3 copied already" in source.last_error
+    from streams.source_status import source_status
+
+    assert source_status(source).health == "failing"
