@@ -1,5 +1,6 @@
-"""The dashboard: the head, appends per minute, every consumer's lag and health, the jobs that run and
-the approvals that wait. Its live part polls itself through htmx (console/partials/dashboard_live.html).
+"""The dashboard: the head, appends per minute, every consumer's lag and health, how many sources are in
+each health, the jobs that run and the approvals that wait. Its live part polls itself through htmx
+(console/partials/dashboard_live.html).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_safe
 from core.pages import render_page, role_required
 from recovery import approvals
 from recovery import selectors as recovery_selectors
-from streams import lag, selectors
+from streams import lag, selectors, source_status
 from streams.models import Event
 
 # An append open this long is named on the dashboard: every consumer waits below its position.
@@ -60,6 +61,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "appends_held": open_appends.oldest_seconds >= OPEN_APPEND_NOTICE_SECONDS,
         "rate": append_rate(now=now),
         "statuses": lag.consumer_statuses(now=now),
+        "source_healths": source_status.health_counts(source_status.source_statuses()),
         "now": now,
         "running_jobs": recovery_selectors.running_jobs(),
         "pending_approvals": approvals.pending_count(),

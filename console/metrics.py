@@ -1,10 +1,10 @@
-"""/metrics for Prometheus: the head, open appends, and each consumer's checkpoint, lag and health, read
-from the database at scrape time (nothing is kept in process memory, so every web process answers the
-same).
+"""/metrics for Prometheus: the head, open appends, each consumer's checkpoint, lag and health, and each
+source's position, lag, copies, parked events and health, read from the database at scrape time (nothing
+is kept in process memory, so every web process answers the same).
 
 Access: a logged-in session, an API token (`Authorization: Bearer <token>`), or, for a scraper without
 a user, the token in REPLAYDESK_METRICS_TOKEN (`bearer_token` in the Prometheus scrape config). Consumer
-names and lag are operational data; they are not served to anyone who asks.
+and source names and lag are operational data; they are not served to anyone who asks.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from rest_framework.exceptions import AuthenticationFailed
 
 from console.auth import BearerTokenAuthentication
 from core.problems import problem_response
 from core.roles import Can, can, refusal
-from streams import lag, selectors
-from streams.models import Consumer
+from streams import lag, selectors, source_status
+from streams.models import Consumer, Source
 
 METRICS_TOKEN_ENV = "REPLAYDESK_METRICS_TOKEN"
 
@@ -91,6 +91,66 @@ class StoreCollector:
         yield from gauges.values()
         yield health
         yield state
+        yield from source_metrics()
+
+
+def source_metrics() -> Iterator[Metric]:
+    """Each source as its consumers' metrics say a consumer: where the copy is, how far behind, what it
+    copied and parked, its health and state."""
+    statuses = source_status.source_statuses()
+    waiting = source_status.parked_waiting()
+    labels = ["source"]
+    position = GaugeMetricFamily(
+        "replaydesk_source_position",
+        "Position in the source's own order up to which it is copied.",
+        labels=labels,
+    )
+    head = GaugeMetricFamily(
+        "replaydesk_source_head", "The source's last position when the follower last looked.", labels=labels
+    )
+    lag_events = GaugeMetricFamily(
+        "replaydesk_source_lag_events",
+        "Positions of the source after the copied one (an upper bound: rolled-back positions count).",
+        labels=labels,
+    )
+    lag_seconds = GaugeMetricFamily(
+        "replaydesk_source_lag_seconds",
+        "How long the copy has been behind the source; 0 when caught up.",
+        labels=labels,
+    )
+    copied = CounterMetricFamily(
+        "replaydesk_source_events_copied", "Events copied from the source into the log.", labels=labels
+    )
+    parked = GaugeMetricFamily(
+        "replaydesk_source_events_parked",
+        "Events of the source parked and waiting for a decision (retry or skip).",
+        labels=labels,
+    )
+    health = GaugeMetricFamily(
+        "replaydesk_source_health",
+        "1 for the source's current health, 0 for the others.",
+        labels=["source", "health"],
+    )
+    state = GaugeMetricFamily(
+        "replaydesk_source_state",
+        "1 for the source's current state (running, paused, failed), 0 for the others.",
+        labels=["source", "state"],
+    )
+    for status in statuses:
+        source = status.source
+        position.add_metric([source.name], source.position)
+        # Unknown until the follower first looks: no sample rather than a made-up one.
+        if source.head is not None:
+            head.add_metric([source.name], source.head)
+            lag_events.add_metric([source.name], status.lag_events)
+        lag_seconds.add_metric([source.name], status.lag_seconds)
+        copied.add_metric([source.name], source.events_copied)
+        parked.add_metric([source.name], waiting.get(source.pk, 0))
+        for name in source_status.HEALTHS:
+            health.add_metric([source.name, name], 1 if status.health == name else 0)
+        for name in Source.State.values:
+            state.add_metric([source.name, name], 1 if source.state == name else 0)
+    yield from (position, head, lag_events, lag_seconds, copied, parked, health, state)
 
 
 _registry = CollectorRegistry(auto_describe=False)

@@ -356,5 +356,14 @@ REPLAYDESK_ERROR_RECENT_SECONDS = float(os.environ.get("REPLAYDESK_ERROR_RECENT_
 # Empty: no loopback, private, link-local or metadata address is reached.
 REPLAYDESK_SINK_ALLOW = env_list("REPLAYDESK_SINK_ALLOW", [])
 
+# Where sources may be reached besides public addresses (streams/source_connect.py), in the same form
+# as REPLAYDESK_SINK_ALLOW. A DSN through a local socket counts as loopback.
+REPLAYDESK_SOURCE_ALLOW = env_list("REPLAYDESK_SOURCE_ALLOW", [])
+# The key that encrypts sources' DSNs (a Fernet key: `replaydesk source key` prints a new one); by
+# default one derived from SECRET_KEY, so that changing SECRET_KEY makes stored DSNs unreadable.
+REPLAYDESK_SOURCE_KEY = os.environ.get("REPLAYDESK_SOURCE_KEY", "")
+# Events a follower reads from a source and records in one transaction.
+REPLAYDESK_SOURCE_BATCH = int(os.environ.get("REPLAYDESK_SOURCE_BATCH", 1000))
+
 # How long an unmasked event's personal data stays shown to the person who unmasked it.
 REPLAYDESK_UNMASK_SECONDS = float(os.environ.get("REPLAYDESK_UNMASK_SECONDS", 300))

@@ -35,6 +35,8 @@ def pytest_load_initial_conftests(early_config, parser, args):
     # The tests' receivers listen on loopback (tests/receivers.py), which sinks may reach only when
     # admitted; tests of the refusals set the allowlist themselves.
     os.environ.setdefault("REPLAYDESK_SINK_ALLOW", "127.0.0.0/8,::1")
+    # And the sources of the tests are databases on the tests' own PostgreSQL.
+    os.environ.setdefault("REPLAYDESK_SOURCE_ALLOW", "127.0.0.0/8,::1")
     if want_db or want_redis:
         from console import embedded
 

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 from recovery.kinds import base as registry
 from recovery.models import Snapshot
 from streams import consumer_kinds, selectors
-from streams.models import Consumer, Event, Stream, Subscription
+from streams.models import Consumer, Event, Source, Stream, Subscription
 from streams.projections import get_projection
 from streams.validation import STREAM_NAME_RE
 
@@ -115,6 +115,16 @@ class Checker:
             return None
         if not Subscription.objects.filter(consumer__name=name).exists():
             self.bad("subscription", f"no subscription is named {name!r}")
+            return None
+        return name
+
+    def source_name(self) -> str | None:
+        name = self.raw.get("source")
+        if not isinstance(name, str) or not name:
+            self.bad("source", "name the source (see /api/v1/sources)")
+            return None
+        if not Source.objects.filter(name=name).exists():
+            self.bad("source", f"no source is named {name!r}")
             return None
         return name
 

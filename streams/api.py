@@ -32,6 +32,7 @@ from streams.validation import (
     TYPE_RE,
     InvalidAppend,
     ReusedEventIds,
+    StreamFromSource,
     WrongExpectedVersion,
     category_of,
 )
@@ -117,6 +118,11 @@ class StreamOut(serializers.Serializer):
     name = serializers.CharField()
     category = serializers.CharField()
     version = serializers.IntegerField()
+    source = serializers.CharField(
+        source="source.name",
+        allow_null=True,
+        help_text="The source it is copied from; null for the log's own.",
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -237,6 +243,7 @@ def stream_or_404(name: str) -> Stream:
         OpenApiParameter(
             "category", str, description="Streams of one category (the part before the first -)."
         ),
+        OpenApiParameter("source", str, description="Streams copied from this source (GET /api/v1/sources)."),
         cursor_parameter(None),
         limit_parameter(50),
     ],
@@ -244,12 +251,16 @@ def stream_or_404(name: str) -> Stream:
 )
 @api_view(["GET"])
 def stream_list(request: Request) -> Response:
-    parser = parse_query(request, ("prefix", "category", "cursor", "limit"))
+    parser = parse_query(request, ("prefix", "category", "source", "cursor", "limit"))
     limit = parser.limit(50)
     cursor = parser.raw("cursor")
     finish_query(parser)
     streams = selectors.list_streams(
-        prefix=parser.raw("prefix"), category=parser.raw("category"), after=cursor, limit=limit
+        prefix=parser.raw("prefix"),
+        category=parser.raw("category"),
+        source=parser.raw("source"),
+        after=cursor,
+        limit=limit,
     )
     next_cursor = streams[-1].name if len(streams) == limit else None
     return Response({"results": StreamOut(streams, many=True).data, "next": next_cursor})
@@ -362,6 +373,13 @@ def _append(request: Request, stream: str) -> Response:
         raise unprocessable(exc.errors) from exc
     except InvalidAppend as exc:
         raise invalid_input(exc.errors) from exc
+    except StreamFromSource as exc:
+        raise Problem(
+            status_code=403,
+            problem_type="stream-from-source",
+            title="Stream copied from a source",
+            detail=str(exc),
+        ) from exc
     except WrongExpectedVersion as exc:
         raise Problem(
             status_code=409,

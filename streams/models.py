@@ -318,6 +318,11 @@ class Source(models.Model):
     position = models.BigIntegerField(default=0)
     events_copied = models.BigIntegerField(default=0)
     events_parked = models.BigIntegerField(default=0)
+    # Events copied per second over the last window of about a minute, counted once a window from
+    # events_copied at its start (no write per event).
+    rate = models.FloatField(null=True, blank=True)
+    rate_window_at = models.DateTimeField(null=True, blank=True)
+    rate_window_copied = models.BigIntegerField(default=0)
     # The source's last position, when the follower last looked.
     head = models.BigIntegerField(null=True, blank=True)
     head_at = models.DateTimeField(null=True, blank=True)

@@ -247,14 +247,21 @@ def stream_summary(*, stream: Stream) -> StreamSummary:
 
 
 def list_streams(
-    *, prefix: str | None = None, category: str | None = None, after: str | None = None, limit: int = 50
+    *,
+    prefix: str | None = None,
+    category: str | None = None,
+    source: str | None = None,
+    after: str | None = None,
+    limit: int = 50,
 ) -> list[Stream]:
-    """Streams in name order, after the cursor name `after`."""
-    streams = Stream.objects.order_by("name")
+    """Streams in name order, after the cursor name `after`; `source`: those copied from that source."""
+    streams = Stream.objects.select_related("source").order_by("name")
     if prefix:
         streams = streams.filter(name__startswith=prefix)
     if category:
         streams = streams.filter(category=category)
+    if source:
+        streams = streams.filter(source__name=source)
     if after is not None:
         streams = streams.filter(name__gt=after)
     return list(streams[:limit])

@@ -40,6 +40,7 @@ from streams.validation import (
     InvalidAppend,
     NewEvent,
     ReusedEventIds,
+    StreamFromSource,
     WrongExpectedVersion,
     category_of,
     json_text,
@@ -101,23 +102,24 @@ def append_events(
 
 
 # How each expected version claims the stream's next sequences: a compare-and-set on its version that
-# returns no row when the expectation does not hold.
+# returns no row when the expectation does not hold, or when the stream is copied from a source.
 _CLAIMS = {
     "any": """
         INSERT INTO streams_stream (name, category, version, created_at, updated_at)
         VALUES (%(stream)s, %(category)s, %(count)s, now(), now())
         ON CONFLICT (name) DO UPDATE
-           SET version = streams_stream.version + EXCLUDED.version, updated_at = now()""",
+           SET version = streams_stream.version + EXCLUDED.version, updated_at = now()
+         WHERE streams_stream.source_id IS NULL""",
     "no_stream": """
         INSERT INTO streams_stream (name, category, version, created_at, updated_at)
         VALUES (%(stream)s, %(category)s, %(count)s, now(), now())
         ON CONFLICT (name) DO NOTHING""",
     "exists": """
         UPDATE streams_stream SET version = version + %(count)s, updated_at = now()
-         WHERE name = %(stream)s""",
+         WHERE name = %(stream)s AND source_id IS NULL""",
     "version": """
         UPDATE streams_stream SET version = version + %(count)s, updated_at = now()
-         WHERE name = %(stream)s AND version = %(expected)s""",
+         WHERE name = %(stream)s AND version = %(expected)s AND source_id IS NULL""",
 }
 # One statement, one round trip: claim the sequences (which locks the stream's row), then take an
 # append slot (in the claim's RETURNING, so only when the claim held), then insert the events, whose
@@ -170,8 +172,14 @@ def _append(
             cursor.cursor.execute(_APPEND.format(claim=claim), params, prepare=True)
         rows = cursor.fetchall()
         if not rows:
-            cursor.execute("SELECT version FROM streams_stream WHERE name = %s", [stream])
+            cursor.execute(
+                "SELECT s.version, src.name FROM streams_stream s"
+                " LEFT JOIN streams_source src ON src.id = s.source_id WHERE s.name = %s",
+                [stream],
+            )
             current = cursor.fetchone()
+            if current and current[1] is not None:
+                raise StreamFromSource(stream=stream, source=current[1])
             raise WrongExpectedVersion(
                 stream=stream, expected=expected, current_version=current[0] if current else 0
             )
@@ -322,9 +330,16 @@ def import_events(*, batches: Sequence[ImportBatch], actor: str = "") -> ImportR
 def _import(cursor, parsed, actor: str, appender: principals.Principal) -> ImportResult:
     names = list(dict.fromkeys(stream for stream, _, _, _ in parsed))
     cursor.execute(
-        "SELECT name, id, version FROM streams_stream WHERE name = ANY(%s) ORDER BY name FOR UPDATE", [names]
+        "SELECT s.name, s.id, s.version, src.name FROM streams_stream s"
+        " LEFT JOIN streams_source src ON src.id = s.source_id"
+        " WHERE s.name = ANY(%s) ORDER BY s.name FOR UPDATE OF s",
+        [names],
     )
-    existing = {name: (stream_id, version) for name, stream_id, version in cursor.fetchall()}
+    existing = {}
+    for name, stream_id, version, source in cursor.fetchall():
+        if source is not None:
+            raise StreamFromSource(stream=name, source=source)
+        existing[name] = (stream_id, version)
     versions = {name: existing.get(name, (None, 0))[1] for name in names}
     first_sequences = []
     for stream, events, expected, _ in parsed:

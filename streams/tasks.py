@@ -9,9 +9,9 @@ from __future__ import annotations
 from celery import shared_task
 
 from core.redis import client as redis_client
-from streams import consumer_kinds
+from streams import consumer_kinds, source_follow
 from streams.consumer_kinds import ConsumerError, RunResult
-from streams.models import Consumer
+from streams.models import Consumer, Source
 
 # While set, a run is queued for the consumer and another enqueue would only pile up messages.
 QUEUED_KEY = "replaydesk:consumer-queued:{}"
@@ -64,9 +64,48 @@ def sample_lag() -> None:
 
 @shared_task(queue="live", ignore_result=True)
 def tick() -> None:
-    """The safety net under NOTIFY: every running consumer gets a run queued."""
+    """The safety net under NOTIFY: every running consumer gets a run queued, and every running source
+    whose follower's chain of runs stopped (a worker died) gets a new one."""
     for name in running_consumers():
         enqueue_consumer(name)
+    for name in Source.objects.filter(state=Source.State.RUNNING).values_list("name", flat=True):
+        enqueue_source(name)
+
+
+# A source's follower runs in slices that queue the next (a chain); while this key lives, a chain runs.
+SOURCE_CHAIN_KEY = "replaydesk:source-chain:{}"
+SOURCE_CHAIN_TTL_SECONDS = 15
+SOURCE_SLICE_SECONDS = 5.0
+# A slice ends once the follower has caught up; the next looks at the source this much later, so a
+# worker is not held by a quiet source.
+SOURCE_IDLE_SECONDS = 0.3
+# After a failed slice (the source unreachable, say), the next waits this long.
+SOURCE_RETRY_SECONDS = 5.0
+
+
+def enqueue_source(name: str) -> bool:
+    """Start the source's chain of follower runs unless one runs. True when this call started it."""
+    if not redis_client().set(SOURCE_CHAIN_KEY.format(name), "1", nx=True, ex=SOURCE_CHAIN_TTL_SECONDS):
+        return False
+    follow_source.apply_async((name,), queue="live")
+    return True
+
+
+@shared_task(queue="live", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def follow_source(name: str) -> None:
+    """Follow for a slice (until caught up, at most SOURCE_SLICE_SECONDS), then queue the next: a
+    source's copy stays within a second of it, and the worker is free between slices."""
+    key = SOURCE_CHAIN_KEY.format(name)
+    redis_client().set(key, "1", ex=SOURCE_CHAIN_TTL_SECONDS)
+    result = source_follow.follow(name=name, budget_seconds=SOURCE_SLICE_SECONDS, until_caught_up=True)
+    if result.idle and not Source.objects.filter(name=name, state=Source.State.RUNNING).exists():
+        redis_client().delete(key)  # paused, failed or gone: its chain ends here
+        return
+    if result.error:
+        countdown = SOURCE_RETRY_SECONDS
+    else:
+        countdown = SOURCE_IDLE_SECONDS if result.caught_up or result.idle else 0
+    follow_source.apply_async((name,), queue="live", countdown=countdown)
 
 
 def running_consumers() -> list[str]:

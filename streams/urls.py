@@ -1,6 +1,16 @@
 from django.urls import path
 
-from streams import api, api_audit, api_subscriptions, audit_views, consumer_views, sink_views, views
+from streams import (
+    api,
+    api_audit,
+    api_sources,
+    api_subscriptions,
+    audit_views,
+    consumer_views,
+    sink_views,
+    source_views,
+    views,
+)
 
 app_name = "streams"
 
@@ -15,6 +25,21 @@ api_urlpatterns = [
     path("subscriptions/<str:name>/fetch", api_subscriptions.fetch, name="api-subscription-fetch"),
     path("subscriptions/<str:name>/ack", api_subscriptions.ack, name="api-subscription-ack"),
     path("subscriptions/<str:name>/nack", api_subscriptions.nack, name="api-subscription-nack"),
+    path("sources", api_sources.source_list, name="api-source-list"),
+    path("sources/<str:name>", api_sources.source_detail, name="api-source-detail"),
+    path("sources/<str:name>/pause", api_sources.source_pause, name="api-source-pause"),
+    path("sources/<str:name>/resume", api_sources.source_resume, name="api-source-resume"),
+    path("sources/<str:name>/parked", api_sources.source_parked, name="api-source-parked"),
+    path(
+        "sources/<str:name>/parked/<int:parked_id>/retry",
+        api_sources.source_parked_retry,
+        name="api-source-parked-retry",
+    ),
+    path(
+        "sources/<str:name>/parked/<int:parked_id>/skip",
+        api_sources.source_parked_skip,
+        name="api-source-parked-skip",
+    ),
 ]
 
 # Mounted under /api/v1/ next to api_urlpatterns (console/urls.py).
@@ -34,6 +59,14 @@ urlpatterns = [
     path("consumers/<str:name>/resume", consumer_views.resume, name="consumer-resume"),
     path("consumers/<str:name>/parked/<int:parked_id>/retry", consumer_views.retry, name="parked-retry"),
     path("consumers/<str:name>/parked/<int:parked_id>/skip", consumer_views.skip, name="parked-skip"),
+    path("sources/", source_views.source_list, name="sources"),
+    path("sources/new", source_views.source_new, name="source-new"),
+    path("sources/<str:name>/", source_views.source_detail, name="source"),
+    path("sources/<str:name>/live", source_views.source_live, name="source-live"),
+    path("sources/<str:name>/pause", source_views.pause, name="source-pause"),
+    path("sources/<str:name>/resume", source_views.resume, name="source-resume"),
+    path("sources/<str:name>/parked/<int:parked_id>/retry", source_views.retry, name="source-parked-retry"),
+    path("sources/<str:name>/parked/<int:parked_id>/skip", source_views.skip, name="source-parked-skip"),
     path("streams/", views.stream_list, name="list"),
     path("streams/<str:name>/", views.stream_detail, name="detail"),
     path("events/", views.event_log, name="log"),

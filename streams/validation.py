@@ -47,6 +47,18 @@ class ReusedEventIds(InvalidAppend):
     The API answers 422, as for an Idempotency-Key reused with another payload."""
 
 
+class StreamFromSource(AppendError):
+    """The stream is copied from a source (streams/source_follow.py): only its follower appends to it,
+    so that the copy stays the source's. Nothing was written."""
+
+    def __init__(self, *, stream: str, source: str):
+        self.stream, self.source = stream, source
+        super().__init__(
+            f"stream {stream!r} is copied from the source {source!r}: append to the source, and Replaydesk "
+            "copies the event"
+        )
+
+
 class WrongExpectedVersion(AppendError):
     def __init__(self, *, stream: str, expected: str | int, current_version: int):
         self.stream = stream

@@ -23,7 +23,7 @@ from core.pages import not_found, pretty_json, render_page, role_required
 from core.queries import QueryErrors, QueryParser
 from core.roles import Can, can
 from streams import lag, masking, selectors, timeline
-from streams.models import Event, Stream
+from streams.models import Event, Source, Stream
 from streams.queries import LOG_PARAMS, parse_log_filter
 
 PAGE_SIZE = 50
@@ -105,15 +105,23 @@ def event_rows(events: Iterable[Event]) -> list[EventRow]:
 @require_safe
 @role_required
 def stream_list(request: HttpRequest) -> HttpResponse:
-    parser = QueryParser(request.GET, ("prefix", "category", "after", "limit"))
+    parser = QueryParser(request.GET, ("prefix", "category", "source", "after", "limit"))
     prefix, category = (parser.raw("prefix") or "").strip(), (parser.raw("category") or "").strip()
+    source = (parser.raw("source") or "").strip()
     after = parser.raw("after")
     limit = parser.limit(PAGE_SIZE)
-    context = {"section": "streams", "search": {"prefix": prefix, "category": category}, "after": after}
+    search = {"prefix": prefix, "category": category, "source": source}
+    context = {"section": "streams", "search": search, "after": after}
+    # The source filter is offered once there are sources to pick from.
+    context["sources"] = list(Source.objects.order_by("name").values_list("name", flat=True))
     context |= {"rows": [], "errors": parser.errors}
     if not parser.errors:
         streams = selectors.list_streams(
-            prefix=prefix or None, category=category or None, after=after, limit=limit + 1
+            prefix=prefix or None,
+            category=category or None,
+            source=source or None,
+            after=after,
+            limit=limit + 1,
         )
         page = streams[:limit]
         last_times = selectors.last_recorded_at(streams=page)

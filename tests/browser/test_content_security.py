@@ -23,7 +23,16 @@ def refusals(page):
 
 def test_the_console_runs_under_its_policy(operator_page, refusals):
     page = operator_page
-    for path in ("/dashboard/", "/streams/", "/events/", "/consumers/", "/jobs/", "/jobs/new", "/drills/"):
+    for path in (
+        "/dashboard/",
+        "/streams/",
+        "/events/",
+        "/consumers/",
+        "/sources/",
+        "/jobs/",
+        "/jobs/new",
+        "/drills/",
+    ):
         page.goto(path)
         page.wait_for_load_state("networkidle")
     # htmx is alive: the dashboard's live part is polled and swapped in.

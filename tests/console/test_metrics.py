@@ -8,11 +8,17 @@ import pytest
 from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams import source_services
 from streams.consumers import ensure_projection, pause_consumer, run_projection
 from streams.projections import Projection, add, remove
 from streams.selectors import APPEND_SLOT_LOCK_CLASS, head
 from streams.services import append_events
 from tests.holding import append_held_open
+from tests.streams.source_helpers import (
+    add_table_source,
+    copy_all,
+    source_db,  # noqa: F401 - a source's scratch database
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +125,48 @@ def test_an_append_open_in_another_database_of_the_server_is_not_counted(browser
         metrics = samples(browser_client.get("/metrics"))
 
     assert metrics[("replaydesk_open_appends", ())] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_show_each_sources_copy_lag_parked_events_and_health(browser_client, source_db):  # noqa: F811
+    source_db.append("order-1", 1)
+    source_db.append("order-1", 2)
+    source_db.append("order-2", 1, "not a type!")
+    add_table_source(source_db)
+    copy_all()
+    source_db.append("order-1", 3)  # not followed yet: the follower does not know of it
+    add_table_source(source_db, name="billing_store")
+    source_services.set_state(name="billing_store", state="paused", actor="olivia")
+
+    found = samples(browser_client.get("/metrics"))
+
+    orders, billing = (("source", "orders_store"),), (("source", "billing_store"),)
+    assert found[("replaydesk_source_events_copied_total", orders)] == 2
+    assert found[("replaydesk_source_events_parked", orders)] == 1
+    assert found[("replaydesk_source_position", orders)] == found[("replaydesk_source_head", orders)] == 3
+    assert found[("replaydesk_source_lag_events", orders)] == 0
+    assert found[("replaydesk_source_lag_seconds", orders)] == 0
+    # A source the follower never looked at has no head or lag yet, rather than a made-up one.
+    assert ("replaydesk_source_lag_events", billing) not in found
+    assert found[("replaydesk_source_events_copied_total", billing)] == 0
+
+    def labelled(metric: str, source: str, label: str) -> dict:
+        return {
+            dict(labels)[label]: value
+            for (name, labels), value in found.items()
+            if name == metric and dict(labels)["source"] == source
+        }
+
+    assert labelled("replaydesk_source_health", "orders_store", "health") == {
+        "failing": 0,
+        "stalled": 0,
+        "lagging": 0,
+        "paused": 0,
+        "healthy": 1,
+    }
+    assert labelled("replaydesk_source_health", "billing_store", "health")["paused"] == 1
+    assert labelled("replaydesk_source_state", "billing_store", "state") == {
+        "running": 0,
+        "paused": 1,
+        "failed": 0,
+    }

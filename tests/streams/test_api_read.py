@@ -33,6 +33,7 @@ def test_streams_are_listed_by_name_with_version(api, users_and_groups):
         "name": "group-admins",
         "category": "group",
         "version": 2,
+        "source": None,
         "created_at": None,
         "updated_at": None,
     }

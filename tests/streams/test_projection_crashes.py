@@ -66,9 +66,9 @@ class Processes:
         self.started.append(process)
         return process
 
-    def worker(self, n: int) -> subprocess.Popen:
+    def worker(self, n: int, queues: str = "live") -> subprocess.Popen:
         """A worker, once it is ready to take tasks."""
-        argv = [sys.executable, "-m", "celery", "-A", "console", "worker", "--queues", "live"]
+        argv = [sys.executable, "-m", "celery", "-A", "console", "worker", "--queues", queues]
         argv += ["--concurrency", "2", "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
         process = self.start(f"worker-{n}", [*argv, "--hostname", f"crash{n}@%h"])
         log = self.logs / f"worker-{n}.log"

@@ -6,7 +6,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from streams.services import append_events
-from streams.validation import InvalidAppend, WrongExpectedVersion
+from streams.validation import AppendError, InvalidAppend
 
 
 class Command(BaseCommand):
@@ -40,7 +40,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "; ".join(f"{field}: {msgs[0]}" for field, msgs in exc.errors.items())
             ) from exc
-        except WrongExpectedVersion as exc:
+        except AppendError as exc:  # the expected version, a stream copied from a source
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             json.dumps(

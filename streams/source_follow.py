@@ -1,0 +1,372 @@
+"""Following a source into the log, exactly once.
+
+One follower per source at a time (a session advisory lock). Each step reads a batch of the source's
+events after the copied position, keeps those the source's order has made final (streams/source_horizon.py),
+and in one transaction of the log records them, parks those that cannot be copied as they are, and
+moves the source's position: a follower killed anywhere copies nothing twice and skips nothing, because
+the position moves only with what it covers.
+
+What is copied keeps the source's event id (or one derived from its stream and sequence), stream,
+sequence (a stream's first event is 1), type, data, metadata and time. Its stream is marked as the
+source's (only this follower appends to it), its appender is `system:source.<name>` via `source`, and
+its metadata says where it came from (`replaydesk_source`: the source's name and position).
+
+What is parked, with the reason, and never copied silently: an event whose state could not be read, one
+whose id is in the log already with other content, one whose stream is Replaydesk's own or another
+source's, one that leaves a hole in its stream (or repeats a sequence the log has). Every event of a
+stream after a parked one parks as well, as a hole: the stream's order is never broken.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from core import locks, principals
+from streams import services, source_connect, source_horizon, source_kinds
+from streams.models import Source, SourceParkedEvent
+from streams.source_kinds import SourceError, SourceEvent
+from streams.validation import InvalidAppend, category_of, parse_append
+
+METADATA_KEY = "replaydesk_source"
+VIA = "source"
+# While a follower has nothing new, it looks again this often.
+POLL_SECONDS = 0.1
+# A source's rate is counted over windows of about this long.
+RATE_WINDOW_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class FollowResult:
+    copied: int
+    parked: int
+    # Nothing more the source has made final is left to copy.
+    caught_up: bool
+    # Another follower holds the source, or it is paused or failed.
+    idle: bool
+    error: str = ""
+
+
+def appender(name: str) -> principals.Principal:
+    return principals.Principal(f"system:source.{name}", VIA)
+
+
+def follow(*, name: str, budget_seconds: float = 5.0, until_caught_up: bool = False) -> FollowResult:
+    """Copy the source's final events for `budget_seconds`, looking again every POLL_SECONDS when it has
+    nothing new (or stopping then, with `until_caught_up`). A SourceError (unreachable, its table gone,
+    its access taken) is recorded as the source's last error, and the next run tries again."""
+    with locks.held(locks.lock_key("source", name)) as got:
+        source = Source.objects.filter(name=name).first()
+        if not got or source is None or source.state != Source.State.RUNNING:
+            return FollowResult(0, 0, caught_up=True, idle=True)
+        try:
+            return _follow(source, budget_seconds, until_caught_up)
+        except (SourceError, psycopg.Error) as exc:
+            message = str(exc) if isinstance(exc, SourceError) else f"reading the source failed: {exc}"
+            message = message.strip().splitlines()[0][:2000]
+            Source.objects.filter(pk=source.pk).update(last_error=message, last_error_at=timezone.now())
+            return FollowResult(0, 0, caught_up=False, idle=False, error=message)
+
+
+def _follow(source: Source, budget_seconds: float, until_caught_up: bool) -> FollowResult:
+    kind = source_kinds.get(source.kind)
+    if kind is None:
+        raise SourceError(f"no source kind is named {source.kind!r} in this code")
+    deadline = time.monotonic() + budget_seconds
+    copied = parked = 0
+    dsn = source_connect.dsn_of(dsn_encrypted=source.dsn_encrypted, dsn_env=source.dsn_env)
+    with source_connect.connect(dsn) as reader, principals.acting_as(appender(source.name)):
+        while True:
+            step = copy_step(source, kind, reader)
+            copied, parked = copied + step.copied, parked + step.parked
+            left = deadline - time.monotonic()
+            done = step.caught_up and not step.waiting
+            if left <= 0 or (done and until_caught_up):
+                return FollowResult(copied, parked, caught_up=done, idle=False)
+            if step.caught_up or step.waiting:
+                time.sleep(min(left, source_horizon.GRACE_SECONDS if step.waiting else POLL_SECONDS))
+            if not Source.objects.filter(pk=source.pk, state=Source.State.RUNNING).exists():
+                return FollowResult(copied, parked, caught_up=True, idle=True)
+
+
+@dataclass(frozen=True)
+class Step:
+    copied: int
+    parked: int
+    # Everything read is copied (or parked) and the source had no more.
+    caught_up: bool
+    # A hole in the source's positions is settling (streams/source_horizon.py).
+    waiting: bool
+
+
+def copy_step(source: Source, kind: source_kinds.SourceKind, reader: psycopg.Connection) -> Step:
+    """One batch: read, keep what is final, record it with the new position in one transaction."""
+    batch = settings.REPLAYDESK_SOURCE_BATCH
+    read = kind.read(reader, source.options, after=source.position, limit=batch)
+    if read.top < source.position:
+        # Its positions went back: a restore from an old backup, most likely. Copying on would skip the
+        # events written at the positions it hands out again, so the follower stops and says so.
+        raise SourceError(
+            f"the source's last position is {read.top}, below the {source.position} copied already: was its "
+            "database restored from an old backup? Pause the source and write its lost events back"
+        )
+    before = source_horizon.Settle(
+        source.final_through, source.settle_through, source.settle_seen_at, source.settle_xmax
+    )
+    taken, blocked = source_horizon.copyable(
+        read.events, after=source.position, final_through=before.final_through
+    )
+    now = timezone.now()
+    settle = source_horizon.advance(before, read=read, blocked=blocked, now=now)
+    with transaction.atomic():
+        locked = Source.objects.select_for_update().get(pk=source.pk)
+        if locked.position != source.position:
+            raise SourceError(f"another follower moved {source.name} meanwhile; following again")
+        copied, parked = record(locked, taken) if taken else (0, 0)
+        if taken:
+            locked.position, locked.progressed_at, locked.last_error = taken[-1].position, now, ""
+        locked.events_copied += copied
+        locked.events_parked += parked
+        _measure_rate(locked, now)
+        locked.head, locked.head_at = read.top, now
+        locked.final_through = settle.final_through
+        locked.settle_through, locked.settle_seen_at, locked.settle_xmax = (
+            settle.through,
+            settle.seen_at,
+            settle.xmax,
+        )
+        locked.save()
+    source.refresh_from_db()
+    settled = settle.final_through > before.final_through
+    return Step(
+        copied,
+        parked,
+        caught_up=not blocked and len(read.events) < batch,
+        waiting=blocked and not settled,
+    )
+
+
+def _measure_rate(source: Source, now: dt.datetime) -> None:
+    """Once a window of about RATE_WINDOW_SECONDS is over, its copies are counted and the next starts."""
+    if source.rate_window_at is None:
+        source.rate_window_at, source.rate_window_copied = now, source.events_copied
+        return
+    elapsed = (now - source.rate_window_at).total_seconds()
+    if elapsed >= RATE_WINDOW_SECONDS:
+        source.rate = round((source.events_copied - source.rate_window_copied) / elapsed, 3)
+        source.rate_window_at, source.rate_window_copied = now, source.events_copied
+
+
+# --- recording
+
+
+def record(source: Source, events: list[SourceEvent]) -> tuple[int, int]:
+    """Record the copyable events in the log and park the rest, inside the caller's transaction."""
+    candidates: list[SourceEvent] = []
+    parked: list[SourceParkedEvent] = []
+    for event in events:
+        problem = event.problem or _invalid(event)
+        if problem:
+            parked.append(_parked(source, event, problem))
+        else:
+            candidates.append(event)
+    with connection.cursor() as cursor:
+        streams = _lock_streams(cursor, source, {event.stream for event in candidates})
+        recorded = _recorded(cursor, [event.id for event in candidates])
+        rows = []
+        broken: set[str] = {p.stream for p in parked if p.stream}
+        for event in candidates:
+            problem = _conflict(source, event, streams, recorded, broken)
+            if problem is None:
+                rows.append(event)
+                streams[event.stream]["version"] = event.sequence
+            elif problem:
+                parked.append(_parked(source, event, problem))
+                broken.add(event.stream)
+        copied = _write(cursor, source, streams, rows)
+    for item in parked:
+        SourceParkedEvent.objects.update_or_create(
+            source=source,
+            position=item.position,
+            defaults={
+                "stream": item.stream,
+                "sequence": item.sequence,
+                "event_id": item.event_id,
+                "type": item.type,
+                "payload": item.payload,
+                "reason": item.reason,
+                "state": SourceParkedEvent.State.PARKED,
+                "resolved_at": None,
+                "resolved_by": "",
+            },
+        )
+    return copied, len(parked)
+
+
+def _invalid(event: SourceEvent) -> str:
+    if not isinstance(event.data, dict):
+        return "its data is not a JSON object"
+    if event.sequence is None or event.sequence < 1:
+        return f"its sequence maps to {event.sequence} in the log, which counts from 1 (see first_sequence)"
+    try:
+        parse_append(
+            stream=event.stream,
+            events=[
+                {"id": str(event.id), "type": event.type, "data": event.data, "metadata": event.metadata}
+            ],
+            expected_version="any",
+        )
+    except InvalidAppend as exc:
+        return "; ".join(
+            f"{field.replace('events[0].', '')}: {' '.join(m)}" for field, m in exc.errors.items()
+        )
+    return ""
+
+
+def _lock_streams(cursor, source: Source, names: set[str]) -> dict[str, dict[str, Any]]:
+    if not names:
+        return {}
+    cursor.execute(
+        "SELECT name, id, version, source_id FROM streams_stream WHERE name = ANY(%s)"
+        " ORDER BY name FOR UPDATE",
+        [sorted(names)],
+    )
+    found = {
+        name: {"id": id_, "version": version, "source": owner, "new": False}
+        for name, id_, version, owner in cursor.fetchall()
+    }
+    for name in names - set(found):
+        found[name] = {"id": None, "version": 0, "source": source.pk, "new": True}
+    return found
+
+
+def _recorded(cursor, ids: list) -> dict:
+    if not ids:
+        return {}
+    cursor.execute(
+        "SELECT e.id, s.name, e.sequence, e.type, e.data FROM streams_event e"
+        " JOIN streams_stream s ON s.id = e.stream_id WHERE e.id = ANY(%s)",
+        [ids],
+    )
+    return {row[0]: row[1:] for row in cursor.fetchall()}
+
+
+def _conflict(
+    source: Source, event: SourceEvent, streams: dict, recorded: dict, broken: set[str]
+) -> str | None:
+    """Why the event cannot be copied now; "" when it is in the log already as it is (nothing to do)."""
+    earlier = recorded.get(event.id)
+    if earlier is not None:
+        stream, sequence, type_, data = earlier
+        data = json.loads(data) if isinstance(data, str) else data
+        if (stream, sequence, type_, data) == (event.stream, event.sequence, event.type, event.data):
+            return ""
+        return f"its id {event.id} is in the log already with other content ({stream}, sequence {sequence})"
+    stream = streams[event.stream]
+    if stream["source"] is None:
+        return f"stream {event.stream} is Replaydesk's own (appended here, not copied from {source.name})"
+    if stream["source"] != source.pk:
+        return f"stream {event.stream} is copied from another source"
+    if event.stream in broken:
+        return f"an earlier event of stream {event.stream} is parked; its order would break"
+    if event.sequence <= stream["version"]:
+        return f"the log has sequence {event.sequence} of {event.stream} already, with another id"
+    if event.sequence != stream["version"] + 1:
+        return (
+            f"a hole in stream {event.stream}: the log has it up to sequence {stream['version']}, "
+            f"the source's next is {event.sequence}"
+        )
+    return None
+
+
+def _write(cursor, source: Source, streams: dict, events: list[SourceEvent]) -> int:
+    if not events:
+        return 0
+    new = sorted({event.stream for event in events if streams[event.stream]["new"]})
+    if new:
+        cursor.execute(
+            """
+            INSERT INTO streams_stream (name, category, version, created_at, updated_at, source_id)
+            SELECT name, category, 0, now(), now(), %s
+              FROM unnest(%s::text[], %s::text[]) AS s(name, category)
+            RETURNING name, id
+            """,
+            [source.pk, new, [category_of(name) for name in new]],
+        )
+        for name, stream_id in cursor.fetchall():
+            streams[name]["id"] = stream_id
+    touched = sorted({event.stream for event in events})
+    cursor.execute(
+        """
+        UPDATE streams_stream s SET version = v.version, updated_at = now()
+          FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, version) WHERE s.id = v.id
+        """,
+        [[streams[name]["id"] for name in touched], [streams[name]["version"] for name in touched]],
+    )
+    who = appender(source.name)
+    now = timezone.now()
+
+    def rows():
+        for event in events:
+            metadata = {**event.metadata, METADATA_KEY: {"name": source.name, "position": event.position}}
+            actor = str(metadata.get("actor") or "")
+            yield (
+                streams[event.stream]["id"],
+                event.sequence,
+                event.id,
+                event.type,
+                json.dumps(event.data),
+                json.dumps(metadata),
+                actor,
+                who.name,
+                who.via,
+                _aware(event.recorded_at) or now,
+            )
+
+    count = services.copy_events(cursor, rows())
+    cursor.execute("SELECT max(position) FROM streams_event")
+    last = cursor.fetchone()[0]
+    transaction.on_commit(lambda: _notify(last), robust=True)
+    return count
+
+
+def _notify(last: int) -> None:
+    from streams import wakeups
+
+    wakeups.notify(last)
+
+
+def _aware(when: dt.datetime | None) -> dt.datetime | None:
+    if when is not None and when.tzinfo is None:
+        return when.replace(tzinfo=dt.UTC)
+    return when
+
+
+def _parked(source: Source, event: SourceEvent, reason: str) -> SourceParkedEvent:
+    payload = {"type": event.type, "data": event.data, "metadata": event.metadata}
+    try:
+        json.dumps(payload)
+    except (TypeError, ValueError):
+        payload = {
+            "type": event.type,
+            "data": repr(event.data)[:10_000],
+            "metadata": repr(event.metadata)[:10_000],
+        }
+    return SourceParkedEvent(
+        source=source,
+        position=event.position,
+        stream=event.stream[:500],
+        sequence=event.sequence,
+        event_id=event.id,
+        type=event.type[:500],
+        payload=payload,
+        reason=reason[:2000],
+    )
