@@ -215,6 +215,8 @@ class _Candidate:
     lease: uuid.UUID | None
     # A current lease of this reader.
     mine: bool
+    # When a lease given or renewed now expires, on the database's clock (its transaction's now()).
+    renewed: dt.datetime
 
 
 def _deliver(subscription: Subscription, reader: str, limit: int) -> Batch:
@@ -287,9 +289,9 @@ def _candidates(subscription: Subscription, reader: str) -> list[_Candidate]:
         SubscriptionPartition.objects.select_for_update(skip_locked=True)
         .filter(subscription=subscription)
         .filter(mine | Q(lease__isnull=True) | Q(lease_expires_at__lte=Now()))
-        .annotate(mine=ExpressionWrapper(mine, output_field=BooleanField()))
+        .annotate(mine=ExpressionWrapper(mine, output_field=BooleanField()), renewed=_renewed(subscription))
         .order_by("-mine", "number")
-        .values_list("id", "number", "checkpoint", "delivered_up_to", "lease", "mine")
+        .values_list("id", "number", "checkpoint", "delivered_up_to", "lease", "mine", "renewed")
     )
     return [_Candidate(*row) for row in rows]
 
@@ -340,13 +342,12 @@ def _lease(
     else:
         delivered = events[-1].position if events else row.delivered_up_to
     SubscriptionPartition.objects.filter(pk=row.id).update(
-        lease=lease, reader=reader, lease_expires_at=_renewed(subscription), delivered_up_to=delivered
+        lease=lease, reader=reader, lease_expires_at=row.renewed, delivered_up_to=delivered
     )
-    expires = SubscriptionPartition.objects.values_list("lease_expires_at", flat=True).get(pk=row.id)
     return Batch(
         partition=row.number,
         lease=lease,
-        lease_expires_at=expires,
+        lease_expires_at=row.renewed,
         checkpoint=row.checkpoint,
         delivered_up_to=delivered,
         events=tuple(events),
@@ -362,7 +363,10 @@ def _held(subscription: Subscription, lease: uuid.UUID) -> SubscriptionPartition
     partition = (
         SubscriptionPartition.objects.select_for_update()
         .filter(subscription=subscription, lease=lease)
-        .annotate(live=ExpressionWrapper(Q(lease_expires_at__gt=Now()), output_field=BooleanField()))
+        .annotate(
+            live=ExpressionWrapper(Q(lease_expires_at__gt=Now()), output_field=BooleanField()),
+            renewed=_renewed(subscription),
+        )
         .first()
     )
     if partition is None:
@@ -379,9 +383,10 @@ def _held(subscription: Subscription, lease: uuid.UUID) -> SubscriptionPartition
 
 
 def _save(subscription: Subscription, partition: SubscriptionPartition, fields: list[str]) -> None:
-    partition.save(update_fields=fields)
-    SubscriptionPartition.objects.filter(pk=partition.pk).update(lease_expires_at=_renewed(subscription))
-    partition.refresh_from_db(fields=["lease_expires_at"])
+    """The changed fields and the renewed lease, in one statement (the renewal's expiry was read with the
+    partition, on the database's clock: see _held)."""
+    partition.lease_expires_at = partition.renewed
+    partition.save(update_fields=[*fields, "lease_expires_at"])
 
 
 def ack(
