@@ -94,7 +94,7 @@ class PayloadField(serializers.JSONField):
     pass
 
 
-class ParkedOut(serializers.Serializer):
+class SourceParkedOut(serializers.Serializer):
     id = serializers.IntegerField()
     position = serializers.IntegerField(help_text="In the source's own order.")
     stream = serializers.CharField()
@@ -198,7 +198,7 @@ source_resume = _state_view(
 
 @extend_schema(
     operation_id="sources_parked",
-    responses={200: page_of("SourceParkedPage", ParkedOut), **problems(401, 404)},
+    responses={200: page_of("SourceParkedPage", SourceParkedOut), **problems(401, 404)},
     description="Its events that could not be copied as they were, with why, oldest first; `payload` "
     "(what the source held) only for those who may operate.",
 )
@@ -207,14 +207,14 @@ def source_parked(request: Request, name: str) -> Response:
     source = _source_or_404(name)
     parked = SourceParkedEvent.objects.filter(source=source).order_by("position")[:500]
     context = {"payloads": can(request.user, Can.OPERATE)}
-    return Response({"results": ParkedOut(parked, many=True, context=context).data, "next": None})
+    return Response({"results": SourceParkedOut(parked, many=True, context=context).data, "next": None})
 
 
 def _parked_view(action, operation_id: str, description: str):
     @extend_schema(
         operation_id=operation_id,
         request=None,
-        responses={200: ParkedOut, **problems(401, 403, 404, 409)},
+        responses={200: SourceParkedOut, **problems(401, 403, 404, 409)},
         description=description,
     )
     @api_view(["POST"])
@@ -231,7 +231,7 @@ def _parked_view(action, operation_id: str, description: str):
                 title="Cannot do that now",
                 detail=str(exc),
             ) from exc
-        return Response(ParkedOut(parked, context={"payloads": True}).data)
+        return Response(SourceParkedOut(parked, context={"payloads": True}).data)
 
     return view
 

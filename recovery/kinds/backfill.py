@@ -43,7 +43,7 @@ class Backfill(JobKind):
         return f"{TARGET_PREFIX}{params['source']}"
 
     def target_url(self, target: str) -> str:
-        return reverse("api:api-source-detail", args=[target.removeprefix(TARGET_PREFIX)])
+        return reverse("streams:source", args=[target.removeprefix(TARGET_PREFIX)])
 
     def unmeasured_rate(self) -> tuple[float | None, str]:
         return None, "no backfill has finished yet to measure"

@@ -82,6 +82,8 @@ def test_a_copied_stream_leads_to_its_source_and_the_dashboard_counts_sources(op
 
     page.goto("/dashboard/")
     expect(page.locator('li.source-health[data-health="healthy"] .figure')).to_have_text("1")
+    # Its backfill job is listed too: the jobs table fits a phone as well.
+    expect(page.locator("tr.job")).to_have_count(1)
     assert has_no_horizontal_scroll(page)
 
 
