@@ -3,6 +3,7 @@ event store, with a role that may only read it, and an event table of a home-gro
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -119,3 +120,28 @@ def copy_all(name: str = "orders_store", timeout: float = 30.0) -> source_follow
     assert not result.error, result.error
     assert result.caught_up, "still copying after the timeout"
     return result
+
+
+def write_while_following(writer, writers: int, name: str = "orders_store") -> None:
+    """`writer(n)` in `writers` threads while a follower follows the source, then the copy completed:
+    what a source's concurrent writers commit, followed as they write."""
+    writing = threading.Event()
+    writing.set()
+
+    def follower() -> None:
+        try:
+            while writing.is_set():
+                source_follow.follow(name=name, budget_seconds=0.3)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    following = threading.Thread(target=follower)
+    following.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writing.clear()
+    following.join()
+    copy_all(name)

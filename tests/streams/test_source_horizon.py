@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -17,13 +16,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection
 from psycopg.types.json import Jsonb
 
-from streams import source_follow, source_horizon, source_services
+from streams import source_horizon, source_services
 from streams.models import Event, Source, SourceParkedEvent
 from streams.source_kinds import Read, Snapshot, SourceEvent
-from tests.streams.source_helpers import TABLE_OPTIONS, add_table_source, copy_all
+from tests.streams.source_helpers import TABLE_OPTIONS, add_table_source, copy_all, write_while_following
 from tests.streams.test_projection_crashes import this_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
@@ -44,8 +42,6 @@ def copied_positions() -> list[int]:
 def test_a_follower_never_passes_over_an_event_that_commits_later_with_a_lower_position(source_db):
     add_table_source(source_db)
     committed: list[int] = []
-    writing = threading.Event()
-    writing.set()
 
     def writer(n: int) -> None:
         rng, version = random.Random(n), 0
@@ -66,23 +62,7 @@ def test_a_follower_never_passes_over_an_event_that_commits_later_with_a_lower_p
                     committed.append(seq)
                     version += 1
 
-    def follower() -> None:
-        try:
-            while writing.is_set():
-                source_follow.follow(name="orders_store", budget_seconds=0.3)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
-    following = threading.Thread(target=follower)
-    following.start()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    writing.clear()
-    following.join()
-    copy_all()
+    write_while_following(writer, WRITERS)
 
     assert copied_positions() == sorted(committed)
     assert not SourceParkedEvent.objects.exists()

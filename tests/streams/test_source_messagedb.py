@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
 import time
 from collections import defaultdict
 
 import psycopg
 import pytest
-from django.db import connection
 
 from streams import source_follow, source_services
 from streams.models import Event, Source, SourceParkedEvent, Stream
 from streams.source_services import InvalidSource
-from tests.streams.source_helpers import copy_all
+from tests.streams.source_helpers import copy_all, write_while_following
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -108,8 +106,6 @@ def test_concurrent_writers_that_commit_out_of_order_and_roll_back_are_followed_
     so writers of different categories commit out of global_position order) and a follower at once."""
     add_messagedb_source(messagedb)
     committed: list[int] = []
-    writing = threading.Event()
-    writing.set()
 
     def writer(n: int) -> None:
         rng = random.Random(n)
@@ -130,23 +126,7 @@ def test_concurrent_writers_that_commit_out_of_order_and_roll_back_are_followed_
                     committed.append(position)
                     versions[stream] += 1
 
-    def follower() -> None:
-        try:
-            while writing.is_set():
-                source_follow.follow(name=NAME, budget_seconds=0.3)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
-    following = threading.Thread(target=follower)
-    following.start()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    writing.clear()
-    following.join()
-    copy_all(NAME)
+    write_while_following(writer, WRITERS, NAME)
 
     assert set(range(1, max(committed) + 1)) - set(committed), "the rollbacks should have left holes"
     positions = [e.metadata[source_follow.METADATA_KEY]["position"] for e in from_source()]
