@@ -95,6 +95,13 @@ class FetchIn(serializers.Serializer):
         help_text="An id the reader chooses (1–200 of A-Z a-z 0-9 _ . : @ -); a reader goes on with the "
         "partition it holds.",
     )
+    lease = UUIDTextField(
+        required=False,
+        default=None,
+        help_text="The lease of the last batch this reader received, to go on after it. Leave it out when "
+        "the reader has received nothing since its last acknowledgement (it started, or an answer was "
+        "lost): the partition's unacknowledged events come again, so none is passed over.",
+    )
     max = WholeNumberField(min_value=1, max_value=subscriptions.MAX_BATCH, default=100)
     wait = NumberField(
         min_value=0,
@@ -291,6 +298,7 @@ def fetch(request: Request, name: str) -> Response:
         max_events=body["max"],
         wait_seconds=body["wait"],
         user_id=request.user.pk,
+        lease=body["lease"],
     )
     out = dict(BatchOut(dataclasses.replace(batch, events=())).data)
     event_out = EventOut()  # one for the batch: a serializer per event was a third of the rendering

@@ -188,21 +188,33 @@ def delete_subscription(*, name: str, actor: str, request: HttpRequest | None = 
 
 
 def fetch(
-    *, subscription: Subscription, reader: str, max_events: int, wait_seconds: float, user_id: int | str
+    *,
+    subscription: Subscription,
+    reader: str,
+    max_events: int,
+    wait_seconds: float,
+    user_id: int | str,
+    lease: uuid.UUID | None = None,
 ) -> Batch:
     """A batch of one partition's events for `reader` under a lease, waiting up to `wait_seconds` (at most
     REPLAYDESK_FETCH_WAIT_MAX_SECONDS) for some when there are none; an empty batch when the wait ran
-    out. A Problem (429) when this process or user has as many reads waiting as the caps allow."""
+    out. A Problem (429) when this process or user has as many reads waiting as the caps allow.
+
+    `lease` is the lease of the last batch the reader received: the holder goes on after what that lease
+    delivered. Without it (or with another), the reader is taken to have received nothing of its
+    partition since the checkpoint (an answer lost on the way, a restarted reader), and the partition's
+    unacknowledged events are delivered again: a lost answer never lets an acknowledgement pass over
+    events nobody handled."""
     wait_seconds = min(wait_seconds, settings.REPLAYDESK_FETCH_WAIT_MAX_SECONDS)
     seen = wakeups.appends.seen() if wait_seconds > 0 else 0
-    batch = _deliver(subscription, reader, max_events)
+    batch = _deliver(subscription, reader, max_events, lease)
     if batch.events or wait_seconds <= 0:
         return batch
     with read_waits.waiting_slot(user_id, seconds=wait_seconds, waiting_for="events"):
         deadline = time.monotonic() + wait_seconds
         while not batch.events and (left := deadline - time.monotonic()) > 0:
             seen = wakeups.appends.wait(seen, left)
-            batch = _deliver(subscription, reader, max_events)
+            batch = _deliver(subscription, reader, max_events, lease)
     return batch
 
 
@@ -219,7 +231,7 @@ class _Candidate:
     renewed: dt.datetime
 
 
-def _deliver(subscription: Subscription, reader: str, limit: int) -> Batch:
+def _deliver(subscription: Subscription, reader: str, limit: int, received: uuid.UUID | None) -> Batch:
     """One attempt: the reader's own partition if it has events for it (or events it has yet to
     acknowledge), else the first free or expired partition that has events. A reader whose partition
     has nothing left to deliver or acknowledge lets it go. A partition's parked events queued for
@@ -236,7 +248,9 @@ def _deliver(subscription: Subscription, reader: str, limit: int) -> Batch:
                 again = _redeliver(subscription, row, reader, row.lease, pending, limit)
                 if again is not None:
                     return again
-                events = _events(subscription, row.number, after=row.delivered_up_to, head=head, limit=limit)
+                # What its lease delivered, if the reader says it received it; else again from the checkpoint.
+                after = row.delivered_up_to if received == row.lease else row.checkpoint
+                events = _events(subscription, row.number, after=after, head=head, limit=limit)
                 if events or row.delivered_up_to > row.checkpoint or pending.awaiting(row.number, row.lease):
                     return _lease(subscription, row, reader, row.lease, events)
                 _passed_over(row, head)

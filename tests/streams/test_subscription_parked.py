@@ -71,7 +71,7 @@ def test_a_retry_queues_the_parked_event_and_the_next_fetch_delivers_it_first_in
     assert again["lease"] == rest["lease"] and again["checkpoint"] == positions[0]
     assert again["delivered_up_to"] == positions[-1], "the partition's own delivery does not move"
     assert ParkedEvent.objects.get().redelivered_to == "worker-1"
-    after = fetch(reader_api).json()
+    after = fetch(reader_api, lease=again["lease"]).json()
     assert positions_of(after) == later and not after["redelivery"]
 
 

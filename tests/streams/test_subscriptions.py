@@ -273,7 +273,7 @@ def test_a_second_subscription_of_a_name_is_a_conflict(api):
         ({"wait": 61}, "wait"),
         ({"reader": ""}, "reader"),
         ({"reader": "a b"}, "reader"),
-        ({"lease": str(uuid.uuid4())}, "lease"),
+        ({"lease": "not-a-uuid"}, "lease"),
     ],
 )
 def test_a_bad_fetch_is_refused_and_leases_nothing(api, body, field):
@@ -366,3 +366,19 @@ def test_a_partitions_rate_counts_the_events_acknowledged_over_its_last_window(a
     assert 0.04 < status["partition_status"][number]["rate"] <= 0.05
     assert status["rate"] == status["partition_status"][number]["rate"]
     assert status["partition_status"][1 - number]["rate"] is None
+
+
+def test_a_fetch_whose_answer_was_lost_delivers_again_so_no_ack_passes_over_it(api, reader_api):
+    create(api)
+    positions = append("invoice-1", 6)
+    lost = fetch(reader_api, max=3).json()  # the answer never reaches the reader
+
+    # Asked again without the lease of a batch it received: the same events, not the next ones.
+    again = fetch(reader_api, max=3).json()
+    assert [e["position"] for e in again["events"]] == [e["position"] for e in lost["events"]]
+    assert again["lease"] == lost["lease"]
+    # With the lease of the batch it did receive, the reader goes on after it.
+    rest = fetch(reader_api, max=3, lease=again["lease"]).json()
+    assert [e["position"] for e in rest["events"]] == positions[3:]
+    assert ack(reader_api, rest["lease"], positions[-1]).status_code == 200
+    assert SubscriptionPartition.objects.get().checkpoint == positions[-1]

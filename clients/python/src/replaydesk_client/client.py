@@ -229,16 +229,18 @@ class Client:
         """Forget the subscription, its checkpoints, leases and parked events (operate permission)."""
         self._send("DELETE", f"/api/v1/subscriptions/{_segment(name)}")
 
-    def fetch(self, name: str, reader: str, *, max: int = 100, wait: float = 0) -> Batch:
+    def fetch(
+        self, name: str, reader: str, *, max: int = 100, wait: float = 0, lease: uuid.UUID | str | None = None
+    ) -> Batch:
         """Up to `max` events of one partition of the subscription under a lease, waiting up to `wait`
         seconds (the server caps it) when there are none. `reader` names the fetching process.
 
-        A fetch by a reader that holds a partition goes on after what its lease delivered, not from the
-        checkpoint: acknowledge (or nack) what you handled before fetching again, and give a restarted
-        process a new reader id, or it passes over what its previous run received. For the same reason
-        a fetch is not tried again when its answer may have been lost (no answer, a 5xx): it raises,
-        and the caller goes on under a new reader id (the old lease expires and its events are
-        delivered again from the checkpoint); `subscribe` does all of this."""
+        With `lease` (that of the last batch you received), a reader that holds the partition goes on
+        after what the lease delivered, so it may fetch the next batch before acknowledging this one.
+        Without it, the partition's unacknowledged events come again from the checkpoint: what a
+        restarted process, or one whose last answer was lost, needs. A fetch is not tried again when
+        its answer may have been lost (no answer, a 5xx): it raises, and the caller fetches again
+        without a lease (`subscribe` does all of this)."""
         base = self._http.timeout
         timeout = httpx.Timeout(
             connect=base.connect,
@@ -249,7 +251,7 @@ class Client:
         response = self._send(
             "POST",
             f"/api/v1/subscriptions/{_segment(name)}/fetch",
-            json={"reader": reader, "max": max, "wait": wait},
+            json={"reader": reader, "max": max, "wait": wait, **({"lease": str(lease)} if lease else {})},
             timeout=timeout,
             idempotent=False,
         )
