@@ -88,7 +88,12 @@ def install(admin_url: str, writer: str) -> None:
     base = message_db_scripts()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("SET client_min_messages = warning")
+        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pgcrypto'").fetchone()
         for script in SCRIPTS:
+            if script == "extensions/pgcrypto.sql" and not available:
+                # Message DB wants it for gen_random_uuid(), built into PostgreSQL since 13; a server
+                # without the contrib modules (the embedded one) has no pgcrypto to create.
+                continue
             text = (base / script).read_text()
             if script.startswith(("roles/", "privileges/")):
                 text, found = ROLE_RE.subn(lambda match: f'{match[1]} "{writer}"', text)
