@@ -178,8 +178,8 @@ def _load_rows(positions: list[int]) -> list[EventRow]:
                 StreamRef(stream_id, name, category),
                 sequence,
                 type_,
-                _json(data),
-                _json(metadata),
+                jsonb_value(data),
+                jsonb_value(metadata),
                 actor,
                 appended_by,
                 appended_via,
@@ -188,8 +188,9 @@ def _load_rows(positions: list[int]) -> list[EventRow]:
     return [found[position] for position in positions]
 
 
-def _json(value: Any) -> Any:
-    # Django has psycopg hand jsonb over as text, for JSONField to decode.
+def jsonb_value(value: Any) -> Any:
+    """A jsonb column read with a plain cursor: Django has psycopg hand jsonb over as text, for
+    JSONField to decode."""
     return json.loads(value) if isinstance(value, str) else value
 
 

@@ -35,7 +35,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core import principals
-from streams import wakeups
+from streams import selectors, wakeups
 from streams.validation import (
     InvalidAppend,
     NewEvent,
@@ -214,11 +214,6 @@ def _batch_document(batch: list[NewEvent], ids: list[uuid.UUID], actor: str) -> 
     return "[" + ",".join(parts) + "]"
 
 
-def _json(value: Any) -> Any:
-    # Django has psycopg hand jsonb over as text, for JSONField to decode.
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def _as_stored(value: Any) -> Any:
     """JSON as jsonb compares it: numbers by their decimal value. A float such as 1e300 comes back from
     jsonb as the integer 10**300, which Python would call different."""
@@ -259,7 +254,7 @@ def _recorded_result(stream: str, batch: list[NewEvent], ids: list[uuid.UUID]) -
             ]
         elif row[1] != stream:
             problems[where] = [f"was already recorded in stream {row[1]!r}"]
-        elif row[4] != event.type or _as_stored(_json(row[5])) != _as_stored(event.data):
+        elif row[4] != event.type or _as_stored(selectors.jsonb_value(row[5])) != _as_stored(event.data):
             problems[where] = ["was already recorded with a different type or data"]
     rows = [found[event_id] for event_id in ids if event_id in found]
     sequences = [row[2] for row in rows]
@@ -389,14 +384,11 @@ def _import(cursor, parsed, actor: str, appender: principals.Principal) -> Impor
                     recorded_at or timezone.now(),
                 )
 
-    count = copy_events(cursor, rows())
-    cursor.execute("SELECT max(position) FROM streams_event")
-    last = cursor.fetchone()[0]
+    count, last = copy_events(cursor, rows())
     if count >= 10_000:
         # The planner's statistics would otherwise describe the store before the import for a while.
         cursor.execute("ANALYZE streams_event")
         cursor.execute("ANALYZE streams_stream")
-    _notify_after_commit(last, inside=True)
     return ImportResult(events=count, streams=len(names), last_position=last)
 
 
@@ -406,18 +398,22 @@ _COPY_EVENTS = (
 )
 
 
-def copy_events(cursor, rows: Iterable[tuple]) -> int:
+def copy_events(cursor, rows: Iterable[tuple]) -> tuple[int, int]:
     """Write events with COPY, after taking an append slot (see the module's docstring): rows of
     (stream_id, sequence, id, type, data JSON, metadata JSON, actor, appended_by, appended_via,
     recorded_at). The caller has locked their streams' rows and set their versions, in the same
-    transaction. The number written."""
+    transaction; the log's followers are woken when it commits. The number written, and the log's last
+    position."""
     cursor.execute("SELECT replaydesk_append_slot()")
     count = 0
     with cursor.cursor.copy(_COPY_EVENTS) as copy:
         for row in rows:
             copy.write_row(row)
             count += 1
-    return count
+    cursor.execute("SELECT max(position) FROM streams_event")
+    last = cursor.fetchone()[0]
+    _notify_after_commit(last, inside=True)
+    return count, last
 
 
 def _expected_holds(expected: str | int, current: int) -> bool:

@@ -93,7 +93,8 @@ def _follow(source: Source, budget_seconds: float, until_caught_up: bool) -> Fol
                 return FollowResult(copied, parked, caught_up=done, idle=False)
             if step.caught_up or step.waiting:
                 time.sleep(min(left, source_horizon.GRACE_SECONDS if step.waiting else POLL_SECONDS))
-            if not Source.objects.filter(pk=source.pk, state=Source.State.RUNNING).exists():
+                source.refresh_from_db(fields=["state"])
+            if source.state != Source.State.RUNNING:  # copy_step read it again after its transaction
                 return FollowResult(copied, parked, caught_up=True, idle=True)
 
 
@@ -331,17 +332,8 @@ def _write(cursor, source: Source, streams: dict, events: list[SourceEvent]) -> 
                 _aware(event.recorded_at) or now,
             )
 
-    count = services.copy_events(cursor, rows())
-    cursor.execute("SELECT max(position) FROM streams_event")
-    last = cursor.fetchone()[0]
-    transaction.on_commit(lambda: _notify(last), robust=True)
+    count, _ = services.copy_events(cursor, rows())
     return count
-
-
-def _notify(last: int) -> None:
-    from streams import wakeups
-
-    wakeups.notify(last)
 
 
 def _aware(when: dt.datetime | None) -> dt.datetime | None:
