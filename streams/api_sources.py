@@ -11,13 +11,22 @@ from __future__ import annotations
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import TextField, checked_body, page_of, problems
+from core.api import (
+    TextField,
+    checked_body,
+    cursor_parameter,
+    finish_query,
+    limit_parameter,
+    page_of,
+    parse_query,
+    problems,
+)
 from core.problems import Problem, not_found, unprocessable
 from core.roles import Allows, Can, can
 from streams import source_connect, source_kinds, source_services, source_status
@@ -198,16 +207,37 @@ source_resume = _state_view(
 
 @extend_schema(
     operation_id="sources_parked",
-    responses={200: page_of("SourceParkedPage", SourceParkedOut), **problems(401, 404)},
-    description="Its events that could not be copied as they were, with why, oldest first; `payload` "
-    "(what the source held) only for those who may operate.",
+    parameters=[
+        OpenApiParameter(
+            "state",
+            str,
+            enum=list(SourceParkedEvent.State.values),
+            description="Only those in this state; all by default.",
+        ),
+        cursor_parameter(0),
+        limit_parameter(50),
+    ],
+    responses={200: page_of("SourceParkedPage", SourceParkedOut), **problems(400, 401, 404)},
+    description="Its events that could not be copied as they were, with why, in the source's order, "
+    "keyset-paged by position (`next`); `payload` (what the source held) only for those who may operate.",
 )
 @api_view(["GET"])
 def source_parked(request: Request, name: str) -> Response:
     source = _source_or_404(name)
-    parked = SourceParkedEvent.objects.filter(source=source).order_by("position")[:500]
+    parser = parse_query(request, ("state", "cursor", "limit"))
+    state = parser.choice("state", tuple(SourceParkedEvent.State.values), None)
+    after = parser.integer("cursor", minimum=0)
+    limit = parser.limit(50)
+    finish_query(parser)
+    parked = SourceParkedEvent.objects.filter(source=source)
+    if state is not None:
+        parked = parked.filter(state=state)
+    if after is not None:
+        parked = parked.filter(position__gt=after)
+    page = list(parked.order_by("position")[:limit])
+    next_cursor = str(page[-1].position) if len(page) == limit else None
     context = {"payloads": can(request.user, Can.OPERATE)}
-    return Response({"results": SourceParkedOut(parked, many=True, context=context).data, "next": None})
+    return Response({"results": SourceParkedOut(page, many=True, context=context).data, "next": next_cursor})
 
 
 def _parked_view(action, operation_id: str, description: str):

@@ -133,3 +133,25 @@ def test_a_parked_event_is_retried_once_the_source_is_fixed_or_skipped(source_db
     assert set(SourceParkedEvent.objects.values_list("state", flat=True)) == {"retried", "skipped"}
     audited = Event.objects.filter(stream__name="console-source.orders_store").values_list("type", flat=True)
     assert {"SourceParkedEventRetried", "SourceParkedEventSkipped"} <= set(audited)
+
+
+def test_parked_events_are_paged_in_the_sources_order_and_filtered_by_state(source_db, api):
+    for n in range(5):
+        source_db.append(f"order-{n}", 1, "not a type!")
+    add_table_source(source_db)
+    copy_all()
+    positions = list(SourceParkedEvent.objects.order_by("position").values_list("position", flat=True))
+
+    first = api.get(f"{URL}/orders_store/parked", {"limit": 2}).json()
+    assert [p["position"] for p in first["results"]] == positions[:2]
+    rest = api.get(f"{URL}/orders_store/parked", {"limit": 2, "cursor": first["next"]}).json()
+    assert [p["position"] for p in rest["results"]] == positions[2:4]
+    last = api.get(f"{URL}/orders_store/parked", {"limit": 2, "cursor": rest["next"]}).json()
+    assert [p["position"] for p in last["results"]] == positions[4:] and last["next"] is None
+
+    skipped = api.get(f"{URL}/orders_store/parked").json()["results"][0]["id"]
+    api.post(f"{URL}/orders_store/parked/{skipped}/skip")
+    only = api.get(f"{URL}/orders_store/parked", {"state": "skipped"}).json()["results"]
+    assert [p["id"] for p in only] == [skipped]
+    bad = api.get(f"{URL}/orders_store/parked", {"state": "gone"})
+    assert bad.status_code == 400 and "state" in bad.json()["errors"]
