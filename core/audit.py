@@ -51,6 +51,8 @@ class AuditType(StrEnum):
     SOURCE_RESUMED = "SourceResumed"
     SOURCE_PARKED_RETRIED = "SourceParkedEventRetried"
     SOURCE_PARKED_SKIPPED = "SourceParkedEventSkipped"
+    SOURCE_WRITE_DSN_SET = "SourceWriteDsnSet"
+    SOURCE_WRITTEN_BACK = "SourceEventsWrittenBack"
     PROJECTION_ROLLED_BACK = "ProjectionRolledBack"
     JOB_REQUESTED = "JobRequested"
     JOB_CHANGED = "JobChanged"

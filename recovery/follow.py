@@ -20,7 +20,6 @@ from django.db import connections
 from django.utils import timezone
 
 from recovery import runner, selectors, services
-from recovery.kinds.base import get as kind_named
 from recovery.kinds.base import kind_of
 from recovery.models import Job
 from recovery.params import JobParamsError
@@ -56,6 +55,7 @@ OPTION_NAMES = {
     "subscription": "SUBSCRIPTION",
     "to_position": "--to-position",
     "to_time": "--to-time",
+    "source": "SOURCE",
 }
 
 
@@ -166,9 +166,13 @@ def print_estimate(command: BaseCommand, *, kind: str, params: dict[str, Any], a
 
     write = command.stdout.write
     write(f"dry run of {kind} {target_of(kind, estimate.params)} (nothing was created):")
-    if kind_named(kind).counts_events:
+    if estimate.counted:
         excluded = f" ({estimate.excluded:,} excluded)" if estimate.excluded else ""
         write(f"  events  {estimate.events:,} in {estimate.streams:,} streams{excluded}")
+    for name, events in estimate.breakdown:
+        write(f"          {events:>10,}  {name}")
+    for note in estimate.notes:
+        write(f"  note    {note}")
     took = f"about {format_seconds(estimate.seconds)}" if estimate.seconds is not None else "not known"
     write(f"  time    {took} ({estimate.basis})")
     write(f"  params  {json.dumps(estimate.params, sort_keys=True)}")

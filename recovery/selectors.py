@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -96,6 +96,11 @@ class Estimate:
     seconds: float | None
     # Where the rate comes from: finished jobs measured, or an assumption (said so).
     basis: str
+    # For kinds that say (JobKind.dry_run): the events per stream, and what it would leave alone.
+    breakdown: list[tuple[str, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # Whether `events` and `streams` were counted (else the kind cannot say before it runs).
+    counted: bool = True
 
 
 def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
@@ -104,9 +109,13 @@ def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
     found = get(kind)
     events, excluded = _affected(found, canonical)
     stream_count = _streams(found, canonical)
+    dry_run = _dry_run(found, canonical)
+    if dry_run is not None:
+        events, stream_count = dry_run.events, dry_run.streams
     rate, basis = _measured_rate(found, found.target(canonical))
     rate, basis = found.limit_rate(canonical, rate, basis)
-    seconds = round(events / rate, 1) if rate and found.counts_events else None
+    counted = found.counts_events or dry_run is not None
+    seconds = round(events / rate, 1) if rate and counted else None
     return Estimate(
         params=canonical,
         params_sha256=job_params.params_sha256(canonical),
@@ -116,7 +125,14 @@ def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
         rate=rate,
         seconds=seconds,
         basis=basis,
+        breakdown=dry_run.breakdown if dry_run else [],
+        notes=dry_run.notes if dry_run else [],
+        counted=counted,
     )
+
+
+def _dry_run(kind: JobKind, params: dict[str, Any]):
+    return None if kind.counts_events else kind.dry_run(params)
 
 
 def resync_events(consumer: Consumer, params: dict[str, Any], *, after: int, up_to: int) -> QuerySet[Event]:

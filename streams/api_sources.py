@@ -2,9 +2,9 @@
 (streams/source_follow.py). Thin: check the body, call a service or a selector, render.
 
 Listing and reading sources needs the read permission; adding one needs the administer permission (a
-source's DSN reaches into another system); pausing, resuming and deciding about parked events, the
-operate permission. A DSN is never shown back, and a parked event's content (what the source held)
-only to those who may operate, as a sink's receiver's answers are.
+source's DSN reaches into another system), and so does giving it a write DSN; pausing, resuming and
+deciding about parked events, the operate permission. A DSN is never shown back, and a parked event's
+content (what the source held) only to those who may operate, as a sink's receiver's answers are.
 """
 
 from __future__ import annotations
@@ -70,6 +70,24 @@ class SourceIn(serializers.Serializer):
         self.fields["kind"].choices = [kind.name for kind in source_kinds.kinds()]
 
 
+class WriteDsnIn(serializers.Serializer):
+    dsn = serializers.CharField(
+        required=False,
+        default="",
+        max_length=MAX_DSN,
+        trim_whitespace=False,
+        help_text="How to reach the source with a role that may write there (for write-backs). Stored "
+        "encrypted, never shown back. Give this or dsn_env.",
+    )
+    dsn_env = TextField(
+        source_connect.ENV_NAME_RE.pattern,
+        required=False,
+        default="",
+        error_messages={"invalid": "an environment variable's name: capitals, digits and _"},
+        help_text="Instead of dsn: the environment variable of the server's processes that holds it.",
+    )
+
+
 class SourceOut(serializers.Serializer):
     name = serializers.CharField(source="source.name")
     kind = serializers.CharField(source="source.kind")
@@ -77,6 +95,9 @@ class SourceOut(serializers.Serializer):
     health = serializers.CharField()
     options = serializers.DictField(source="source.options")
     dsn_env = serializers.CharField(source="source.dsn_env", allow_blank=True)
+    write_back = serializers.SerializerMethodField(
+        help_text="Whether it has a DSN to write back with (PUT …/write-dsn); the DSN is never shown."
+    )
     position = serializers.IntegerField(source="source.position", help_text="In the source's own order.")
     head = serializers.IntegerField(
         source="source.head", allow_null=True, help_text="The source's last position when last looked."
@@ -96,6 +117,9 @@ class SourceOut(serializers.Serializer):
     last_error_at = serializers.DateTimeField(source="source.last_error_at", allow_null=True)
     created_at = serializers.DateTimeField(source="source.created_at")
     created_by = serializers.CharField(source="source.created_by")
+
+    def get_write_back(self, status) -> bool:
+        return bool(status.source.write_dsn_encrypted or status.source.write_dsn_env)
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -274,3 +298,35 @@ source_parked_retry = _parked_view(
 source_parked_skip = _parked_view(
     source_services.skip_parked, "sources_parked_skip", "Leave it out of the log for good (audited)."
 )
+
+
+@extend_schema(
+    methods=["PUT"],
+    operation_id="sources_write_dsn_set",
+    request=WriteDsnIn,
+    responses={200: SourceOut, **problems(400, 401, 403, 404, 422)},
+    description="Give the source the DSN of a role that may write there, which a write_back job writes "
+    "with. 422, field by field, when it cannot be reached or may not write what a write-back writes; "
+    "nothing is saved then. Audited, without the DSN.",
+)
+@extend_schema(
+    methods=["DELETE"],
+    operation_id="sources_write_dsn_clear",
+    request=None,
+    responses={200: SourceOut, **problems(401, 403, 404)},
+    description="Take the write DSN away (audited).",
+)
+@api_view(["PUT", "DELETE"])
+@permission_classes([Allows.to(Can.ADMINISTER)])
+def source_write_dsn(request: Request, name: str) -> Response:
+    _source_or_404(name)
+    body = checked_body(request, WriteDsnIn) if request.method == "PUT" else {"dsn": "", "dsn_env": ""}
+    if request.method == "PUT" and not (body["dsn"] or body["dsn_env"]):
+        raise unprocessable({"dsn": ["give the DSN, or the name of the variable that holds it (dsn_env)"]})
+    try:
+        source = source_services.set_write_dsn(
+            name=name, **body, actor=request.user.get_username(), request=request
+        )
+    except source_services.InvalidSource as exc:
+        raise unprocessable(exc.errors) from exc
+    return Response(_out(source))

@@ -314,8 +314,17 @@ class Source(models.Model):
     dsn_encrypted = models.TextField(blank=True, default="")
     dsn_env = models.CharField(max_length=100, blank=True, default="")
     options = models.JSONField(default=dict)
+    # How a write-back reaches it with a role that may write (recovery/kinds/write_back.py), kept as the
+    # DSN is; empty until an admin gives one. Never shown back.
+    write_dsn_encrypted = models.TextField(blank=True, default="")
+    write_dsn_env = models.CharField(max_length=100, blank=True, default="")
     state = models.CharField(max_length=20, choices=State.choices, default=State.RUNNING)
     position = models.BigIntegerField(default=0)
+    # The stream and sequence of the source's event at `position`, as it was copied: a source whose
+    # event there is another (or none) was restored from an old backup, and following it on would skip
+    # what it writes again at the positions it hands out anew (streams/source_follow.py).
+    position_stream = models.CharField(max_length=500, blank=True, default="")
+    position_sequence = models.BigIntegerField(null=True, blank=True)
     events_copied = models.BigIntegerField(default=0)
     events_parked = models.BigIntegerField(default=0)
     # Events copied per second over the last window of about a minute, counted once a window from

@@ -5,7 +5,8 @@ REPLAYDESK_SOURCE_ALLOW admits it. A DSN through a local socket counts as loopba
 
 The connection goes to the checked address (libpq's `hostaddr`), with the DSN's host name kept for
 TLS, so a name that resolves elsewhere after the check cannot take it there. It is read-only
-(`default_transaction_read_only`): following never writes to a source.
+(`default_transaction_read_only`): following never writes to a source. Only a write-back writes, with
+the DSN of a role that may, which an admin gives the source for it (`write_dsn`).
 """
 
 from __future__ import annotations
@@ -121,14 +122,16 @@ def _checked(host: str, port: int, rules) -> str:
     return str(found[0])
 
 
-def connect(dsn: str) -> psycopg.Connection:
-    """A read-only connection to the source, autocommit (each read takes its own transaction)."""
+def connect(dsn: str, *, writes: bool = False) -> psycopg.Connection:
+    """A connection to the source, autocommit (each read takes its own transaction): read-only, unless
+    it is a write-back's (`writes`)."""
     conninfo = checked_conninfo(dsn)
     try:
         connection = psycopg.connect(conninfo, autocommit=True)
     except psycopg.OperationalError as exc:
         raise SourceError(f"cannot connect to the source: {_first_line(exc)}") from None
-    connection.execute("SET default_transaction_read_only = on")
+    if not writes:
+        connection.execute("SET default_transaction_read_only = on")
     return connection
 
 

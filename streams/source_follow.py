@@ -117,8 +117,9 @@ def copy_step(source: Source, kind: source_kinds.SourceKind, reader: psycopg.Con
         # events written at the positions it hands out again, so the follower stops and says so.
         raise SourceError(
             f"the source's last position is {read.top}, below the {source.position} copied already: was its "
-            "database restored from an old backup? Pause the source and write its lost events back"
+            "database restored from an old backup? Write its lost events back (a write_back job)"
         )
+    _check_still_there(source, read.at)
     before = source_horizon.Settle(
         source.final_through, source.settle_through, source.settle_seen_at, source.settle_xmax
     )
@@ -134,6 +135,7 @@ def copy_step(source: Source, kind: source_kinds.SourceKind, reader: psycopg.Con
         copied, parked = record(locked, taken) if taken else (0, 0)
         if taken:
             locked.position, locked.progressed_at, locked.last_error = taken[-1].position, now, ""
+            locked.position_stream, locked.position_sequence = taken[-1].stream[:500], taken[-1].sequence
         locked.events_copied += copied
         locked.events_parked += parked
         _measure_rate(locked, now)
@@ -152,6 +154,22 @@ def copy_step(source: Source, kind: source_kinds.SourceKind, reader: psycopg.Con
         parked,
         caught_up=not blocked and len(read.events) < batch,
         waiting=blocked and not settled,
+    )
+
+
+def _check_still_there(source: Source, at: SourceEvent | None) -> None:
+    """The source's event at the copied position is still the one copied there. When it is gone or
+    another, the source's database was restored from an old backup and has handed out that position
+    again: following on would skip what it wrote there since."""
+    if not source.position or not source.position_stream:
+        return  # nothing copied yet, or copied before this was kept
+    if at is not None and (at.stream, at.sequence) == (source.position_stream, source.position_sequence):
+        return
+    found = "no event" if at is None else f"{at.stream} sequence {at.sequence}"
+    raise SourceError(
+        f"the source has {found} at position {source.position}, where {source.position_stream} sequence "
+        f"{source.position_sequence} was copied: was its database restored from an old backup? Write its "
+        "lost events back (a write_back job), which then follows it on from where it agrees with the copy"
     )
 
 

@@ -126,6 +126,52 @@ def set_state(*, name: str, state: str, actor: str, request: HttpRequest | None 
     return source
 
 
+def set_write_dsn(
+    *, name: str, actor: str, dsn: str = "", dsn_env: str = "", request: HttpRequest | None = None
+) -> Source:
+    """Give the source the DSN of a role that may write there, for write-backs (or take it away with
+    neither). Checked as the DSN is (may it be reached) and for what a write-back writes; stored
+    encrypted or as an environment variable's name, never shown back; audited without it."""
+    source = Source.objects.filter(name=name).first()
+    if source is None:
+        raise SourceError(f"no source is named {name!r}")
+    if dsn and dsn_env:
+        raise InvalidSource({"dsn": ["give the DSN or the name of the variable that holds it, not both"]})
+    if dsn_env and not source_connect.ENV_NAME_RE.fullmatch(dsn_env):
+        raise InvalidSource({"dsn_env": ["must be an environment variable's name: capitals, digits and _"]})
+    if dsn or dsn_env:
+        try:
+            given = dsn or source_connect.dsn_of(dsn_encrypted="", dsn_env=dsn_env)
+            with source_kinds.get(source.kind).writer(given, source.options) as writer:
+                writer.check_access()
+        except SourceError as exc:
+            raise InvalidSource({"dsn_env" if dsn_env else "dsn": [str(exc)]}) from None
+    with transaction.atomic():
+        source = Source.objects.select_for_update().get(pk=source.pk)
+        source.write_dsn_encrypted = source_connect.encrypt(dsn) if dsn else ""
+        source.write_dsn_env = dsn_env
+        source.save(update_fields=["write_dsn_encrypted", "write_dsn_env"])
+        audit.record(
+            subject=f"source.{name}",
+            type=AuditType.SOURCE_WRITE_DSN_SET,
+            actor=actor,
+            data={"source": name, "set": bool(dsn or dsn_env), "dsn_env": dsn_env or None},
+            request=request,
+        )
+    return source
+
+
+def write_dsn_of(source: Source) -> str:
+    """The DSN a write-back writes with; SourceError when the source has none."""
+    if not (source.write_dsn_encrypted or source.write_dsn_env):
+        raise SourceError(
+            f"{source.name} has no DSN to write back with: give it one of a role that may write there "
+            f"(replaydesk source write-dsn {source.name} --dsn …, or PUT "
+            f"/api/v1/sources/{source.name}/write-dsn)"
+        )
+    return source_connect.dsn_of(dsn_encrypted=source.write_dsn_encrypted, dsn_env=source.write_dsn_env)
+
+
 def _start(name: str) -> None:
     from streams.tasks import enqueue_source
 

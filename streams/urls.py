@@ -30,6 +30,7 @@ api_urlpatterns = [
     path("sources/<str:name>/pause", api_sources.source_pause, name="api-source-pause"),
     path("sources/<str:name>/resume", api_sources.source_resume, name="api-source-resume"),
     path("sources/<str:name>/parked", api_sources.source_parked, name="api-source-parked"),
+    path("sources/<str:name>/write-dsn", api_sources.source_write_dsn, name="api-source-write-dsn"),
     path(
         "sources/<str:name>/parked/<int:parked_id>/retry",
         api_sources.source_parked_retry,

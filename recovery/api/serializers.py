@@ -164,6 +164,15 @@ class ChangeIn(serializers.Serializer):
     params = serializers.DictField(help_text="The new params, as in a request (same target).")
 
 
+class BreakdownOut(serializers.Serializer):
+    name = serializers.CharField(source="0")
+    events = serializers.IntegerField(source="1")
+
+    def to_representation(self, instance):
+        name, events = instance
+        return {"name": name, "events": events}
+
+
 class EstimateOut(serializers.Serializer):
     params = serializers.JSONField(help_text="The canonical params the job would run with.")
     params_sha256 = serializers.CharField()
@@ -173,6 +182,12 @@ class EstimateOut(serializers.Serializer):
     rate = serializers.FloatField(allow_null=True, help_text="Events per second expected.")
     seconds = serializers.FloatField(allow_null=True, help_text="How long it may take.")
     basis = serializers.CharField(help_text="Where the rate comes from: measured, or assumed.")
+    breakdown = BreakdownOut(
+        many=True, help_text="The events per stream, the most first (kinds that say: a write-back)."
+    )
+    notes = serializers.ListField(
+        child=serializers.CharField(), help_text="What it would leave alone, and why."
+    )
 
 
 class SnapshotOut(serializers.Serializer):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import importlib
 import pkgutil
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlencode
 
@@ -25,6 +26,17 @@ if TYPE_CHECKING:
     from recovery.models import Job, JobLane
     from recovery.params import Checker
     from streams.models import Consumer, Event
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What a kind whose work is not a set of the log's events would do (JobKind.dry_run): how many
+    events and streams, the events per item (the most first), and what it would leave alone and why."""
+
+    events: int
+    streams: int
+    breakdown: list[tuple[str, int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 class Step(enum.Enum):
@@ -99,6 +111,12 @@ class JobKind:
     def events(self, params: dict[str, Any]) -> QuerySet[Event]:
         """The events it would work on, before exclusions (only asked when counts_events)."""
         raise NotImplementedError
+
+    def dry_run(self, params: dict[str, Any]) -> DryRun | None:
+        """What it would do, for a kind that does not count the log's events (counts_events False);
+        None when it cannot say before it runs. What stops it is a JobParamsError of the parameter
+        that names what it works on."""
+        return None
 
     def unmeasured_rate(self) -> tuple[float | None, str]:
         """Its rate and where that comes from, while no job of the kind has finished to measure."""

@@ -7,6 +7,9 @@ not yet final: streams/source_horizon.py), and maps each to an event of the log:
 sequence there (from 1), its id (kept, or derived from the stream and sequence when the source has
 none), type, data, metadata and time.
 
+A kind that can be written back to (after the source's database was restored from an old backup) opens
+a `SourceWriter` on its own write path.
+
 A new kind is one module in this package with a SourceKind subclass and its `name`: defining the class
 registers it, and `kinds()` imports the modules. `replaydesk source kinds` lists them with their
 options; docs/sources.md describes each.
@@ -61,11 +64,15 @@ class Snapshot:
 @dataclass(frozen=True)
 class Read:
     """What one read found: events after the position asked, in the source's order, up to `limit`;
-    the source's last position (`top`, 0 when it has none) and the horizon it was read at."""
+    the source's last position (`top`, 0 when it has none), the horizon it was read at, and the event
+    at the position asked."""
 
     events: list[SourceEvent]
     top: int
     snapshot: Snapshot
+    # The source's event at the position asked (None when it has none there, or none was asked: 0):
+    # the follower checks that it is still the event it copied there.
+    at: SourceEvent | None = None
 
 
 def derived_id(stream: str, sequence: int) -> uuid.UUID:
@@ -105,6 +112,39 @@ class SourceKind:
         """How many events the source has after position `after` (a backfill's total); None when the
         kind cannot say cheaply."""
         return None
+
+    def writer(self, dsn: str, options: dict[str, Any]) -> SourceWriter:
+        """What a write-back writes through (recovery/kinds/write_back.py): the source's own write path,
+        reached with `dsn`, a role that may write."""
+        raise SourceError(f"Replaydesk cannot write back to a {self.name} source")
+
+
+class SourceWriter:
+    """A source opened for a write-back: close it when done (a context manager)."""
+
+    def check_access(self) -> None:
+        """The role may write what a write-back writes; SourceError says what is missing."""
+        raise NotImplementedError
+
+    def tails(self, streams: list[str]) -> dict[str, SourceEvent]:
+        """The source's last event in each of these streams of the log that it holds any of, mapped as
+        `read` maps it."""
+        raise NotImplementedError
+
+    def write(self, events: list[SourceEvent]) -> None:
+        """Write the events of the log (a stream's in its order, after the source's tail of it) in one
+        transaction of the source, through its own write path. A stream the source has written to
+        meanwhile is a SourceError naming it, and nothing of the batch is written."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> SourceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def discover() -> None:

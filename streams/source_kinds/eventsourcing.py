@@ -20,6 +20,7 @@ The library is imported only when a source of this kind is checked or read.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import os
@@ -27,13 +28,21 @@ import re
 import uuid
 import zlib
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from streams.source_connect import ENV_NAME_RE
-from streams.source_kinds import Read, SourceError, SourceEvent, SourceKind, derived_id
-from streams.source_kinds.table import IDENTIFIER_RE, check_table, first_sequence, read_rows, table_columns
+from streams.source_kinds import Read, SourceError, SourceEvent, SourceKind, SourceWriter, derived_id
+from streams.source_kinds.table import (
+    IDENTIFIER_RE,
+    TableWriter,
+    check_table,
+    first_sequence,
+    read_rows,
+    table_columns,
+)
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Mapper
@@ -135,9 +144,116 @@ class EventsourcingSource(SourceKind):
     def read(
         self, connection: psycopg.Connection, options: dict[str, Any], *, after: int, limit: int
     ) -> Read:
-        rows, top, snapshot = read_rows(connection, table_options(options), after=after, limit=limit)
+        rows, top, snapshot, at = read_rows(connection, table_options(options), after=after, limit=limit)
         found = decoder(options)
-        return Read(events=[found.event(row) for row in rows], top=top, snapshot=snapshot)
+        return Read(
+            events=[found.event(row) for row in rows],
+            top=top,
+            snapshot=snapshot,
+            at=found.event(at) if at else None,
+        )
+
+    def writer(self, dsn: str, options: dict[str, Any]) -> SourceWriter:
+        return EventsourcingWriter(dsn, options)
+
+
+class EventsourcingWriter(TableWriter):
+    """Writes back through the library's own application recorder (PostgresApplicationRecorder's
+    insert_events: its table lock, so the application's notification order stays gapless for its own
+    followers), each event's state encoded by the library's mapper as the application's."""
+
+    def __init__(self, dsn: str, options: dict[str, Any]):
+        self.decoder = decoder(options)
+        super().__init__(dsn, table_options(options), event=self.decoder.event, key=self._originator_id)
+        self.application = options
+        self.dsn = dsn
+        self._recorder = None
+
+    def _originator_id(self, stream: str) -> Any:
+        """The aggregate's id in the log's `<category>-<originator id>` (None when it names none)."""
+        _, sep, rest = stream.partition("-")
+        if not sep or not rest:
+            return None
+        if self.types.get("originator_id") == "uuid":
+            try:
+                return uuid.UUID(rest)
+            except ValueError:
+                return None
+        return rest
+
+    def check_access(self) -> None:
+        table = self.options["table"]
+        if not self.types:
+            raise SourceError(f"the write DSN's role cannot see the application's table {table}")
+        # The recorder locks the table IN EXCLUSIVE MODE, which PostgreSQL allows a role that may change
+        # its rows; and it draws notification ids from the table's sequence.
+        allowed = self.connection.execute(
+            "SELECT has_table_privilege(to_regclass(%s), 'INSERT'),"
+            " has_table_privilege(to_regclass(%s), 'UPDATE, DELETE, TRUNCATE'),"
+            " coalesce(has_sequence_privilege(pg_get_serial_sequence(%s, 'notification_id'), 'USAGE'), true)",
+            [table, table, table],
+        ).fetchone()
+        if not all(allowed):
+            raise SourceError(
+                f"the write DSN's role may not write as the application's recorder does: it needs INSERT "
+                f"and UPDATE on {table} (the recorder locks the table) and USAGE on its notification_id "
+                "sequence; the application's own role has them"
+            )
+
+    def write(self, events: list[SourceEvent]) -> None:
+        from eventsourcing.persistence import IntegrityError, StoredEvent
+
+        first = self.application["first_sequence"]
+        stored = []
+        for event in events:
+            topic = event.metadata.get("topic")
+            originator_id = self._originator_id(event.stream)
+            if not topic or originator_id is None:
+                raise SourceError(
+                    f"{event.stream} sequence {event.sequence} was not copied from an eventsourcing "
+                    "application (its metadata has no topic, or its stream names no aggregate id)"
+                )
+            stored.append(
+                StoredEvent(
+                    originator_id=originator_id,
+                    originator_version=event.sequence + first - 1,
+                    topic=topic,
+                    state=self.decoder.encode(event.data, event.metadata),
+                )
+            )
+        try:
+            self.recorder().insert_events(stored)
+        except IntegrityError as exc:
+            raise SourceError(f"the application holds some of these events already: {exc}") from None
+
+    def recorder(self):
+        if self._recorder is None:
+            from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+            from psycopg.conninfo import conninfo_to_dict
+            from psycopg.rows import dict_row
+
+            from streams import source_connect
+
+            params = conninfo_to_dict(source_connect.checked_conninfo(self.dsn))
+            datastore = PostgresDatastore(
+                dbname=str(params.get("dbname") or ""),
+                host=str(params.get("host") or ""),
+                port=str(params.get("port") or 5432),
+                user=str(params.get("user") or ""),
+                password=str(params.get("password") or ""),
+                schema=self.application["schema"],
+                originator_id_type="uuid" if self.types.get("originator_id") == "uuid" else "text",
+            )
+            # Its connections go to the checked address (hostaddr), as every connection to a source does.
+            datastore.pool.kwargs = {**params, "row_factory": dict_row}
+            table = self.options["table"].rpartition(".")[2]
+            self._recorder = PostgresApplicationRecorder(datastore, events_table_name=table)
+        return self._recorder
+
+    def close(self) -> None:
+        if self._recorder is not None:
+            self._recorder.datastore.close()
+        super().close()
 
 
 def events_table(options: dict[str, Any]) -> str:
@@ -248,7 +364,12 @@ class Decoder:
                 metadata["class_version"] = attributes.pop("class_version")
             timestamp = attributes.get("timestamp")
             recorded_at = timestamp if isinstance(timestamp, dt.datetime) else None
-            attributes = self.jsonable(attributes)
+            transcoded: dict[str, str] = {}
+            attributes = self.jsonable(attributes, "", transcoded)
+            if transcoded:
+                # Which values were of which type, so that a write-back encodes them as the application
+                # did (streams/source_kinds/eventsourcing.py's writer).
+                metadata["transcoded"] = transcoded
         return SourceEvent(
             position=position,
             stream=stream,
@@ -324,20 +445,70 @@ class Decoder:
                 )
         return f"its state cannot be decoded by the library's JSON transcoder ({type(exc).__name__}: {exc})"
 
-    def jsonable(self, value: Any) -> Any:
+    def jsonable(self, value: Any, path: str = "", transcoded: dict[str, str] | None = None) -> Any:
         """Values the transcoder decoded into objects, back into JSON: UUIDs as their canonical string
         (the form the streams' names use), the rest as the library's transcodings write them
-        (datetimes as ISO strings, Decimals as strings)."""
+        (datetimes as ISO strings, Decimals as strings). `transcoded` gets each such value's JSON
+        Pointer and its transcoding's name."""
         if isinstance(value, dict):
-            return {key: self.jsonable(item) for key, item in value.items()}
+            return {
+                key: self.jsonable(item, f"{path}/{_pointer_part(key)}", transcoded)
+                for key, item in value.items()
+            }
         if isinstance(value, list):
-            return [self.jsonable(item) for item in value]
+            return [self.jsonable(item, f"{path}/{index}", transcoded) for index, item in enumerate(value)]
         if isinstance(value, uuid.UUID):
+            if transcoded is not None:
+                transcoded[path] = "uuid_hex"
             return str(value)
         transcoding = self.mapper.transcoder.types.get(type(value))
         if transcoding is not None:
+            if transcoded is not None:
+                transcoded[path] = transcoding.name
             return self.jsonable(transcoding.encode(value))
         return value
+
+    def encode(self, data: dict[str, Any], metadata: dict[str, Any]) -> bytes:
+        """An event of the log back into the application's stored state, as Mapper.to_stored_event
+        encodes it: its values of the types `transcoded` names restored, its class version put back,
+        transcoded, compressed and encrypted as the application is configured."""
+        state = _restored(data, metadata.get("transcoded") or {})
+        if "class_version" in metadata:
+            state["class_version"] = metadata["class_version"]
+        stored = self.mapper.transcoder.encode(state)
+        if self.mapper.compressor:
+            stored = self.mapper.compressor.compress(stored)
+        if self.mapper.cipher:
+            stored = self.mapper.cipher.encrypt(stored)
+        return stored
+
+
+# What the copy keeps a transcoded value as, back into the value (the library's three transcodings).
+_RESTORE = {
+    "uuid_hex": uuid.UUID,
+    "decimal_str": Decimal,
+    "datetime_iso": dt.datetime.fromisoformat,
+}
+
+
+def _pointer_part(key: Any) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _restored(data: dict[str, Any], transcoded: dict[str, str]) -> dict[str, Any]:
+    state = copy.deepcopy(data)
+    for pointer, name in transcoded.items():
+        parts = [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]]
+        if not parts or name not in _RESTORE:
+            raise SourceError(
+                f"the copy's value at {pointer} was of a type Replaydesk cannot encode ({name})"
+            )
+        holder = state
+        for part in parts[:-1]:
+            holder = holder[int(part)] if isinstance(holder, list) else holder[part]
+        last = int(parts[-1]) if isinstance(holder, list) else parts[-1]
+        holder[last] = _RESTORE[name](holder[last])
+    return state
 
 
 def names_of(topic: str) -> tuple[str, str]:

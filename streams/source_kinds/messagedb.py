@@ -16,9 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
-from streams.source_kinds import Read, SourceError, SourceKind
-from streams.source_kinds.table import IDENTIFIER_RE, TableSource
+from streams.source_kinds import Read, SourceError, SourceEvent, SourceKind, SourceWriter
+from streams.source_kinds.table import IDENTIFIER_RE, TableSource, TableWriter
 
 DEFAULT_SCHEMA = "message_store"
 # The `table` kind's options for Message DB's table: its columns by role.
@@ -80,3 +81,49 @@ class MessageDBSource(SourceKind):
         self, connection: psycopg.Connection, options: dict[str, Any], *, after: int, limit: int
     ) -> Read:
         return _table.read(connection, table_options(options), after=after, limit=limit)
+
+    def writer(self, dsn: str, options: dict[str, Any]) -> SourceWriter:
+        return MessageDBWriter(dsn, options)
+
+
+WRITE_MESSAGE = "write_message(varchar, varchar, varchar, jsonb, jsonb, bigint)"
+
+
+class MessageDBWriter(TableWriter):
+    def __init__(self, dsn: str, options: dict[str, Any]):
+        super().__init__(dsn, table_options(options), event=_table._event_of(table_options(options)))
+        self.schema = options["schema"]
+
+    def check_access(self) -> None:
+        function = f"{self.schema}.{WRITE_MESSAGE}"
+        try:
+            allowed = self.connection.execute(
+                "SELECT has_function_privilege(%s, 'EXECUTE')", [function]
+            ).fetchone()[0]
+        except psycopg.errors.UndefinedFunction:
+            raise SourceError(f"the source has no {function}: is Message DB installed there?") from None
+        if not allowed:
+            raise SourceError(
+                f"the write DSN's role may not write messages: GRANT EXECUTE ON FUNCTION {function} to it "
+                "(Message DB's own message_store role may)"
+            )
+
+    def write(self, events: list[SourceEvent]) -> None:
+        statement = f"SELECT {self.schema}.write_message(%s, %s, %s, %s, %s, %s)"
+        rows = [
+            (
+                str(event.id),
+                event.stream,
+                event.type,
+                Jsonb(event.data),
+                Jsonb(event.metadata) if event.metadata else None,
+                # Message DB counts a stream's messages from 0: the one before this one.
+                event.sequence - 2,
+            )
+            for event in events
+        ]
+        try:
+            with self.connection.transaction(), self.connection.cursor() as cursor:
+                cursor.executemany(statement, rows)
+        except (psycopg.errors.RaiseException, psycopg.errors.UniqueViolation) as exc:
+            raise SourceError(f"Message DB refused the write: {str(exc).strip().splitlines()[0]}") from None

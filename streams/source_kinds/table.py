@@ -12,7 +12,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from streams.source_kinds import Read, Snapshot, SourceError, SourceEvent, SourceKind, derived_id
+from streams.source_kinds import (
+    Read,
+    Snapshot,
+    SourceError,
+    SourceEvent,
+    SourceKind,
+    SourceWriter,
+    derived_id,
+)
 
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 # The roles of the columns: those a source must have, and those it may.
@@ -69,15 +77,27 @@ class TableSource(SourceKind):
     def read(
         self, connection: psycopg.Connection, options: dict[str, Any], *, after: int, limit: int
     ) -> Read:
-        rows, top, snapshot = read_rows(connection, options, after=after, limit=limit)
+        rows, top, snapshot, at = read_rows(connection, options, after=after, limit=limit)
         first = options["first_sequence"]
-        return Read(events=[self._event(row, first) for row in rows], top=top, snapshot=snapshot)
+        return Read(
+            events=[self._event(row, first) for row in rows],
+            top=top,
+            snapshot=snapshot,
+            at=self._event(at, first) if at else None,
+        )
 
     def count(self, connection: psycopg.Connection, options: dict[str, Any], *, after: int) -> int | None:
         statement = sql.SQL("SELECT count(*) FROM {table} WHERE {position} > %s").format(
             table=sql.Identifier(*split_table(options["table"])), position=sql.Identifier(options["position"])
         )
         return connection.execute(statement, [after]).fetchone()[0]
+
+    def writer(self, dsn: str, options: dict[str, Any]) -> SourceWriter:
+        return TableWriter(dsn, options, event=self._event_of(options))
+
+    def _event_of(self, options: dict[str, Any]):
+        first = options["first_sequence"]
+        return lambda row: self._event(row, first)
 
     def _event(self, row: tuple, first_sequence: int) -> SourceEvent:
         position, stream, sequence, type_, data, metadata, recorded_at, event_id = row
@@ -182,17 +202,18 @@ def check_table(connection: psycopg.Connection, options: dict[str, Any]) -> None
 
 def read_rows(
     connection: psycopg.Connection, options: dict[str, Any], *, after: int, limit: int
-) -> tuple[list[tuple], int, Snapshot]:
+) -> tuple[list[tuple], int, Snapshot, tuple | None]:
     """The rows after position `after` (at most `limit`: the columns of REQUIRED then OPTIONAL, NULL
-    for an optional one not named), the table's top position (0 when empty) and the horizon, all in
-    one REPEATABLE READ transaction, so that they agree (streams/source_horizon.py)."""
+    for an optional one not named), the table's top position (0 when empty), the horizon and the row
+    at `after` itself (None when there is none, or `after` is 0), all in one REPEATABLE READ
+    transaction, so that they agree (streams/source_horizon.py)."""
     table = sql.Identifier(*split_table(options["table"]))
     position = sql.Identifier(options["position"])
     columns = [
         sql.Identifier(options[role]) if options[role] else sql.NULL for role in (*REQUIRED, *OPTIONAL)
     ]
     rows_sql = sql.SQL(
-        "SELECT {columns} FROM {table} WHERE {position} > %s ORDER BY {position} LIMIT %s"
+        "SELECT {columns} FROM {table} WHERE {position} >= %s ORDER BY {position} LIMIT %s"
     ).format(columns=sql.SQL(", ").join(columns), table=table, position=position)
     top_sql = sql.SQL(
         "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text,"
@@ -201,9 +222,126 @@ def read_rows(
     with connection.transaction(), connection.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         xmin, xmax, top = cursor.execute(top_sql).fetchone()
-        rows = cursor.execute(rows_sql, [after, limit]).fetchall()
-    return rows, top or 0, Snapshot(xmin=int(xmin), xmax=int(xmax))
+        rows = cursor.execute(rows_sql, [after, limit + 1]).fetchall()
+    at = rows.pop(0) if rows and after and rows[0][0] == after else None
+    return rows[:limit], top or 0, Snapshot(xmin=int(xmin), xmax=int(xmax)), at
 
 
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# --- writing back
+
+
+# The column types a write-back writes JSON into.
+JSON_TYPES = ("jsonb", "json", "text")
+
+
+class TableWriter(SourceWriter):
+    """Writes back with INSERTs into the mapped columns, in one transaction a batch; the table draws
+    the position (its column's default) as it does for the team's own writes. `event` maps a row as the
+    kind's read does; `key` turns a stream of the log into what the stream column holds."""
+
+    def __init__(self, dsn: str, options: dict[str, Any], *, event, key=str):
+        from streams import source_connect
+
+        self.options, self.event, self.key = options, event, key
+        self.connection = source_connect.connect(dsn, writes=True)
+        self.types = table_columns(self.connection, options["table"]) or {}
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def check_access(self) -> None:
+        options, table = self.options, self.options["table"]
+        columns = table_columns(self.connection, table)
+        if columns is None:
+            raise SourceError(f"the write DSN's role cannot see a table named {table}")
+        if not self._may("has_table_privilege(to_regclass(%s), 'INSERT')", table):
+            raise SourceError(
+                f"the write DSN's role may not INSERT into {table}: GRANT INSERT ON {table} to it"
+            )
+        drawn = self.connection.execute(
+            "SELECT atthasdef OR attidentity <> '' FROM pg_attribute"
+            " WHERE attrelid = to_regclass(%s) AND attname = %s",
+            [table, options["position"]],
+        ).fetchone()
+        if not drawn or not drawn[0]:
+            raise SourceError(
+                f"{table}.{options['position']} has no default: a write-back lets the table draw each "
+                "event's position, as the team's writers do (a bigserial or identity column)"
+            )
+        sequence = self.connection.execute(
+            "SELECT pg_get_serial_sequence(%s, %s)", [table, options["position"]]
+        ).fetchone()[0]
+        if sequence and not self._may("has_sequence_privilege(%s, 'USAGE')", sequence):
+            raise SourceError(f"the write DSN's role may not use {sequence}: GRANT USAGE ON SEQUENCE to it")
+        for role in ("data", "metadata"):
+            column = options.get(role)
+            if column and columns[column] not in JSON_TYPES:
+                raise SourceError(
+                    f"{table}.{column} is of type {columns[column]}: a write-back writes the {role} as "
+                    f"{', '.join(JSON_TYPES)}"
+                )
+
+    def _may(self, check: str, name: str) -> bool:
+        return bool(self.connection.execute(f"SELECT {check}", [name]).fetchone()[0])
+
+    def tails(self, streams: list[str]) -> dict[str, SourceEvent]:
+        options = self.options
+        keys = {self.key(stream): stream for stream in streams}
+        keys.pop(None, None)
+        if not keys:
+            return {}
+        columns = [
+            sql.Identifier(options[role]) if options[role] else sql.NULL for role in (*REQUIRED, *OPTIONAL)
+        ]
+        statement = sql.SQL(
+            "SELECT DISTINCT ON ({stream}) {columns} FROM {table} WHERE {stream} = ANY(%s)"
+            " ORDER BY {stream}, {sequence} DESC"
+        ).format(
+            columns=sql.SQL(", ").join(columns),
+            table=sql.Identifier(*split_table(options["table"])),
+            stream=sql.Identifier(options["stream"]),
+            sequence=sql.Identifier(options["sequence"]),
+        )
+        found = {}
+        for row in self.connection.execute(statement, [list(keys)]).fetchall():
+            event = self.event(row)
+            found[event.stream] = event
+        return found
+
+    def write(self, events: list[SourceEvent]) -> None:
+        options = self.options
+        roles = [
+            role for role in ("stream", "sequence", "type", "data", "metadata", "time", "id") if options[role]
+        ]
+        statement = sql.SQL("INSERT INTO {table} ({columns}) VALUES ({values})").format(
+            table=sql.Identifier(*split_table(options["table"])),
+            columns=sql.SQL(", ").join(sql.Identifier(options[role]) for role in roles),
+            values=sql.SQL(", ").join(
+                sql.SQL("CAST(%s AS {})").format(sql.SQL(self.types[options[role]]))
+                if role in ("data", "metadata")
+                else sql.Placeholder()
+                for role in roles
+            ),
+        )
+        first = options["first_sequence"]
+        rows = []
+        for event in events:
+            values = {
+                "stream": self.key(event.stream),
+                "sequence": event.sequence + first - 1,
+                "type": event.type,
+                "data": json.dumps(event.data),
+                "metadata": json.dumps(event.metadata) if event.metadata else None,
+                "time": event.recorded_at,
+                "id": event.id,
+            }
+            rows.append([values[role] for role in roles])
+        try:
+            with self.connection.transaction(), self.connection.cursor() as cursor:
+                cursor.executemany(statement, rows)
+        except psycopg.errors.UniqueViolation as exc:
+            raise SourceError(f"the source holds some of these events already: {_first_line(exc)}") from None

@@ -1,6 +1,7 @@
 """replaydesk source add NAME --kind KIND (--dsn DSN | --dsn-env VAR) [--option KEY=VALUE …]
 replaydesk source list
 replaydesk source pause|resume NAME
+replaydesk source write-dsn NAME (--dsn DSN | --dsn-env VAR | --clear)
 replaydesk source follow NAME [--until-caught-up]"""
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class Command(BaseCommand):
         actions.add_parser("kinds", help="The source kinds and their options.")
         for action in ("pause", "resume"):
             actions.add_parser(action, help=f"{action.capitalize()} following a source.").add_argument("name")
+        write_dsn = actions.add_parser(
+            "write-dsn", help="Give a source the DSN of a role that may write there, for write-backs."
+        )
+        write_dsn.add_argument("name")
+        given = write_dsn.add_mutually_exclusive_group(required=True)
+        given.add_argument("--dsn", help="How to reach it to write (stored encrypted, never shown back).")
+        given.add_argument("--dsn-env", metavar="VAR", help="The environment variable that holds it.")
+        given.add_argument("--clear", action="store_true", help="Take the write DSN away.")
         follow = actions.add_parser("follow", help="Follow a source in this process (Ctrl-C stops).")
         follow.add_argument("name")
         follow.add_argument("--until-caught-up", action="store_true", help="Stop once nothing is left.")
@@ -40,9 +49,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         action = options["action"]
         try:
-            getattr(self, f"_{action}")(options)
+            getattr(self, f"_{action.replace('-', '_')}")(options)
         except source_services.InvalidSource as exc:
-            lines = [f"cannot add source {options['name']}:"]
+            if action == "write-dsn":
+                lines = [f"cannot give source {options['name']} that write DSN:"]
+            else:
+                lines = [f"cannot add source {options['name']}:"]
             for field, messages in exc.errors.items():
                 lines += [f"  {field}: {message}" for message in messages]
             raise CommandError("\n".join(lines)) from exc
@@ -100,6 +112,16 @@ class Command(BaseCommand):
     def _resume(self, options):
         source_services.set_state(name=options["name"], state=Source.State.RUNNING, actor=_actor())
         self.stdout.write(f"source {options['name']} is followed again")
+
+    def _write_dsn(self, options):
+        name = options["name"]
+        source_services.set_write_dsn(
+            name=name, dsn=options["dsn"] or "", dsn_env=options["dsn_env"] or "", actor=_actor()
+        )
+        if options["clear"]:
+            self.stdout.write(f"source {name} has no write DSN now")
+        else:
+            self.stdout.write(f"source {name} may be written back to (replaydesk write_back {name})")
 
     def _follow(self, options):
         name = options["name"]
