@@ -161,14 +161,20 @@ def set_write_dsn(
     return source
 
 
+def write_dsn_missing(source: Source) -> str:
+    """Why a write-back cannot reach the source ("" when it can try)."""
+    if source.write_dsn_encrypted or source.write_dsn_env:
+        return ""
+    return (
+        f"{source.name} has no DSN to write back with: give it one of a role that may write there "
+        f"(replaydesk source write-dsn {source.name} --dsn …, or PUT /api/v1/sources/{source.name}/write-dsn)"
+    )
+
+
 def write_dsn_of(source: Source) -> str:
     """The DSN a write-back writes with; SourceError when the source has none."""
-    if not (source.write_dsn_encrypted or source.write_dsn_env):
-        raise SourceError(
-            f"{source.name} has no DSN to write back with: give it one of a role that may write there "
-            f"(replaydesk source write-dsn {source.name} --dsn …, or PUT "
-            f"/api/v1/sources/{source.name}/write-dsn)"
-        )
+    if missing := write_dsn_missing(source):
+        raise SourceError(missing)
     return source_connect.dsn_of(dsn_encrypted=source.write_dsn_encrypted, dsn_env=source.write_dsn_env)
 
 

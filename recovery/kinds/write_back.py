@@ -77,7 +77,11 @@ class WriteBack(JobKind):
     result_template = "recovery/results/write_back.html"
 
     def check(self, checker: Checker) -> dict[str, Any]:
-        return {"source": checker.source_name()}
+        name = checker.source_name()
+        source = Source.objects.filter(name=name).first() if name else None
+        if source is not None and (missing := source_services.write_dsn_missing(source)):
+            checker.bad("source", missing)
+        return {"source": name}
 
     def target(self, params: dict[str, Any]) -> str:
         return f"{TARGET_PREFIX}{params['source']}"

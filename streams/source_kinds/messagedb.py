@@ -102,10 +102,18 @@ class MessageDBWriter(TableWriter):
             ).fetchone()[0]
         except psycopg.errors.UndefinedFunction:
             raise SourceError(f"the source has no {function}: is Message DB installed there?") from None
-        if not allowed:
+        # write_message runs with its caller's rights: it needs the table's and its sequence's too.
+        table = f"{self.schema}.messages"
+        inserts = self.connection.execute(
+            "SELECT has_table_privilege(to_regclass(%s), 'INSERT'),"
+            " coalesce(has_sequence_privilege(pg_get_serial_sequence(%s, 'global_position'), 'USAGE'), true)",
+            [table, table],
+        ).fetchone()
+        if not allowed or not all(inserts):
             raise SourceError(
-                f"the write DSN's role may not write messages: GRANT EXECUTE ON FUNCTION {function} to it "
-                "(Message DB's own message_store role may)"
+                f"the write DSN's role may not write messages: it needs EXECUTE on {function}, INSERT on "
+                f"{table} and USAGE on its global_position sequence (Message DB's own message_store role "
+                "has them)"
             )
 
     def write(self, events: list[SourceEvent]) -> None:
