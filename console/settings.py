@@ -295,8 +295,8 @@ REPLAYDESK_REPLAY_SHARDS = int(os.environ.get("REPLAYDESK_REPLAY_SHARDS", 4))
 REPLAYDESK_REPLAY_BATCH_MAX = int(os.environ.get("REPLAYDESK_REPLAY_BATCH_MAX", 0))
 # How long a job works before it checkpoints and re-enqueues itself (a killed worker costs at most this).
 REPLAYDESK_JOB_SLICE_SECONDS = float(os.environ.get("REPLAYDESK_JOB_SLICE_SECONDS", 5))
-# Whether a change to a consumer (created, resumed, …) wakes it through the workers at once. Off only
-# for a process that runs its consumers itself (a drill's sandbox).
+# Whether a change to a consumer or a source (created, resumed, …) wakes it through the workers at once.
+# Off only for a process that runs its consumers and follows its sources itself (a drill's sandbox).
 REPLAYDESK_CONSUMERS_WAKE = env_bool("REPLAYDESK_CONSUMERS_WAKE", True)
 
 # Four-eyes approvals: "kind=N,…" overrides how many a job of a kind needs before it may run (each kind

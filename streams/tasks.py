@@ -7,6 +7,7 @@ duplicated message costs nothing: the tick enqueues every running consumer again
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from core.redis import client as redis_client
 from streams import consumer_kinds, source_follow
@@ -84,7 +85,10 @@ SOURCE_RETRY_SECONDS = 5.0
 
 
 def enqueue_source(name: str) -> bool:
-    """Start the source's chain of follower runs unless one runs. True when this call started it."""
+    """Start the source's chain of follower runs unless one runs. True when this call started it.
+    Never in a process that follows its sources itself (a drill's sandbox: REPLAYDESK_CONSUMERS_WAKE)."""
+    if not settings.REPLAYDESK_CONSUMERS_WAKE:
+        return False
     if not redis_client().set(SOURCE_CHAIN_KEY.format(name), "1", nx=True, ex=SOURCE_CHAIN_TTL_SECONDS):
         return False
     follow_source.apply_async((name,), queue="live")

@@ -36,19 +36,28 @@ class DrillError(Exception):
 Progress = Callable[[str, str], None]
 
 
-def run(*, quick: bool, on_progress: Progress, name: str = "replaydesk_drill") -> dict[str, Any]:
-    """Play a drill in the scratch database `name` (dropped first if a killed drill left it); the report."""
+def run(
+    *, quick: bool, on_progress: Progress, name: str = "replaydesk_drill", source: str | None = None
+) -> dict[str, Any]:
+    """Play a drill in the scratch database `name` (dropped first if a killed drill left it); the report.
+    With `source` (a source kind), the drill of a source (recovery/drill/source_drill.py) instead."""
     scratch = scratch_url(settings.DATABASE_URL, name)
     _recreate(name)
     try:
         with tempfile.TemporaryDirectory(prefix="replaydesk-drill-") as home:
-            return _play(scratch, Path(home), quick=quick, on_progress=on_progress)
+            return _play(scratch, Path(home), quick=quick, on_progress=on_progress, source=source)
     finally:
         _drop(name)
+        if source:
+            _drop_source_scratch(name)
 
 
 def report_lines(report: dict[str, Any]) -> list[str]:
     """The report for a terminal."""
+    if "source_kind" in report:
+        from recovery.drill.source_drill import report_lines as source_report_lines
+
+        return source_report_lines(report)
     damage, checks = report["damage"], report["checks"]
     verdict = "PASSED" if report["passed"] else "FAILED"
     return [
@@ -70,14 +79,19 @@ def scratch_url(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-def _play(scratch: str, home: Path, *, quick: bool, on_progress: Progress) -> dict[str, Any]:
+def _play(
+    scratch: str, home: Path, *, quick: bool, on_progress: Progress, source: str | None = None
+) -> dict[str, Any]:
     env = {
         **os.environ,
         "DATABASE_URL": scratch,
         "REPLAYDESK_SNAPSHOT_DIR": str(home / "snapshots"),
         "REPLAYDESK_CONSUMERS_WAKE": "false",
         # The drill's own jobs run in its sandbox at once; approvals guard the store, not this.
-        "REPLAYDESK_APPROVALS": "restore=0,replay=0,resync=0,snapshot=0",
+        "REPLAYDESK_APPROVALS": "restore=0,replay=0,resync=0,snapshot=0,write_back=0",
+        # A source drill's application lives on the same server as the scratch database: the only
+        # database its source may reach.
+        "REPLAYDESK_SOURCE_ALLOW": _server_rule(scratch),
         "PGAPPNAME": "replaydesk-drill",
         # The default data set is the identity demo's (demo/drill.py): installed in the sandbox only.
         "REPLAYDESK_DEMO": "1",
@@ -87,6 +101,8 @@ def _play(scratch: str, home: Path, *, quick: bool, on_progress: Progress) -> di
         "PYTHONUNBUFFERED": "1",
     }
     command = [sys.executable, "-m", "console.cli", "drill", "--sandbox", *(["--quick"] if quick else [])]
+    if source:
+        command += ["--source", source]
     errors = home / "stderr.log"
     report = None
     with errors.open("w") as stderr:
@@ -126,6 +142,25 @@ def admin_connection() -> psycopg.Connection:
         autocommit=True,
         **{key: params[key] for key in ("dbname", "user", "password", "host", "port") if params.get(key)},
     )
+
+
+def _server_rule(url: str) -> str:
+    """An allowlist entry for the server of `url` and its port only (loopback for a local socket)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or 5432
+    if not host or host.startswith("/"):
+        return "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _drop_source_scratch(name: str) -> None:
+    from recovery.drill.source_drill import scratch_names
+
+    database, backup, reader = scratch_names(name)
+    with admin_connection() as conn:
+        for each in (database, backup):
+            conn.execute(f'DROP DATABASE IF EXISTS "{each}" WITH (FORCE)')
+        conn.execute(f'DROP ROLE IF EXISTS "{reader}"')
 
 
 def _recreate(name: str) -> None:

@@ -55,6 +55,23 @@ def test_the_drill_command_restores_from_an_old_backup_and_reports_rpo_and_rto()
     assert "replaydesk_drill" not in scratch_databases(), "its scratch database was dropped"
 
 
+def test_the_source_drill_writes_back_what_a_restore_lost_and_the_application_loads_it_all():
+    out, err = StringIO(), StringIO()
+
+    call_command("drill", "--source", "eventsourcing", "--quick", "--json", stdout=out, stderr=err)
+
+    report = json.loads(out.getvalue())
+    assert report["passed"] is True, report["checks"]
+    assert report["rpo_events"] == 0
+    assert report["events_written_back"] == report["events_lost_by_restore"] > 0
+    assert "restored from an old backup" in report["follower_refused"]
+    assert report["checks"]["second_write_back_wrote"] == 0
+    assert 0 < report["rto_seconds"] < 120
+    assert "[recovering]" in err.getvalue()
+    assert Event.objects.count() == 0, "the drill wrote nothing into the store it was started from"
+    assert scratch_databases() == [], "its scratch databases were dropped"
+
+
 def test_a_recovery_that_forgets_the_bad_events_fails_the_drills_checks(settings, monkeypatch):
     """Played here (the test database is a scratch database too), with the exclusion sabotaged: the
     bad events come back in the projection and downstream, and the checks say so."""
