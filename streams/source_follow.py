@@ -316,12 +316,18 @@ def _write(cursor, source: Source, streams: dict, events: list[SourceEvent]) -> 
             INSERT INTO streams_stream (name, category, version, created_at, updated_at, source_id)
             SELECT name, category, 0, now(), now(), %s
               FROM unnest(%s::text[], %s::text[]) AS s(name, category)
+            ON CONFLICT (name) DO NOTHING
             RETURNING name, id
             """,
             [source.pk, new, [category_of(name) for name in new]],
         )
         for name, stream_id in cursor.fetchall():
             streams[name]["id"] = stream_id
+        taken = [name for name in new if streams[name]["id"] is None]
+        if taken:
+            # Another source's follower (or an append) created it since this batch looked: the batch is
+            # undone, and the next one finds it someone else's and parks its events with that reason.
+            raise SourceError(f"stream {taken[0]} was created by another writer meanwhile; following again")
     touched = sorted({event.stream for event in events})
     cursor.execute(
         """
