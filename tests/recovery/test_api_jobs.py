@@ -320,8 +320,12 @@ def test_the_estimate_counts_events_and_streams_and_writes_nothing(api):
         "rate",
         "seconds",
         "basis",
+        "breakdown",
+        "notes",
     }
     assert (body["events"], body["excluded"], body["streams"]) == (4, 1, 5)
+    # Per-stream counts are a write-back's; a replay's events are counted as a whole.
+    assert (body["breakdown"], body["notes"]) == ([], [])
     assert body["params"]["exclude"]["event_ids"] == [dropped]
     assert body["rate"] > 0 and body["seconds"] is not None and "assumed" in body["basis"]
     assert writes() == before
