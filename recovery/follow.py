@@ -56,6 +56,8 @@ OPTION_NAMES = {
     "subscription": "SUBSCRIPTION",
     "to_position": "--to-position",
     "to_time": "--to-time",
+    "source": "NAME",
+    "samples": "--samples",
 }
 
 

@@ -33,7 +33,14 @@ import psycopg
 
 from streams.source_connect import ENV_NAME_RE
 from streams.source_kinds import Read, SourceError, SourceEvent, SourceKind, derived_id
-from streams.source_kinds.table import IDENTIFIER_RE, check_table, first_sequence, read_rows, table_columns
+from streams.source_kinds.table import (
+    IDENTIFIER_RE,
+    TableSource,
+    check_table,
+    first_sequence,
+    read_rows,
+    table_columns,
+)
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Mapper
@@ -138,6 +145,9 @@ class EventsourcingSource(SourceKind):
         rows, top, snapshot = read_rows(connection, table_options(options), after=after, limit=limit)
         found = decoder(options)
         return Read(events=[found.event(row) for row in rows], top=top, snapshot=snapshot)
+
+    def count(self, connection: psycopg.Connection, options: dict[str, Any], *, after: int) -> int | None:
+        return TableSource().count(connection, table_options(options), after=after)
 
 
 def events_table(options: dict[str, Any]) -> str:

@@ -80,3 +80,6 @@ class MessageDBSource(SourceKind):
         self, connection: psycopg.Connection, options: dict[str, Any], *, after: int, limit: int
     ) -> Read:
         return _table.read(connection, table_options(options), after=after, limit=limit)
+
+    def count(self, connection: psycopg.Connection, options: dict[str, Any], *, after: int) -> int | None:
+        return _table.count(connection, table_options(options), after=after)
