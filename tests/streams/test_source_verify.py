@@ -126,6 +126,34 @@ def test_events_deleted_or_altered_in_the_copy_are_missing_or_different_with_sam
     assert len(verify("orders_store", samples=1).result["samples"]) == 1
 
 
+def test_a_slice_that_dies_midway_is_done_again_from_what_the_job_kept(orders, settings, monkeypatch):
+    from recovery.kinds import source_verify
+
+    settings.REPLAYDESK_SOURCE_BATCH = 2
+    in_log(
+        "DELETE FROM streams_event WHERE sequence = 3"
+        " AND stream_id = (SELECT id FROM streams_stream WHERE name = 'order-1')"
+    )
+    calls = []
+
+    def dies_once(*args):
+        calls.append(1)
+        if len(calls) == 2:  # the copy read in part, nothing of it kept yet
+            raise RuntimeError("worker lost")
+        return read_copy(*args)
+
+    read_copy = source_verify.read_copy
+    monkeypatch.setattr(source_verify, "read_copy", dies_once)
+
+    job = verify("orders_store")
+
+    assert job.failures == 0 and len(calls) > 3
+    r = job.result
+    assert (r["source_events"], r["copy_events"], r["missing"], r["extra"]) == (5, 4, 1, 0)
+    assert samples(job) == [("missing", "order-1", 3, 3, ())]
+    assert job.done == 9
+
+
 def test_a_tampered_source_is_reported_against_its_copy(orders):
     orders.execute('UPDATE events SET body = \'{"n": 1, "forged": true}\' WHERE seq = 1')
     orders.execute("DELETE FROM events WHERE seq = 4")  # order-2's first event
