@@ -13,9 +13,11 @@ Events past the copied position (`Source.position` when the job starts) are not 
 differences: they are counted as beyond. Events parked and not resolved (parked, or skipped) are not in
 the copy by design: they are counted as parked.
 
-What it has found is kept in `job.work` at the end of each slice, with the position it has read to, so a
-killed worker costs at most a slice. The work holds a few numbers per stream of the source: a source of
-millions of streams makes it large.
+The comparison is recovery/source_compare.py. What it has found is kept in `job.work` at the end of each
+slice (and when it turns from the source to the copy), with the positions it has read to; a slice that
+dies starts again from there, so a killed worker costs at most a slice and counts nothing twice. The work
+holds a few numbers per stream of the source (a source of millions of streams makes it large), and the
+source's sequences as runs ([[1, 40]] for a stream without a hole).
 """
 
 from __future__ import annotations

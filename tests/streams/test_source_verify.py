@@ -154,6 +154,34 @@ def test_a_slice_that_dies_midway_is_done_again_from_what_the_job_kept(orders, s
     assert job.done == 9
 
 
+def test_a_verify_cancelled_while_it_reads_stops_at_its_next_batch(orders, settings, monkeypatch):
+    from recovery.kinds import source_verify
+
+    settings.REPLAYDESK_SOURCE_BATCH = 1
+    settings.REPLAYDESK_JOB_SLICE_SECONDS = 60
+    read_source = source_verify.read_source
+    batches = []
+
+    def then_cancelled(found, *args):
+        batches.append(found.source_after)
+        if len(batches) == 2:
+            job = Job.objects.get(kind="verify_source")
+            services.cancel_job(job_id=job.pk, actor="tests")
+        return read_source(found, *args)
+
+    monkeypatch.setattr(source_verify, "read_source", then_cancelled)
+    with runner.inline():
+        job = services.request_job(
+            kind="verify_source", params={"source": "orders_store"}, requested_by="tests", reason="check"
+        )
+
+    finished = runner.run_inline(job.pk)
+
+    assert finished.state == "cancelled"
+    assert batches == [0, 1] and finished.done == 2
+    assert finished.result is None or finished.result == {}
+
+
 def test_a_tampered_source_is_reported_against_its_copy(orders):
     orders.execute('UPDATE events SET body = \'{"n": 1, "forged": true}\' WHERE seq = 1')
     orders.execute("DELETE FROM events WHERE seq = 4")  # order-2's first event
