@@ -125,6 +125,21 @@ def test_events_deleted_or_altered_in_the_copy_are_missing_or_different_with_sam
 
     assert len(verify("orders_store", samples=1).result["samples"]) == 1
 
+    # The job's page shows the same.
+    client = Client()
+    client.force_login(person("olivia", "operator"))
+    page = client.get(f"/jobs/{job.pk}/")
+    assertContains(page, "orders_store and its copy differ up to its position 5: 2 of 2 streams.")
+    assertContains(page, '<tr data-stream="order-1">', count=1)
+    assertContains(
+        page,
+        '<tr class="source-verify-sample" data-what="different"><td data-label="What">different data</td>'
+        '<td class="wrap" data-label="Stream">order-1</td><td class="num" data-label="Sequence">3</td>'
+        '<td class="num" data-label="Source position">3</td></tr>',
+        html=True,
+    )
+    assertContains(page, '<a href="/sources/orders_store/">orders_store</a>', html=True)
+
 
 def test_a_slice_that_dies_midway_is_done_again_from_what_the_job_kept(orders, settings, monkeypatch):
     from recovery.kinds import source_verify
@@ -262,6 +277,11 @@ def test_the_command_line_says_equal_or_what_differs_and_exits_2(orders):
     assert "orders_store and its copy differ up to its position 5: 2 of 2 streams" in output
     assert "  order-1: 3 in the source, 2 in the copy (1 missing, 0 extra, 0 different)" in output
     assert "  missing in the copy: order-1 sequence 1 (source position 1)" in output
+
+    out = io.StringIO()
+    call_command("source", "verify", "orders_store", "--reason", "x", "--dry-run", stdout=out)
+    assert "dry run of verify_source source.orders_store (nothing was created)" in out.getvalue()
+    assert '"samples": 10' in out.getvalue()
 
     with pytest.raises(CommandError) as refused:
         call_command("source", "verify", "nope", "--reason", "x", "--inline", stdout=io.StringIO())
