@@ -56,6 +56,7 @@ OPTION_NAMES = {
     "to_position": "--to-position",
     "to_time": "--to-time",
     "source": "SOURCE",
+    "samples": "--samples",
 }
 
 

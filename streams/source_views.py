@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from core.pages import not_found, pretty_json, render_page, role_required, stop_polling
 from core.roles import Can, can
-from streams import source_kinds, source_services, source_status
+from streams import source_kinds, source_links, source_services, source_status
 from streams.models import Source, SourceParkedEvent, Stream
 from streams.source_kinds import SourceError
 from streams.views import clip
@@ -89,6 +89,8 @@ def live_context(request: HttpRequest, source: Source) -> dict[str, Any]:
             source=source, state=SourceParkedEvent.State.PARKED
         ).count(),
         "may_operate": can(request.user, Can.OPERATE),
+        # What other apps offer for it (recovery: Verify), beside Pause and Resume.
+        "links": source_links.links_for(source),
         "now": timezone.now(),
         **THRESHOLDS,
     }

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from recovery.models import Job, JobLane
     from recovery.params import Checker
-    from streams.models import Consumer, Event
+    from streams.models import Consumer, Event, Source
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,10 @@ class JobKind:
         from django.urls import reverse
 
         return reverse("streams:consumer", args=[target])
+
+    def source_links(self, source: str) -> list[Link]:
+        """What a source's page offers for it (a kind that works on sources): buttons to the form."""
+        return []
 
     # --- the dry run
 
@@ -207,6 +211,11 @@ def consumer_links(consumer: Consumer) -> list[Link]:
     offered = [kind for kind in kinds() if consumer.kind in kind.offered_on]
     offered.sort(key=lambda kind: kind.button_order)
     return [link for kind in offered for link in kind.consumer_links(consumer.name)]
+
+
+def source_links(source: Source) -> list[Link]:
+    """The buttons of every kind that offers one on a source's page (streams.source_links)."""
+    return [link for kind in kinds() for link in kind.source_links(source.name)]
 
 
 def default_approvals() -> dict[str, int]:

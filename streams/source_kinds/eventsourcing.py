@@ -37,6 +37,7 @@ from streams.source_connect import ENV_NAME_RE
 from streams.source_kinds import Read, SourceError, SourceEvent, SourceKind, SourceWriter, derived_id
 from streams.source_kinds.table import (
     IDENTIFIER_RE,
+    TableSource,
     TableWriter,
     check_table,
     first_sequence,
@@ -254,6 +255,9 @@ class EventsourcingWriter(TableWriter):
         if self._recorder is not None:
             self._recorder.datastore.close()
         super().close()
+
+    def count(self, connection: psycopg.Connection, options: dict[str, Any], *, after: int) -> int | None:
+        return TableSource().count(connection, table_options(options), after=after)
 
 
 def events_table(options: dict[str, Any]) -> str:

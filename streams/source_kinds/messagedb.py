@@ -82,6 +82,9 @@ class MessageDBSource(SourceKind):
     ) -> Read:
         return _table.read(connection, table_options(options), after=after, limit=limit)
 
+    def count(self, connection: psycopg.Connection, options: dict[str, Any], *, after: int) -> int | None:
+        return _table.count(connection, table_options(options), after=after)
+
     def writer(self, dsn: str, options: dict[str, Any]) -> SourceWriter:
         return MessageDBWriter(dsn, options)
 

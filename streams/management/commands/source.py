@@ -2,7 +2,8 @@
 replaydesk source list
 replaydesk source pause|resume NAME
 replaydesk source write-dsn NAME (--dsn DSN | --dsn-env VAR | --clear)
-replaydesk source follow NAME [--until-caught-up]"""
+replaydesk source follow NAME [--until-caught-up]
+and the subcommands other apps add (streams/source_commands.py): replaydesk source verify NAME …"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from core import principals
-from streams import source_follow, source_kinds, source_services, source_status
+from streams import source_commands, source_follow, source_kinds, source_services, source_status
 from streams.models import Source
 from streams.source_kinds import SourceError
 
@@ -45,9 +46,13 @@ class Command(BaseCommand):
         follow = actions.add_parser("follow", help="Follow a source in this process (Ctrl-C stops).")
         follow.add_argument("name")
         follow.add_argument("--until-caught-up", action="store_true", help="Stop once nothing is left.")
+        for extra in source_commands.subcommands():
+            extra.arguments(actions.add_parser(extra.name, help=extra.help))
 
     def handle(self, *args, **options):
         action = options["action"]
+        if extra := source_commands.get(action):
+            return extra.run(self, options)
         try:
             getattr(self, f"_{action.replace('-', '_')}")(options)
         except source_services.InvalidSource as exc:
