@@ -37,6 +37,15 @@ class UtcTimeField(forms.CharField):
         return text
 
 
+def source_field() -> forms.ChoiceField:
+    """The source a job of a kind that works on sources works on (verify_source, write_back)."""
+    from streams.models import Source
+
+    names = Source.objects.order_by("name").values_list("name", flat=True)
+    choices = [("", "Choose a source"), *((name, name) for name in names)]
+    return forms.ChoiceField(required=False, choices=choices)
+
+
 def number_input() -> forms.TextInput:
     return forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"})
 

@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from django.urls import reverse
 
 from recovery import runner
-from recovery.forms import number_input
+from recovery.forms import number_input, source_field
 from recovery.kinds.backfill import TARGET_PREFIX
 from recovery.kinds.base import JobKind, Step, register
 from recovery.kinds.common import FinalError
@@ -76,11 +76,8 @@ class SourceVerify(JobKind):
         return reverse("streams:source", args=[target.removeprefix(TARGET_PREFIX)])
 
     def form_fields(self) -> dict[str, forms.Field]:
-        names = Source.objects.order_by("name").values_list("name", flat=True)
         return {
-            "source": forms.ChoiceField(
-                required=False, choices=[("", "Choose a source"), *((name, name) for name in names)]
-            ),
+            "source": source_field(),
             "samples": forms.IntegerField(
                 label="Samples",
                 required=False,
