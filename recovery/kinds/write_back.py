@@ -23,7 +23,9 @@ import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
+from django import forms
 from django.db import connection, transaction
 from django.db.models import F
 from django.urls import reverse
@@ -31,12 +33,14 @@ from django.urls import reverse
 from core import locks
 from core.audit import AuditType
 from recovery import runner
+from recovery.forms import source_field
 from recovery.kinds.backfill import TARGET_PREFIX
 from recovery.kinds.base import DryRun, JobKind, Step, register
 from recovery.kinds.common import FinalError
 from recovery.models import Job
 from recovery.params import Checker, JobParamsError
 from streams import audit, source_connect, source_follow, source_kinds, source_services
+from streams.consumer_links import Link
 from streams.models import Source, SourceParkedEvent
 from streams.source_kinds import SourceError, SourceEvent, SourceWriter
 
@@ -88,6 +92,13 @@ class WriteBack(JobKind):
 
     def target_url(self, target: str) -> str:
         return reverse("streams:source", args=[target.removeprefix(TARGET_PREFIX)])
+
+    def form_fields(self) -> dict[str, forms.Field]:
+        return {"source": source_field()}
+
+    def source_links(self, source: str) -> list[Link]:
+        query = urlencode({"kind": self.name, "source": source})
+        return [Link("Write back", f"{reverse('recovery:job-new')}?{query}")]
 
     def unmeasured_rate(self) -> tuple[float | None, str]:
         return None, "no write-back has finished yet to measure"
