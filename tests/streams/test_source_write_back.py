@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import sys
+import time
 import uuid
 from decimal import Decimal
 
@@ -28,6 +30,7 @@ from streams.source_services import InvalidSource
 from tests.conftest import bearer_token, person
 from tests.streams.messagedb_helpers import messagedb  # noqa: F401 (a fixture)
 from tests.streams.source_helpers import add_table_source, copy_all, server_url
+from tests.streams.test_projection_crashes import Processes
 from tests.streams.test_source_eventsourcing import Shop, add_shop, shop_of  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("four_eyes")]
@@ -302,3 +305,56 @@ def test_the_command_line_gives_a_write_dsn_and_dry_runs_a_write_back_stream_by_
     assert "1  order-1" in printed and "1  order-5" in printed
     assert not Job.objects.filter(kind="write_back").exists()
     assert len(source_db.execute("SELECT 1 FROM events")) == 1
+
+
+def test_a_write_back_killed_mid_batch_finishes_on_its_next_run_with_every_event_once(
+    source_db, backups, tmp_path
+):
+    """kill -9 of the process running a write-back between the source's transactions: the job's next
+    slice makes the plan again from what the source holds and writes the rest, each event once."""
+    source_db.append("order-0", 1)
+    add_table_source(source_db)
+    backfilled()
+    backup = backups.take(source_db.name)
+    for n in range(1200):
+        source_db.append(f"order-{n % 40 + 1}", n // 40 + 1)
+    copy_all()
+    backups.restore(source_db.name, backup)
+    # Each row the write-back inserts takes a few milliseconds, so that the kill lands mid-way.
+    source_db.execute(
+        "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN PERFORM pg_sleep(0.003); RETURN NEW; END $$"
+    )
+    source_db.execute("CREATE TRIGGER slow BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION slow()")
+    source_services.set_write_dsn(name="orders_store", dsn=source_db.admin_url, actor="tests")
+    lost = Event.objects.filter(appended_via="source").count() - 1
+    processes = Processes(tmp_path)
+    processes.env["REPLAYDESK_APPROVALS"] = "write_back=0"  # what it does after an approval, here
+    argv = [sys.executable, "-m", "console.cli", "write_back", "orders_store", "--inline", "--reason", "r"]
+
+    try:
+        child = processes.start("write-back", argv)
+        deadline = time.monotonic() + 60
+        while len(table_rows(source_db)) < 1 + 600:
+            assert child.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "write-back.log"
+            ).read_text()
+            time.sleep(0.05)
+        processes.kill(child)
+    finally:
+        processes.stop_all()
+
+    written = len(table_rows(source_db)) - 1
+    assert 600 <= written < lost, "killed mid-way"
+    job = Job.objects.get(kind="write_back")
+    assert job.state == Job.State.RUNNING
+    finished = run_inline(job.pk)
+    assert finished.state == Job.State.SUCCEEDED, finished.error
+    rows = table_rows(source_db)
+    assert len(rows) == 1 + lost
+    assert len({(stream, version) for stream, version, _, _ in rows}) == len(rows)
+    by_stream: dict[str, list[int]] = {}
+    for stream, version, _, _ in rows:
+        by_stream.setdefault(stream, []).append(version)
+    assert all(versions == list(range(1, len(versions) + 1)) for versions in by_stream.values())
+    assert copy_all().copied == 0
