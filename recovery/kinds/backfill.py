@@ -6,6 +6,7 @@ parking), holding the source's follower lock, so the two never copy at once."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -57,19 +58,13 @@ class Backfill(JobKind):
 
     def main(self, job: Job, deadline: float) -> Step:
         name = job.params["source"]
-        with locks.held(locks.lock_key("source", name)) as got:
-            if not got:
-                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-                return Step.AGAIN  # the live follower is in a slice; it ends within seconds
-            source = Source.objects.filter(name=name).first()
-            if source is None:
-                raise FinalError(f"no source is named {name!r} any more")
+
+        def copy(source: Source) -> Step:
             if source.state != Source.State.RUNNING:
                 raise FinalError(f"{name} is {source.state}; resume it, then retry this job")
-            try:
-                return self._copy(job, source, deadline)
-            except SourceError as exc:
-                raise FinalError(str(exc)) from exc
+            return self._copy(job, source, deadline)
+
+        return with_source(name, deadline, copy)
 
     def _copy(self, job: Job, source: Source, deadline: float) -> Step:
         kind = source_kinds.get(source.kind)
@@ -109,6 +104,22 @@ class Backfill(JobKind):
             runner.finish(job, result=result, message=f"{job.done} events of {source.name} copied")
             transaction.on_commit(lambda: _follow_live(source.name))
         return Step.DONE
+
+
+def with_source(name: str, deadline: float, work: Callable[[Source], Step]) -> Step:
+    """`work(source)` with the source's follower lock held, so that no follower copies meanwhile (AGAIN,
+    after a short wait, while a follower's slice holds it); a SourceError fails the job with its reason."""
+    with locks.held(locks.lock_key("source", name)) as got:
+        if not got:
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+            return Step.AGAIN  # the live follower is in a slice; it ends within seconds
+        source = Source.objects.filter(name=name).first()
+        if source is None:
+            raise FinalError(f"no source is named {name!r} any more")
+        try:
+            return work(source)
+        except SourceError as exc:
+            raise FinalError(str(exc)) from exc
 
 
 def _follow_live(name: str) -> None:

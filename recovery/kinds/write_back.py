@@ -30,13 +30,11 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.urls import reverse
 
-from core import locks
 from core.audit import AuditType
 from recovery import runner
 from recovery.forms import source_field
-from recovery.kinds.backfill import TARGET_PREFIX
+from recovery.kinds.backfill import TARGET_PREFIX, with_source
 from recovery.kinds.base import DryRun, JobKind, Step, register
-from recovery.kinds.common import FinalError
 from recovery.models import Job
 from recovery.params import Checker, JobParamsError
 from streams import audit, source_connect, source_follow, source_kinds, source_services
@@ -137,19 +135,11 @@ class WriteBack(JobKind):
         return None
 
     def main(self, job: Job, deadline: float) -> Step:
-        name = job.params["source"]
-        with locks.held(locks.lock_key("source", name)) as got:
-            if not got:
-                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-                return Step.AGAIN  # the live follower is in a slice; it ends within seconds
-            source = Source.objects.filter(name=name).first()
-            if source is None:
-                raise FinalError(f"no source is named {name!r} any more")
-            try:
-                with _writer(source) as writer:
-                    return self._write(job, source, writer, deadline)
-            except SourceError as exc:
-                raise FinalError(str(exc)) from exc
+        def write(source: Source) -> Step:
+            with _writer(source) as writer:
+                return self._write(job, source, writer, deadline)
+
+        return with_source(job.params["source"], deadline, write)
 
     def _write(self, job: Job, source: Source, writer: SourceWriter, deadline: float) -> Step:
         plan = make_plan(source, writer)
