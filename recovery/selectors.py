@@ -172,5 +172,9 @@ def _measured_rate(kind: JobKind, target: str) -> tuple[float | None, str]:
             rate = sum(rates) / len(rates)
             return round(
                 rate, 1
-            ), f"measured: {rate:,.0f} events/s over the last {len(rates)} {kind.name} jobs {scope}"
+            ), f"measured: {rate:,.0f} events/s over {_last_jobs(len(rates), kind.name)} {scope}"
     return kind.unmeasured_rate()
+
+
+def _last_jobs(count: int, kind: str) -> str:
+    return f"the last {kind} job" if count == 1 else f"the last {count} {kind} jobs"
