@@ -41,6 +41,24 @@ TARGETS = (
         0.5,
     ),
     ("lease takeover after a SIGKILL ≤ 2× the lease", "lease takeover, in lease times", "max", 2.0),
+    *(
+        target
+        for kind in ("eventsourcing", "messagedb", "table")
+        for target in (
+            (
+                f"backfill of a {kind} source ≥ 50,000 events/s",
+                f"backfill of a source: {kind}",
+                "min",
+                50_000,
+            ),
+            (
+                f"live copy lag of a {kind} source p95 < 1 s",
+                f"live copy lag of a source (p95): {kind}",
+                "max",
+                1.0,
+            ),
+        )
+    ),
 )
 
 
