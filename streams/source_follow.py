@@ -34,7 +34,7 @@ from core import locks, principals
 from streams import services, source_connect, source_horizon, source_kinds
 from streams.models import Source, SourceParkedEvent
 from streams.source_kinds import SourceError, SourceEvent
-from streams.validation import InvalidAppend, category_of, parse_append
+from streams.validation import InvalidAppend, category_of, json_text, parse_append, plainly_valid
 
 METADATA_KEY = "replaydesk_source"
 VIA = "source"
@@ -173,8 +173,11 @@ def record(source: Source, events: list[SourceEvent]) -> tuple[int, int]:
     """Record the copyable events in the log and park the rest, inside the caller's transaction."""
     candidates: list[SourceEvent] = []
     parked: list[SourceParkedEvent] = []
+    encoded: dict[int, tuple[str, str]] = {}
     for event in events:
-        problem = event.problem or _invalid(event)
+        problem = event.problem
+        if not problem:
+            problem, encoded[event.position] = _checked(event)
         if problem:
             parked.append(_parked(source, event, problem))
         else:
@@ -192,7 +195,7 @@ def record(source: Source, events: list[SourceEvent]) -> tuple[int, int]:
             elif problem:
                 parked.append(_parked(source, event, problem))
                 broken.add(event.stream)
-        copied = _write(cursor, source, streams, rows)
+        copied = _write(cursor, source, streams, rows, encoded)
     for item in parked:
         SourceParkedEvent.objects.update_or_create(
             source=source,
@@ -210,6 +213,25 @@ def record(source: Source, events: list[SourceEvent]) -> tuple[int, int]:
             },
         )
     return copied, len(parked)
+
+
+def _checked(event: SourceEvent) -> tuple[str, tuple[str, str]]:
+    """Why the log refuses the event as an append ("" when it takes it), and its data and metadata as
+    JSON text: the rules of parse_append, through its shortcut for events plainly within them."""
+    if event.id is not None:
+        plain = plainly_valid(
+            stream=event.stream,
+            event_id=event.id,
+            event_type=event.type,
+            data=event.data,
+            metadata=event.metadata,
+        )
+        if plain is not None and event.sequence is not None and event.sequence >= 1:
+            return "", plain
+    problem = _invalid(event)
+    if problem:
+        return problem, ("", "")
+    return "", (json_text(event.data), json_text(event.metadata))
 
 
 def _invalid(event: SourceEvent) -> str:
@@ -288,7 +310,9 @@ def _conflict(
     return None
 
 
-def _write(cursor, source: Source, streams: dict, events: list[SourceEvent]) -> int:
+def _write(
+    cursor, source: Source, streams: dict, events: list[SourceEvent], encoded: dict[int, tuple[str, str]]
+) -> int:
     if not events:
         return 0
     new = sorted({event.stream for event in events if streams[event.stream]["new"]})
@@ -315,18 +339,19 @@ def _write(cursor, source: Source, streams: dict, events: list[SourceEvent]) -> 
     who = appender(source.name)
     now = timezone.now()
 
+    name = json_text(source.name)
+
     def rows():
         for event in events:
-            metadata = {**event.metadata, METADATA_KEY: {"name": source.name, "position": event.position}}
-            actor = str(metadata.get("actor") or "")
+            data, metadata = encoded[event.position]
             yield (
                 streams[event.stream]["id"],
                 event.sequence,
                 event.id,
                 event.type,
-                json.dumps(event.data),
-                json.dumps(metadata),
-                actor,
+                data,
+                _with_origin(event, metadata, name),
+                str(event.metadata.get("actor") or ""),
                 who.name,
                 who.via,
                 _aware(event.recorded_at) or now,
@@ -334,6 +359,16 @@ def _write(cursor, source: Source, streams: dict, events: list[SourceEvent]) -> 
 
     count, _ = services.copy_events(cursor, rows())
     return count
+
+
+def _with_origin(event: SourceEvent, metadata: str, name: str) -> str:
+    """The event's metadata (as JSON text) with where it came from, METADATA_KEY, added last."""
+    if METADATA_KEY in event.metadata:
+        return json_text(
+            {**event.metadata, METADATA_KEY: {"name": json.loads(name), "position": event.position}}
+        )
+    origin = f'"{METADATA_KEY}":{{"name":{name},"position":{event.position}}}'
+    return f"{{{origin}}}" if metadata == "{}" else f"{metadata[:-1]},{origin}}}"
 
 
 def _aware(when: dt.datetime | None) -> dt.datetime | None:
