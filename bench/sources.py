@@ -244,20 +244,20 @@ def start_writer(found: SourceDB, rate: int, seconds: float, out: Path) -> multi
     a transaction every LIVE_EVENTS_PER_COMMIT / rate seconds) and writes to `out` each event's position
     in the source and the wall-clock time its transaction's commit returned."""
     process = multiprocessing.get_context("spawn").Process(
-        target=_write_live, args=(found, rate, seconds, str(out)), daemon=True
+        target=_write_live, args=(found, rate, seconds, str(out), uuid.uuid4().hex[:8]), daemon=True
     )
     process.start()
     return process
 
 
-def _write_live(found: SourceDB, rate: int, seconds: float, out: str) -> None:
+def _write_live(found: SourceDB, rate: int, seconds: float, out: str, tag: str) -> None:
     write = {"eventsourcing": _EventsourcingWriter, "messagedb": _MessageDBWriter, "table": _TableWriter}[
         found.kind
     ]
     committed: list[tuple[object, float]] = []
     every = LIVE_EVENTS_PER_COMMIT / rate
     ticks = int(seconds / every)
-    with write(found) as tick:
+    with write(found, tag) as tick:
         started = time.time()
         for n in range(ticks):
             due = started + n * every
@@ -274,8 +274,9 @@ def _write_live(found: SourceDB, rate: int, seconds: float, out: str) -> None:
 
 
 class _Writer:
-    def __init__(self, found: SourceDB):
-        self.found = found
+    def __init__(self, found: SourceDB, tag: str):
+        # In the names of the streams it writes: a new set each run.
+        self.found, self.tag = found, tag
 
     def __enter__(self):
         self.conn = psycopg.connect(self.found.writer_url)
@@ -298,7 +299,7 @@ class _Writer:
 
 class _TableWriter(_Writer):
     def __call__(self, n: int) -> list:
-        rows = _live_rows(n)
+        rows = _live_rows(self.tag, n)
         with self.conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO events (stream_name, version, event_type, body, meta, event_id)"
@@ -311,7 +312,7 @@ class _TableWriter(_Writer):
 
 class _MessageDBWriter(_Writer):
     def __call__(self, n: int) -> list:
-        rows = _live_rows(n)
+        rows = _live_rows(self.tag, n)
         with self.conn.cursor() as cur:
             cur.executemany(
                 "SELECT message_store.write_message(%s, %s, %s, %s, %s, %s)",
@@ -352,12 +353,12 @@ class _EventsourcingWriter(_Writer):
         return {key: by_key[key] for key in keys}
 
 
-def _live_rows(n: int) -> list[tuple]:
+def _live_rows(tag: str, n: int) -> list[tuple]:
     """A tick's events: LIVE_EVENTS_PER_COMMIT / 2 new streams, each opened and given a deposit
     (stream, version from 1, type, data, metadata as JSON, id)."""
     rows = []
     for k in range(LIVE_EVENTS_PER_COMMIT // 2):
-        stream = f"account-live{n}x{k}"
+        stream = f"account-{tag}x{n}x{k}"
         for version, type_ in ((1, "Opened"), (2, "Deposited")):
             rows.append((stream, version, type_, json.dumps(_data(n)), json.dumps(_metadata()), uuid.uuid4()))
     return rows

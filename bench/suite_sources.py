@@ -32,7 +32,7 @@ def run(ctx: Context) -> None:
     from django.conf import settings
 
     ctx.notes["sources: batches"] = {
-        "backfill": getattr(settings, "REPLAYDESK_SOURCE_BACKFILL_BATCH", settings.REPLAYDESK_SOURCE_BATCH),
+        "backfill": settings.REPLAYDESK_SOURCE_BACKFILL_BATCH,
         "live": settings.REPLAYDESK_SOURCE_BATCH,
     }
     prefix = ctx.server.database
@@ -120,7 +120,7 @@ def _backfill(ctx: Context, found: sources.SourceDB) -> float:
 def _batch() -> int:
     from django.conf import settings
 
-    return getattr(settings, "REPLAYDESK_SOURCE_BACKFILL_BATCH", settings.REPLAYDESK_SOURCE_BATCH)
+    return settings.REPLAYDESK_SOURCE_BACKFILL_BATCH
 
 
 RAW_READ = {

@@ -108,9 +108,12 @@ class Step:
     waiting: bool
 
 
-def copy_step(source: Source, kind: source_kinds.SourceKind, reader: psycopg.Connection) -> Step:
-    """One batch: read, keep what is final, record it with the new position in one transaction."""
-    batch = settings.REPLAYDESK_SOURCE_BATCH
+def copy_step(
+    source: Source, kind: source_kinds.SourceKind, reader: psycopg.Connection, *, batch: int | None = None
+) -> Step:
+    """One batch (`batch` events at most, REPLAYDESK_SOURCE_BATCH by default): read, keep what is final,
+    record it with the new position in one transaction."""
+    batch = batch or settings.REPLAYDESK_SOURCE_BATCH
     read = kind.read(reader, source.options, after=source.position, limit=batch)
     if read.top < source.position:
         # Its positions went back: a restore from an old backup, most likely. Copying on would skip the
@@ -258,9 +261,9 @@ def _lock_streams(cursor, source: Source, names: set[str]) -> dict[str, dict[str
     if not names:
         return {}
     cursor.execute(
-        "SELECT name, id, version, source_id FROM streams_stream WHERE name = ANY(%s)"
+        "SELECT name, id, version, source_id FROM streams_stream WHERE name = ANY(%s::text[])"
         " ORDER BY name FOR UPDATE",
-        [sorted(names)],
+        [_array(sorted(names), quoted=True)],
     )
     found = {
         name: {"id": id_, "version": version, "source": owner, "new": False}
@@ -272,14 +275,32 @@ def _lock_streams(cursor, source: Source, names: set[str]) -> dict[str, dict[str
 
 
 def _recorded(cursor, ids: list) -> dict:
+    """The events of the log with these ids (in a backfill, mostly none): their stream, sequence, type
+    and data. Looked up by id alone, and the few streams found by theirs: a join would read every
+    stream of the log for each batch."""
     if not ids:
         return {}
     cursor.execute(
-        "SELECT e.id, s.name, e.sequence, e.type, e.data FROM streams_event e"
-        " JOIN streams_stream s ON s.id = e.stream_id WHERE e.id = ANY(%s)",
-        [ids],
+        "SELECT id, stream_id, sequence, type, data FROM streams_event WHERE id = ANY(%s::uuid[])",
+        [_array(ids)],
     )
-    return {row[0]: row[1:] for row in cursor.fetchall()}
+    found = cursor.fetchall()
+    if not found:
+        return {}
+    cursor.execute(
+        "SELECT id, name FROM streams_stream WHERE id = ANY(%s::bigint[])",
+        [_array({row[1] for row in found})],
+    )
+    names = dict(cursor.fetchall())
+    return {event_id: (names[stream_id], *rest) for event_id, stream_id, *rest in found}
+
+
+def _array(values, *, quoted: bool = False) -> str:
+    """An array literal of numbers, UUIDs or (quoted) text: psycopg quotes a list element by element,
+    which costs more than the statement for a batch of thousands."""
+    if quoted:
+        values = ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _conflict(
@@ -320,22 +341,31 @@ def _write(
         cursor.execute(
             """
             INSERT INTO streams_stream (name, category, version, created_at, updated_at, source_id)
-            SELECT name, category, 0, now(), now(), %s
-              FROM unnest(%s::text[], %s::text[]) AS s(name, category)
+            SELECT name, category, version, now(), now(), %s
+              FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS s(name, category, version)
             RETURNING name, id
             """,
-            [source.pk, new, [category_of(name) for name in new]],
+            [
+                source.pk,
+                _array(new, quoted=True),
+                _array([category_of(name) for name in new], quoted=True),
+                _array([streams[name]["version"] for name in new]),
+            ],
         )
         for name, stream_id in cursor.fetchall():
             streams[name]["id"] = stream_id
-    touched = sorted({event.stream for event in events})
-    cursor.execute(
-        """
-        UPDATE streams_stream s SET version = v.version, updated_at = now()
-          FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, version) WHERE s.id = v.id
-        """,
-        [[streams[name]["id"] for name in touched], [streams[name]["version"] for name in touched]],
-    )
+    touched = sorted({event.stream for event in events if not streams[event.stream]["new"]})
+    if touched:
+        ids = _array([streams[name]["id"] for name in touched])
+        # The rows by their key (s.id = ANY): a join alone would be planned as a scan of every stream.
+        cursor.execute(
+            """
+            UPDATE streams_stream s SET version = v.version, updated_at = now()
+              FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, version)
+             WHERE s.id = v.id AND s.id = ANY(%s::bigint[])
+            """,
+            [ids, _array([streams[name]["version"] for name in touched]), ids],
+        )
     who = appender(source.name)
     now = timezone.now()
 

@@ -26,7 +26,7 @@ import os
 import re
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -66,6 +66,8 @@ COLUMNS = {
     "time": None,
     "id": None,
 }
+# What JSON decodes to and the transcodings leave alone (exact types: a subclass may be registered).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
@@ -234,11 +236,17 @@ def decoder(options: dict[str, Any]) -> Decoder:
 class Decoder:
     mapper: Mapper
     options: dict[str, Any]
+    # Each topic's event type and category, worked out once.
+    named: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def event(self, row: tuple) -> SourceEvent:
         position, originator_id, version, topic, state = row[:5]
-        event_type, aggregate = names_of(topic)
-        stream = f"{self.category(aggregate)}-{originator_id}"
+        named = self.named.get(topic)
+        if named is None:
+            event_type, aggregate = names_of(topic)
+            named = self.named[topic] = (event_type, self.category(aggregate))
+        event_type, category = named
+        stream = f"{category}-{originator_id}"
         sequence = version - self.options["first_sequence"] + 1
         attributes, problem = self.state(bytes(state or b""))
         metadata: dict[str, Any] = {"topic": topic}
@@ -329,9 +337,9 @@ class Decoder:
         (the form the streams' names use), the rest as the library's transcodings write them
         (datetimes as ISO strings, Decimals as strings)."""
         if isinstance(value, dict):
-            return {key: self.jsonable(item) for key, item in value.items()}
+            return {key: item if type(item) in _PLAIN else self.jsonable(item) for key, item in value.items()}
         if isinstance(value, list):
-            return [self.jsonable(item) for item in value]
+            return [item if type(item) in _PLAIN else self.jsonable(item) for item in value]
         if isinstance(value, uuid.UUID):
             return str(value)
         transcoding = self.mapper.transcoder.types.get(type(value))
