@@ -46,13 +46,13 @@ TARGETS = (
         for kind in ("eventsourcing", "messagedb", "table")
         for target in (
             (
-                f"backfill of a {kind} source ≥ 50,000 events/s",
+                f"backfill of a source ({kind}) ≥ 50,000 events/s",
                 f"backfill of a source: {kind}",
                 "min",
                 50_000,
             ),
             (
-                f"live copy lag of a {kind} source p95 < 1 s",
+                f"live copy lag of a source ({kind}) p95 < 1 s",
                 f"live copy lag of a source (p95): {kind}",
                 "max",
                 1.0,
