@@ -14,7 +14,7 @@ from pathlib import Path
 from bench import report
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("appends", "audit", "lag", "replay", "restore", "subscriptions", "reads")
+SECTIONS = ("appends", "sources", "audit", "lag", "replay", "restore", "subscriptions", "reads")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +143,10 @@ def _load_code() -> None:
         "streams.audit_search",
         "streams.consumers",
         "streams.subscriptions",
+        "streams.source_follow",
+        "streams.source_kinds.eventsourcing",
+        "streams.source_kinds.messagedb",
+        "streams.source_kinds.table",
         "streams.api_subscriptions",
         "recovery.runner",
         "recovery.kinds",
@@ -154,11 +158,22 @@ def _load_code() -> None:
 
 
 def _sections(ctx, wanted: set[str]) -> None:
-    from bench import data, peers, suite_appends, suite_replay, suite_store, suite_subscriptions
+    from bench import (
+        data,
+        peers,
+        suite_appends,
+        suite_replay,
+        suite_sources,
+        suite_store,
+        suite_subscriptions,
+    )
 
     peers.create(ctx.url, ctx.conninfo)
     if "appends" in wanted:
         _section(ctx, "appends", suite_appends.run)
+        data.clear_store(ctx.url)
+    if "sources" in wanted:
+        _section(ctx, "sources", suite_sources.run)
         data.clear_store(ctx.url)
     if wanted & {"audit", "lag", "replay", "restore", "subscriptions", "reads"}:
         ctx.log(f"loading the demo history: {ctx.sizes.events:,} events, {ctx.sizes.users:,} users")

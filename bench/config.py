@@ -33,6 +33,9 @@ class Sizes:
     # Events a subscription's reader fetches over HTTP (and the projection runner reads) per measurement:
     # the last so many of the log.
     subscription_events: int
+    # Events of each source's history a backfill copies, and seconds of the live writer (1,000 events/s).
+    source_events: int
+    source_live_seconds: float
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +58,8 @@ FULL = Sizes(
     es_runner_events=10_000,
     es_catch_up_events=1_000_000,
     subscription_events=200_000,
+    source_events=1_000_000,
+    source_live_seconds=30.0,
 )
 
 QUICK = Sizes(
@@ -74,4 +79,6 @@ QUICK = Sizes(
     es_runner_events=1_000,
     es_catch_up_events=50_000,
     subscription_events=20_000,
+    source_events=50_000,
+    source_live_seconds=5.0,
 )

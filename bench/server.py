@@ -82,6 +82,8 @@ def environment(server: Server) -> dict[str, str]:
         "REPLAYDESK_RATE_WRITE": "off",
         "REPLAYDESK_RATE_READ": "off",
         "REPLAYDESK_SNAPSHOT_DIR": snapshot_dir(server),
+        # The sources section's scratch databases are on the run's own server.
+        "REPLAYDESK_SOURCE_ALLOW": "127.0.0.0/8,::1,localhost",
     }
 
 

@@ -364,6 +364,9 @@ REPLAYDESK_SOURCE_ALLOW = env_list("REPLAYDESK_SOURCE_ALLOW", [])
 REPLAYDESK_SOURCE_KEY = os.environ.get("REPLAYDESK_SOURCE_KEY", "")
 # Events a follower reads from a source and records in one transaction.
 REPLAYDESK_SOURCE_BATCH = int(os.environ.get("REPLAYDESK_SOURCE_BATCH", 1000))
+# The same for a backfill job copying a source's history: bigger, as nobody waits on one batch, and each
+# transaction's fixed costs (its commit, the source's row, the stream rows' updates) are shared by more.
+REPLAYDESK_SOURCE_BACKFILL_BATCH = int(os.environ.get("REPLAYDESK_SOURCE_BACKFILL_BATCH", 5000))
 
 # How long an unmasked event's personal data stays shown to the person who unmasked it.
 REPLAYDESK_UNMASK_SECONDS = float(os.environ.get("REPLAYDESK_UNMASK_SECONDS", 300))

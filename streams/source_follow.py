@@ -34,7 +34,7 @@ from core import locks, principals
 from streams import services, source_connect, source_horizon, source_kinds
 from streams.models import Source, SourceParkedEvent
 from streams.source_kinds import SourceError, SourceEvent
-from streams.validation import InvalidAppend, category_of, parse_append
+from streams.validation import InvalidAppend, category_of, json_text, parse_append, plainly_valid
 
 METADATA_KEY = "replaydesk_source"
 VIA = "source"
@@ -108,9 +108,12 @@ class Step:
     waiting: bool
 
 
-def copy_step(source: Source, kind: source_kinds.SourceKind, reader: psycopg.Connection) -> Step:
-    """One batch: read, keep what is final, record it with the new position in one transaction."""
-    batch = settings.REPLAYDESK_SOURCE_BATCH
+def copy_step(
+    source: Source, kind: source_kinds.SourceKind, reader: psycopg.Connection, *, batch: int | None = None
+) -> Step:
+    """One batch (`batch` events at most, REPLAYDESK_SOURCE_BATCH by default): read, keep what is final,
+    record it with the new position in one transaction."""
+    batch = batch or settings.REPLAYDESK_SOURCE_BATCH
     read = kind.read(reader, source.options, after=source.position, limit=batch)
     if read.top < source.position:
         # Its positions went back: a restore from an old backup, most likely. Copying on would skip the
@@ -191,8 +194,11 @@ def record(source: Source, events: list[SourceEvent]) -> tuple[int, int]:
     """Record the copyable events in the log and park the rest, inside the caller's transaction."""
     candidates: list[SourceEvent] = []
     parked: list[SourceParkedEvent] = []
+    encoded: dict[int, tuple[str, str]] = {}
     for event in events:
-        problem = event.problem or _invalid(event)
+        problem = event.problem
+        if not problem:
+            problem, encoded[event.position] = _checked(event)
         if problem:
             parked.append(_parked(source, event, problem))
         else:
@@ -210,7 +216,7 @@ def record(source: Source, events: list[SourceEvent]) -> tuple[int, int]:
             elif problem:
                 parked.append(_parked(source, event, problem))
                 broken.add(event.stream)
-        copied = _write(cursor, source, streams, rows)
+        copied = _write(cursor, source, streams, rows, encoded)
     for item in parked:
         SourceParkedEvent.objects.update_or_create(
             source=source,
@@ -228,6 +234,25 @@ def record(source: Source, events: list[SourceEvent]) -> tuple[int, int]:
             },
         )
     return copied, len(parked)
+
+
+def _checked(event: SourceEvent) -> tuple[str, tuple[str, str]]:
+    """Why the log refuses the event as an append ("" when it takes it), and its data and metadata as
+    JSON text: the rules of parse_append, through its shortcut for events plainly within them."""
+    if event.id is not None:
+        plain = plainly_valid(
+            stream=event.stream,
+            event_id=event.id,
+            event_type=event.type,
+            data=event.data,
+            metadata=event.metadata,
+        )
+        if plain is not None and event.sequence is not None and event.sequence >= 1:
+            return "", plain
+    problem = _invalid(event)
+    if problem:
+        return problem, ("", "")
+    return "", (json_text(event.data), json_text(event.metadata))
 
 
 def _invalid(event: SourceEvent) -> str:
@@ -254,9 +279,9 @@ def _lock_streams(cursor, source: Source, names: set[str]) -> dict[str, dict[str
     if not names:
         return {}
     cursor.execute(
-        "SELECT name, id, version, source_id FROM streams_stream WHERE name = ANY(%s)"
+        "SELECT name, id, version, source_id FROM streams_stream WHERE name = ANY(%s::text[])"
         " ORDER BY name FOR UPDATE",
-        [sorted(names)],
+        [_array(sorted(names), quoted=True)],
     )
     found = {
         name: {"id": id_, "version": version, "source": owner, "new": False}
@@ -268,14 +293,32 @@ def _lock_streams(cursor, source: Source, names: set[str]) -> dict[str, dict[str
 
 
 def _recorded(cursor, ids: list) -> dict:
+    """The events of the log with these ids (in a backfill, mostly none): their stream, sequence, type
+    and data. Looked up by id alone, and the few streams found by theirs: a join would read every
+    stream of the log for each batch."""
     if not ids:
         return {}
     cursor.execute(
-        "SELECT e.id, s.name, e.sequence, e.type, e.data FROM streams_event e"
-        " JOIN streams_stream s ON s.id = e.stream_id WHERE e.id = ANY(%s)",
-        [ids],
+        "SELECT id, stream_id, sequence, type, data FROM streams_event WHERE id = ANY(%s::uuid[])",
+        [_array(ids)],
     )
-    return {row[0]: row[1:] for row in cursor.fetchall()}
+    found = cursor.fetchall()
+    if not found:
+        return {}
+    cursor.execute(
+        "SELECT id, name FROM streams_stream WHERE id = ANY(%s::bigint[])",
+        [_array({row[1] for row in found})],
+    )
+    names = dict(cursor.fetchall())
+    return {event_id: (names[stream_id], *rest) for event_id, stream_id, *rest in found}
+
+
+def _array(values, *, quoted: bool = False) -> str:
+    """An array literal of numbers, UUIDs or (quoted) text: psycopg quotes a list element by element,
+    which costs more than the statement for a batch of thousands."""
+    if quoted:
+        values = ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _conflict(
@@ -306,7 +349,9 @@ def _conflict(
     return None
 
 
-def _write(cursor, source: Source, streams: dict, events: list[SourceEvent]) -> int:
+def _write(
+    cursor, source: Source, streams: dict, events: list[SourceEvent], encoded: dict[int, tuple[str, str]]
+) -> int:
     if not events:
         return 0
     new = sorted({event.stream for event in events if streams[event.stream]["new"]})
@@ -314,12 +359,17 @@ def _write(cursor, source: Source, streams: dict, events: list[SourceEvent]) -> 
         cursor.execute(
             """
             INSERT INTO streams_stream (name, category, version, created_at, updated_at, source_id)
-            SELECT name, category, 0, now(), now(), %s
-              FROM unnest(%s::text[], %s::text[]) AS s(name, category)
+            SELECT name, category, version, now(), now(), %s
+              FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS s(name, category, version)
             ON CONFLICT (name) DO NOTHING
             RETURNING name, id
             """,
-            [source.pk, new, [category_of(name) for name in new]],
+            [
+                source.pk,
+                _array(new, quoted=True),
+                _array([category_of(name) for name in new], quoted=True),
+                _array([streams[name]["version"] for name in new]),
+            ],
         )
         for name, stream_id in cursor.fetchall():
             streams[name]["id"] = stream_id
@@ -328,29 +378,34 @@ def _write(cursor, source: Source, streams: dict, events: list[SourceEvent]) -> 
             # Another source's follower (or an append) created it since this batch looked: the batch is
             # undone, and the next one finds it someone else's and parks its events with that reason.
             raise SourceError(f"stream {taken[0]} was created by another writer meanwhile; following again")
-    touched = sorted({event.stream for event in events})
-    cursor.execute(
-        """
-        UPDATE streams_stream s SET version = v.version, updated_at = now()
-          FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, version) WHERE s.id = v.id
-        """,
-        [[streams[name]["id"] for name in touched], [streams[name]["version"] for name in touched]],
-    )
+    touched = sorted({event.stream for event in events if not streams[event.stream]["new"]})
+    if touched:
+        ids = _array([streams[name]["id"] for name in touched])
+        # The rows by their key (s.id = ANY): a join alone would be planned as a scan of every stream.
+        cursor.execute(
+            """
+            UPDATE streams_stream s SET version = v.version, updated_at = now()
+              FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, version)
+             WHERE s.id = v.id AND s.id = ANY(%s::bigint[])
+            """,
+            [ids, _array([streams[name]["version"] for name in touched]), ids],
+        )
     who = appender(source.name)
     now = timezone.now()
 
+    name = json_text(source.name)
+
     def rows():
         for event in events:
-            metadata = {**event.metadata, METADATA_KEY: {"name": source.name, "position": event.position}}
-            actor = str(metadata.get("actor") or "")
+            data, metadata = encoded[event.position]
             yield (
                 streams[event.stream]["id"],
                 event.sequence,
                 event.id,
                 event.type,
-                json.dumps(event.data),
-                json.dumps(metadata),
-                actor,
+                data,
+                _with_origin(event, metadata, name),
+                str(event.metadata.get("actor") or ""),
                 who.name,
                 who.via,
                 _aware(event.recorded_at) or now,
@@ -358,6 +413,16 @@ def _write(cursor, source: Source, streams: dict, events: list[SourceEvent]) -> 
 
     count, _ = services.copy_events(cursor, rows())
     return count
+
+
+def _with_origin(event: SourceEvent, metadata: str, name: str) -> str:
+    """The event's metadata (as JSON text) with where it came from, METADATA_KEY, added last."""
+    if METADATA_KEY in event.metadata:
+        return json_text(
+            {**event.metadata, METADATA_KEY: {"name": json.loads(name), "position": event.position}}
+        )
+    origin = f'"{METADATA_KEY}":{{"name":{name},"position":{event.position}}}'
+    return f"{{{origin}}}" if metadata == "{}" else f"{metadata[:-1]},{origin}}}"
 
 
 def _aware(when: dt.datetime | None) -> dt.datetime | None:

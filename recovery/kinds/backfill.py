@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
@@ -79,7 +80,9 @@ class Backfill(JobKind):
                 if runner.cancel_requested(job):
                     return Step.AGAIN
                 with principals.acting_as(copier):  # what it copies, not the job's own audit
-                    step = source_follow.copy_step(source, kind, reader)
+                    step = source_follow.copy_step(
+                        source, kind, reader, batch=settings.REPLAYDESK_SOURCE_BACKFILL_BATCH
+                    )
                 if step.copied or step.parked:
                     Job.objects.filter(pk=job.pk).update(done=F("done") + step.copied + step.parked)
                     runner.report(job)

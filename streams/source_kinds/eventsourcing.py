@@ -27,7 +27,7 @@ import os
 import re
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,8 @@ COLUMNS = {
     "time": None,
     "id": None,
 }
+# What JSON decodes to and the transcodings leave alone (exact types: a subclass may be registered).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
@@ -354,11 +356,17 @@ def decoder(options: dict[str, Any]) -> Decoder:
 class Decoder:
     mapper: Mapper
     options: dict[str, Any]
+    # Each topic's event type and category, worked out once.
+    named: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def event(self, row: tuple) -> SourceEvent:
         position, originator_id, version, topic, state = row[:5]
-        event_type, aggregate = names_of(topic)
-        stream = f"{self.category(aggregate)}-{originator_id}"
+        named = self.named.get(topic)
+        if named is None:
+            event_type, aggregate = names_of(topic)
+            named = self.named[topic] = (event_type, self.category(aggregate))
+        event_type, category = named
+        stream = f"{category}-{originator_id}"
         sequence = version - self.options["first_sequence"] + 1
         attributes, problem = self.state(bytes(state or b""))
         metadata: dict[str, Any] = {"topic": topic}
@@ -456,11 +464,16 @@ class Decoder:
         Pointer and its transcoding's name."""
         if isinstance(value, dict):
             return {
-                key: self.jsonable(item, f"{path}/{_pointer_part(key)}", transcoded)
+                key: item
+                if type(item) in _PLAIN
+                else self.jsonable(item, f"{path}/{_pointer_part(key)}", transcoded)
                 for key, item in value.items()
             }
         if isinstance(value, list):
-            return [self.jsonable(item, f"{path}/{index}", transcoded) for index, item in enumerate(value)]
+            return [
+                item if type(item) in _PLAIN else self.jsonable(item, f"{path}/{index}", transcoded)
+                for index, item in enumerate(value)
+            ]
         if isinstance(value, uuid.UUID):
             if transcoded is not None:
                 transcoded[path] = "uuid_hex"
