@@ -285,7 +285,7 @@ def test_the_command_line_says_equal_or_what_differs_and_exits_2(orders):
 
     with pytest.raises(CommandError) as refused:
         call_command("source", "verify", "nope", "--reason", "x", "--inline", stdout=io.StringIO())
-    assert "NAME: no source is named 'nope'" in str(refused.value)
+    assert "SOURCE: no source is named 'nope'" in str(refused.value)
 
 
 def test_a_sources_page_offers_verify_to_operators_leading_to_the_form_filled_in(orders, operator):
