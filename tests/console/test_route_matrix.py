@@ -67,6 +67,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "api:api-source-parked": {"GET": READ},
     "api:api-source-parked-retry": {"POST": OPERATE},
     "api:api-source-parked-skip": {"POST": OPERATE},
+    "api:api-source-write-dsn": {"PUT": Can.ADMINISTER, "DELETE": Can.ADMINISTER},
     # pages
     "dashboard": {"GET": READ},
     "streams:consumers": {"GET": READ},
