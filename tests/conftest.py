@@ -5,6 +5,21 @@ from rest_framework.test import APIClient
 
 PASSWORD = "correct horse battery staple"
 
+# Fixtures that lend a test something only one test at a time may use: the tests that ask for them run
+# in one xdist worker, one after another (pyproject.toml's --dist loadgroup).
+ONE_AT_A_TIME = {
+    # The session's spare Redis database (console/testing.py's spare_redis_url).
+    "own_database": "spare_redis",
+    "external_servers": "spare_redis",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture in ONE_AT_A_TIME.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group(ONE_AT_A_TIME[fixture]))
+
 
 @pytest.fixture(autouse=True)
 def _jobs_run_without_approval(settings):
