@@ -16,9 +16,21 @@ ONE_AT_A_TIME = {
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
+    """Tests that share a module's or a package's fixture (a Chromium, a `replaydesk up`, a Celery
+    worker) run in one worker too, so that it is started once, not once in every worker."""
     for item in items:
-        for fixture in ONE_AT_A_TIME.keys() & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group(ONE_AT_A_TIME[fixture]))
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        groups = {ONE_AT_A_TIME[name] for name in ONE_AT_A_TIME.keys() & set(info.names_closure)}
+        for name, definitions in info.name2fixturedefs.items():
+            scope = definitions[-1].scope
+            if scope == "module":
+                groups.add(item.nodeid.split("::")[0])
+            elif scope == "package":
+                groups.add(f"{definitions[-1].baseid}::{name}")
+        for group in groups:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
