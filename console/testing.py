@@ -22,10 +22,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
-# The suite mostly waits: on subprocess servers, Celery workers, Chromium and PostgreSQL. On the 2-core
-# machines it runs on, 3 workers took the suite from 13 minutes (one process) to about 6; 2 were slower
-# and 4 no faster, with more timing noise. Machines with more cores get one worker more than cores, up
-# to what Redis's 16 databases leave room for (each worker one, and the spare).
+# The suite mostly waits (on subprocess servers, Celery workers, Chromium, PostgreSQL), so it gets one
+# worker more than the machine has cores: 3 on the 2-core machines it runs on. Not more: a test that
+# starts a whole `replaydesk up` (embedded PostgreSQL, gunicorn, Celery) and waits for it under a
+# timeout is CPU-bound while it starts, and several at once on 2 cores ran past their timeouts. At most
+# 8, which leaves Redis's 16 databases room (each worker one, and the spare) above a REDIS_URL's number.
 EXTRA_WORKERS = 1
 MAX_WORKERS = 8
 # Variables the main process leaves to its workers (and to no one else: a pytest a test starts is a
@@ -108,6 +109,20 @@ def pytest_configure(config):
             f"REDIS_URL names database {base}: {max(workers, 1)} worker(s) need databases {base} to "
             f"{base + max(workers, 1)} (the last one is the spare, spare_redis_url()), and Redis has "
             f"0 to {REDIS_DATABASES - 1}; name a lower database or run fewer workers (-n)"
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """xdist's loadgroup renames each grouped test `<id>@<group>`; a pytest that ignores the rename would
+    run a group's tests in several workers at once, so say so rather than let them collide."""
+    if xdist_worker() is None or not getattr(config.option, "loadgroup", False):
+        return
+    lost = [item.nodeid for item in items if any(item.iter_markers("xdist_group")) and "@" not in item.nodeid]
+    if lost:
+        raise pytest.UsageError(
+            f"pytest-xdist could not group {lost[0]} (and {len(lost) - 1} more) with this pytest; "
+            "install the versions pyproject.toml's test extra names"
         )
 
 

@@ -14,22 +14,27 @@ ONE_AT_A_TIME = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Tests that share a module's or a package's fixture (a Chromium, a `replaydesk up`, a Celery
-    worker) run in one worker too, so that it is started once, not once in every worker."""
+    """A module whose tests share a module's fixture (a Chromium, a `replaydesk up`, a Celery worker)
+    runs whole in one worker, in its order, as it would alone; tests that share a package's fixture run
+    in one worker too. Each is started once, not once in every worker."""
+    groups: dict[str, set[str]] = {}
+    modules: set[str] = set()
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None:
             continue
-        groups = {ONE_AT_A_TIME[name] for name in ONE_AT_A_TIME.keys() & set(info.names_closure)}
+        found = groups.setdefault(item.nodeid, set())
+        found |= {ONE_AT_A_TIME[name] for name in ONE_AT_A_TIME.keys() & set(info.names_closure)}
         for name, definitions in info.name2fixturedefs.items():
-            scope = definitions[-1].scope
-            if scope == "module":
-                groups.add(item.nodeid.split("::")[0])
-            elif scope == "package":
-                groups.add(f"{definitions[-1].baseid}::{name}")
-        for group in groups:
+            if definitions[-1].scope == "module":
+                modules.add(item.nodeid.split("::")[0])
+            elif definitions[-1].scope == "package":
+                found.add(f"{definitions[-1].baseid}::{name}")
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        for group in sorted(groups.get(item.nodeid, set()) | ({module} if module in modules else set())):
             item.add_marker(pytest.mark.xdist_group(group))
 
 
