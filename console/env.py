@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -35,10 +36,13 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def redis_url_for_celery(url: str) -> str:
-    """Celery's Redis transport spells a unix socket `redis+socket://`; redis-py spells it `unix://`."""
-    if url.startswith("unix://"):
-        return "redis+socket://" + url.removeprefix("unix://")
-    return url
+    """Celery's Redis transport spells a unix socket `redis+socket://`, and its database `virtual_host`
+    (it ignores `db`); redis-py spells them `unix://` and `db`."""
+    if not url.startswith("unix://"):
+        return url
+    path, _, query = url.removeprefix("unix://").partition("?")
+    query = urlencode([("virtual_host" if key == "db" else key, value) for key, value in parse_qsl(query)])
+    return f"redis+socket://{path}" + (f"?{query}" if query else "")
 
 
 def local_secret_key(home: Path) -> str:

@@ -5,6 +5,38 @@ from rest_framework.test import APIClient
 
 PASSWORD = "correct horse battery staple"
 
+# Fixtures that lend a test something only one test at a time may use: the tests that ask for them run
+# in one xdist worker, one after another (pyproject.toml's --dist loadgroup).
+ONE_AT_A_TIME = {
+    # The session's spare Redis database (console/testing.py's spare_redis_url).
+    "own_database": "spare_redis",
+    "external_servers": "spare_redis",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    """A module whose tests share a module's fixture (a Chromium, a `replaydesk up`, a Celery worker)
+    runs whole in one worker, in its order, as it would alone; tests that share a package's fixture run
+    in one worker too. Each is started once, not once in every worker."""
+    groups: dict[str, set[str]] = {}
+    modules: set[str] = set()
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        found = groups.setdefault(item.nodeid, set())
+        found |= {ONE_AT_A_TIME[name] for name in ONE_AT_A_TIME.keys() & set(info.names_closure)}
+        for name, definitions in info.name2fixturedefs.items():
+            if definitions[-1].scope == "module":
+                modules.add(item.nodeid.split("::")[0])
+            elif definitions[-1].scope == "package":
+                found.add(f"{definitions[-1].baseid}::{name}")
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        for group in sorted(groups.get(item.nodeid, set()) | ({module} if module in modules else set())):
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(autouse=True)
 def _jobs_run_without_approval(settings):

@@ -37,10 +37,12 @@ Progress = Callable[[str, str], None]
 
 
 def run(
-    *, quick: bool, on_progress: Progress, name: str = "replaydesk_drill", source: str | None = None
+    *, quick: bool, on_progress: Progress, name: str | None = None, source: str | None = None
 ) -> dict[str, Any]:
-    """Play a drill in the scratch database `name` (dropped first if a killed drill left it); the report.
-    With `source` (a source kind), the drill of a source (recovery/drill/source_drill.py) instead."""
+    """Play a drill in the scratch database `name` (by default scratch_name()), dropped first if a killed
+    drill left it; the report. With `source` (a source kind), the drill of a source
+    (recovery/drill/source_drill.py) instead."""
+    name = name or scratch_name()
     scratch = scratch_url(settings.DATABASE_URL, name)
     _recreate(name)
     try:
@@ -71,6 +73,13 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         "  checks               "
         + ", ".join(f"{name} {'ok' if value == 0 else f'{value} wrong'}" for name, value in checks.items()),
     ]
+
+
+def scratch_name(job_id: int | None = None) -> str:
+    """The scratch database of a drill started from this store (of drill job `job_id`): named after the
+    store's own database, so that drills of two stores on one server never drop each other's."""
+    store = connection.settings_dict["NAME"][:40]  # PostgreSQL's names have at most 63 bytes
+    return f"{store}_drill" + (f"_{job_id}" if job_id is not None else "")
 
 
 def scratch_url(url: str, name: str) -> str:

@@ -73,7 +73,7 @@ class Drill(JobKind):
 
         try:
             report = drill.run(
-                quick=job.params["quick"], on_progress=progress, name=f"replaydesk_drill_{job.pk}"
+                quick=job.params["quick"], on_progress=progress, name=drill.scratch_name(job.pk)
             )
         except _Cancelled:
             return Step.AGAIN  # the next slice finds the cancel and ends the job

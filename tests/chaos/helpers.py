@@ -121,6 +121,7 @@ def busy_processes(job_id: int, *, worker: int) -> list[int]:
             SELECT a.application_name, l.classid::bigint, l.objid::bigint
               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE %s
+               AND a.datname = current_database()
             """,
             [f"chaos-w{worker}:%"],
         )
@@ -145,11 +146,12 @@ def kill_busy_process(job_id: int, *, worker: int, timeout: float = 20) -> int:
 
 
 def terminate_sessions(pattern: str) -> int:
-    """pg_terminate_backend every session whose application_name is LIKE `pattern`; how many."""
+    """pg_terminate_backend every session of this database whose application_name is LIKE `pattern`
+    (another test database on the server is another test's); how many."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
+            "WHERE application_name LIKE %s AND datname = current_database() AND pid <> pg_backend_pid()",
             [pattern],
         )
         return cursor.fetchone()[0]

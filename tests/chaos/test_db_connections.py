@@ -113,7 +113,8 @@ class Terminator(threading.Thread):
                 with connections["default"].cursor() as cursor:
                     cursor.execute(
                         "SELECT count(*) FILTER (WHERE state <> 'idle' AND pg_terminate_backend(pid)) "
-                        "FROM pg_stat_activity WHERE application_name = 'chaos-web'"
+                        "FROM pg_stat_activity WHERE application_name = 'chaos-web' "
+                        "AND datname = current_database()"
                     )
                     hit = cursor.fetchone()[0]
                 self.mid_work += hit

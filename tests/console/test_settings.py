@@ -2,8 +2,11 @@
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,3 +55,36 @@ def test_without_secret_key_a_local_key_is_made_once_and_kept(tmp_path):
     assert run_manage("check", REPLAYDESK_HOME=str(tmp_path)).returncode == 0
     assert (tmp_path / "secret_key").read_text() == key
     assert oct((tmp_path / "secret_key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_celery_uses_the_redis_database_a_socket_url_names():
+    """REDIS_URL=unix:///path?db=N: Celery's messages go to database N, with everything else in Redis
+    (Celery's transport reads the database of a socket URL from `virtual_host` and ignores `db`)."""
+    import redis
+    from kombu import Connection
+
+    from console.env import redis_url_for_celery
+    from tests.chaos.helpers import redis_server_binary
+
+    home = Path(tempfile.mkdtemp(prefix="rd-sock-"))  # short: a socket's path has at most 107 bytes
+    sock = home / "redis.sock"
+    server = subprocess.Popen(
+        [redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--save", "", "--dir", str(home)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists():
+            assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
+            time.sleep(0.05)
+        with Connection(redis_url_for_celery(f"unix://{sock}?db=3")) as broker:
+            queue = broker.SimpleQueue("recovery")
+            queue.put({"job": 1})
+            queue.close()
+        assert redis.Redis(unix_socket_path=str(sock), db=3).llen("recovery") == 1
+        assert redis.Redis(unix_socket_path=str(sock), db=0).dbsize() == 0
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(home, ignore_errors=True)

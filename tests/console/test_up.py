@@ -478,10 +478,10 @@ def test_up_without_demo_serves_no_demo_and_runs_no_demo_consumer():
 
 @pytest.fixture
 def external_servers():
-    """A database of its own on the session's PostgreSQL, and another Redis database."""
+    """A database of its own on the session's PostgreSQL, and the spare Redis database."""
     from console import testing
 
-    if testing._started is not None:
+    if testing.servers_embedded():
         pytest.skip("the session runs embedded servers; set DATABASE_URL and REDIS_URL to run this")
     import psycopg
 
@@ -489,14 +489,12 @@ def external_servers():
     admin_url = urllib.parse.urlsplit(os.environ["DATABASE_URL"])._replace(path="/postgres").geturl()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    redis_url = urllib.parse.urlsplit(os.environ["REDIS_URL"])
-    other_db = (int(redis_url.path.strip("/") or 0) + 1) % 16
     try:
         yield {
             "DATABASE_URL": urllib.parse.urlsplit(os.environ["DATABASE_URL"])
             ._replace(path=f"/{name}")
             .geturl(),
-            "REDIS_URL": redis_url._replace(path=f"/{other_db}").geturl(),
+            "REDIS_URL": testing.spare_redis_url(),
         }
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:

@@ -35,7 +35,9 @@ WITHOUT_DEMO = [
 
 @pytest.fixture
 def own_database():
-    """An empty database on the session's PostgreSQL server, and another Redis database."""
+    """An empty database on the session's PostgreSQL server, and the spare Redis database."""
+    from console import testing
+
     name = f"replaydesk_nodemo_{uuid.uuid4().hex[:8]}"
     server = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
     admin_url = server._replace(path="/postgres").geturl()
@@ -44,23 +46,13 @@ def own_database():
     try:
         yield {
             "DATABASE_URL": server._replace(path=f"/{name}").geturl(),
-            "REDIS_URL": another_redis_database(os.environ["REDIS_URL"]),
+            "REDIS_URL": testing.spare_redis_url(),
             "REPLAYDESK_DEMO": "0",
         }
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'DROP DATABASE IF EXISTS "test_{name}" WITH (FORCE)')
-
-
-def another_redis_database(url: str) -> str:
-    """The same Redis server, another database: `redis://host/N` or, on a socket, `unix:///path?db=N`."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "unix":
-        query = dict(urllib.parse.parse_qsl(parts.query))
-        query["db"] = str((int(query.get("db", 0)) + 2) % 16)
-        return f"unix://{parts.path}?{urllib.parse.urlencode(query)}"
-    return parts._replace(path=f"/{(int(parts.path.strip('/') or 0) + 2) % 16}").geturl()
 
 
 def run(command: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
@@ -96,7 +88,8 @@ def test_the_product_migrates_and_has_no_demo_without_it(own_database):
 
 def test_the_tests_that_need_no_demo_pass_without_it(own_database):
     tests = run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *WITHOUT_DEMO],
+        # In one process: its test database and Redis database are the ones given.
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *WITHOUT_DEMO],
         own_database,
         timeout=600,
     )

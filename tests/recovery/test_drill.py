@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from recovery import params as job_params
-from recovery.drill import REPORT_KEYS, admin_connection, sandbox
+from recovery.drill import REPORT_KEYS, admin_connection, sandbox, scratch_name
 from recovery.models import Job
 from recovery.runner import run_inline
 from recovery.services import cancel_job, request_job
@@ -28,7 +28,7 @@ def snapshots_aside(settings, tmp_path, fresh_projection_schemas):
 
 def scratch_databases() -> list[str]:
     with admin_connection() as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'replaydesk\\_drill%'")
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE '%\\_drill%'")
         return [row[0] for row in rows]
 
 
@@ -52,7 +52,7 @@ def test_the_drill_command_restores_from_an_old_backup_and_reports_rpo_and_rto()
     assert 0 < report["rto_seconds"] < 120
     assert "[recovering]" in err.getvalue()  # the stages as they happen
     assert Event.objects.count() == 0, "the drill wrote nothing into the store it was started from"
-    assert "replaydesk_drill" not in scratch_databases(), "its scratch database was dropped"
+    assert scratch_name() not in scratch_databases(), "its scratch database was dropped"
 
 
 def test_the_source_drill_writes_back_what_a_restore_lost_and_the_application_loads_it_all():
@@ -69,7 +69,8 @@ def test_the_source_drill_writes_back_what_a_restore_lost_and_the_application_lo
     assert 0 < report["rto_seconds"] < 120
     assert "[recovering]" in err.getvalue()
     assert Event.objects.count() == 0, "the drill wrote nothing into the store it was started from"
-    assert scratch_databases() == [], "its scratch databases were dropped"
+    left = [name for name in scratch_databases() if name.startswith(scratch_name())]
+    assert left == [], "its scratch databases (the store's, the application's and its backup) were dropped"
 
 
 def test_a_recovery_that_forgets_the_bad_events_fails_the_drills_checks(settings, monkeypatch):
@@ -109,7 +110,13 @@ def test_a_drill_started_from_its_page_runs_as_a_job_and_shows_its_report(client
     assert f'data-figure="rpo_events">{job.result["rpo_events"]} events lost' in page
     listing = client.get("/drills/").content.decode()
     assert f'data-job="{job.pk}"' in listing and "passed" in listing
-    assert f"replaydesk_drill_{job.pk}" not in scratch_databases()
+    assert scratch_name(job.pk) not in scratch_databases()
+
+
+def test_a_drills_scratch_database_is_named_after_the_store_it_is_started_from():
+    """Two stores on one server (production and staging, the tests' workers) drill side by side."""
+    store = connection.settings_dict["NAME"]
+    assert (scratch_name(), scratch_name(7)) == (f"{store}_drill", f"{store}_drill_7")
 
 
 def test_a_drill_job_takes_only_whether_it_is_quick():
@@ -134,11 +141,11 @@ def test_a_cancelled_drill_stops_and_drops_its_scratch_database():
     while Job.objects.get(pk=job.pk).stage not in ("loading", "snapshot", "writing"):
         assert time.monotonic() < deadline, "the drill never got going"
         time.sleep(0.1)
-    assert f"replaydesk_drill_{job.pk}" in scratch_databases()
+    assert scratch_name(job.pk) in scratch_databases()
 
     cancel_job(job_id=job.pk, actor="olivia")
     running.join(timeout=60)
 
     job.refresh_from_db()
     assert job.state == Job.State.CANCELLED
-    assert f"replaydesk_drill_{job.pk}" not in scratch_databases()
+    assert scratch_name(job.pk) not in scratch_databases()

@@ -45,7 +45,13 @@ def stream_names(response) -> list[str]:
 
 @pytest.mark.parametrize(
     "url",
-    ["/streams/", "/streams/user-1/", "/events/", f"/events/{uuid.uuid4()}/", "/events/?after=0"],
+    [
+        "/streams/",
+        "/streams/user-1/",
+        "/events/",
+        "/events/5f20ff9b-d771-4930-8f9e-df02f7ab0010/",
+        "/events/?after=0",
+    ],
 )
 def test_anonymous_user_is_sent_to_login_with_the_page_to_come_back_to(client, url):
     response = client.get(url)
