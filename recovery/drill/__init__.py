@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from django.conf import settings
@@ -156,8 +156,8 @@ def admin_connection() -> psycopg.Connection:
 def _server_rule(url: str) -> str:
     """An allowlist entry for the server of `url` and its port only (loopback for a local socket)."""
     parts = urlsplit(url)
-    host, port = parts.hostname or "", parts.port or 5432
-    if not host or host.startswith("/"):
+    host, port = unquote(parts.hostname or ""), parts.port or 5432
+    if not host or host.startswith("/"):  # a local socket's directory
         return "127.0.0.1"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
