@@ -89,3 +89,14 @@ def worker(tmp_path, fresh_projection_schemas):
     workers.worker(1, concurrency=2)
     yield workers
     workers.stop_all()
+
+
+# The two sizes every page is tested at: a phone's and a desktop's.
+WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
+
+
+@pytest.fixture(params=list(WIDTHS))
+def width(request, operator_page):
+    """The operator's page, at a phone's width and at a desktop's."""
+    operator_page.set_viewport_size(WIDTHS[request.param])
+    return request.param

@@ -20,14 +20,6 @@ from tests.streams.source_helpers import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
-
-
-@pytest.fixture(params=list(WIDTHS))
-def width(request, operator_page):
-    operator_page.set_viewport_size(WIDTHS[request.param])
-    return request.param
-
 
 @pytest.fixture
 def orders(source_db):  # noqa: F811

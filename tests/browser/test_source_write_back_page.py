@@ -29,14 +29,6 @@ pytestmark = [
     pytest.mark.usefixtures("four_eyes"),
 ]
 
-WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
-
-
-@pytest.fixture(params=list(WIDTHS))
-def width(request, operator_page):
-    operator_page.set_viewport_size(WIDTHS[request.param])
-    return request.param
-
 
 @pytest.fixture
 def restored(source_db):  # noqa: F811

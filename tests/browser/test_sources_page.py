@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from core.audit import AuditType
 from streams.models import Event, Source, SourceParkedEvent
-from tests.browser.conftest import log_in
+from tests.browser.conftest import WIDTHS, log_in
 from tests.browser.test_journeys import has_no_horizontal_scroll
 from tests.conftest import person
 from tests.streams.source_helpers import (
@@ -21,15 +21,6 @@ from tests.streams.source_helpers import (
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
-
-
-@pytest.fixture(params=list(WIDTHS))
-def width(request, operator_page):
-    """The operator's page, at a phone's width and at a desktop's."""
-    operator_page.set_viewport_size(WIDTHS[request.param])
-    return request.param
 
 
 @pytest.fixture

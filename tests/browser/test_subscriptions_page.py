@@ -16,15 +16,6 @@ from tests.browser.test_journeys import has_no_horizontal_scroll
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
-
-
-@pytest.fixture(params=list(WIDTHS))
-def width(request, operator_page):
-    """The operator's page, at a phone's width and at a desktop's."""
-    operator_page.set_viewport_size(WIDTHS[request.param])
-    return request.param
-
 
 @pytest.fixture
 def billing(operator):
