@@ -138,7 +138,7 @@ class _Drill:
 
     def _snapshot(self) -> Job:
         self.say("snapshot", "taking a snapshot of the projection")
-        job = _run("snapshot", projection=self.projection.name)
+        job = run_job("snapshot", projection=self.projection.name)
         position = job.result["position"]
         self.consumers.wait_sink_past(position, timeout=120)
         self.downstream.back_up()
@@ -196,9 +196,9 @@ class _Drill:
         started = time.monotonic()
         exclude = {"actor": BAD_ACTOR}
         from_snapshot = snapshot.result["snapshot"]
-        restore = _run("restore", projection=self.projection.name, snapshot=from_snapshot, exclude=exclude)
+        restore = run_job("restore", projection=self.projection.name, snapshot=from_snapshot, exclude=exclude)
         self.say("recovering", f"restored: {restore.result['events_replayed']} events replayed")
-        resync = _run(
+        resync = run_job(
             "resync",
             sink=SINK,
             from_position=snapshot.result["position"],
@@ -252,7 +252,8 @@ class _Drill:
             yield cursor
 
 
-def _run(kind: str, **params: Any) -> Job:
+def run_job(kind: str, **params: Any) -> Job:
+    """A job of the drill's, requested and run to its end here; RuntimeError unless it succeeded."""
     with inline():
         job = request_job(kind=kind, params=params, requested_by=ACTOR, reason="fault drill")
     finished = run_inline(job.pk)

@@ -32,9 +32,9 @@ from django.db import close_old_connections, connection
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
+from recovery.drill.sandbox import run_job
 from recovery.models import Job
 from recovery.runner import inline, run_inline
-from recovery.services import request_job
 from streams import source_follow, source_services
 from streams.models import Source
 
@@ -172,7 +172,7 @@ class _SourceDrill:
     def _recover(self, started: float) -> None:
         self.say("recovering", "giving the source a DSN that may write, then writing its lost events back")
         source_services.set_write_dsn(name=SOURCE, dsn=self._url(), actor=ACTOR)
-        job = _run_write_back()
+        job = run_job("write_back", source=SOURCE)
         self._caught_up()
         source = Source.objects.get(name=SOURCE)
         self.report.update(
@@ -206,7 +206,7 @@ class _SourceDrill:
                 wrong += 1
         with psycopg.connect(self._url(), autocommit=True) as conn:
             [rows] = conn.execute("SELECT count(*) FROM ledger_events").fetchone()
-        again = _run_write_back()
+        again = run_job("write_back", source=SOURCE)
         checks = {
             "events_missing": missing,
             "aggregates_wrong": wrong,
@@ -303,17 +303,6 @@ def _admin() -> psycopg.Connection:
     from recovery.drill import admin_connection
 
     return admin_connection()
-
-
-def _run_write_back() -> Job:
-    with inline():
-        job = request_job(
-            kind="write_back", params={"source": SOURCE}, requested_by=ACTOR, reason="fault drill"
-        )
-    finished = run_inline(job.pk)
-    if finished.state != Job.State.SUCCEEDED:
-        raise RuntimeError(f"the write_back job {finished.pk} ended {finished.state}: {finished.error}")
-    return finished
 
 
 def report_lines(report: dict[str, Any]) -> list[str]:

@@ -78,13 +78,13 @@ def test_a_recovery_that_forgets_the_bad_events_fails_the_drills_checks(settings
     bad events come back in the projection and downstream, and the checks say so."""
     settings.REPLAYDESK_CONSUMERS_WAKE = False
     monkeypatch.setattr(sandbox, "QUICK", sandbox.Sizes(150, 2_000, 300, 40, 300, 5_000))
-    run = sandbox._run
+    run = sandbox.run_job
 
     def without_exclusions(kind, **params):
         params.pop("exclude", None)
         return run(kind, **params)
 
-    monkeypatch.setattr(sandbox, "_run", without_exclusions)
+    monkeypatch.setattr(sandbox, "run_job", without_exclusions)
 
     report = sandbox.play(quick=True, say=lambda stage, message: None)
 

@@ -3,9 +3,14 @@ event store, with a role that may only read it, and an event table of a home-gro
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
+import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -15,6 +20,7 @@ from django.db import connection
 from streams import source_follow, source_services
 from streams.models import Source
 
+ROOT = Path(__file__).resolve().parents[2]
 TABLE_DDL = """
 CREATE TABLE events (
     seq bigserial PRIMARY KEY,
@@ -145,3 +151,25 @@ def write_while_following(writer, writers: int, name: str = "orders_store") -> N
     writing.clear()
     following.join()
     copy_all(name)
+
+
+def kill_while_copying(argv: list[str], env: dict, *, rounds: int, rng, most_seconds: float) -> None:
+    """Start `argv` (a follower, a backfill) `rounds` times and kill -9 it each time once it has copied
+    something, a random moment of at most `most_seconds` later."""
+    for _ in range(rounds):
+        before = Source.objects.get().events_copied
+        process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while Source.objects.get().events_copied == before:  # it is copying
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        time.sleep(rng.random() * most_seconds)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
 import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -21,13 +17,11 @@ from recovery.models import Job
 from recovery.runner import run_inline
 from streams.models import Event, Source, SourceParkedEvent
 from streams.validation import InvalidAppend, parse_append
-from tests.streams.source_helpers import TABLE_OPTIONS, add_table_source, copy_all
+from tests.streams.source_helpers import TABLE_OPTIONS, add_table_source, copy_all, kill_while_copying
 from tests.streams.test_projection_crashes import this_database_url
 from tests.streams.test_source_horizon import copied_positions
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def nested(depth: int) -> dict:
@@ -137,23 +131,13 @@ def test_a_backfill_killed_mid_batch_again_and_again_copies_every_event_exactly_
         "REPLAYDESK_SOURCE_BACKFILL_BATCH": "4000",
     }
     rng = random.Random(11)
-    for _ in range(3):
-        before = Source.objects.get().events_copied
-        runner = subprocess.Popen(
-            [sys.executable, "manage.py", "jobs", "--follow", str(job.pk), "--inline"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while Source.objects.get().events_copied == before:  # it is copying
-            assert time.monotonic() < deadline and runner.poll() is None
-            time.sleep(0.01)
-        time.sleep(rng.random() * 0.3)
-        os.killpg(runner.pid, signal.SIGKILL)
-        runner.wait(10)
+    kill_while_copying(
+        [sys.executable, "manage.py", "jobs", "--follow", str(job.pk), "--inline"],
+        env,
+        rounds=3,
+        rng=rng,
+        most_seconds=0.3,
+    )
     assert Source.objects.get().events_copied < total, "the backfill should have been killed mid-way"
 
     finished = run_inline(job.pk)

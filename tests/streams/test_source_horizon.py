@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,12 +18,17 @@ from psycopg.types.json import Jsonb
 from streams import source_horizon, source_services
 from streams.models import Event, Source, SourceParkedEvent
 from streams.source_kinds import Read, Snapshot, SourceEvent
-from tests.streams.source_helpers import TABLE_OPTIONS, add_table_source, copy_all, write_while_following
+from tests.streams.source_helpers import (
+    TABLE_OPTIONS,
+    add_table_source,
+    copy_all,
+    kill_while_copying,
+    write_while_following,
+)
 from tests.streams.test_projection_crashes import this_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
-ROOT = Path(__file__).resolve().parents[2]
 WRITERS = 6
 TRANSACTIONS = 40
 
@@ -121,23 +123,13 @@ def test_a_follower_killed_mid_batch_five_times_copies_every_event_exactly_once(
         "REPLAYDESK_SOURCE_BATCH": "250",
     }
     rng = random.Random(7)
-    for _ in range(5):
-        before = Source.objects.get().events_copied
-        follower = subprocess.Popen(
-            [sys.executable, "manage.py", "source", "follow", "orders_store"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while Source.objects.get().events_copied == before:  # it is copying
-            assert time.monotonic() < deadline and follower.poll() is None
-            time.sleep(0.01)
-        time.sleep(rng.random() * 0.2)
-        os.killpg(follower.pid, signal.SIGKILL)
-        follower.wait(10)
+    kill_while_copying(
+        [sys.executable, "manage.py", "source", "follow", "orders_store"],
+        env,
+        rounds=5,
+        rng=rng,
+        most_seconds=0.2,
+    )
     assert Source.objects.get().events_copied < 20_000, "the follower should have been killed mid-way"
 
     copy_all(timeout=120)
