@@ -25,6 +25,8 @@ from recovery.models import Approval, Job
 from recovery.params import JobParamsError
 from recovery.views import with_job
 
+# The dashboard names this many of them; the inbox has them all.
+SUMMARY_SHOWN = 5
 INBOX_SHOWN = 200
 REJECT_WHY = "say why the job is rejected (the requester reads it)"
 
@@ -111,8 +113,15 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @role_required
 def waiting_summary(request: HttpRequest) -> HttpResponse:
     """The dashboard's approvals panel, polled on its own."""
-    context = {"pending_approvals": approvals.pending_count()}
-    return render(request, "recovery/partials/approval_summary.html", context)
+    return render(request, "recovery/partials/approval_summary.html", summary())
+
+
+def summary() -> dict:
+    """How many jobs wait for approval, and the SUMMARY_SHOWN longest waits, for the dashboard."""
+    return {
+        "pending_approvals": approvals.pending_count(),
+        "waiting_approvals": waiting_jobs(limit=SUMMARY_SHOWN),
+    }
 
 
 # --- one job: what will run, and the decision

@@ -8,13 +8,16 @@ import re
 import time
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
 from console import dashboard
 from core.templatetags.formats import duration, per_second
-from streams import consumers
+from recovery import services
+from recovery.models import Job
+from streams import consumers, subscriptions
 from streams.consumers import run_projection
 from streams.lag_chart import MAX_POINTS, lag_chart
 from streams.lag_samples import lag_history
@@ -148,8 +151,138 @@ def test_dashboard_shows_the_head_and_counts_appends_by_recorded_time_not_import
     # Three user events, and the console's audit of the login that opened this session.
     logins = Event.objects.filter(stream__category="console", type="UserLoggedIn").count()
     assert logins == 1
-    assert f'<dt>Appended, last minute</dt><dd class="figure">{3 + logins} <span class="muted">' in text
+    last_minute = f'<dt>Last minute</dt><dd class="figure" id="appends-last-minute">{3 + logins} <span'
+    assert last_minute in text
     assert "imported events keep their original times" in text
+
+
+def test_dashboard_draws_the_appends_of_the_last_hour_a_point_a_minute(browser_client):
+    cache.clear()  # minutes counted by another test's dashboard
+    now = timezone.now()
+    users(6)
+    # Moved back to 40 and 10 minutes ago: two past minutes of the chart, four events this minute.
+    for name, minutes in [("user-0", 40), ("user-1", 10), ("user-2", 10)]:
+        Event.objects.filter(stream__name=name).update(recorded_at=now - dt.timedelta(minutes=minutes))
+
+    history = dashboard.append_history(now=now)
+
+    assert len(history) == dashboard.HISTORY_MINUTES
+    assert (history[-41], history[-11]) == (1, 2)
+    assert history[-1] == 3 + Event.objects.filter(type="UserLoggedIn").count()
+    assert sum(history) == Event.objects.count()
+    users(2, start=100)
+    assert dashboard.append_history(now=timezone.now())[-1] >= history[-1] + 2  # the current minute is live
+
+    text = re.sub(r"\s+", " ", browser_client.get("/dashboard/").content.decode())
+    total = Event.objects.count()
+    assert f'Appended, last hour <span class="muted">{total} · a point a minute</span>' in text
+    assert re.search(r'<div class="wide append-history".*?<polyline points="[\d., ]+"', text)
+
+
+def test_dashboard_says_when_nothing_was_appended_in_the_last_hour(operator, client):
+    cache.clear()
+    client.force_login(operator)
+    # Its login's audit event, and anything else, recorded two hours ago.
+    Event.objects.update(recorded_at=timezone.now() - dt.timedelta(hours=2))
+
+    assertContains(client.get("/dashboard/"), "No appends in the last hour.")
+
+
+def lag_samples(consumer: Consumer, lags: list[int]) -> None:
+    """One sample a minute, the last one now."""
+    now = timezone.now()
+    for back, lag in enumerate(reversed(lags)):
+        LagSample.objects.create(
+            consumer=consumer,
+            sampled_at=now - dt.timedelta(minutes=back),
+            head=1000,
+            checkpoint=1000 - lag,
+            lag_events=lag,
+            lag_seconds=1.0,
+        )
+
+
+def trend_of(response, name: str) -> str:
+    row = re.search(rf'data-consumer="{name}".*?</tr>', response.content.decode(), re.S).group(0)
+    match = re.search(r'<span class="lag-trend" data-trend="(\w*)">', row)
+    return match.group(1) if match else "no samples yet" if "no samples yet" in row else ""
+
+
+@pytest.mark.parametrize(
+    ("lags", "expected", "arrow"),
+    [
+        ([0, 0, 10, 50, 120, 300, 600], "rising", "↑"),
+        ([900, 800, 500, 300, 100, 20, 5], "falling", "↓"),
+        ([40, 42, 41, 40, 43, 41, 42], "steady", "→"),
+    ],
+)
+def test_dashboard_shows_each_consumers_lag_trend(browser_client, directory, lags, expected, arrow):
+    lag_samples(directory, lags)
+
+    response = browser_client.get("/dashboard/")
+
+    assert trend_of(response, "users_directory") == expected
+    assertContains(response, f'{arrow}<span class="visually-hidden"> {expected}</span>')
+    assertContains(response, f"from {min(lags)} to {max(lags)}, now {lags[-1]}")
+
+
+def test_dashboard_says_when_a_consumer_has_no_lag_samples_yet(browser_client, directory):
+    assert trend_of(browser_client.get("/dashboard/"), "users_directory") == "no samples yet"
+
+
+def test_dashboard_says_no_lag_instead_of_a_flat_line(browser_client, directory):
+    lag_samples(directory, [0, 0, 0, 0, 0, 0])
+
+    response = browser_client.get("/dashboard/")
+
+    assert trend_of(response, "users_directory") == "steady"
+    row = re.search(r'data-consumer="users_directory".*?</tr>', response.content.decode(), re.S).group(0)
+    assert '<span class="no-lag">no lag</span>' in row
+    assert "<polyline" not in row
+
+
+def test_dashboard_lists_what_needs_attention_and_links_to_it(browser_client, picky, directory):
+    assertContains(browser_client.get("/dashboard/"), 'id="attention-none"')
+
+    park_poison(2)
+    Consumer.objects.filter(name="users_directory").update(state=Consumer.State.FAILED, last_error="boom")
+    job = services.request_job(
+        kind="replay", params={"projection": "users_directory"}, requested_by="olivia", reason="r"
+    )
+    Job.objects.filter(pk=job.pk).update(state=Job.State.FAILED, finished_at=timezone.now())
+
+    response = browser_client.get("/dashboard/")
+
+    assertNotContains(response, 'id="attention-none"')
+    text = re.sub(r"\s+", " ", response.content.decode())
+    failing = '<span class="badge badge-failing">failing</span> <a href="/consumers/users_directory/">'
+    assert f'<li data-attention="failing">{failing}users_directory</a>: ' in text
+    assert '<a href="/consumers/test_picky/#parked-title">2 parked events</a> of test_picky wait for' in text
+    assert '<a href="/jobs/?state=failed">1 job failed</a> in the last 24 hours' in text
+
+
+def test_dashboard_names_the_jobs_waiting_for_approval(browser_client, four_eyes, directory):
+    job = services.request_job(
+        kind="replay", params={"projection": "users_directory"}, requested_by="someone", reason="names broke"
+    )
+
+    for response in (browser_client.get("/dashboard/"), browser_client.get("/approvals/waiting", **HTMX)):
+        count = '<span class="muted" id="approval-summary-count">1 waiting</span>'
+        assertContains(response, count, html=True)
+        assertContains(response, f'<a href="/approvals/{job.pk}/">Review job {job.pk}</a>: replay of')
+        assertContains(response, "asked by someone")
+        assertNotContains(response, "No job waits for approval.")
+
+
+def test_dashboard_lists_subscriptions_when_there_are_any(browser_client):
+    assertNotContains(browser_client.get("/dashboard/"), 'id="dashboard-subscriptions"')
+    subscriptions.create_subscription(name="billing", actor="olivia", categories=["invoice"], partitions=2)
+    append_events(stream="invoice-1", events=[{"type": "Issued", "data": {}}])
+
+    response = browser_client.get("/dashboard/")
+
+    text = re.sub(r"\s+", " ", response.content.decode())
+    assert '<a href="/consumers/billing/">billing</a>: 1 event behind over 2 partitions' in text
 
 
 def test_dashboard_poll_answers_htmx_with_the_live_part_only(browser_client, directory):
