@@ -36,7 +36,14 @@ def healthz(request):
 @never_cache
 @require_GET
 def readyz(request):
-    """Checks the database, Redis and a live worker, at most once per READYZ_CACHE_SECONDS per process."""
+    status, checks = ready_checks()
+    body = {"status": "ok" if status == 200 else "unavailable", "checks": checks}
+    return JsonResponse(body, status=status)
+
+
+def ready_checks() -> tuple[int, dict]:
+    """Checks the database, Redis and a live worker, at most once per READYZ_CACHE_SECONDS per process
+    (/readyz and /metrics): the HTTP status they make, and each check."""
     global _ready_cache
     with _ready_lock:
         now = time.monotonic()
@@ -46,8 +53,7 @@ def readyz(request):
             status = 200 if all(check["ok"] for check in checks.values()) else 503
             _ready_cache = (now, status, checks)
         _, status, checks = _ready_cache
-    body = {"status": "ok" if status == 200 else "unavailable", "checks": checks}
-    return JsonResponse(body, status=status)
+    return status, checks
 
 
 def _check_database() -> dict:
