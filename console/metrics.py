@@ -1,6 +1,8 @@
-"""/metrics for Prometheus: the head, open appends, each consumer's checkpoint, lag and health, and each
-source's position, lag, copies, parked events and health, read from the database at scrape time (nothing
-is kept in process memory, so every web process answers the same).
+"""/metrics for Prometheus: the head, open appends, each consumer's checkpoint, lag, health and parked
+events, each source's position, lag, copies, parked events and health, jobs (waiting, running, their
+progress, failures of the last hour), approvals waiting, the last drill, and /readyz's checks; read
+from the database at scrape time (nothing is kept in process memory, so every web process answers the
+same). deploy/prometheus has alert rules and deploy/grafana a dashboard built on these.
 
 Access: a logged-in session, an API token (`Authorization: Bearer <token>`), or, for a scraper without
 a user, the token in REPLAYDESK_METRICS_TOKEN (`bearer_token` in the Prometheus scrape config). Consumer
@@ -9,11 +11,14 @@ and source names and lag are operational data; they are not served to anyone who
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 from collections.abc import Iterator
 
 from django.conf import settings
+from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -21,18 +26,48 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from rest_framework.exceptions import AuthenticationFailed
 
 from console.auth import BearerTokenAuthentication
+from console.views import ready_checks
 from core.problems import problem_response
 from core.roles import Can, can, refusal
+from recovery.models import Job
 from streams import lag, selectors, source_status
+from streams.consumer_views import parked_counts
 from streams.models import Consumer, Source
 
 METRICS_TOKEN_ENV = "REPLAYDESK_METRICS_TOKEN"
 
 
+# Jobs that failed this recently are counted in replaydesk_jobs_failed_last_hour.
+FAILED_WINDOW = dt.timedelta(hours=1)
+# Jobs in these states are counted in replaydesk_jobs (finished ones are history, not a figure to watch).
+OPEN_STATES = (Job.State.PENDING_APPROVAL, Job.State.APPROVED, Job.State.QUEUED, Job.State.RUNNING)
+
+
 class StoreCollector:
-    """Reads the store on each collect(); registered in a registry of its own (no process metrics)."""
+    """Reads the store on each collect(); registered in a registry of its own (no process metrics).
+    `console_url` is where the console is reached (as the scraper asked for it), for the alerts' links."""
+
+    def __init__(self, console_url: str):
+        self.console_url = console_url
 
     def collect(self) -> Iterator[Metric]:
+        yield self._info()
+        yield from self._store()
+        yield from consumer_extras()
+        yield from source_metrics()
+        yield from job_metrics(timezone.now())
+        yield from readiness_metrics()
+
+    def _info(self) -> Metric:
+        info = GaugeMetricFamily(
+            "replaydesk_console_info",
+            "Always 1; its console_url label is the console's address, which alerts link to.",
+            labels=["console_url"],
+        )
+        info.add_metric([self.console_url], 1)
+        return info
+
+    def _store(self) -> Iterator[Metric]:
         head = selectors.head()
         statuses = lag.consumer_statuses(with_rate=False)
         yield GaugeMetricFamily(
@@ -91,7 +126,6 @@ class StoreCollector:
         yield from gauges.values()
         yield health
         yield state
-        yield from source_metrics()
 
 
 def source_metrics() -> Iterator[Metric]:
@@ -153,8 +187,107 @@ def source_metrics() -> Iterator[Metric]:
     yield from (position, head, lag_events, lag_seconds, copied, parked, health, state)
 
 
-_registry = CollectorRegistry(auto_describe=False)
-_registry.register(StoreCollector())
+def consumer_extras() -> Iterator[Metric]:
+    """Each consumer's kind (an info metric to join on: a subscription's alerts say "subscription") and
+    its parked events waiting for a retry or a skip."""
+    kinds = dict(Consumer.objects.values_list("name", "kind"))
+    info = GaugeMetricFamily(
+        "replaydesk_consumer_info", "Always 1; the consumer's kind.", labels=["consumer", "kind"]
+    )
+    parked = GaugeMetricFamily(
+        "replaydesk_consumer_parked_events",
+        "The consumer's parked events waiting for a retry or a skip.",
+        labels=["consumer"],
+    )
+    counts = parked_counts()
+    ids = dict(Consumer.objects.values_list("name", "pk"))
+    for name, kind in sorted(kinds.items()):
+        info.add_metric([name, kind], 1)
+        parked.add_metric([name], counts.get(ids[name], 0))
+    yield info
+    yield parked
+
+
+def job_metrics(now: dt.datetime) -> Iterator[Metric]:
+    """Jobs waiting or running by kind and state, each running job's progress, the jobs of each kind
+    that failed in the last hour, approvals waiting and the oldest wait, and the last drill job."""
+    jobs = GaugeMetricFamily(
+        "replaydesk_jobs",
+        "Jobs waiting for approval, approved, queued or running.",
+        labels=["kind", "state"],
+    )
+    counted = {
+        (row["kind"], row["state"]): row["n"]
+        for row in Job.objects.filter(state__in=OPEN_STATES).values("kind", "state").annotate(n=Count("pk"))
+    }
+    for kind in Job.Kind.values:
+        for state in OPEN_STATES:
+            jobs.add_metric([kind, state], counted.get((kind, state), 0))
+    yield jobs
+
+    progress = GaugeMetricFamily(
+        "replaydesk_job_progress_ratio",
+        "A running job's work done, 0 to 1 (only jobs whose total is known).",
+        labels=["job_id", "kind", "target"],
+    )
+    running = Job.objects.filter(state=Job.State.RUNNING, total__gt=0).values_list(
+        "pk", "kind", "target", "done", "total"
+    )
+    for pk, kind, target, done, total in running:
+        progress.add_metric([str(pk), kind, target], min(done / total, 1.0))
+    yield progress
+
+    failed = GaugeMetricFamily(
+        "replaydesk_jobs_failed_last_hour", "Jobs that failed in the last hour.", labels=["kind"]
+    )
+    recent = dict(
+        Job.objects.filter(state=Job.State.FAILED, finished_at__gte=now - FAILED_WINDOW)
+        .values_list("kind")
+        .annotate(n=Count("pk"))
+    )
+    for kind in Job.Kind.values:
+        failed.add_metric([kind], recent.get(kind, 0))
+    yield failed
+
+    waiting = Job.objects.filter(state=Job.State.PENDING_APPROVAL).aggregate(
+        n=Count("pk"), oldest=Min("created_at")
+    )
+    yield GaugeMetricFamily("replaydesk_approvals_waiting", "Jobs waiting for approval.", value=waiting["n"])
+    yield GaugeMetricFamily(
+        "replaydesk_approval_oldest_wait_seconds",
+        "How long the oldest job waiting for approval has waited; 0 when none waits.",
+        value=(now - waiting["oldest"]).total_seconds() if waiting["oldest"] else 0,
+    )
+
+    last = (
+        Job.objects.filter(kind=Job.Kind.DRILL, state__in=Job.FINISHED, finished_at__isnull=False)
+        .order_by("-finished_at")
+        .values_list("finished_at", "state")
+        .first()
+    )
+    # No drill has run: no sample, and the "no drill for too long" alert says so (absent()).
+    if last is not None:
+        yield GaugeMetricFamily(
+            "replaydesk_drill_last_finished_timestamp_seconds",
+            "When the last drill job ended (Unix time).",
+            value=last[0].timestamp(),
+        )
+        yield GaugeMetricFamily(
+            "replaydesk_drill_last_passed",
+            "1 when the last drill job passed, 0 when not.",
+            value=int(last[1] == Job.State.SUCCEEDED),
+        )
+
+
+def readiness_metrics() -> Iterator[Metric]:
+    """/readyz's checks (the database, Redis, a live Celery worker), each 1 when it passes."""
+    _, checks = ready_checks()
+    ready = GaugeMetricFamily(
+        "replaydesk_ready_check", "1 when /readyz's check passes, 0 when not.", labels=["check"]
+    )
+    for name, check in checks.items():
+        ready.add_metric([name], 1 if check["ok"] else 0)
+    yield ready
 
 
 def _allowed(request: HttpRequest) -> bool:
@@ -191,4 +324,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    return HttpResponse(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(request.build_absolute_uri("/").rstrip("/")))
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

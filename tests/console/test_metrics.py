@@ -1,13 +1,17 @@
 """/metrics: Prometheus text with the head and each consumer's checkpoint, lag and health, for those
 allowed to see it."""
 
+import datetime as dt
 import time
 
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from recovery import services
+from recovery.models import Job
 from streams import source_services
 from streams.consumers import ensure_projection, pause_consumer, run_projection
 from streams.projections import Projection, add, remove
@@ -170,3 +174,40 @@ def test_metrics_show_each_sources_copy_lag_parked_events_and_health(browser_cli
         "paused": 1,
         "failed": 0,
     }
+
+
+def test_metrics_show_jobs_approvals_the_last_drill_and_readiness(browser_client, four_eyes, carts):
+    now = timezone.now()
+
+    def job(kind: str, params: dict, **fields) -> None:
+        found = services.request_job(kind=kind, params=params, requested_by="someone", reason="a test")
+        Job.objects.filter(pk=found.pk).update(**fields)
+
+    job("replay", {"projection": "test_metrics_carts"}, created_at=now - dt.timedelta(hours=2))
+    job("replay", {"projection": "test_metrics_carts"}, state=Job.State.FAILED, finished_at=now)
+    job(
+        "replay",
+        {"projection": "test_metrics_carts"},
+        state=Job.State.FAILED,
+        finished_at=now - dt.timedelta(hours=3),
+    )
+    job("snapshot", {"projection": "test_metrics_carts"}, state=Job.State.RUNNING, done=25, total=100)
+    job("drill", {}, state=Job.State.SUCCEEDED, finished_at=now - dt.timedelta(days=2))
+    job("drill", {}, state=Job.State.FAILED, finished_at=now - dt.timedelta(days=1))
+
+    found = samples(browser_client.get("/metrics"))
+
+    assert found[("replaydesk_approvals_waiting", ())] == 1
+    assert 7200 <= found[("replaydesk_approval_oldest_wait_seconds", ())] < 7300
+    assert found[("replaydesk_jobs", (("kind", "replay"), ("state", "pending_approval")))] == 1
+    assert found[("replaydesk_jobs", (("kind", "snapshot"), ("state", "running")))] == 1
+    assert found[("replaydesk_jobs_failed_last_hour", (("kind", "replay"),))] == 1  # not the older one
+    [(labels, ratio)] = [(dict(k[1]), v) for k, v in found.items() if k[0] == "replaydesk_job_progress_ratio"]
+    assert (labels["kind"], labels["target"], ratio) == ("snapshot", "test_metrics_carts", 0.25)
+    assert found[("replaydesk_drill_last_passed", ())] == 0  # the latest drill failed
+    last = found[("replaydesk_drill_last_finished_timestamp_seconds", ())]
+    assert abs(last - (now - dt.timedelta(days=1)).timestamp()) < 1
+    # /readyz's checks (a worker may or may not answer here: that one's value is not asserted).
+    checks = {dict(k[1])["check"]: v for k, v in found.items() if k[0] == "replaydesk_ready_check"}
+    assert checks.keys() == {"database", "redis", "worker"}
+    assert (checks["database"], checks["redis"]) == (1, 1)
