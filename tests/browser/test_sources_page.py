@@ -40,6 +40,8 @@ def audited() -> list[tuple[str, str]]:
 
 def test_the_list_shows_a_source_copying_live(operator_page, width, orders):
     page = operator_page
+    if width == "phone":
+        page.get_by_role("button", name="Menu").click()  # the menu is behind its button on a phone
     page.get_by_role("link", name="Sources", exact=True).click()
     expect(page.get_by_role("heading", name="Sources", level=1)).to_be_visible()
     page.evaluate("window.notReloaded = true")

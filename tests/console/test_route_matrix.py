@@ -92,6 +92,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "streams:log": {"GET": READ},
     "streams:event": {"GET": READ},
     "streams:audit": {"GET": READ},
+    "streams:lookup": {"GET": READ},
     "streams:audit-export-csv": {"GET": READ},
     "streams:audit-export-json": {"GET": READ},
     "streams:audit-unmask": {"POST": UNMASK},

@@ -99,7 +99,12 @@ def test_htmx_is_served_from_this_site_not_a_cdn(browser_client):
     html = browser_client.get("/streams/").content.decode()
 
     scripts = re.findall(r'<script src="([^"]+)"', html)
-    assert scripts == ["/static/django_htmx/htmx-2.min.js", "/static/js/polling.js"]
+    assert scripts == [
+        "/static/django_htmx/htmx-2.min.js",
+        "/static/js/polling.js",
+        "/static/js/busy.js",
+        "/static/js/nav.js",
+    ]
 
 
 def test_logout_posts_and_ends_the_session(browser_client):
