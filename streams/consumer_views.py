@@ -141,6 +141,26 @@ def subscription_live(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "streams/partials/subscription_poll.html", context)
 
 
+@require_safe
+@role_required
+def consumer_live(request: HttpRequest, name: str) -> HttpResponse:
+    """A consumer's facts (state, health, checkpoint, head, lag, rate, last error), polled by its page,
+    and its health badge out of band."""
+    now = timezone.now()
+    consumer = Consumer.objects.filter(name=name).first()
+    if consumer is None:
+        return stop_polling(render(request, "streams/partials/consumer_gone.html", {"name": name}))
+    status, _ = measure(consumer, now)
+    context = {
+        "consumer": consumer,
+        "status": status,
+        "subscription": None,
+        "shows_error_detail": can(request.user, Can.OPERATE),
+        "now": now,
+    }
+    return render(request, "streams/partials/consumer_poll.html", context)
+
+
 # --- operator actions
 
 

@@ -57,6 +57,7 @@ urlpatterns = [
     path("consumers/<str:name>/", consumer_views.consumer_detail, name="consumer"),
     path("consumers/<str:name>/sink", sink_views.sink_edit, name="sink-edit"),
     path("consumers/<str:name>/partitions", consumer_views.subscription_live, name="subscription-live"),
+    path("consumers/<str:name>/live", consumer_views.consumer_live, name="consumer-live"),
     path("consumers/<str:name>/pause", consumer_views.pause, name="consumer-pause"),
     path("consumers/<str:name>/resume", consumer_views.resume, name="consumer-resume"),
     path("consumers/<str:name>/parked/<int:parked_id>/retry", consumer_views.retry, name="parked-retry"),

@@ -74,6 +74,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "streams:sink-new": {"GET": OPERATE, "POST": OPERATE},
     "streams:consumer": {"GET": READ},
     "streams:subscription-live": {"GET": READ},
+    "streams:consumer-live": {"GET": READ},
     "streams:sink-edit": {"GET": OPERATE, "POST": OPERATE},
     "streams:consumer-pause": {"POST": OPERATE},
     "streams:consumer-resume": {"POST": OPERATE},
