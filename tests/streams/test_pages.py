@@ -104,6 +104,7 @@ def test_htmx_is_served_from_this_site_not_a_cdn(browser_client):
         "/static/js/polling.js",
         "/static/js/busy.js",
         "/static/js/nav.js",
+        "/static/js/refusals.js",
     ]
 
 
