@@ -116,6 +116,13 @@ def waiting_summary(request: HttpRequest) -> HttpResponse:
     return render(request, "recovery/partials/approval_summary.html", summary())
 
 
+@require_safe
+@role_required
+def nav_count(request: HttpRequest) -> HttpResponse:
+    """The menu's count of waiting jobs, polled on every page (the context processor counts it)."""
+    return render(request, "recovery/partials/nav_approvals.html")
+
+
 def summary() -> dict:
     """How many jobs wait for approval, and the SUMMARY_SHOWN longest waits, for the dashboard."""
     return {

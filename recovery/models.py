@@ -15,6 +15,18 @@ def kind_choices() -> list[tuple[str, str]]:
     return choices()
 
 
+STATE_TEXT = {
+    "pending_approval": "waiting for approval",
+    "approved": "approved, not queued yet",
+    "queued": "queued",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "rejected": "rejected",
+}
+
+
 class Job(models.Model):
     # The kinds that ship, by name, for code that asks for one of them; the registry (recovery/kinds)
     # is what says which kinds there are.
@@ -100,6 +112,11 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.pk} ({self.kind} {self.target}, {self.state})"
+
+    @property
+    def state_text(self) -> str:
+        """The state as pages and messages say it."""
+        return STATE_TEXT.get(self.state, self.state)
 
     @property
     def finished(self) -> bool:

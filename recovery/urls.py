@@ -19,6 +19,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/approvals", approval_views.job_approvals, name="job-approvals"),
     path("approvals/", approval_views.inbox, name="approvals"),
     path("approvals/waiting", approval_views.waiting_summary, name="approvals-waiting"),
+    path("approvals/count", approval_views.nav_count, name="approvals-count"),
     path("approvals/<int:job_id>/", approval_views.review, name="approval"),
     path("approvals/<int:job_id>/approve", approval_views.approve, name="approve"),
     path("approvals/<int:job_id>/reject", approval_views.reject, name="reject"),

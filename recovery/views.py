@@ -78,7 +78,8 @@ def job_new(request: HttpRequest) -> HttpResponse:
         except services.JobError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Requested job {job.pk}, a {job.kind} of {job.target}: {job.state}.")
+            requested = f"Requested job {job.pk}, a {job.kind} of {job.target}: {job.state_text}."
+            messages.success(request, requested)
             return redirect("recovery:job", job_id=job.pk)
     return form_page(request, form, conflict=conflict)
 

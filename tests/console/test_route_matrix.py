@@ -115,6 +115,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "recovery:rollback": {"POST": OPERATE},
     "recovery:approvals": {"GET": READ},
     "recovery:approvals-waiting": {"GET": READ},
+    "recovery:approvals-count": {"GET": READ},
     "recovery:approval": {"GET": READ},
     "recovery:approve": {"POST": APPROVE},
     "recovery:reject": {"POST": APPROVE},
