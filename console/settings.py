@@ -290,7 +290,10 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-# Where snapshots of projections are kept (back this directory up).
+# Where snapshots of projections are kept: S3-compatible object storage when REPLAYDESK_SNAPSHOT_URL is
+# s3://bucket/prefix (endpoint, region and credentials from boto3's environment variables), else this
+# directory (the same storage on every recovery worker; back it up). recovery/snapshot_store.py.
+REPLAYDESK_SNAPSHOT_URL = os.environ.get("REPLAYDESK_SNAPSHOT_URL", "").strip()
 REPLAYDESK_SNAPSHOT_DIR = Path(os.environ.get("REPLAYDESK_SNAPSHOT_DIR") or REPLAYDESK_HOME / "snapshots")
 
 # The data set a fault drill plays its story with (recovery/drill/dataset.py), in its scratch database.

@@ -8,14 +8,12 @@ until deleted), REPLAYDESK_VERIFY_NIGHTLY_AT ("HH:MM" UTC; empty, the default, t
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import time
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from recovery import services, snapshots
+from recovery import services, snapshot_store
 from recovery.models import Job, Snapshot
 from streams.projections import projections, read_checkpoint
 
@@ -88,16 +86,14 @@ def _request(kind: str, projection: str, reason: str) -> list[Job]:
 def prune() -> list[str]:
     """Drop scheduled snapshots beyond the retention count, and half-written ones a killed job left."""
     keep = settings.REPLAYDESK_SNAPSHOT_KEEP
-    root = snapshots.snapshot_root()
+    store = snapshot_store.configured()
     dropped = []
     for projection in Snapshot.objects.values_list("projection", flat=True).distinct():
         old = Snapshot.objects.filter(projection=projection, scheduled=True).order_by("-taken_at")[keep:]
         for snapshot in list(old):
             with transaction.atomic():
                 snapshot.delete()
-                shutil.rmtree(root / snapshot.projection / snapshot.name, ignore_errors=True)
+                store.delete(snapshot.projection, snapshot.name)
             dropped.append(f"{snapshot.projection}/{snapshot.name}")
-    for staging in root.glob("*/.taking-*"):
-        if time.time() - staging.stat().st_mtime > STAGING_MAX_AGE_SECONDS:
-            shutil.rmtree(staging, ignore_errors=True)
+    store.prune_unfinished(older_than=STAGING_MAX_AGE_SECONDS)
     return dropped

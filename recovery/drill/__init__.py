@@ -95,6 +95,8 @@ def _play(
         **os.environ,
         "DATABASE_URL": scratch,
         "REPLAYDESK_SNAPSHOT_DIR": str(home / "snapshots"),
+        # The drill's snapshots stay in its sandbox, not in the installation's bucket.
+        "REPLAYDESK_SNAPSHOT_URL": "",
         "REPLAYDESK_CONSUMERS_WAKE": "false",
         # The drill's own jobs run in its sandbox at once; approvals guard the store, not this.
         "REPLAYDESK_APPROVALS": "restore=0,replay=0,resync=0,snapshot=0,write_back=0",

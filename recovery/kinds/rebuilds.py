@@ -4,7 +4,6 @@ lanes, follow the tail, then conclude (swap it in, or compare). Each kind's modu
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
@@ -113,9 +112,10 @@ class Rebuild(JobKind):
         snapshot = Snapshot.objects.filter(pk=job.params["snapshot"]).first()
         if snapshot is None:
             raise FinalError(f"snapshot {job.params['snapshot']} is no longer in the catalogue")
-        path = snapshots.snapshot_root() / snapshot.projection / snapshot.name
         try:
-            manifest = snapshots.load_snapshot(path=Path(path), schema=schema)
+            manifest = snapshots.load_snapshot(
+                path=snapshots.stored(snapshot.projection, snapshot.name), schema=schema
+            )
         except snapshots.SnapshotError as exc:
             raise FinalError(str(exc)) from exc
         return manifest.position, snapshot.name

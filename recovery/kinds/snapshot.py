@@ -55,7 +55,7 @@ class TakeSnapshot(JobKind):
             path, manifest = snapshots.take_snapshot(projection_name=projection_of(job).name)
         except snapshots.SnapshotError as exc:
             raise FinalError(str(exc)) from exc
-        size = sum((path / table.file).stat().st_size for table in manifest.tables)
+        size = sum(snapshots.file_size(path, table.file) for table in manifest.tables)
         with transaction.atomic():
             snapshot = Snapshot.objects.create(
                 projection=manifest.projection,
