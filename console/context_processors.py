@@ -1,6 +1,7 @@
 """What every page's navigation needs: the number of jobs waiting for approval (its badge), and whether
-the user may approve or operate (a page shows a control only to those who may use it). Both are callables, which templates call when they use them: a partial that never
-shows the navigation asks nothing, and a page asks once however often it shows them."""
+the user may approve or operate (a page shows a control only to those who may use it). Each is a
+callable, which templates call when they use it: a partial that never shows the navigation asks
+nothing, and a page asks once however often it shows them."""
 
 from __future__ import annotations
 
