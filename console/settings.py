@@ -290,6 +290,22 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
+# Mail (Django's settings, from the environment): approvers are told by email when a job waits for them.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", 25))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "replaydesk@localhost")
+# Who may approve is told by email when a job waits (on when EMAIL_HOST is set), and by a Slack-compatible
+# webhook when its URL is given (held to REPLAYDESK_SINK_ALLOW's rules). recovery/notify.py.
+REPLAYDESK_APPROVAL_EMAIL = env_bool("REPLAYDESK_APPROVAL_EMAIL", bool(EMAIL_HOST))
+REPLAYDESK_APPROVAL_WEBHOOK_URL = os.environ.get("REPLAYDESK_APPROVAL_WEBHOOK_URL", "").strip()
+# The console's address as its users reach it (https://replaydesk.example.com), for links in notifications.
+REPLAYDESK_PUBLIC_URL = os.environ.get("REPLAYDESK_PUBLIC_URL", "").strip()
+
 # Where snapshots of projections are kept: S3-compatible object storage when REPLAYDESK_SNAPSHOT_URL is
 # s3://bucket/prefix (endpoint, region and credentials from boto3's environment variables), else this
 # directory (the same storage on every recovery worker; back it up). recovery/snapshot_store.py.

@@ -9,6 +9,7 @@ checks it against TRANSITIONS.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +24,8 @@ from recovery.kinds import base as registry
 from recovery.models import Job, JobLogLine
 from streams import audit
 from streams.projections import get_projection, quote
+
+logger = logging.getLogger(__name__)
 
 MAX_REASON = 2000
 # Who asks for the jobs the console starts by itself (recovery/schedule.py); they are told apart by
@@ -141,6 +144,8 @@ def request_job(
             if queued:
                 record(job, AuditType.JOB_QUEUED, requested_by, request)
                 transaction.on_commit(lambda: nudge(job))
+            else:
+                transaction.on_commit(lambda: tell_approvers(job))
     except IntegrityError:
         # Two requests raced past the check; the constraint let one through.
         _refuse_if_busy(target)
@@ -282,6 +287,17 @@ def _locked(job_id: int) -> Job:
     if job is None:
         raise JobError(f"no job has id {job_id}")
     return job
+
+
+def tell_approvers(job: Job) -> None:
+    """A Celery task tells them (recovery/notify.py); a broker that is down costs the notice, not the
+    request, which the inbox and the menu's count show anyway."""
+    from recovery.tasks import notify_approvers
+
+    try:
+        notify_approvers.delay(job.pk)
+    except Exception:  # kombu's errors of an unreachable broker
+        logger.warning("approvers of job %s were not told: the broker is unreachable", job.pk, exc_info=True)
 
 
 def nudge(job: Job) -> None:

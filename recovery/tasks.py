@@ -29,6 +29,14 @@ def run_job_lane(job_id: int, lane: int, slice_no: int) -> None:
 
 
 @shared_task(queue="default", ignore_result=True)
+def notify_approvers(job_id: int) -> None:
+    """Tell who may approve that a job waits for them (recovery/notify.py)."""
+    from recovery import notify
+
+    notify.notify_waiting(job_id)
+
+
+@shared_task(queue="default", ignore_result=True)
 def reconcile() -> None:
     """Re-send the nudge of every job whose heartbeat stopped; of every active job at once when Redis
     lost its data since the last run (a restart without persistence, a failover), since their queued
