@@ -8,6 +8,7 @@ whose refusals are shown as they are worded (own request, changed parameters, no
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,22 +73,49 @@ class RejectForm(forms.Form):
 
 @dataclass(frozen=True)
 class Tally:
-    """A job's decisions so far, each marked whether it counts now, and how many yeses it needs."""
+    """A job's decisions so far, each with whether it counts (`standing`), and how many yeses it needs.
+
+    Approvals are checked again when the job starts (queued → running), so until then what matters is
+    whether each counts now; once started, whether it counted then: an expiry after the start changes
+    nothing, and "yes, until …" on a running or finished job would say otherwise."""
 
     decisions: list[Approval]
     given: int
     needed: int
+    # When the approvals were counted for good (the job's start), or None: they count now.
+    counted_at: dt.datetime | None = None
+    # The heading of the column that says whether each decision counts.
+    column: str = "Counts now"
 
 
 def tally(job: Job) -> Tally:
     decisions = sorted(job.approvals.all(), key=lambda a: (a.created_at, a.pk))
+    counted_at = job.started_at
     # From the decisions read (prefetched for a page of jobs): no query per job.
-    valid = approvals.counting(job, decisions)
+    valid = approvals.counting(job, decisions, now=counted_at)
     counting = {a.pk for a in valid}
     for decision in decisions:
-        decision.counts = decision.pk in counting
+        decision.standing, decision.standing_until = standing(job, decision, decision.pk in counting)
     given = len({approvals.person(a) for a in valid})
-    return Tally(decisions=decisions, given=given, needed=services.approvals_required(job.kind))
+    column = "Counted when it started" if counted_at else "Counted" if job.finished else "Counts now"
+    needed = services.approvals_required(job.kind)
+    return Tally(decisions=decisions, given=given, needed=needed, counted_at=counted_at, column=column)
+
+
+def standing(job: Job, decision: Approval, counts: bool) -> tuple[str, dt.datetime | None]:
+    """Whether a decision counts (or counted, once the job started), in words, and until when."""
+    if decision.decision == Approval.Decision.REJECT:
+        return ("it rejected the job" if job.state == Job.State.REJECTED else "—"), None
+    started = job.started_at is not None
+    if job.finished and not started:
+        return f"no: the job was {job.state_text} before it started", None
+    if counts:
+        return ("yes" if started else "yes, until"), (None if started else decision.expires_at)
+    if decision.params_sha256 != job.params_sha256:
+        return "no: for parameters since changed", None
+    if approvals.is_requester(job, name=decision.approver, user_id=decision.approver_user_id):
+        return "no: the requester's own", None
+    return ("no: it had expired when the job started" if started else "no: expired"), None
 
 
 def waiting_jobs(*, limit: int) -> list[Job]:
@@ -255,10 +283,12 @@ def review_context(request: HttpRequest, job: Job) -> dict[str, Any]:
 @role_required
 @with_job
 def job_approvals(request: HttpRequest, job: Job) -> HttpResponse:
-    """Loaded into the job's page and polled while the job waits; 286 once it no longer does."""
+    """Loaded into the job's page and polled until the job starts; 286 once it has (or has ended)."""
     own = job.requested_by == request.user.get_username()
     waiting = job.state in approvals.WAITING
-    context = {"job": job, "tally": tally(job), "own": own, "waiting": waiting}
+    # Until the job starts, whether its approvals count can change (they are checked again then).
+    poll = waiting or job.state == Job.State.QUEUED
+    context = {"job": job, "tally": tally(job), "own": own, "waiting": waiting, "poll": poll}
     context["may_decide"] = waiting and not own and can(request.user, Can.APPROVE)
     response = render(request, "recovery/partials/approval_panel.html", context)
-    return stop_polling(response) if not waiting else response
+    return response if poll else stop_polling(response)

@@ -145,6 +145,11 @@ def with_job(view):
 @with_job
 def job_detail(request: HttpRequest, job: Job) -> HttpResponse:
     context = job_context(job) | {"section": "jobs", "params": pretty_json(job.params, sort_keys=True)}
+    if job.finished:
+        # A job still running loads its approvals panel on its own (and polls it while the job waits).
+        from recovery.approval_views import tally  # which builds on this module's with_job
+
+        context["tally"] = tally(job)
     return render(request, "recovery/job_detail.html", context)
 
 

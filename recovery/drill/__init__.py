@@ -29,6 +29,39 @@ from core.processes import die_with_parent
 REPORT_KEYS = ("rpo_events", "rto_seconds", "events_replayed", "downstream_resent", "passed")
 
 
+# What each check counts, as people read it (the report keeps the identifiers: they are its JSON form).
+CHECK_NAMES = {
+    # a drill of the store (recovery/drill/sandbox.py)
+    "projection_rows_wrong": "Projection rows that differ from a fold of the log",
+    "downstream_documents_wrong": "Downstream documents that differ from a fold of the log",
+    "downstream_events_missing": "Good events missing downstream",
+    "downstream_bad_events_in_effect": "Bad events still in effect downstream",
+    # a drill of a source (recovery/drill/source_drill.py)
+    "events_missing": "Events missing from the application's database",
+    "aggregates_wrong": "Aggregates the application loads wrong",
+    "events_written_twice": "Events written back twice",
+    "second_write_back_wrote": "Events a second write-back wrote (it should write none)",
+    "follower_errors": "Errors of the follower after the write-back",
+}
+
+
+def check_name(check: str) -> str:
+    """A check's name for people; an unknown one (a report from a newer version) made readable."""
+    return CHECK_NAMES.get(check) or check.replace("_", " ").capitalize()
+
+
+def verdict_line(passed: bool, checks: dict[str, int]) -> str:
+    """The drill's verdict in a sentence for its job's log: the checks that found something wrong."""
+    if passed:
+        return f"passed: all {len(checks)} checks found nothing wrong"
+    return f"FAILED: {wrong_checks(checks) or 'the checks found nothing wrong, but the drill did not pass'}"
+
+
+def wrong_checks(checks: dict[str, int]) -> str:
+    """The checks that found something wrong, by name, with their counts."""
+    return "; ".join(f"{check_name(name).lower()}: {count}" for name, count in checks.items() if count)
+
+
 class DrillError(Exception):
     """The drill could not be played to its end (not: it was played and failed its checks)."""
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from django.db import close_old_connections, connection, transaction
 
-from recovery.drill import dataset
+from recovery.drill import dataset, verdict_line
 from recovery.drill.dataset import DataSet
 from recovery.drill.downstream import Downstream
 from recovery.models import Job
@@ -241,8 +241,7 @@ class _Drill:
         )
         self.report["rpo_events"] += checks["downstream_events_missing"]
         self.report["passed"] = all(value == 0 for value in checks.values())
-        verdict = "passed" if self.report["passed"] else "FAILED"
-        self.say("verifying", f"{verdict}: {checks}")
+        self.say("verifying", verdict_line(self.report["passed"], checks))
 
     @contextlib.contextmanager
     def _in_projection(self) -> Iterator[Any]:

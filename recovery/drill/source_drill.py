@@ -32,6 +32,7 @@ from django.db import close_old_connections, connection
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
+from recovery.drill import verdict_line
 from recovery.drill.sandbox import run_job
 from recovery.models import Job
 from recovery.runner import inline, run_inline
@@ -222,8 +223,7 @@ class _SourceDrill:
             events_in_source=rows,
             passed=all(value == 0 for value in checks.values()) and bool(self.report["follower_refused"]),
         )
-        verdict = "passed" if self.report["passed"] else "FAILED"
-        self.say("verifying", f"{verdict}: {checks}")
+        self.say("verifying", verdict_line(self.report["passed"], checks))
 
     def stop(self) -> None:
         self._close()

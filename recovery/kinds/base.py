@@ -90,6 +90,10 @@ class JobKind:
         """The projection or sink it works on: one job at a time per target."""
         return params["projection"]
 
+    def title(self, job: Job) -> str:
+        """What the job is, in a page's heading: "replay of users"."""
+        return f"{job.kind} of {job.target}"
+
     def form_fields(self) -> dict[str, forms.Field]:
         """Fields of its own for the new-job form, beyond the ones kinds share (recovery/forms.py)."""
         return {}

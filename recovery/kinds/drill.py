@@ -48,6 +48,10 @@ class Drill(JobKind):
     def target(self, params: dict[str, Any]) -> str:
         return DRILL_TARGET
 
+    def title(self, job: Job) -> str:
+        # Its target is only the lock's name: the drill plays in a scratch database, not on a consumer.
+        return f"{'quick' if job.params.get('quick', True) else 'full'} fault drill"
+
     def target_url(self, target: str) -> str:
         from django.urls import reverse
 
@@ -82,8 +86,8 @@ class Drill(JobKind):
         Job.objects.filter(pk=job.pk).update(done=len(STAGES))
         if not report["passed"]:
             Job.objects.filter(pk=job.pk).update(result=report)
-            wrong = ", ".join(f"{name}: {count}" for name, count in report["checks"].items() if count)
-            raise FinalError(f"the drill failed its checks ({wrong})")
+            raise FinalError(f"the drill failed its checks ({drill.wrong_checks(report['checks'])})")
+
         message = (
             f"drill passed: RPO {report['rpo_events']} events, RTO {report['rto_seconds']} s, "
             f"{report['events_replayed']} events replayed, {report['downstream_resent']} re-sent downstream"

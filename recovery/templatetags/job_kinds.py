@@ -22,3 +22,9 @@ def result_template(job: Job) -> str:
     return (
         kind.result_template if kind is not None and kind.result_template else "recovery/results/plain.html"
     )
+
+
+@register.filter
+def job_title(job: Job) -> str:
+    kind = get(job.kind)
+    return kind.title(job) if kind is not None else f"{job.kind} of {job.target}"

@@ -26,7 +26,7 @@ def test_a_quick_drill_started_from_the_drills_page_reports_rpo_rto_and_its_chec
 
     expect(page).to_have_url(re.compile(r"/jobs/\d+/$"))
     job = Job.objects.get(kind=Job.Kind.DRILL)
-    expect(page.get_by_role("heading", level=1)).to_have_text(f"Job {job.pk}: drill of drill-sandbox")
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Job {job.pk}: quick fault drill")
     seen = set()
     state = page.locator(".job-state-text")
     for _ in range(900):
@@ -43,6 +43,8 @@ def test_a_quick_drill_started_from_the_drills_page_reports_rpo_rto_and_its_chec
     expect(page.locator('[data-figure="rpo_events"]')).to_have_text("0 events lost")
     expect(page.locator('[data-figure="events_replayed"]')).to_have_text(str(job.result["events_replayed"]))
     expect(page.locator(".drill-checks tbody tr")).to_have_count(len(job.result["checks"]))
+    expect(page.locator(".job-log")).to_contain_text(f"passed: all {len(job.result['checks'])} checks found")
+    expect(page.locator(".job-log")).not_to_contain_text("{")
     assert has_no_horizontal_scroll(page)
     page.screenshot(path="/tmp/drill.png", full_page=True)
 
