@@ -75,6 +75,7 @@ def pages(data) -> list[str]:
         "/consumers/users_directory/",
         f"/jobs/{data['job'].pk}/",
         "/jobs/new",
+        "/lookup?q=nothing-answers-to-this",
     ]
 
 
