@@ -10,6 +10,10 @@ from django.utils import timezone
 from console import tokens
 from console.models import ApiToken
 
+# The admin speaks of Replaydesk; templates/admin/base_site.html gives it the console's icon.
+admin.site.site_header = "Replaydesk administration"
+admin.site.site_title = "Replaydesk administration"
+
 SHOWN = ("prefix", "user", "name", "created_at", "expires_at", "last_used_at", "revoked_at")
 
 

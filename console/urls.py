@@ -62,7 +62,9 @@ urlpatterns = [
         # The split view serves Swagger UI's start-up script as a file: no inline script (CSP). Swagger
         # UI styles some elements inline, so this page alone allows inline style (never script).
         csp_update({"style-src": ["'unsafe-inline'"]})(
-            SpectacularSwaggerSplitView.as_view(url_name="schema", http_method_names=READ_ONLY)
+            SpectacularSwaggerSplitView.as_view(
+                url_name="schema", template_name="console/api_docs.html", http_method_names=READ_ONLY
+            )
         ),
         name="api-docs",
     ),

@@ -1,5 +1,10 @@
 """The lag chart of a consumer page: its samples over a range, thinned to what a chart can show, and
-the geometry of an inline SVG drawn by the server (no chart library, nothing from a CDN)."""
+the geometry of an inline SVG drawn by the server (no chart library, nothing from a CDN).
+
+The SVG fills its card at any width without scaling its text: times and counts are placed in percent of
+the plot's width and height (the line itself in a 1000 × 1000 box stretched over the plot), and the
+labels sit in the SVG's padding (app.css), so a phone's chart is narrower, never smaller.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,8 @@ RANGES: dict[str, tuple[dt.timedelta, str]] = {
     "7d": (dt.timedelta(days=7), "last 7 days"),
 }
 DEFAULT_RANGE = "1h"
-WIDTH, HEIGHT = 760, 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 24, 34
+# The size of the box the line is drawn in, stretched over the plot whatever its size.
+LINE_BOX = 1000
 # More points than this would be thinner than a pixel column; each keeps the highest lag of its slice.
 MAX_POINTS = 380
 # Samples are taken every 10 s; a longer silence (sampler down) breaks the line rather than bridging it.
@@ -26,8 +31,14 @@ SAMPLE_GAP = dt.timedelta(seconds=35)
 
 @dataclass(frozen=True)
 class Tick:
-    at: float
+    at: float  # percent of the plot's width (times) or of its height from the top (counts)
     label: str
+
+
+@dataclass(frozen=True)
+class Dot:
+    x: float  # percent
+    y: float  # percent
 
 
 @dataclass(frozen=True)
@@ -39,27 +50,19 @@ class LagChart:
     samples: int
     # One SVG path per unbroken run of samples.
     lines: list[str]
-    # Lone points (a run of one sample) drawn as dots: (x, y).
-    dots: list[tuple[float, float]]
+    # Lone points (a run of one sample) drawn as dots.
+    dots: list[Dot]
     x_ticks: list[Tick]
     y_ticks: list[Tick]
     min_lag: int | None
     max_lag: int | None
     latest_lag: int | None
-    width: int = WIDTH
-    height: int = HEIGHT
-    left: int = LEFT
-    right_edge: int = WIDTH - RIGHT
-    top: int = TOP
-    bottom_edge: int = HEIGHT - BOTTOM
+    line_box: int = LINE_BOX
 
     @property
-    def mid_x(self) -> int:
-        return (self.left + self.right_edge) // 2
-
-    @property
-    def mid_y(self) -> int:
-        return (self.top + self.bottom_edge) // 2
+    def no_lag(self) -> bool:
+        """Samples, all of them at 0: a flat line on a made-up axis would say less than these words."""
+        return self.samples > 0 and self.max_lag == 0
 
 
 def parse_range(value: str | None) -> str:
@@ -72,15 +75,15 @@ def lag_chart(*, consumer: Consumer, range_key: str, now: dt.datetime) -> LagCha
     history = lag_history(consumer=consumer, since=since, until=now, max_points=MAX_POINTS)
     points = history.points
     top = nice_ceiling(max((s.lag_events for s in points), default=0))
-    x_of = _scale(0.0, span.total_seconds(), LEFT, WIDTH - RIGHT)
-    y_of = _scale(0.0, float(top), HEIGHT - BOTTOM, TOP)
+    percent_of = _scale(0.0, span.total_seconds(), 0.0, 100.0)
+    y_of = _scale(0.0, float(top), 100.0, 0.0)
     lines, dots = [], []
     for run in runs(points, gap=max(SAMPLE_GAP, 3 * span / MAX_POINTS)):
-        xy = [(x_of((s.sampled_at - since).total_seconds()), y_of(s.lag_events)) for s in run]
+        xy = [(percent_of((s.sampled_at - since).total_seconds()), y_of(s.lag_events)) for s in run]
         if len(xy) == 1:
-            dots.append(xy[0])
+            dots.append(Dot(*xy[0]))
         else:
-            lines.append("M" + " L".join(f"{x:.1f},{y:.1f}" for x, y in xy))
+            lines.append("M" + " L".join(f"{x * LINE_BOX / 100:.1f},{y * LINE_BOX / 100:.1f}" for x, y in xy))
     return LagChart(
         range=range_key,
         label=label,
@@ -90,7 +93,7 @@ def lag_chart(*, consumer: Consumer, range_key: str, now: dt.datetime) -> LagCha
         lines=lines,
         dots=dots,
         x_ticks=[
-            Tick(x_of(i * span.total_seconds() / 4), _time_label(since + i * span / 4, span))
+            Tick(percent_of(i * span.total_seconds() / 4), _time_label(since + i * span / 4, span))
             for i in range(5)
         ],
         y_ticks=[Tick(y_of(top * i / 4), _count_label(top * i / 4)) for i in range(5)],

@@ -75,6 +75,7 @@ def pages(data) -> list[str]:
         "/consumers/users_directory/",
         f"/jobs/{data['job'].pk}/",
         "/jobs/new",
+        "/lookup?q=nothing-answers-to-this",
     ]
 
 
@@ -146,4 +147,24 @@ def test_a_wide_table_scrolls_inside_its_box_on_a_phone(operator_page, console_w
     # …and its names stay on a line: no column is squeezed to a letter a line.
     type_cell = page.locator("table.data tbody tr").first.locator("td").nth(3)
     assert type_cell.evaluate("c => c.getBoundingClientRect().width") > 80
+    assert not scrolls_sideways(page)
+
+
+def test_between_a_tablet_and_a_desktop_the_menu_has_a_row_below_the_brand(operator_page):
+    page = operator_page
+    page.set_viewport_size({"width": 1100, "height": 800})
+    page.goto("/dashboard/")
+
+    expect(page.get_by_role("button", name="Menu")).to_be_hidden()
+    menu = page.get_by_role("navigation", name="Main")
+    expect(menu).to_be_visible()
+    brand = page.get_by_role("link", name="Replaydesk", exact=True).bounding_box()
+    look_up = page.get_by_role("searchbox").bounding_box()
+    log_out = page.get_by_role("button", name="Log out").bounding_box()
+    first_link = menu.get_by_role("link").first.bounding_box()
+    # The brand, the look-up box and the account share the first row; the menu starts below them.
+    assert abs(brand["y"] + brand["height"] / 2 - (look_up["y"] + look_up["height"] / 2)) < 8
+    assert abs(log_out["y"] + log_out["height"] / 2 - (look_up["y"] + look_up["height"] / 2)) < 8
+    assert first_link["y"] >= look_up["y"] + look_up["height"] - 2
+    assert page.locator(".topbar").bounding_box()["height"] < 100
     assert not scrolls_sideways(page)

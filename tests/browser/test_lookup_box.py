@@ -38,3 +38,15 @@ def test_the_look_up_box_reaches_a_stream_an_event_and_an_entity(operator_page, 
     look_up(page, "123", width)  # the entity's id alone
     expect(page).to_have_url(re.compile(r"/audit/\?q=123$"))
     expect(page.locator("main")).to_contain_text("user-123")
+
+
+def test_the_look_up_box_says_when_nothing_answers_to_a_value(operator_page, width):
+    page = operator_page
+
+    look_up(page, "no-such-thing-anywhere", width)
+
+    expect(
+        page.get_by_role("heading", name="Nothing found for “no-such-thing-anywhere”", level=1)
+    ).to_be_visible()
+    page.get_by_role("link", name="search the audit trail").click()
+    expect(page.get_by_role("searchbox", name="Search")).to_have_value("no-such-thing-anywhere")

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 from django.urls import reverse
-from pytest_django.asserts import assertRedirects
+from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
 from streams.models import Event
 from streams.services import append_events
@@ -22,7 +22,11 @@ def events():
     appended = append_events(
         stream="user-123",
         events=[
-            {"type": "UserCreated", "data": {"user_id": "123"}, "metadata": {"correlation_id": correlation}}
+            {
+                "type": "UserCreated",
+                "data": {"user_id": "123"},
+                "metadata": {"correlation_id": correlation, "actor": "ops.bot"},
+            }
         ],
     )
     append_events(stream="user-1234", events=[{"type": "UserCreated", "data": {"user_id": "1234"}}])
@@ -44,12 +48,33 @@ def test_a_correlation_id_goes_to_the_log_of_its_events(browser_client, events):
     )
 
 
-def test_anything_else_is_searched_in_the_audit_trail(browser_client, events):
+def test_an_entity_id_or_an_actor_goes_to_the_audit_search(browser_client, events):
     assertRedirects(lookup(browser_client, "123"), "/audit/?q=123")
-    assertRedirects(lookup(browser_client, "an unknown thing"), "/audit/?q=%22an+unknown+thing%22")
-    unknown = str(uuid.uuid4())
-    assertRedirects(lookup(browser_client, unknown), f"/audit/?q={unknown}")
+    assertRedirects(lookup(browser_client, "ops.bot"), "/audit/?q=ops.bot")
     assertRedirects(lookup(browser_client, ""), "/audit/")
+
+
+def test_a_value_with_spaces_is_searched_as_one_term(browser_client, events):
+    append_events(
+        stream="ticket-9", events=[{"type": "TicketOpened", "data": {"ticket_id": "an open ticket"}}]
+    )
+    assertRedirects(lookup(browser_client, "an open ticket"), "/audit/?q=%22an+open+ticket%22")
+
+
+def test_nothing_found_says_so_and_offers_the_audit_search(browser_client, events):
+    for value in ("an unknown thing", str(uuid.uuid4()), "user-999"):
+        response = lookup(browser_client, value)
+
+        assert response.status_code == 404
+        assertContains(response, f"Nothing found for “{value}”", status_code=404)
+        assertContains(response, 'href="/audit/?q=', status_code=404)
+
+
+def test_nothing_found_shows_the_value_as_text_only(browser_client, events):
+    response = lookup(browser_client, "<script>alert(1)</script>")
+
+    assertContains(response, "Nothing found for “&lt;script&gt;alert(1)&lt;/script&gt;”", status_code=404)
+    assertNotContains(response, "<script>alert(1)", status_code=404)
 
 
 def test_support_looks_up_too_and_a_stranger_is_sent_to_log_in(client, support_agent, events):
@@ -59,3 +84,21 @@ def test_support_looks_up_too_and_a_stranger_is_sent_to_log_in(client, support_a
 
     client.force_login(support_agent)
     assertRedirects(lookup(client, "user-123"), "/streams/user-123/")
+
+
+def test_support_finds_nothing_by_a_personal_value_their_audit_search_cannot_match(
+    client, support_agent, operator, settings, events
+):
+    settings.REPLAYDESK_PII_PATHS = ["data.user_id"]
+    # The user 777 has no stream of their own; only an order names them, in a personal field.
+    append_events(stream="order-1", events=[{"type": "OrderPlaced", "data": {"user_id": "777"}}])
+
+    client.force_login(operator)
+    assertRedirects(lookup(client, "777"), "/audit/?q=777")
+
+    client.force_login(support_agent)
+    response = lookup(client, "777")
+    assertContains(response, "Nothing found for “777”", status_code=404)
+    assertNotContains(response, "order-1", status_code=404)
+    # …as their own audit search says.
+    assertNotContains(client.get("/audit/", {"q": "777"}), 'href="/streams/order-1/"')
