@@ -50,7 +50,9 @@ def users_with_history() -> int:
 # Every progress bar the polling swaps in, as [value, max]: the page's own record of the bar moving.
 RECORD_BAR = """
 window.bars = [];
-document.body.addEventListener("htmx:afterSettle", () => {
+document.body.addEventListener("htmx:afterSettle", (event) => {
+  // The job's own poll (the menu's count of waiting jobs polls on every page too).
+  if (!/\/jobs\/\d+\/progress/.test(event.detail.pathInfo?.requestPath || "")) return;
   const bar = document.querySelector("#job-progress progress");
   if (bar) window.bars.push([bar.getAttribute("value"), bar.getAttribute("max")]);
 });
