@@ -269,7 +269,8 @@ def test_dashboard_names_the_jobs_waiting_for_approval(browser_client, four_eyes
     for response in (browser_client.get("/dashboard/"), browser_client.get("/approvals/waiting", **HTMX)):
         count = '<span class="muted" id="approval-summary-count">1 waiting</span>'
         assertContains(response, count, html=True)
-        assertContains(response, f'<a href="/approvals/{job.pk}/">Review job {job.pk}</a>: replay of')
+        link = f'<a href="/approvals/{job.pk}/">Review job {job.pk}</a>'
+        assertContains(response, f'{link}: <span class="wrap">replay of users_directory')
         assertContains(response, "asked by someone")
         assertNotContains(response, "No job waits for approval.")
 
