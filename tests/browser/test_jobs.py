@@ -48,7 +48,7 @@ def users_with_history() -> int:
 
 
 # Every progress bar the polling swaps in, as [value, max]: the page's own record of the bar moving.
-RECORD_BAR = """
+RECORD_BAR = r"""
 window.bars = [];
 document.body.addEventListener("htmx:afterSettle", (event) => {
   // The job's own poll (the menu's count of waiting jobs polls on every page too).

@@ -147,7 +147,7 @@ def test_dashboard_shows_the_head_and_counts_appends_by_recorded_time_not_import
     response = browser_client.get("/dashboard/")
 
     text = re.sub(r"\s+", " ", response.content.decode())
-    assert f'<dt>Head position</dt><dd class="figure">{head}</dd>' in text
+    assert f'<dt>Head position</dt><dd class="figure">{head:,}</dd>' in text
     # Three user events, and the console's audit of the login that opened this session.
     logins = Event.objects.filter(stream__category="console", type="UserLoggedIn").count()
     assert logins == 1
