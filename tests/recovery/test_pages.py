@@ -158,6 +158,63 @@ def test_the_form_is_prefilled_from_its_link(browser_client, directory):
     assertContains(response, '<option value="access" selected>access</option>', html=True)
 
 
+def test_the_form_chooses_no_kind_for_the_operator_and_asks_for_one(browser_client, directory):
+    page = browser_client.get("/jobs/new", secure=True)
+    kindless = browser_client.post("/jobs/new", form(kind=""), secure=True)
+
+    assert page.status_code == 200
+    assert not re.search(r'name="kind"[^>]* checked', page.content.decode())
+    assertContains(page, "Choose a kind above")
+    assertContains(kindless, "Choose the kind of job.", status_code=400)
+    assert Job.objects.count() == 0
+
+
+def test_the_snapshot_is_chosen_from_the_snapshots_by_name_time_and_size(browser_client, directory):
+    taken = run("snapshot", projection="users_directory")
+    snapshot = Snapshot.objects.get(pk=taken.result["snapshot"])
+
+    response = browser_client.get(f"/jobs/new?kind=restore&snapshot={snapshot.pk}", secure=True)
+    started = browser_client.post(
+        "/jobs/new", form(kind="restore", snapshot=str(snapshot.pk), reason="undo"), secure=True
+    )
+
+    html = response.content.decode()
+    option = re.search(rf'<option value="{snapshot.pk}"[^>]*>([^<]*)</option>', html)
+    assert checked_kind(response) == "restore"
+    assert snapshot.name in option.group(1) and snapshot.taken_at.strftime("%Y-%m-%d %H:%M") in option.group(
+        1
+    )
+    assert re.search(r"\d+(\.\d)? (bytes|KB|MB)", option.group(1))
+    assert "selected" in option.group(0)
+    assert "Snapshot id" not in html
+    assert started.status_code == 302
+    assert Job.objects.get(kind="restore").params["snapshot"] == snapshot.pk
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("2026-01-31 14:30", "2026-01-31T14:30:00+00:00"), ("2026-01-31", "2026-01-31T00:00:00+00:00")],
+)
+def test_a_time_is_read_as_its_hint_says(typed, meant):
+    from recovery.forms import JobForm
+
+    form = JobForm({"kind": "replay", "from_time": typed, "exclude_recorded_after": typed})
+
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["from_time"] == form.cleaned_data["exclude_recorded_after"] == meant
+    assert "YYYY-MM-DD HH:MM" in form.fields["from_time"].help_text
+
+
+def test_the_button_requests_approval_for_a_kind_that_needs_it(browser_client, directory, four_eyes):
+    html = browser_client.get("/jobs/new", secure=True).content.decode()
+
+    start = re.search(r'<button[^>]*id="start-button"[^>]*data-kinds="([^"]*)"[^>]*>Start job<', html)
+    ask = re.search(r'<button[^>]*id="request-button"[^>]*data-kinds="([^"]*)"[^>]*>Request approval<', html)
+    assert {"snapshot", "verify"} <= set(start.group(1).split())
+    assert {"replay", "restore", "resync"} <= set(ask.group(1).split())
+    assert not set(start.group(1).split()) & set(ask.group(1).split())
+
+
 def test_a_dry_run_shows_the_estimate_and_writes_nothing(browser_client, directory):
     jobs, audits = Job.objects.count(), audit_count()
     expected = selectors.estimate(kind="replay", params={"projection": "users_directory"})
@@ -220,7 +277,7 @@ def test_a_value_the_form_cannot_read_is_refused_before_the_service(browser_clie
     response = browser_client.post("/jobs/new", form(snapshot="latest"), secure=True)
 
     assert response.status_code == 400
-    assert "Enter a whole number" in field_errors(response, "snapshot")
+    assert "Select a valid choice" in field_errors(response, "snapshot")
     assert Job.objects.count() == 0
 
 
