@@ -231,6 +231,36 @@ def test_a_dry_run_shows_the_estimate_and_writes_nothing(browser_client, directo
     assert (Job.objects.count(), audit_count()) == (jobs, audits)
 
 
+def test_a_restores_dry_run_says_the_rows_it_replaces_the_tail_it_applies_and_the_time(
+    browser_client, directory
+):
+    taken = run("snapshot", projection="users_directory")
+    snapshot = Snapshot.objects.get(pk=taken.result["snapshot"])
+    at_head = selectors.estimate(kind="restore", params={"projection": "users_directory"})
+    for uid in ("a", "b"):
+        create_user(uid)
+
+    response = browser_client.post(
+        "/jobs/new/dry-run", form(kind="restore", snapshot=str(snapshot.pk)), secure=True, **HTMX
+    )
+
+    # Nothing recorded after the snapshot, yet the restore still loads and swaps in every row of it.
+    assert snapshot.rows > 10
+    assert (at_head.rows, at_head.events) == (snapshot.rows, 0)
+    assert at_head.seconds > 0 and "rows/s" in at_head.basis
+    assert any(
+        f"{snapshot.rows:,} rows, which replace the live users_directory's" in n for n in at_head.notes
+    )
+    html = response.content.decode()
+    figures = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>([^<]+)</dd>", html))
+    assert figures["Rows replaced"] == f"{snapshot.rows:,}"
+    assert figures["Tail events to apply"] == "2"
+    assert figures["Duration, about"] != "0 s"
+    assert "Events affected" not in figures
+    assertContains(response, f"Loads snapshot {snapshot.name}")
+    assert Job.objects.filter(kind="restore").count() == 0
+
+
 def test_a_dry_run_counts_what_an_exclusion_leaves_out(browser_client, directory):
     bad = Event.objects.filter(stream__name="user-3").values_list("event_id", flat=True).get()
 
