@@ -261,6 +261,17 @@ def test_a_restores_dry_run_says_the_rows_it_replaces_the_tail_it_applies_and_th
     assert Job.objects.filter(kind="restore").count() == 0
 
 
+def test_a_dry_runs_measured_rate_names_its_jobs_in_the_right_number(browser_client, directory):
+    run("replay", projection="users_directory")
+    after_one = selectors.estimate(kind="replay", params={"projection": "users_directory"})
+    run("replay", projection="users_directory")
+    after_two = browser_client.post("/jobs/new/dry-run", form(), secure=True, **HTMX)
+
+    assert "over the last replay job on users_directory" in after_one.basis
+    assert "1 replay jobs" not in after_one.basis
+    assertContains(after_two, "over the last 2 replay jobs on users_directory")
+
+
 def test_a_dry_run_counts_what_an_exclusion_leaves_out(browser_client, directory):
     bad = Event.objects.filter(stream__name="user-3").values_list("event_id", flat=True).get()
 
