@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import BigIntegerField, Func, Q, QuerySet, TextField
+from django.db.models import BigIntegerField, Func, Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Collate
+from django.db.models.functions import Cast
 
 from streams.models import Event, Stream
 
@@ -250,14 +250,22 @@ def stream_summary(*, stream: Stream) -> StreamSummary:
 # The streams list's orders. Only orders an index serves are offered, so that a page stays an index
 # range at a million streams:
 # - "natural" (the page's default): names with their numbers read as numbers (user-2 before user-10),
-#   by the ICU collation replaydesk_natural and its indexes on name and on (category, name) (migration
-#   0014); the name never changes, so these indexes cost appends nothing.
+#   by the sort key replaydesk_natural_key(name) and its indexes, alone and after category (migration
+#   0014); the name never changes, so these indexes cost appends nothing (the row's updates stay HOT).
 # - "name": byte order, the unique index on name (the API's order and cursor).
 # - "recent": the last event first, served by the log's own primary key, walked back from the head
 #   (recently_active_streams).
 # Not offered: by event count (version) or by the stream row's updated_at. Both change on every append;
 # an index on either would be written by every append and end the stream row's HOT updates.
-NATURAL = "replaydesk_natural"
+
+
+class NaturalKey(Func):
+    """The name's natural sort key, as the indexes of migration 0014 have it."""
+
+    function = "replaydesk_natural_key"
+    output_field = TextField()
+
+
 STREAM_ORDERS = ("natural", "name", "recent")
 
 
@@ -274,10 +282,12 @@ def list_streams(
     `after`; `source`: those copied from that source."""
     streams = _filtered_streams(prefix=prefix, category=category, source=source).select_related("source")
     key = "name"
+    cursor: Any = after
     if order == "natural":
-        streams, key = streams.alias(natural=Collate("name", NATURAL)), "natural"
+        streams, key = streams.alias(natural=NaturalKey("name")), "natural"
+        cursor = NaturalKey(Value(after, output_field=TextField()))
     if after is not None:
-        streams = streams.filter(**{f"{key}__gt": after})
+        streams = streams.filter(**{f"{key}__gt": cursor})
     return list(streams.order_by(key)[:limit])
 
 
