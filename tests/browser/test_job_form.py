@@ -56,3 +56,4 @@ def test_the_form_asks_for_a_kind_and_says_what_its_button_will_do(operator_page
     choice.select_option(str(snapshot.pk))
     expect(page.get_by_placeholder("YYYY-MM-DD HH:MM").first).to_be_visible()
     assert has_no_horizontal_scroll(page)
+    page.screenshot(path=f"/tmp/job_form_{width}.png", full_page=True)
