@@ -8,10 +8,12 @@ import re
 from typing import Any
 
 from django import forms
-from django.utils.dateparse import parse_datetime
+from django.template.defaultfilters import filesizeformat
+from django.utils.dateparse import parse_date, parse_datetime
 
 from recovery import params as job_params
 from recovery.kinds import base as registry
+from recovery.models import Snapshot
 from streams import consumer_kinds
 from streams.models import Consumer
 from streams.projections import projections
@@ -26,15 +28,41 @@ def split_list(text: str) -> list[str]:
     return [part for part in re.split(r"[\s,]+", text) if part]
 
 
+TIME_HINT = "UTC, as YYYY-MM-DD HH:MM (e.g. 2026-01-31 14:30), or a date for its midnight."
+TIME_PLACEHOLDER = "YYYY-MM-DD HH:MM"
+# The newest snapshots offered in the form's list; an older one is asked for by ?snapshot=ID.
+SNAPSHOT_CHOICES = 200
+
+
 class UtcTimeField(forms.CharField):
-    """An ISO 8601 time; one typed without a zone is UTC, as every time on the console is."""
+    """An ISO 8601 time, `2026-01-31 14:30` or a date; one typed without a zone is UTC, as every time on
+    the console is."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault(
+            "widget", forms.TextInput(attrs={"placeholder": TIME_PLACEHOLDER, "autocomplete": "off"})
+        )
+        help_text = kwargs.pop("help_text", "")
+        kwargs["help_text"] = f"{help_text} {TIME_HINT}".strip()
+        super().__init__(*args, **kwargs)
 
     def to_python(self, value: Any) -> str:
         text = super().to_python(value)
-        parsed = parse_datetime(text) if text else None
-        if parsed is not None and parsed.tzinfo is None:
+        if not text:
+            return text
+        try:
+            parsed = parse_datetime(text)
+            day = parse_date(text) if parsed is None else None
+        except ValueError:
+            parsed = day = None
+        if day is not None:
+            return f"{day.isoformat()}T00:00:00+00:00"
+        if parsed is None:
+            # Left as typed: recovery.params refuses it beside the other fields' errors, all at once.
+            return text
+        if parsed.tzinfo is None:
             return parsed.isoformat() + "+00:00"
-        return text
+        return parsed.isoformat()
 
 
 def source_field() -> forms.ChoiceField:
@@ -46,21 +74,42 @@ def source_field() -> forms.ChoiceField:
     return forms.ChoiceField(required=False, choices=choices)
 
 
+def snapshot_choices() -> list[tuple[str, str]]:
+    """The snapshots a restore can start from, newest first, as the snapshots list names them."""
+    snapshots = Snapshot.objects.order_by("-taken_at", "-pk")[:SNAPSHOT_CHOICES]
+    choices = [("", "None chosen")]
+    for snapshot in snapshots.only("pk", "name", "projection", "taken_at", "bytes"):
+        taken = snapshot.taken_at.strftime("%Y-%m-%d %H:%M UTC")
+        size = filesizeformat(snapshot.bytes).replace("\xa0", " ")
+        choices.append((str(snapshot.pk), f"{snapshot.name} ({snapshot.projection}), {taken}, {size}"))
+    return choices
+
+
 def number_input() -> forms.TextInput:
     return forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"})
 
 
 class JobForm(forms.Form):
-    kind = forms.ChoiceField(choices=registry.choices, widget=forms.RadioSelect, initial="replay")
+    # Nothing chosen unless the link asks for a kind (prefill): a job is never started by a default.
+    kind = forms.ChoiceField(
+        choices=registry.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose the kind of job."},
+    )
     projection = forms.ChoiceField(required=False)
     sink = forms.ChoiceField(required=False)
-    snapshot = forms.IntegerField(
-        label="Snapshot id", required=False, min_value=1, widget=number_input(), help_text="See Snapshots."
+    snapshot = forms.TypedChoiceField(
+        label="From snapshot",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        help_text="Name (projection), time taken, size. None chosen: a restore takes the latest (before the "
+        "time below, if given); a replay reads the log from its start.",
     )
     before = UtcTimeField(
         label="Latest snapshot taken before",
         required=False,
-        help_text="Instead of a snapshot id; blank with no id: the latest snapshot.",
+        help_text="Instead of choosing a snapshot; both blank: the latest snapshot.",
     )
     stream = forms.CharField(
         label="Only this stream", required=False, help_text="Repairs one stream in place, e.g. user-123."
@@ -107,6 +156,13 @@ class JobForm(forms.Form):
         resyncable = [kind.name for kind in consumer_kinds.kinds() if kind.resyncs]
         sinks = Consumer.objects.filter(kind__in=resyncable).order_by("name").values_list("name", flat=True)
         self.fields["sink"].choices = [("", "Choose a sink")] + [(name, name) for name in sinks]
+        self.fields["snapshot"].choices = snapshot_choices()
+        wanted = self.initial.get("snapshot") or self.data.get("snapshot")
+        if wanted and str(wanted) not in dict(self.fields["snapshot"].choices):
+            # An older snapshot a link or a resubmitted form names: offered too, if it exists.
+            older = Snapshot.objects.filter(pk=int(wanted)).first() if str(wanted).isdigit() else None
+            if older is not None:
+                self.fields["snapshot"].choices.append((str(older.pk), f"{older.name} ({older.projection})"))
         # A kind's parameters of its own (JobKind.form_fields), after the shared ones.
         self.own_fields: list[str] = []
         for kind in registry.kinds():
@@ -172,6 +228,13 @@ class JobForm(forms.Form):
         }
         for group, names in grouped.items():
             taking[group] = " ".join(kind.name for kind in registry.kinds() if kind.fields & set(names))
+        # The button says what pressing it does: a kind that needs approval waits for it.
+        from recovery.services import approvals_required
+
+        waits = {kind.name: approvals_required(kind.name) > 0 for kind in registry.kinds()}
+        taking["any"] = " ".join(waits)
+        taking["starts"] = " ".join(name for name, wait in waits.items() if not wait)
+        taking["waits"] = " ".join(name for name, wait in waits.items() if wait)
         return taking
 
     def own_bound_fields(self) -> list[tuple[forms.BoundField, str]]:

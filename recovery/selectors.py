@@ -101,6 +101,9 @@ class Estimate:
     notes: list[str] = field(default_factory=list)
     # Whether `events` and `streams` were counted (else the kind cannot say before it runs).
     counted: bool = True
+    # For a kind that loads rows before it reads the log (a restore: JobKind.load): the rows it loads
+    # in place of the live tables'; then `events` are the tail it applies after them.
+    rows: int | None = None
 
 
 def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
@@ -116,6 +119,13 @@ def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
     rate, basis = found.limit_rate(canonical, rate, basis)
     counted = found.counts_events or dry_run is not None
     seconds = round(events / rate, 1) if rate and counted else None
+    notes = dry_run.notes if dry_run else []
+    load = found.load(canonical)
+    if load is not None:
+        # Loading the rows is most of a restore's time when its tail is short: both are counted.
+        seconds = None if load.seconds is None or seconds is None else seconds + load.seconds
+        basis = f"{basis}; loading: {load.basis}"
+        notes = [*load.notes, *notes]
     return Estimate(
         params=canonical,
         params_sha256=job_params.params_sha256(canonical),
@@ -126,8 +136,9 @@ def estimate(*, kind: str, params: dict[str, Any]) -> Estimate:
         seconds=seconds,
         basis=basis,
         breakdown=dry_run.breakdown if dry_run else [],
-        notes=dry_run.notes if dry_run else [],
+        notes=notes,
         counted=counted,
+        rows=load.rows if load is not None else None,
     )
 
 

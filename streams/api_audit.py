@@ -57,9 +57,11 @@ StateOut = inline_serializer(
         OpenApiParameter(
             "q",
             str,
-            description="Terms, all of which must match: a stream name or prefix, an entity id, an actor "
-            "or the user who appended, actor:NAME (the actor events claim), appended_by:PRINCIPAL (who the "
-            "store recorded appending them: user:NAME, cli:NAME, system:NAME or anonymous), type:TYPE, "
+            description="Terms, all of which must match: a stream name (else a prefix), an entity id, an "
+            "actor or the user who appended, a value anywhere in the data (not through personal fields "
+            "for a role that sees them masked), actor:NAME (the actor events claim), "
+            "appended_by:PRINCIPAL (who the store recorded appending them: user:NAME, cli:NAME, "
+            "system:NAME or anonymous), type:TYPE, "
             "stream:PREFIX, field=value (JSON containment on data).",
         ),
         OpenApiParameter("recorded_after", OpenApiTypes.DATETIME),

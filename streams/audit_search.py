@@ -9,9 +9,12 @@ A query is terms separated by spaces (quote a term that holds spaces); events mu
 - `resource=issueABC`         JSON containment on data (`data.` in front is allowed; `a.b=x` nests)
 - a bare value such as `user-123`, `user-`, `123` or `alice.admin`: events of the stream of that name
   (or when there is none, of the streams whose name starts with it), of the streams named
-  `<category>-<value>` (an entity id), by that actor or appended by that user, or whose data names it as
-  `<category>_id` or `id` (and `user-123` as user_id 123).
-  The streams listed above the events are those named so, and those whose name starts with the value.
+  `<category>-<value>` (an entity id), by that actor or appended by that user, whose data holds that value
+  under any key, at any depth (`issueABC`), or whose data names it as `<category>_id` or `id` (and
+  `user-123` as user_id 123). A searcher who sees personal data masked does not find events through a
+  value that only their personal fields hold.
+  The streams listed above the events are the stream of that name when there is one, else those whose
+  name starts with the value, and the entity's streams in every category.
 
 The time range (recorded after / before) and the paging (keyset by position, newest first) are the log's
 parameters (streams.queries), and the structured terms become the log's own filter (streams.selectors):
@@ -25,9 +28,13 @@ import re
 import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import connection
-from django.db.models import F, Q, QuerySet, Subquery
+from django.db.models import F, Func, JSONField, Q, QuerySet, Subquery, TextField, Value
+from django.db.models.fields.json import DataContains
+from django.db.models.functions import Cast
 from django.utils.http import urlencode
 
 from core import principals
@@ -201,15 +208,22 @@ def entity_streams(term: str, known: list[str]) -> list[Stream]:
 
 
 def matching_streams(query: AuditQuery, *, limit: int = STREAM_RESULTS) -> list[Stream]:
-    """Streams named by the query: entity ids first, then names starting with a term, by name."""
+    """Streams named by the query: a term's own stream (or, when none has its name, the streams whose
+    name starts with it) and its entity's streams, then those a stream: prefix names, by name."""
     if not query.terms and not query.stream_prefixes:
         return []
     known = categories()
     found: dict[str, Stream] = {}
     for term in query.terms:
-        for stream in entity_streams(term, known):
+        # `user-123` is that user, not also user-1230…1239: their names only start with it.
+        exact = Stream.objects.filter(name=term).first()
+        named = [exact] if exact else []
+        named += entity_streams(term, known)
+        if exact is None:
+            named += Stream.objects.filter(name__startswith=term).order_by("name")[:limit]
+        for stream in named:
             found.setdefault(stream.name, stream)
-    for prefix in (*query.terms, *query.stream_prefixes):
+    for prefix in query.stream_prefixes:
         for stream in Stream.objects.filter(name__startswith=prefix).order_by("name")[:limit]:
             found.setdefault(stream.name, stream)
     return list(found.values())[:limit]
@@ -241,7 +255,53 @@ def _term_q(term: str, known: list[str], *, masked: bool = False) -> Q:
             continue
         for document in data_containment(key, value):
             either |= Q(data__contains=document)
-    return either
+    return either | data_values(term, masked=masked)
+
+
+# Every string and number in an event's data, at any key and depth. The GIN index on data
+# (jsonb_path_ops) hashes each value with its path, so it answers `resource=issueABC` but cannot find
+# `issueABC` under a key not named; this expression has a GIN index of its own
+# (streams_event_data_values, migration 0013), so a bare value is one index probe: a bitmap of the
+# matching rows, of which the search reads the newest page (search_candidates), never the whole log.
+DATA_VALUES_PATH = 'strict $.** ? (@.type() == "string" || @.type() == "number")'
+
+
+class _DataValues(Func):
+    function = "jsonb_path_query_array"
+    template = f"%(function)s(%(expressions)s, '{DATA_VALUES_PATH}'::jsonpath)"
+    output_field = JSONField()
+
+
+class _Without(Func):
+    """`document #- '{address,street}'`: the document without the value at one path."""
+
+    arg_joiner = " #- "
+    template = "(%(expressions)s)"
+    output_field = JSONField()
+
+
+def data_values(term: str, *, masked: bool = False) -> Q:
+    """Events whose data holds `term` as a value anywhere (and as a number, when it is one). For a
+    searcher who sees personal data masked, the events found by the index are checked again with their
+    personal fields taken out: a match only there would answer what the mask hides."""
+    wanted = [document["v"] for document in data_containment("v", term)]
+    found = Q()
+    for leaf in wanted:
+        found |= Q(DataContains(_DataValues(F("data")), Value([leaf], JSONField())))
+    if not masked:
+        return found
+    document: Any = F("data")
+    for root, keys in masking.pii_paths():
+        if root == "data":
+            literal = ",".join('"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"' for key in keys)
+            path = Cast(Value("{" + literal + "}"), ArrayField(TextField()))
+            document = _Without(document, path)
+    if isinstance(document, F):
+        return found
+    public = Q()
+    for leaf in wanted:
+        public |= Q(DataContains(_DataValues(document), Value([leaf], JSONField())))
+    return found & public
 
 
 def _matching_events(query: AuditQuery):

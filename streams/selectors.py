@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import BigIntegerField, Func, Q, QuerySet, TextField
+from django.db.models import BigIntegerField, Func, Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
@@ -247,6 +247,28 @@ def stream_summary(*, stream: Stream) -> StreamSummary:
     )
 
 
+# The streams list's orders. Only orders an index serves are offered, so that a page stays an index
+# range at a million streams:
+# - "natural" (the page's default): names with their numbers read as numbers (user-2 before user-10),
+#   by the sort key replaydesk_natural_key(name) and its indexes, alone and after category (migration
+#   0014); the name never changes, so these indexes cost appends nothing (the row's updates stay HOT).
+# - "name": byte order, the unique index on name (the API's order and cursor).
+# - "recent": the last event first, served by the log's own primary key, walked back from the head
+#   (recently_active_streams).
+# Not offered: by event count (version) or by the stream row's updated_at. Both change on every append;
+# an index on either would be written by every append and end the stream row's HOT updates.
+
+
+class NaturalKey(Func):
+    """The name's natural sort key, as the indexes of migration 0014 have it."""
+
+    function = "replaydesk_natural_key"
+    output_field = TextField()
+
+
+STREAM_ORDERS = ("natural", "name", "recent")
+
+
 def list_streams(
     *,
     prefix: str | None = None,
@@ -254,18 +276,118 @@ def list_streams(
     source: str | None = None,
     after: str | None = None,
     limit: int = 50,
+    order: str = "name",
 ) -> list[Stream]:
-    """Streams in name order, after the cursor name `after`; `source`: those copied from that source."""
-    streams = Stream.objects.select_related("source").order_by("name")
+    """Streams in name order ("name": bytes; "natural": numbers as numbers), after the cursor name
+    `after`; `source`: those copied from that source."""
+    streams = _filtered_streams(prefix=prefix, category=category, source=source).select_related("source")
+    key = "name"
+    cursor: Any = after
+    if order == "natural":
+        streams, key = streams.alias(natural=NaturalKey("name")), "natural"
+        cursor = NaturalKey(Value(after, output_field=TextField()))
+    if after is not None:
+        streams = streams.filter(**{f"{key}__gt": cursor})
+    return list(streams.order_by(key)[:limit])
+
+
+def _filtered_streams(
+    *, prefix: str | None = None, category: str | None = None, source: str | None = None
+) -> QuerySet[Stream]:
+    streams = Stream.objects.all()
     if prefix:
         streams = streams.filter(name__startswith=prefix)
     if category:
         streams = streams.filter(category=category)
     if source:
         streams = streams.filter(source__name=source)
-    if after is not None:
-        streams = streams.filter(name__gt=after)
-    return list(streams[:limit])
+    return streams
+
+
+# Beyond this many, a filtered total says "over": counting a million names to print one figure is not
+# worth a page's wait.
+COUNT_MAX = 100_000
+
+
+@dataclass(frozen=True)
+class StreamTotal:
+    count: int
+    # "exact", "over" (at least count), or "about" (the table's statistics, for the whole store).
+    kind: str = "exact"
+
+
+def count_streams(
+    *, prefix: str | None = None, category: str | None = None, source: str | None = None
+) -> StreamTotal:
+    """How many streams the list's filters find, bounded: an index-only count of at most COUNT_MAX
+    (the name or (category, name) index), or for no filter at all, past COUNT_MAX, PostgreSQL's
+    estimate of the table's rows, which ANALYZE keeps close."""
+    streams = _filtered_streams(prefix=prefix, category=category, source=source)
+    found = streams.values("id")[: COUNT_MAX + 1].count()
+    if found <= COUNT_MAX:
+        return StreamTotal(found)
+    if not (prefix or category or source):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = 'streams_stream'::regclass")
+            estimate = cursor.fetchone()[0]
+        if estimate > COUNT_MAX:
+            return StreamTotal(estimate, "about")
+    return StreamTotal(COUNT_MAX, "over")
+
+
+# Events of the log one page of the "recent" order reads at most, walking back from its cursor.
+RECENT_SCAN = 20_000
+
+
+def recently_active_streams(
+    *,
+    prefix: str | None = None,
+    category: str | None = None,
+    source: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> tuple[list[tuple[Stream, int]], int | None]:
+    """Streams by their last event, newest first, whose last event lies before position `before`:
+    (stream, its last event's position) and the cursor of the next page (None at the log's start).
+
+    The log's primary key is walked back from `before` over at most RECENT_SCAN events (a hot stream
+    fills many of them); of the streams they name, those whose last event is in the window are the
+    page. A page can so hold fewer than `limit` streams and still have a next one."""
+    filtered = _filtered_streams(prefix=prefix, category=category, source=source).values("id")
+    sql, params = filtered.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH window_ AS (
+                SELECT stream_id, position FROM streams_event
+                 WHERE position < %s ORDER BY position DESC LIMIT %s
+            )
+            SELECT e.stream_id, e.position,
+                   (SELECT min(position) FROM window_), (SELECT count(*) FROM window_)
+              FROM (SELECT DISTINCT stream_id FROM window_) w
+              JOIN streams_stream s ON s.id = w.stream_id
+              JOIN streams_event e ON e.stream_id = s.id AND e.sequence = s.version
+             WHERE e.position < %s AND s.id IN ({sql})
+             ORDER BY e.position DESC
+             LIMIT %s
+            """,
+            [before or 2**63 - 1, RECENT_SCAN, before or 2**63 - 1, *params, limit + 1],
+        )
+        rows = cursor.fetchall()
+        if not rows:
+            cursor.execute(
+                "SELECT min(position), count(*) FROM (SELECT position FROM streams_event"
+                " WHERE position < %s ORDER BY position DESC LIMIT %s) w",
+                [before or 2**63 - 1, RECENT_SCAN],
+            )
+            oldest, scanned = cursor.fetchone()
+            return [], (oldest if scanned == RECENT_SCAN else None)
+    oldest, scanned = rows[0][2], rows[0][3]
+    streams = Stream.objects.select_related("source").in_bulk([row[0] for row in rows[:limit]])
+    page = [(streams[stream_id], position) for stream_id, position, _, _ in rows[:limit]]
+    if len(rows) > limit:
+        return page, page[-1][1]
+    return page, (oldest if scanned == RECENT_SCAN else None)
 
 
 def last_recorded_at(*, streams: list[Stream]) -> dict[int, dt.datetime]:

@@ -105,28 +105,28 @@ def event_rows(events: Iterable[Event]) -> list[EventRow]:
 @require_safe
 @role_required
 def stream_list(request: HttpRequest) -> HttpResponse:
-    parser = QueryParser(request.GET, ("prefix", "category", "source", "after", "limit"))
+    parser = QueryParser(request.GET, ("prefix", "category", "source", "sort", "after", "before", "limit"))
     prefix, category = (parser.raw("prefix") or "").strip(), (parser.raw("category") or "").strip()
     source = (parser.raw("source") or "").strip()
-    after = parser.raw("after")
+    sort = parser.choice("sort", STREAM_SORTS, "natural")
+    after, before = parser.raw("after"), parser.integer("before", minimum=1)
     limit = parser.limit(PAGE_SIZE)
-    search = {"prefix": prefix, "category": category, "source": source}
-    context = {"section": "streams", "search": search, "after": after}
+    search = {"prefix": prefix, "category": category, "source": source, "sort": sort}
+    context = {"section": "streams", "search": search, "after": after, "before": before}
     # The source filter is offered once there are sources to pick from.
     context["sources"] = list(Source.objects.order_by("name").values_list("name", flat=True))
-    context |= {"rows": [], "errors": parser.errors}
+    context |= {"rows": [], "errors": parser.errors, "sorts": SORT_LABELS}
     if not parser.errors:
-        streams = selectors.list_streams(
-            prefix=prefix or None,
-            category=category or None,
-            source=source or None,
-            after=after,
-            limit=limit + 1,
-        )
-        page = streams[:limit]
-        last_times = selectors.last_recorded_at(streams=page)
-        context["rows"] = [(stream, last_times.get(stream.id)) for stream in page]
-        context["next_after"] = page[-1].name if len(streams) > limit else None
+        filters = {"prefix": prefix or None, "category": category or None, "source": source or None}
+        context["total"] = selectors.count_streams(**filters)
+        if sort == "recent":
+            context |= _recent_rows(filters, before, limit)
+        else:
+            streams = selectors.list_streams(**filters, after=after, limit=limit + 1, order=sort)
+            page = streams[:limit]
+            last_times = selectors.last_recorded_at(streams=page)
+            context["rows"] = [(stream, last_times.get(stream.id)) for stream in page]
+            context["next_after"] = page[-1].name if len(streams) > limit else None
     return render_page(
         request,
         "streams/stream_list.html",
@@ -134,6 +134,18 @@ def stream_list(request: HttpRequest) -> HttpResponse:
         context,
         status=400 if parser.errors else 200,
     )
+
+
+# The sort control's choices: only orders an index serves (streams.selectors.STREAM_ORDERS says why).
+SORT_LABELS = {"natural": "Name", "recent": "Last event, newest first"}
+STREAM_SORTS = tuple(SORT_LABELS)
+
+
+def _recent_rows(filters: dict, before: int | None, limit: int) -> dict:
+    page, next_before = selectors.recently_active_streams(**filters, before=before, limit=limit)
+    last_times = selectors.last_recorded_at(streams=[stream for stream, _ in page])
+    rows = [(stream, last_times.get(stream.id)) for stream, _ in page]
+    return {"rows": rows, "next_before": next_before, "recent_scan": selectors.RECENT_SCAN}
 
 
 @require_safe

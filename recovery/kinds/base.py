@@ -39,6 +39,17 @@ class DryRun:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Load:
+    """What a kind loads before it works through the log (JobKind.load): a restore, a snapshot's rows,
+    which replace the live tables. Its seconds go into the dry run's duration, its notes under it."""
+
+    rows: int
+    seconds: float | None
+    basis: str
+    notes: list[str] = field(default_factory=list)
+
+
 class Step(enum.Enum):
     """What a main slice did."""
 
@@ -124,6 +135,10 @@ class JobKind:
         """What it would do, for a kind that does not count the log's events (counts_events False);
         None when it cannot say before it runs. What stops it is a JobParamsError of the parameter
         that names what it works on."""
+        return None
+
+    def load(self, params: dict[str, Any]) -> Load | None:
+        """What it loads besides the log's events (a restore: a snapshot); None for most kinds."""
         return None
 
     def unmeasured_rate(self) -> tuple[float | None, str]:

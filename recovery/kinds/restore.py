@@ -9,12 +9,16 @@ from django.db import connection
 from django.utils import timezone
 
 from recovery import rebuild
-from recovery.kinds.base import register
+from recovery.kinds.base import Load, register
 from recovery.kinds.common import FinalError
 from recovery.kinds.rebuilds import Rebuild
-from recovery.models import Job, JobLane
+from recovery.models import Job, JobLane, JobLogLine, Snapshot
 from recovery.params import Checker
-from streams.projections import Projection
+from streams.projections import Projection, get_projection, quote
+
+# Rows a second a snapshot loads at (COPY into a fresh schema, then its indexes), until a restore has
+# finished here to measure it.
+ASSUMED_LOAD_RATE = 50_000.0
 
 
 @register
@@ -44,6 +48,21 @@ class Restore(Rebuild):
             "exclude": checker.exclude(),
             "shards": checker.shards(projection),
         }
+
+    def load(self, params: dict[str, Any]) -> Load:
+        """The snapshot's rows, which replace the live projection's; the dry run's events are the tail
+        recorded after the snapshot, applied once they are loaded."""
+        snapshot = Snapshot.objects.get(pk=params["snapshot"])
+        rate, basis = _load_rate()
+        live = _live_rows(get_projection(params["projection"]))
+        taken = snapshot.taken_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        notes = [
+            f"Loads snapshot {snapshot.name} (taken {taken}, at position {snapshot.position:,}): "
+            f"{snapshot.rows:,} rows, which replace the live {params['projection']}'s "
+            f"{live} once the tail is applied.",
+            "Then applies the events recorded after the snapshot's position (the events above).",
+        ]
+        return Load(rows=snapshot.rows, seconds=snapshot.rows / rate, basis=basis, notes=notes)
 
     def _summary_head(self, job: Job, counts: str) -> list[str]:
         r, target = job.result, job.target
@@ -85,3 +104,53 @@ class Restore(Rebuild):
             "rpo_events": ahead,
             "rto_seconds": round((timezone.now() - started).total_seconds(), 3),
         }
+
+
+def _load_rate() -> tuple[float, str]:
+    """Rows a second the last finished restores loaded their snapshot at: from the job's start to its
+    stage `replaying`, which begins once the snapshot is in."""
+    rates = []
+    finished = Job.objects.filter(kind="restore", state=Job.State.SUCCEEDED, started_at__isnull=False)
+    for job in finished.order_by("-pk")[:3]:
+        snapshot = Snapshot.objects.filter(pk=job.params.get("snapshot")).first()
+        loaded = (
+            JobLogLine.objects.filter(job=job, message__startswith="stage: replaying").order_by("id").first()
+        )
+        if snapshot is None or loaded is None or not snapshot.rows:
+            continue
+        seconds = (loaded.at - job.started_at).total_seconds()
+        if seconds > 0:
+            rates.append(snapshot.rows / seconds)
+    if not rates:
+        return (
+            ASSUMED_LOAD_RATE,
+            f"assumed {ASSUMED_LOAD_RATE:,.0f} rows/s (no restore has finished yet to measure)",
+        )
+    rate = sum(rates) / len(rates)
+    jobs = "the last restore" if len(rates) == 1 else f"the last {len(rates)} restores"
+    return rate, f"measured: {rate:,.0f} rows/s over {jobs}"
+
+
+def _live_rows(projection: Projection) -> str:
+    """The live tables' rows, as the statistics have them (a count would read every table whole); an
+    exact count only of tables never analysed, which are new and small."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.relname, c.reltuples::bigint
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = %s AND c.relkind = 'r'
+            """,
+            [projection.schema],
+        )
+        tables = cursor.fetchall()
+        if not tables:
+            return "tables (it has none yet)"
+        total, estimated = 0, False
+        for name, tuples in tables:
+            if tuples >= 0:
+                total, estimated = total + tuples, True
+                continue
+            cursor.execute(f"SELECT count(*) FROM {quote(projection.schema)}.{quote(name)}")
+            total += cursor.fetchone()[0]
+    return f"{'about ' if estimated else ''}{total:,} rows"

@@ -82,7 +82,7 @@ def test_an_operator_requests_a_replay_and_a_second_person_approves_it(
     page.get_by_label("Replay", exact=True).check()
     page.get_by_label("Projection", exact=True).select_option("users_directory")
     page.get_by_label("Reason").fill("names were damaged by the 14:00 deploy")
-    page.get_by_role("button", name="Start job").click()
+    page.get_by_role("button", name="Request approval").click()
     expect(page).to_have_url(re.compile(r"/jobs/\d+/$"))
     job = Job.objects.get()
     assert job.state == "pending_approval"

@@ -79,7 +79,7 @@ def test_an_operator_writes_a_restored_sources_lost_events_back_from_its_page(
     expect(dry_run.locator(".estimate-notes")).to_contain_text("order-2: not written")
     assert has_no_horizontal_scroll(page)
 
-    page.get_by_role("button", name="Start job").click()
+    page.get_by_role("button", name="Request approval").click()
     expect(page).to_have_url(re.compile(r"/jobs/\d+/$"))
     job = Job.objects.get(kind="write_back")
     assert job.state == Job.State.PENDING_APPROVAL

@@ -309,6 +309,10 @@ def test_first_up_runs_embedded_servers_the_web_server_a_worker_beat_and_the_dis
         return [c for c in first_run.commands if all(part in c for part in parts)]
 
     assert "embedded PostgreSQL and Redis" in first_run.output
+    starting = (
+        "Starting the web server (gunicorn), the Celery worker, Celery beat and the consumer dispatcher…"
+    )
+    assert starting in first_run.output
     assert running("postgres", "-D", f"{home}/postgres")
     assert running("redis-server", home)
     assert len(running("gunicorn", "console.wsgi")) == 3  # the master and two workers
@@ -328,6 +332,8 @@ def test_demo_flag_loads_the_demo(first_run):
 
     assert first_run.events == expected
     assert f"Loaded demo data: {expected:,} events" in first_run.output
+    # One number format: 1,500 users beside 1,530 streams, not 1500.
+    assert f"({DEMO_USERS:,} users, " in first_run.output
 
 
 def test_sigterm_stops_every_process_of_the_tree_and_the_servers(first_run):

@@ -158,6 +158,63 @@ def test_the_form_is_prefilled_from_its_link(browser_client, directory):
     assertContains(response, '<option value="access" selected>access</option>', html=True)
 
 
+def test_the_form_chooses_no_kind_for_the_operator_and_asks_for_one(browser_client, directory):
+    page = browser_client.get("/jobs/new", secure=True)
+    kindless = browser_client.post("/jobs/new", form(kind=""), secure=True)
+
+    assert page.status_code == 200
+    assert not re.search(r'name="kind"[^>]* checked', page.content.decode())
+    assertContains(page, "Choose a kind above")
+    assertContains(kindless, "Choose the kind of job.", status_code=400)
+    assert Job.objects.count() == 0
+
+
+def test_the_snapshot_is_chosen_from_the_snapshots_by_name_time_and_size(browser_client, directory):
+    taken = run("snapshot", projection="users_directory")
+    snapshot = Snapshot.objects.get(pk=taken.result["snapshot"])
+
+    response = browser_client.get(f"/jobs/new?kind=restore&snapshot={snapshot.pk}", secure=True)
+    started = browser_client.post(
+        "/jobs/new", form(kind="restore", snapshot=str(snapshot.pk), reason="undo"), secure=True
+    )
+
+    html = response.content.decode()
+    option = re.search(rf'<option value="{snapshot.pk}"[^>]*>([^<]*)</option>', html)
+    assert checked_kind(response) == "restore"
+    assert snapshot.name in option.group(1) and snapshot.taken_at.strftime("%Y-%m-%d %H:%M") in option.group(
+        1
+    )
+    assert re.search(r"\d+(\.\d)? (bytes|KB|MB)", option.group(1))
+    assert "selected" in option.group(0)
+    assert "Snapshot id" not in html
+    assert started.status_code == 302
+    assert Job.objects.get(kind="restore").params["snapshot"] == snapshot.pk
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("2026-01-31 14:30", "2026-01-31T14:30:00+00:00"), ("2026-01-31", "2026-01-31T00:00:00+00:00")],
+)
+def test_a_time_is_read_as_its_hint_says(typed, meant):
+    from recovery.forms import JobForm
+
+    form = JobForm({"kind": "replay", "from_time": typed, "exclude_recorded_after": typed})
+
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["from_time"] == form.cleaned_data["exclude_recorded_after"] == meant
+    assert "YYYY-MM-DD HH:MM" in form.fields["from_time"].help_text
+
+
+def test_the_button_requests_approval_for_a_kind_that_needs_it(browser_client, directory, four_eyes):
+    html = browser_client.get("/jobs/new", secure=True).content.decode()
+
+    start = re.search(r'<button[^>]*id="start-button"[^>]*data-kinds="([^"]*)"[^>]*>Start job<', html)
+    ask = re.search(r'<button[^>]*id="request-button"[^>]*data-kinds="([^"]*)"[^>]*>Request approval<', html)
+    assert {"snapshot", "verify"} <= set(start.group(1).split())
+    assert {"replay", "restore", "resync"} <= set(ask.group(1).split())
+    assert not set(start.group(1).split()) & set(ask.group(1).split())
+
+
 def test_a_dry_run_shows_the_estimate_and_writes_nothing(browser_client, directory):
     jobs, audits = Job.objects.count(), audit_count()
     expected = selectors.estimate(kind="replay", params={"projection": "users_directory"})
@@ -172,6 +229,47 @@ def test_a_dry_run_shows_the_estimate_and_writes_nothing(browser_client, directo
     assert '<dt>Streams affected</dt><dd class="figure">10</dd>' in dry_run
     assert expected.params_sha256 in dry_run and expected.basis in dry_run
     assert (Job.objects.count(), audit_count()) == (jobs, audits)
+
+
+def test_a_restores_dry_run_says_the_rows_it_replaces_the_tail_it_applies_and_the_time(
+    browser_client, directory
+):
+    taken = run("snapshot", projection="users_directory")
+    snapshot = Snapshot.objects.get(pk=taken.result["snapshot"])
+    at_head = selectors.estimate(kind="restore", params={"projection": "users_directory"})
+    for uid in ("a", "b"):
+        create_user(uid)
+
+    response = browser_client.post(
+        "/jobs/new/dry-run", form(kind="restore", snapshot=str(snapshot.pk)), secure=True, **HTMX
+    )
+
+    # Nothing recorded after the snapshot, yet the restore still loads and swaps in every row of it.
+    assert snapshot.rows > 10
+    assert (at_head.rows, at_head.events) == (snapshot.rows, 0)
+    assert at_head.seconds > 0 and "rows/s" in at_head.basis
+    assert any(
+        f"{snapshot.rows:,} rows, which replace the live users_directory's" in n for n in at_head.notes
+    )
+    html = response.content.decode()
+    figures = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>([^<]+)</dd>", html))
+    assert figures["Rows replaced"] == f"{snapshot.rows:,}"
+    assert figures["Tail events to apply"] == "2"
+    assert figures["Duration, about"] != "0 s"
+    assert "Events affected" not in figures
+    assertContains(response, f"Loads snapshot {snapshot.name}")
+    assert Job.objects.filter(kind="restore").count() == 0
+
+
+def test_a_dry_runs_measured_rate_names_its_jobs_in_the_right_number(browser_client, directory):
+    run("replay", projection="users_directory")
+    after_one = selectors.estimate(kind="replay", params={"projection": "users_directory"})
+    run("replay", projection="users_directory")
+    after_two = browser_client.post("/jobs/new/dry-run", form(), secure=True, **HTMX)
+
+    assert "over the last replay job on users_directory" in after_one.basis
+    assert "1 replay jobs" not in after_one.basis
+    assertContains(after_two, "over the last 2 replay jobs on users_directory")
 
 
 def test_a_dry_run_counts_what_an_exclusion_leaves_out(browser_client, directory):
@@ -220,7 +318,7 @@ def test_a_value_the_form_cannot_read_is_refused_before_the_service(browser_clie
     response = browser_client.post("/jobs/new", form(snapshot="latest"), secure=True)
 
     assert response.status_code == 400
-    assert "Enter a whole number" in field_errors(response, "snapshot")
+    assert "Select a valid choice" in field_errors(response, "snapshot")
     assert Job.objects.count() == 0
 
 

@@ -195,12 +195,81 @@ def test_a_stream_name_means_that_stream_though_longer_names_start_with_it(suppo
 
     payload = search(support_api, "user-123")
 
-    assert [s["name"] for s in payload["streams"]] == ["user-123", "user-1234"]
+    # Only that stream: user-1234 is another person, whose name only starts like Ann's.
+    assert [s["name"] for s in payload["streams"]] == ["user-123"]
     assert found(payload) == [
         ("group-admins", "MemberAdded"),
         ("user-123", "PermissionGranted"),
         ("user-123", "UserCreated"),
     ]
+
+
+def test_a_stream_named_exactly_is_listed_alone_on_the_page(support_api):
+    permissions_history()
+    for n in range(1230, 1233):
+        append_events(stream=f"user-{n}", events=[{"type": "UserCreated", "data": {"user_id": str(n)}}])
+
+    exact = support_api.get("/audit/", {"q": "user-123"})
+    prefix = support_api.get("/audit/", {"q": "user-12"})
+
+    named = re.findall(r'<ul class="audit-streams">(.*?)</ul>', exact.content.decode(), re.S)[0]
+    assert re.findall(r">(user-\d+)</a>", named) == ["user-123"]
+    # With no stream of that very name, the names that start with it are listed.
+    named = re.findall(r'<ul class="audit-streams">(.*?)</ul>', prefix.content.decode(), re.S)[0]
+    listed = re.findall(r">(user-\d+)</a>", named)
+    assert listed == ["user-123", "user-1230", "user-1231", "user-1232", "user-1234"]
+
+
+def test_a_bare_value_finds_the_events_whose_data_holds_it_under_any_key(support_api):
+    permissions_history()
+    append_events(
+        stream="ticket-7", events=[{"type": "TicketLinked", "data": {"links": [{"to": "issueABC"}], "n": 41}}]
+    )
+
+    payload = search(support_api, "issueABC")
+    by_number = search(support_api, "41")
+
+    assert found(payload) == [
+        ("ticket-7", "TicketLinked"),
+        ("user-456", "PermissionRevoked"),
+        ("user-456", "PermissionGranted"),
+        ("user-123", "PermissionGranted"),
+    ]
+    assert payload["streams"] == []
+    assert found(by_number) == [("ticket-7", "TicketLinked")]
+
+
+def test_a_bare_value_is_looked_up_in_an_index_not_by_reading_the_log(support_api):
+    from django.db import connection
+
+    from streams import audit_search
+
+    permissions_history()
+    # The expression the search filters on must be the index's to the letter, or the log is read whole.
+    wanted = Event.objects.filter(audit_search.data_values("issueABC", masked=True)).values("position")
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    plan = wanted.explain()
+
+    assert "Bitmap Index Scan on streams_event_data_values" in plan, plan
+
+
+def test_a_masked_searcher_does_not_find_events_through_a_personal_value(support_api, client, operator):
+    permissions_history()
+
+    masked = search(support_api, "ann@example.com")
+    masked_name = search(support_api, '"Ann Lee"')
+    page = support_api.get("/audit/", {"q": "ann@example.com"})
+    client.force_login(operator)
+    may_unmask = search(client, "ann@example.com")
+
+    # Which events match would tell Sam whose email that is: nothing matches for him.
+    assert found(masked) == found(masked_name) == []
+    assertContains(page, "No events match")
+    assertNotContains(page, "Ann Lee")
+    # Olivia may unmask, so she may search on it; what she sees is still masked until she unmasks.
+    assert found(may_unmask) == [("user-123", "UserCreated")]
+    assert may_unmask["results"][0]["data"]["email"].startswith("•••")
 
 
 def test_paging_walks_every_match_newest_first_once_by_position(support_api):

@@ -165,6 +165,78 @@ def test_stream_list_pages_by_name_after_the_last_one_shown(browser_client):
     assertContains(last, "First page")
 
 
+def test_stream_list_sorts_names_with_numbers_as_numbers_and_says_how_many(browser_client):
+    for name in ("user-10", "user-2", "user-100", "user-1", "group-9", "user-11"):
+        append(name)
+
+    listed = browser_client.get("/streams/", {"category": "user"})
+    found = browser_client.get("/streams/", {"prefix": "user-1"})
+    paged = browser_client.get("/streams/", {"prefix": "user", "limit": 2, "after": "user-2"})
+
+    assert stream_names(listed) == ["user-1", "user-2", "user-10", "user-11", "user-100"]
+    assertContains(listed, "5 streams match; by name, numbers as numbers.")
+    assert stream_names(found) == ["user-1", "user-10", "user-11", "user-100"]
+    assertContains(found, "4 streams match")
+    # The cursor is a name in the same order: after user-2 come user-10 and user-11.
+    assert stream_names(paged) == ["user-10", "user-11"]
+    assertContains(paged, "after=user-11")
+
+
+def test_stream_list_sorts_by_last_event_newest_first_and_pages_back(browser_client):
+    for name in ("user-1", "user-2", "user-3", "user-1", "user-4", "user-2"):
+        append(name)
+
+    query = {"prefix": "user", "sort": "recent", "limit": 2}
+    first = browser_client.get("/streams/", query)
+    cursor = re.search(r'href="\?[^"]*before=(\d+)"', first.content.decode()).group(1)
+    second = browser_client.get("/streams/", {**query, "before": cursor})
+
+    assert stream_names(first) == ["user-2", "user-4"]
+    assert stream_names(second) == ["user-1", "user-3"]
+    assertNotContains(second, "Next page")
+    assertContains(first, '<option value="recent" selected>Last event, newest first</option>', html=True)
+    assertContains(first, "4 streams match; by last event, newest first.")
+
+
+def test_stream_list_offers_only_the_sorts_an_index_serves(browser_client):
+    response = browser_client.get("/streams/", {"sort": "version"})
+
+    assertContains(response, "<code>sort</code> must be one of natural, recent", status_code=400)
+
+
+def test_the_natural_order_is_an_index_range(browser_client):
+    from django.db import connection
+
+    from streams import selectors
+
+    append("user-1")
+    page = selectors._filtered_streams().alias(n=selectors.NaturalKey("name")).order_by("n")[:51]
+    category = selectors._filtered_streams(category="user").alias(n=selectors.NaturalKey("name"))
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+
+    assert "streams_stream_natural" in page.explain()
+    assert "streams_stream_category_natural" in category.order_by("n")[:51].explain()
+
+
+def test_the_stream_page_says_since_when_the_stream_is_here_not_created(browser_client):
+    from streams.services import ImportBatch, import_events
+
+    old = dt.datetime(2020, 5, 1, 8, 0, tzinfo=dt.UTC)
+    import_events(
+        batches=[ImportBatch(stream="user-7", events=[{"type": "Noted", "data": {}, "recorded_at": old}])]
+    )
+
+    html = browser_client.get("/streams/user-7/").content.decode()
+
+    since = re.search(r'<dt id="stream-since" title="([^"]+)">([^<]+)</dt>', html)
+    assert since.group(2) == "In Replaydesk since (UTC)"
+    assert "imported" in since.group(1) and "first event can be earlier" in since.group(1)
+    assert "<dt>Created (UTC)</dt>" not in html
+    assert html.index("2020-05-01 08:00:00") < html.index("In Replaydesk since")
+
+
 def test_stream_search_from_htmx_gets_only_the_results(browser_client):
     append("user-1")
 

@@ -23,7 +23,8 @@ _ROLES = {
 
 class Command(BaseCommand):
     help = (
-        "Start Replaydesk: migrate, then the web server, a Celery worker and Celery beat, until Ctrl-C. "
+        "Start Replaydesk: migrate, then the web server, a Celery worker, Celery beat and the consumer "
+        "dispatcher, until Ctrl-C. "
         "Without DATABASE_URL / REDIS_URL it runs embedded PostgreSQL and Redis under REPLAYDESK_HOME."
     )
 
@@ -66,14 +67,14 @@ class Command(BaseCommand):
                 runtime.url_for(connect, port),
                 stdout=self.stdout,
             )
-        supervisor = runtime.Supervisor(
-            runtime.children(
-                host=host, port=port, home=home, schedule=settings.CELERY_BEAT_SCHEDULE_FILENAME
-            ),
-            env=runtime.child_environment(),
-            on_restart=self._restarting,
+        children = runtime.children(
+            host=host, port=port, home=home, schedule=settings.CELERY_BEAT_SCHEDULE_FILENAME
         )
-        self.say("Starting the web server, the Celery worker and Celery beat…")
+        supervisor = runtime.Supervisor(
+            children, env=runtime.child_environment(), on_restart=self._restarting
+        )
+        # Every process it starts, by name: the dispatcher too, whose log a stuck consumer leads to.
+        self.say(f"Starting {_listed([_ROLES.get(child.name, child.name) for child in children])}…")
         announced = False
         try:
             with supervisor:
@@ -154,3 +155,8 @@ class Command(BaseCommand):
 
 def _how(code: int) -> str:
     return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+
+
+def _listed(names: list[str]) -> str:
+    """'a, b and c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

@@ -43,7 +43,7 @@ class Command(BaseCommand):
 
 def describe(result: DemoLoad) -> str:
     what = f"{result.events:,} events in {result.streams:,} streams"
-    what += f" ({result.users} users, {result.groups} groups)"
+    what += f" ({result.users:,} users, {result.groups:,} groups)"  # one number format in a line
     if result.already_loaded:
         return f"Demo data already loaded: {what}."
     return f"Loaded demo data: {what}."
