@@ -13,7 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from pytest_django.asserts import assertContains, assertNotContains, assertRedirects
 
-from recovery import approvals, reauth, services
+from recovery import approvals, reauth, runner, services
 from recovery.models import Approval, Job
 from streams.consumers import run_projection
 from streams.models import Event
@@ -312,3 +312,29 @@ def test_an_unknown_job_is_404(approver):
     client = logged_in(approver)
     assert client.get("/approvals/999999/", secure=True).status_code == 404
     assert client.post("/approvals/999999/approve", {}, secure=True).status_code == 404
+
+
+def test_the_review_of_a_restore_says_the_rows_it_replaces_and_the_tail_it_applies(
+    operator, approver, settings
+):
+    settings.REPLAYDESK_SNAPSHOT_DIR = settings.REPLAYDESK_HOME / "review-snapshots"
+    run_projection("users_directory")
+    taken = runner.run_inline(
+        services.request_job(
+            kind="snapshot", params={"projection": "users_directory"}, requested_by="olivia", reason="nightly"
+        ).pk
+    )
+    create_user("5")
+    job = services.request_job(
+        kind="restore",
+        params={"projection": "users_directory", "snapshot": taken.result["snapshot"]},
+        requested_by="olivia",
+        reason="names were damaged",
+    )
+
+    response = logged_in(approver).get(f"/approvals/{job.pk}/")
+
+    figures = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>([^<]+)</dd>", response.content.decode()))
+    assert figures["Rows replaced"] == str(taken.result["rows"])
+    assert figures["Tail events to apply"] == "1"
+    assert "Events affected" not in figures
