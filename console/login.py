@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import UsernameField
 from django.forms.forms import NON_FIELD_ERRORS
@@ -20,6 +21,7 @@ from django.forms.utils import ErrorDict
 from django.http import HttpResponse
 from rest_framework.throttling import BaseThrottle
 
+from console import oidc
 from console.signals import MAX_USERNAME
 from core import limits
 
@@ -74,6 +76,14 @@ def _message(retry_after: int) -> str:
 
 class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**kwargs) | {
+            "sso": oidc.enabled(),
+            "sso_name": settings.REPLAYDESK_OIDC_NAME,
+            "sso_refused": oidc.refusal(self.request),
+            "local_login": settings.REPLAYDESK_LOCAL_LOGIN,
+        }
 
     def post(self, request, *args, **kwargs):
         retry_after = _blocked_for(request)

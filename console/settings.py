@@ -135,6 +135,29 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
+
+# Single sign-on with an OpenID provider (console/oidc.py; mozilla-django-oidc): on when the client id
+# is set, with the provider's endpoints. Roles from a claim, mapped group=role; local passwords can be
+# switched off.
+OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "")
+OIDC_RP_SIGN_ALGO = os.environ.get("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile")
+OIDC_USE_PKCE = env_bool("OIDC_USE_PKCE", True)
+LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=refused"
+REPLAYDESK_OIDC_NAME = os.environ.get("REPLAYDESK_OIDC_NAME", "single sign-on")
+REPLAYDESK_OIDC_USERNAME_CLAIM = os.environ.get("REPLAYDESK_OIDC_USERNAME_CLAIM", "preferred_username")
+REPLAYDESK_OIDC_ROLE_CLAIM = os.environ.get("REPLAYDESK_OIDC_ROLE_CLAIM", "groups")
+REPLAYDESK_OIDC_ROLE_MAP = env_list("REPLAYDESK_OIDC_ROLE_MAP", [])
+REPLAYDESK_LOCAL_LOGIN = env_bool("REPLAYDESK_LOCAL_LOGIN", True)
+AUTHENTICATION_BACKENDS = [
+    *(["django.contrib.auth.backends.ModelBackend"] if REPLAYDESK_LOCAL_LOGIN else []),
+    "console.oidc.Backend",
+]
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"

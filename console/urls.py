@@ -6,7 +6,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from console import dashboard, login, metrics, views
+from console import dashboard, login, metrics, oidc, views
 from recovery.api_urls import api_urlpatterns as recovery_api
 from streams import api_consumers
 from streams.urls import api_urlpatterns as streams_api
@@ -50,6 +50,8 @@ urlpatterns = [
     ),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("login/", login.LoginView.as_view(), name="login"),
+    path("oidc/authenticate/", oidc.SignIn.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", oidc.Callback.as_view(), name="oidc_authentication_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

@@ -31,6 +31,8 @@ class AuditType(StrEnum):
     USER_LOGGED_IN = "UserLoggedIn"
     USER_LOGGED_OUT = "UserLoggedOut"
     USER_LOGIN_FAILED = "UserLoginFailed"
+    # A sign-in through the OpenID provider gave the account these roles (console/oidc.py).
+    USER_ROLES_MAPPED = "UserRolesMapped"
     REAUTHENTICATION_FAILED = "ReauthenticationFailed"
     API_TOKEN_ISSUED = "ApiTokenIssued"
     API_TOKEN_REVOKED = "ApiTokenRevoked"

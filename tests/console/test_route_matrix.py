@@ -94,6 +94,9 @@ MATRIX: dict[str, dict[str, str]] = {
     "streams:event": {"GET": READ},
     "streams:audit": {"GET": READ},
     "streams:lookup": {"GET": READ},
+    # Single sign-on: 404 until it is configured; then the provider decides who signs in.
+    "oidc_authentication_init": {"GET": PUBLIC},
+    "oidc_authentication_callback": {"GET": PUBLIC},
     "streams:audit-export-csv": {"GET": READ},
     "streams:audit-export-json": {"GET": READ},
     "streams:audit-unmask": {"POST": UNMASK},
