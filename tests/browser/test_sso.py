@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 from playwright.sync_api import expect
 
 from recovery import services
 from recovery.models import Job
 from streams.consumers import run_projection
 from streams.models import Event
-from tests.conftest import person
+from tests.conftest import PASSWORD, person
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -135,6 +136,9 @@ def test_local_passwords_can_be_switched_off(page, provider, settings, operator)
 
     expect(page.get_by_label("Password")).to_have_count(0)
     expect(page.get_by_role("link", name="Sign in with single sign-on")).to_be_visible()
+    # A password sent anyway logs nobody in.
+    answer = Client().post("/login/", {"username": operator.username, "password": PASSWORD})
+    assert answer.status_code == 200 and "_auth_user_id" not in answer.client.session
 
 
 def test_someone_both_local_and_sso_cannot_approve_their_own_request(page, provider, four_eyes):
