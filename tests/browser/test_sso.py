@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from recovery.models import Job
 from streams.consumers import run_projection
 from streams.models import Event
 from tests.conftest import PASSWORD, person
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -35,12 +35,6 @@ ACCOUNTS = {
     "root": {"email": "root@example.com", "groups": ["rd-admins"]},
     "nobody": {"email": "nobody@example.com", "groups": ["staff"]},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

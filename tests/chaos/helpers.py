@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from django.db import connection
 
 from recovery.models import Job, JobLane
 from recovery.runner import job_lock, reconcile
+from tests.ports import free_port
 from tests.receivers import Receiver
 from tests.recovery.crash_helpers import (
     Counted,
@@ -222,12 +222,6 @@ def chaos_receiver(*, answer_after: float = 0.0) -> Receiver:
 
 
 # --- a Redis of one's own
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def redis_server_binary() -> str:

@@ -25,13 +25,13 @@ from tests.chaos.helpers import (
     assert_live_equals_the_log_exactly_once,
     assert_no_job_left_running,
     busy_processes,
-    free_port,
     lane_progress,
     terminate_sessions,
     wait_for_lane_progress,
     wait_until_finished,
 )
 from tests.conftest import bearer_token, person
+from tests.ports import free_port
 from tests.recovery.crash_helpers import History, counted_event_ids
 from tests.streams.test_projection_crashes import Processes
 from tests.web import wait_until_serving

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.console.test_up import REPLAYDESK, Up, clean_up, free_port, token_for, up_environment
+from tests.console.test_up import REPLAYDESK, Up, clean_up, token_for, up_environment
+from tests.ports import free_port
 
 SOURCE = Path(__file__).resolve().parents[2] / "clients" / "python"
 sys.path.insert(0, str(SOURCE / "src"))

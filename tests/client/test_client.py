@@ -21,7 +21,7 @@ from replaydesk_client import (
     WrongExpectedVersion,
 )
 
-from tests.console.test_up import free_port
+from tests.ports import free_port
 
 pytestmark = pytest.mark.timeout(240)
 

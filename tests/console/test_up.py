@@ -27,6 +27,7 @@ import pytest
 from console import runtime
 from console.management.commands.up import DEMO_EVENTS, DEMO_USERS
 from demo.services import demo_history
+from tests.ports import free_port
 
 REPLAYDESK = str(Path(sys.executable).with_name("replaydesk"))
 READY = re.compile(r"Replaydesk is up at (http://\S+)")
@@ -67,12 +68,6 @@ def test_stop_kills_a_child_tree_that_ignores_sigterm(tmp_path):
     assert time.monotonic() - started < 8
     assert survivors(tree, timeout=1) == []
     assert child.process.returncode == -signal.SIGKILL
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def up_environment(home: Path, **overrides: str) -> dict[str, str]:

@@ -15,8 +15,8 @@ from core.redis import client as redis_client
 from streams import read_waits
 from streams.consumers import run_projection
 from tests.conftest import bearer_token, person
-from tests.console.test_up import free_port
 from tests.demo.test_read_your_writes import create_user
+from tests.ports import free_port
 from tests.recovery.crash_helpers import clear_queues
 from tests.streams.test_api_append import assert_problem
 from tests.streams.test_projection_crashes import Processes

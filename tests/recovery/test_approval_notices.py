@@ -5,7 +5,6 @@ where the server may send; never the requester about their own job, never the jo
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,16 +17,11 @@ from recovery import notify, services
 from recovery.models import Job, JobLogLine
 from streams.consumers import run_projection
 from tests.conftest import person
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_projection_schemas")]
 
 PARAMS = {"projection": "users_directory", "exclude": {"actor": "alice.private"}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Inbox:

@@ -22,18 +22,13 @@ from recovery.models import Snapshot
 from recovery.snapshots import SnapshotError, list_snapshots, load_snapshot, take_snapshot
 from streams.consumers import run_projection
 from streams.services import ImportBatch, import_events
+from tests.ports import free_port
 from tests.streams.test_projection_crashes import this_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_projection_schemas")]
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "replaydesk-snapshots"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
