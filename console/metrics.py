@@ -190,7 +190,6 @@ def source_metrics() -> Iterator[Metric]:
 def consumer_extras() -> Iterator[Metric]:
     """Each consumer's kind (an info metric to join on: a subscription's alerts say "subscription") and
     its parked events waiting for a retry or a skip."""
-    kinds = dict(Consumer.objects.values_list("name", "kind"))
     info = GaugeMetricFamily(
         "replaydesk_consumer_info", "Always 1; the consumer's kind.", labels=["consumer", "kind"]
     )
@@ -200,10 +199,9 @@ def consumer_extras() -> Iterator[Metric]:
         labels=["consumer"],
     )
     counts = parked_counts()
-    ids = dict(Consumer.objects.values_list("name", "pk"))
-    for name, kind in sorted(kinds.items()):
+    for name, kind, pk in Consumer.objects.order_by("name").values_list("name", "kind", "pk"):
         info.add_metric([name, kind], 1)
-        parked.add_metric([name], counts.get(ids[name], 0))
+        parked.add_metric([name], counts.get(pk, 0))
     yield info
     yield parked
 

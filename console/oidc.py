@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 from django.http import Http404, HttpRequest
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
@@ -48,8 +48,6 @@ def role_map() -> dict[str, str]:
     for entry in settings.REPLAYDESK_OIDC_ROLE_MAP:
         value, _, role = entry.rpartition("=")
         if not value or role not in ROLES:
-            from django.core.exceptions import ImproperlyConfigured
-
             raise ImproperlyConfigured(
                 f"REPLAYDESK_OIDC_ROLE_MAP: {entry!r} is not group=role with a role of {', '.join(ROLES)}"
             )

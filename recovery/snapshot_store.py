@@ -130,14 +130,30 @@ class LocalWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def local_manifest(path: Path) -> str:
-    return (path / MANIFEST).read_text()
+@dataclass(frozen=True)
+class LocalSnapshot:
+    """A snapshot in a directory, read as an S3Snapshot is: its manifest, its files and their sizes."""
+
+    path: Path
+
+    def manifest_text(self) -> str:
+        return (self.path / MANIFEST).read_text()
+
+    def exists(self, file: str) -> bool:
+        return (self.path / file).is_file()
+
+    def chunks(self, file: str) -> Iterator[bytes]:
+        with (self.path / file).open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                yield chunk
+
+    def size(self, file: str) -> int:
+        return (self.path / file).stat().st_size
 
 
-def local_chunks(path: Path, file: str) -> Iterator[bytes]:
-    with (path / file).open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            yield chunk
+def reader(location: Path | S3Snapshot) -> LocalSnapshot | S3Snapshot:
+    """What reads a stored snapshot: a directory's (a Path) or a bucket's."""
+    return LocalSnapshot(location) if isinstance(location, Path) else location
 
 
 # --- S3-compatible object storage

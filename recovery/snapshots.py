@@ -117,7 +117,7 @@ def manifest_dict(manifest: Manifest) -> dict:
 
 def read_manifest(path: Location) -> Manifest:
     try:
-        text = snapshot_store.local_manifest(path) if isinstance(path, Path) else path.manifest_text()
+        text = snapshot_store.reader(path).manifest_text()
         raw = json.loads(text)
         return Manifest(**{**raw, "tables": [TableFile(**table) for table in raw["tables"]]})
     except (OSError, ValueError, TypeError, KeyError, SnapshotStoreError) as exc:
@@ -125,19 +125,16 @@ def read_manifest(path: Location) -> Manifest:
 
 
 def file_size(path: Location, file: str) -> int:
-    return (path / file).stat().st_size if isinstance(path, Path) else path.size(file)
+    return snapshot_store.reader(path).size(file)
 
 
 def _chunks(path: Location, table: TableFile) -> Iterator[bytes]:
     """The file's bytes; the checksum is checked as they pass, and a mismatch raises at the end."""
-    exists = (path / table.file).is_file() if isinstance(path, Path) else path.exists(table.file)
-    if not exists:
+    stored = snapshot_store.reader(path)
+    if not stored.exists(table.file):
         raise SnapshotError(f"snapshot {path.name}: {table.file} is missing")
     digest = hashlib.sha256()
-    chunks = (
-        snapshot_store.local_chunks(path, table.file) if isinstance(path, Path) else path.chunks(table.file)
-    )
-    for chunk in chunks:
+    for chunk in stored.chunks(table.file):
         digest.update(chunk)
         yield chunk
     if digest.hexdigest() != table.sha256:
