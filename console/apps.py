@@ -9,7 +9,10 @@ class ConsoleConfig(AppConfig):
         from django.contrib.auth import signals as auth
         from django.db.models.signals import post_save
 
-        from console import signals
+        from console import oidc, signals
+
+        if oidc.enabled():
+            oidc.role_map()  # a group=role map naming no role stops the start, saying which entry
 
         auth.user_logged_in.connect(signals.user_logged_in, dispatch_uid="console.audit.login")
         auth.user_logged_out.connect(signals.user_logged_out, dispatch_uid="console.audit.logout")
