@@ -3,9 +3,11 @@
 Every POST (delivered or not) first claims a send slot: the earliest time at which its events, added to
 those sent or claimed in the second before, stay within `rate` (`Sink.recent_sends` is that log,
 `Sink.next_send_at` the latest slot; both change in one short locked transaction, on the database's
-clock). So no 1-second window ever sees more than `rate` events, across runs, workers, resyncs and
-operator retries, whatever the mix of full batches and single events. A POST holds at most a second's
-worth of events (`batch_limit`). (Below 1 event/s: one event per 1/rate seconds.)
+clock). When the POST has been answered, its entry moves to that moment (`settle`): a worker that
+left late (descheduled, a slow connect) paces those after it from when it really sent, not from the
+slot it had claimed. So no 1-second window ever sees more than `rate` events, across runs, workers,
+resyncs and operator retries, whatever the mix of full batches and single events. A POST holds at
+most a second's worth of events (`batch_limit`). (Below 1 event/s: one event per 1/rate seconds.)
 """
 
 from __future__ import annotations
@@ -23,34 +25,54 @@ def batch_limit(sink: Sink) -> int:
     return max(1, min(sink.batch_size, math.floor(sink.rate_per_second)))
 
 
-def claim_slot(sink: Sink, count: int, within: float) -> float | None:
-    """Claim a send slot for `count` events; the seconds until it, or None (nothing claimed) when it
-    is further away than `within`. The database's clock is the one every worker agrees on."""
+def claim_slot(sink: Sink, count: int, within: float) -> tuple[float, float] | None:
+    """Claim a send slot for `count` events: (the slot, the seconds until it), or None (nothing
+    claimed) when it is further away than `within`. The database's clock is the one every worker
+    agrees on."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT recent_sends, extract(epoch FROM next_send_at), extract(epoch FROM clock_timestamp())"
-            " FROM streams_sink WHERE consumer_id = %s FOR UPDATE",
-            [sink.pk],
-        )
-        sent, not_before, now = cursor.fetchone()
-        now = float(now)
+        sent, not_before, now = _locked(cursor, sink)
         window, limit = rate_window(sink.rate_per_second)
         slot, sent = pace(
-            sent=json.loads(sent) if isinstance(sent, str) else sent,
+            sent=sent,
             now=now,
-            not_before=float(not_before or 0),
+            not_before=not_before,
             count=count,
             window=window,
             limit=limit,
         )
         if slot - now > within:
             return None
-        cursor.execute(
-            "UPDATE streams_sink SET recent_sends = %s, next_send_at = to_timestamp(%s)"
-            " WHERE consumer_id = %s",
-            [json.dumps(sent), slot, sink.pk],
-        )
-    return slot - now
+        _store(cursor, sink, sent, slot)
+    return slot, slot - now
+
+
+def settle(sink: Sink, slot: float) -> None:
+    """The POST claimed at `slot` has been answered: it reached the receiver by now, so count it from
+    now (when that is later), and no later send can come closer to it than the window allows."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        sent, not_before, now = _locked(cursor, sink)
+        if now <= slot or not any(at == slot for at, _ in sent):
+            return
+        sent = sorted([now, events] if at == slot else [at, events] for at, events in sent)
+        _store(cursor, sink, sent, max(now, not_before))
+
+
+def _locked(cursor, sink: Sink) -> tuple[list[list[float]], float, float]:
+    """(the log of sends, the latest slot, now), with the sink's row locked until the transaction ends."""
+    cursor.execute(
+        "SELECT recent_sends, extract(epoch FROM next_send_at), extract(epoch FROM clock_timestamp())"
+        " FROM streams_sink WHERE consumer_id = %s FOR UPDATE",
+        [sink.pk],
+    )
+    sent, not_before, now = cursor.fetchone()
+    return json.loads(sent) if isinstance(sent, str) else sent, float(not_before or 0), float(now)
+
+
+def _store(cursor, sink: Sink, sent: list[list[float]], not_before: float) -> None:
+    cursor.execute(
+        "UPDATE streams_sink SET recent_sends = %s, next_send_at = to_timestamp(%s) WHERE consumer_id = %s",
+        [json.dumps(sent), not_before, sink.pk],
+    )
 
 
 def rate_window(rate: float) -> tuple[float, int]:

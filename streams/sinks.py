@@ -30,7 +30,7 @@ from streams.models import Consumer, ParkedEvent, Sink
 from streams.sink_delivery import SIGNATURE_HEADER as SIGNATURE_HEADER  # what receivers verify
 from streams.sink_delivery import deliver, http_client
 from streams.sink_delivery import signature as signature
-from streams.sink_pacing import batch_limit, claim_slot, slot_wait
+from streams.sink_pacing import batch_limit, claim_slot, settle, slot_wait
 
 # An operator's retry waits this long at most for the pacing clock before giving up.
 RETRY_PACING_WAIT_SECONDS = 10.0
@@ -100,11 +100,13 @@ def _step(client: httpx.Client, name: str, deadline: float) -> BatchOutcome:
         if window_end > position:  # events outside the filter are passed over too
             Consumer.objects.filter(pk=consumer.pk).update(position=window_end, progressed_at=now)
         return BatchOutcome(caught_up=window_end == head)
-    wait = claim_slot(sink, len(events), max(0.0, deadline - time.monotonic()))
-    if wait is None:
+    claimed = claim_slot(sink, len(events), max(0.0, deadline - time.monotonic()))
+    if claimed is None:
         return BatchOutcome(retry_in=slot_wait(sink))
+    slot, wait = claimed
     time.sleep(wait)
     delivery = deliver(client, sink, events)
+    settle(sink, slot)
     if not delivery.ok:
         return sink_failures.failed(sink, consumer, events, delivery, probe)
     full = len(events) == limit or events.cut  # more may follow before window_end
@@ -139,15 +141,17 @@ def retry_parked_delivery(*, parked_id: int, actor: str, request: HttpRequest | 
     with transaction.atomic():
         parked = consumers.parked_for_update(parked_id)
     sink = Sink.objects.select_related("consumer").get(pk=parked.consumer_id)
-    wait = claim_slot(sink, 1, RETRY_PACING_WAIT_SECONDS)
-    if wait is None:
+    claimed = claim_slot(sink, 1, RETRY_PACING_WAIT_SECONDS)
+    if claimed is None:
         raise ConsumerError(
             f"{sink.consumer.name}'s rate limit allows its next delivery in {slot_wait(sink):.0f} s; "
             "retry then"
         )
+    slot, wait = claimed
     time.sleep(wait)
     with http_client() as client:
         delivery = deliver(client, sink, [parked.event])
+    settle(sink, slot)
     with transaction.atomic():
         parked = consumers.parked_for_update(parked_id)
         if not delivery.ok:

@@ -16,7 +16,7 @@ from streams import selectors, sinks
 from streams.consumer_kinds import ConsumerError, ConsumerKind, Delivery, RunResult
 from streams.models import Consumer, Event, ParkedEvent, Sink
 from streams.sink_delivery import deliver, http_client
-from streams.sink_pacing import claim_slot
+from streams.sink_pacing import claim_slot, settle
 
 
 class WebhookSinkKind(ConsumerKind):
@@ -58,6 +58,7 @@ class WebhookSinkKind(ConsumerKind):
 class WebhookResender:
     sink: Sink
     client: httpx.Client
+    slot: float | None = None  # the send slot last claimed, settled once its POST is answered
 
     @property
     def batch_size(self) -> int:
@@ -68,10 +69,18 @@ class WebhookResender:
         return self.sink.max_attempts
 
     def claim(self, count: int, *, within: float) -> float | None:
-        return claim_slot(self.sink, count, within)
+        claimed = claim_slot(self.sink, count, within)
+        if claimed is None:
+            return None
+        self.slot, wait = claimed
+        return wait
 
     def send(self, events: list[Event]) -> Delivery:
-        return deliver(self.client, self.sink, events)
+        delivery = deliver(self.client, self.sink, events)
+        if self.slot is not None:
+            settle(self.sink, self.slot)
+            self.slot = None
+        return delivery
 
 
 def _sink(consumer: Consumer) -> Sink | None:

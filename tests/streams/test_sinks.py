@@ -304,6 +304,27 @@ def test_the_rate_limit_holds_across_runs(receiver, rate, batch_size, events, sp
     assert time.monotonic() - started < span + 4
 
 
+@pytest.mark.django_db
+def test_a_send_that_leaves_late_still_keeps_every_window_within_the_rate(receiver, monkeypatch):
+    """A worker descheduled past its slot (a busy machine) sends late; the sends after it are paced
+    from when it was sent, not from the slot it had claimed."""
+    users(60)
+    make_sink(receiver, rate_per_second=20, batch_size=100)
+    receiver.fail(1)
+    late = [0.4]  # the first POST leaves 0.4 s after its slot
+    sleep = time.sleep
+
+    def oversleep(seconds):
+        sleep(seconds + (late.pop() if late else 0.0))
+
+    monkeypatch.setattr(sinks.time, "sleep", oversleep)
+    drain(timeout=15)
+    assert len(receiver.applied) == 60
+    arrivals = [(r["at"], len(r["ids"])) for r in receiver.requests]
+    for at, _ in arrivals:
+        assert sum(n for t, n in arrivals if at <= t < at + 0.95) <= 20
+
+
 def test_pacing_counts_events_in_the_window_whatever_the_batch_sizes():
     slot, sent = sink_pacing.pace(sent=[], now=10.0, not_before=0, count=1, window=1.0, limit=20)
     assert slot == 10.0
