@@ -87,15 +87,13 @@ def append_events(
     stream, batch, expected = parse_append(
         stream=stream, events=raw, expected_version=expected_version, audit_trail=audit_trail
     )
-    ids = [event.id or uuid.uuid4() for event in batch]
-    client_ids = any(event.id is not None for event in batch)
     try:
-        return _append(stream, batch, ids, expected, actor, appender)
+        return _append(stream, batch, expected, actor, appender)
     except (IntegrityError, WrongExpectedVersion):
         # A retry of a recorded batch fails on its ids (or its expected version, which has moved on):
         # it gets the original result. Asked only then, so a first append costs no extra read.
-        if client_ids:
-            earlier = _recorded_result(stream, batch, ids)
+        if any(event.id is not None for event in batch):
+            earlier = _recorded_result(stream, batch, [event.id for event in batch])
             if earlier is not None:
                 return earlier
         raise
@@ -131,8 +129,9 @@ _APPEND = """
     ), appended AS (
         INSERT INTO streams_event (stream_id, sequence, id, type, data, metadata, actor, appended_by,
                                    appended_via, recorded_at)
-        SELECT c.id, c.version - %(count)s + e.ord, (e.doc->>'i')::uuid, e.doc->>'t', e.doc->'d', e.doc->'m',
-               e.doc->>'a', %(appended_by)s, %(appended_via)s, clock_timestamp()
+        SELECT c.id, c.version - %(count)s + e.ord, COALESCE((e.doc->>'i')::uuid, gen_random_uuid()),
+               e.doc->>'t', e.doc->'d', e.doc->'m', e.doc->>'a', %(appended_by)s, %(appended_via)s,
+               clock_timestamp()
           FROM claimed c, jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS e(doc, ord)
          ORDER BY e.ord
         RETURNING position, sequence
@@ -144,7 +143,6 @@ _APPEND = """
 def _append(
     stream: str,
     batch: list[NewEvent],
-    ids: list[uuid.UUID],
     expected: str | int,
     actor: str,
     appender: principals.Principal,
@@ -157,7 +155,7 @@ def _append(
         "category": category_of(stream),
         "count": count,
         "expected": expected,
-        "batch": _batch_document(batch, ids, actor),
+        "batch": _batch_document(batch, actor),
         "appended_by": appender.name,
         "appended_via": appender.via,
     }
@@ -199,18 +197,21 @@ def _notify_after_commit(last_position: int, inside: bool) -> None:
         wakeups.notify(last_position)
 
 
-def _batch_document(batch: list[NewEvent], ids: list[uuid.UUID], actor: str) -> str:
+def _batch_document(batch: list[NewEvent], actor: str) -> str:
     """The batch as one JSON document, one parameter however many events (an array parameter per
-    column costs a quoting pass per element). The data goes in as validation encoded it."""
+    column costs a quoting pass per element). Data and metadata go in as validation encoded them; an
+    event without an id is given one by PostgreSQL."""
     parts = []
-    for event, event_id in zip(batch, ids, strict=True):
+    for event in batch:
         who = str(event.metadata.get("actor") or actor or "")
-        metadata = {**event.metadata, "actor": who} if who else event.metadata
+        metadata = event.metadata_json if event.metadata_json is not None else json_text(event.metadata)
+        if who and not event.metadata.get("actor"):
+            # The actor the event is appended for, added last: of repeated keys, jsonb keeps the last.
+            metadata = ("{" if metadata == "{}" else metadata[:-1] + ",") + f'"actor":{json_text(who)}}}'
         data = event.data_json if event.data_json is not None else json_text(event.data)
-        parts.append(
-            f'{{"i":"{event_id}","t":{json_text(event.type)},"a":{json_text(who)},'
-            f'"m":{json_text(metadata)},"d":{data}}}'
-        )
+        # A type is letters, digits and _ . : - (validation): it needs no escaping.
+        part = f'{{"t":"{event.type}","a":{json_text(who)},"m":{metadata},"d":{data}'
+        parts.append(part + (f',"i":"{event.id}"}}' if event.id is not None else "}"))
     return "[" + ",".join(parts) + "]"
 
 

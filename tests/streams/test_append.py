@@ -76,6 +76,23 @@ def test_actor_comes_from_metadata_or_from_the_caller():
     assert Event.objects.get(sequence=2).metadata["actor"] == "api-client"
 
 
+def test_the_callers_actor_fills_a_metadata_actor_left_null_and_keeps_the_rest():
+    unnamed = {**event(), "metadata": {"actor": None, "correlation_id": str(uuid.uuid4()), "note": "x"}}
+    bare = {**event(), "metadata": {}}  # an actor only from the caller
+    append_events(stream="user-1", events=[unnamed, bare], actor="api-client")
+    stored = [e.metadata for e in Event.objects.order_by("sequence")]
+    assert stored == [{**unnamed["metadata"], "actor": "api-client"}, {"actor": "api-client"}]
+    assert list(Event.objects.values_list("actor", flat=True)) == ["api-client", "api-client"]
+
+
+def test_events_without_ids_are_given_distinct_ones():
+    given = uuid.uuid4()
+    unnamed = {"type": "UserCreated", "data": {}}
+    append_events(stream="user-1", events=[unnamed, {**unnamed, "id": str(given)}, unnamed])
+    ids = list(Event.objects.order_by("sequence").values_list("event_id", flat=True))
+    assert ids[1] == given and len(set(ids)) == 3 and all(isinstance(i, uuid.UUID) for i in ids)
+
+
 def test_a_retry_with_the_same_ids_adds_nothing_and_returns_the_original_result():
     batch = [event(), event("UserNameSet")]
     first = append_events(stream="user-1", events=batch, expected_version="no_stream")
