@@ -78,13 +78,15 @@ def test_a_burst_notifies_a_few_times_and_a_follower_still_sees_its_last_event_a
     follower = threading.Thread(target=follow)
     follower.start()
     appended = []
+    started = time.monotonic()
     for n in range(40):
         appended.append(append_events(stream=f"user-{n}", events=[{"type": "UserCreated", "data": {}}]))
         time.sleep(0.005)
+    slices = (time.monotonic() - started) / NOTIFY_EVERY_SECONDS  # a busy machine makes the burst longer
     burst_done.set()
     follower.join(25)
     listener.close()
     notifications = list(raw_listener.notifies(timeout=0.2))
 
     assert seen == [result.last_position for result in appended]
-    assert 1 <= len(notifications) < 20, "one process's burst sends a notification per slice, not per event"
+    assert 1 <= len(notifications) <= slices + 1, "a burst sends a notification per slice, not per event"
