@@ -1,0 +1,199 @@
+"""Events as the API serves them, written as JSON text by PostgreSQL.
+
+A page of a stream or of the global log is one query that returns each event as the JSON object
+`streams.api.EventOut` renders (the same keys in the same order, the time as DRF writes it), with data
+and metadata as PostgreSQL's own text of the stored JSON; the response is those texts joined. No event's
+data is decoded into Python objects and encoded again, except an event that holds personal data
+(REPLAYDESK_PII_PATHS), which is masked as `streams.masking` masks it and written out by DRF's renderer.
+
+The text differs from what DRF would write only in PostgreSQL's spaces inside data and metadata
+(`{"a": 1}`) and in how it writes a number (as stored: `1.50`, where Python writes `1.5`); parsed, it is
+the same. Non-ASCII text is sent as \\u escapes, as the API's renderer sends it (UNICODE_JSON is off).
+
+`selectors.read_stream` and `selectors.read_all` stay for callers that need Event objects."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from django.db import connection
+from django.db.models import F, QuerySet, Value
+from rest_framework.renderers import JSONRenderer
+
+from streams import masking, selectors
+from streams.models import Event, Stream
+
+# `{"results": [], "next": "<cursor>"}` around the events, with room to spare.
+ENVELOPE_BYTES = 64
+
+# The columns the page query reads of each candidate event; its stream's name is `stream_name`.
+_COLUMNS = (
+    "position",
+    "sequence",
+    "event_id",
+    "type",
+    "data",
+    "metadata",
+    "actor",
+    "appended_by",
+    "appended_via",
+    "recorded_at",
+)
+
+# EventOut's fields in its order. The time is DRF's DateTimeField under TIME_ZONE = "UTC" (settings
+# fix it, and no view activates another zone): ISO 8601, microseconds only when there are any, "Z".
+_EVENT_OBJECT = """
+    '{"id":"' || c.event_id::text
+    || '","stream":' || to_json(c.stream_name)::text
+    || ',"sequence":' || c.sequence::text
+    || ',"position":' || c.position::text
+    || ',"type":' || to_json(c.type)::text
+    || ',"data":' || c.data::text
+    || ',"metadata":' || c.metadata::text
+    || ',"actor":' || to_json(c.actor)::text
+    || ',"appended_by":' || coalesce(to_json(c.appended_by)::text, 'null')
+    || ',"appended_via":' || coalesce(to_json(c.appended_via)::text, 'null')
+    || ',"recorded_at":"' || to_char(c.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+    || CASE WHEN extract(microseconds FROM c.recorded_at)::bigint %% 1000000 = 0 THEN ''
+            ELSE to_char(c.recorded_at AT TIME ZONE 'UTC', '.US') END
+    || 'Z"}'
+"""
+
+# Each candidate with its running weight (data and metadata as text, as selectors.event_bytes weighs
+# them), in the page's order; the object is written only for those within the budget (always the
+# first), the others come back as NULL: they tell that the budget cut the page.
+_PAGE_SQL = """
+    SELECT c.position, c.sequence,
+           CASE WHEN c.n = 1 OR c.used <= %s THEN {event_object} END,
+           {personal}
+      FROM (SELECT i.*,
+                   row_number() OVER w AS n,
+                   sum(octet_length(i.data::text) + octet_length(i.metadata::text)) OVER w AS used
+              FROM ({candidates}) i
+            WINDOW w AS (ORDER BY {order} ROWS UNBOUNDED PRECEDING)) c
+     ORDER BY c.n
+"""
+
+_RENDERER = JSONRenderer()
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """A page of events as JSON texts (ASCII), and the cursor of the next page (None at the end)."""
+
+    results: list[str]
+    next: str | None
+
+    def body(self) -> bytes:
+        """The response body, as DRF renders `{"results": [...], "next": ...}`."""
+        following = "null" if self.next is None else json.dumps(self.next)
+        return f'{{"results":[{",".join(self.results)}],"next":{following}}}'.encode("ascii")
+
+
+@dataclass(frozen=True)
+class _Read:
+    texts: list[str]
+    # (position, sequence) of the last event kept.
+    last: tuple[int, int] | None
+    more: bool
+
+
+def read_stream_json(
+    *,
+    stream: Stream,
+    from_sequence: int | None = None,
+    direction: str = "forward",
+    limit: int = selectors.DEFAULT_LIMIT,
+    max_bytes: int,
+) -> EventPage:
+    """What GET /api/v1/streams/{stream}/events serves: the events of selectors.read_stream, masked,
+    as many as a body of `max_bytes` holds (always the first), and the sequence to go on from."""
+    candidates = selectors.stream_events(stream=stream, from_sequence=from_sequence, direction=direction)
+    read = _read(
+        candidates.values(*_COLUMNS, stream_name=Value(stream.name))[:limit],
+        order="i.sequence DESC" if direction == "backward" else "i.sequence",
+        limit=limit,
+        max_bytes=max_bytes,
+    )
+    following = None
+    if read.more and read.last is not None:
+        sequence = read.last[1] + (1 if direction == "forward" else -1)
+        following = str(sequence) if sequence >= 1 else None
+    return EventPage(read.texts, following)
+
+
+def read_all_json(
+    *,
+    after_position: int = 0,
+    log_filter: selectors.LogFilter | None = None,
+    limit: int = selectors.DEFAULT_LIMIT,
+    max_bytes: int,
+) -> EventPage:
+    """What GET /api/v1/events serves: the events of selectors.read_all, masked, as many as a body of
+    `max_bytes` holds (always the first), and the position to go on after."""
+    candidates = selectors.log_events(after_position=after_position, log_filter=log_filter)
+    read = _read(
+        candidates.values(*_COLUMNS, stream_name=F("stream__name"))[:limit],
+        order="i.position",
+        limit=limit,
+        max_bytes=max_bytes,
+    )
+    return EventPage(read.texts, str(read.last[0]) if read.more and read.last is not None else None)
+
+
+def _read(candidates: QuerySet[Event], *, order: str, limit: int, max_bytes: int) -> _Read:
+    budget = max_bytes - ENVELOPE_BYTES
+    inner, inner_params = candidates.query.sql_with_params()
+    personal, personal_params = _personal()
+    sql = _PAGE_SQL.format(event_object=_EVENT_OBJECT, personal=personal, candidates=inner, order=order)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [budget, *personal_params, *inner_params])
+        rows = cursor.fetchall()
+    texts: list[str] = []
+    last = None
+    used = 0
+    cut = False
+    for position, sequence, text, holds_personal in rows:
+        if text is None:
+            cut = True
+            break
+        if holds_personal:
+            text = _masked(text)
+        elif not text.isascii():
+            text = _NON_ASCII.sub(_escaped, text)
+        # Measured as sent: the budget in SQL counted data and metadata only, and non-ASCII text as
+        # UTF-8, so it never leaves out an event that fits here.
+        size = len(text) + 1  # and its comma
+        if texts and used + size > budget:
+            cut = True
+            break
+        texts.append(text)
+        used += size
+        last = (position, sequence)
+    return _Read(texts, last, bool(texts) and (len(texts) == limit or cut))
+
+
+def _personal() -> tuple[str, list]:
+    """SQL that is true for an event that may hold a value at a personal-data path: a JSON value other
+    than null there (masking.mask_document masks only those, and only under objects; an array on the
+    way makes this true where nothing is masked, which only costs the Python path)."""
+    paths = masking.pii_paths()
+    if not paths:
+        return "false", []
+    tests = [f"coalesce(jsonb_typeof(c.{root} #> %s::text[]) <> 'null', false)" for root, _ in paths]
+    return "(" + " OR ".join(tests) + ")", [list(keys) for _, keys in paths]
+
+
+def _masked(text: str) -> str:
+    item = json.loads(text)
+    item["data"] = masking.mask_document(item["data"], "data")
+    item["metadata"] = masking.mask_document(item["metadata"], "metadata")
+    return _RENDERER.render(item).decode("ascii")
+
+
+def _escaped(found: re.Match) -> str:
+    # A run of non-ASCII characters holds no quote or backslash: the encoder only escapes each one.
+    return json.dumps(found.group())[1:-1]
