@@ -42,36 +42,36 @@ _COLUMNS = (
     "recorded_at",
 )
 
-# EventOut's fields in its order. The time is DRF's DateTimeField under TIME_ZONE = "UTC" (settings
-# fix it, and no view activates another zone): ISO 8601, microseconds only when there are any, "Z".
-_EVENT_OBJECT = """
-    '{"id":"' || c.event_id::text
-    || '","stream":' || to_json(c.stream_name)::text
-    || ',"sequence":' || c.sequence::text
-    || ',"position":' || c.position::text
-    || ',"type":' || to_json(c.type)::text
-    || ',"data":' || c.data::text
-    || ',"metadata":' || c.metadata::text
-    || ',"actor":' || to_json(c.actor)::text
-    || ',"appended_by":' || coalesce(to_json(c.appended_by)::text, 'null')
-    || ',"appended_via":' || coalesce(to_json(c.appended_via)::text, 'null')
-    || ',"recorded_at":"' || to_char(c.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-    || CASE WHEN extract(microseconds FROM c.recorded_at)::bigint %% 1000000 = 0 THEN ''
-            ELSE to_char(c.recorded_at AT TIME ZONE 'UTC', '.US') END
+# EventOut's fields in its order, from a candidate `i`. The time is DRF's DateTimeField under
+# TIME_ZONE = "UTC" (settings fix it, and no view activates another zone): ISO 8601 with "Z", and
+# microseconds only when there are any (_read drops ".000000").
+EVENT_OBJECT_SQL = """
+    '{"id":"' || i.event_id::text
+    || '","stream":' || to_json(i.stream_name)::text
+    || ',"sequence":' || i.sequence::text
+    || ',"position":' || i.position::text
+    || ',"type":' || to_json(i.type)::text
+    || ',"data":' || i.data::text
+    || ',"metadata":' || i.metadata::text
+    || ',"actor":' || to_json(i.actor)::text
+    || ',"appended_by":' || coalesce(to_json(i.appended_by)::text, 'null')
+    || ',"appended_via":' || coalesce(to_json(i.appended_via)::text, 'null')
+    || ',"recorded_at":"' || to_char(i.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')
     || 'Z"}'
 """
+_WHOLE_SECOND = '.000000Z"}'
 
-# Each candidate with its running weight (data and metadata as text, as selectors.event_bytes weighs
-# them), in the page's order; the object is written only for those within the budget (always the
-# first), the others come back as NULL: they tell that the budget cut the page.
+# Each candidate's object and its running size in the page's order; only those within the budget
+# (always the first) are sent, the others come back as NULL: they tell that the budget cut the page.
+# OFFSET 0 keeps PostgreSQL from writing each object twice (once to measure it, once to send it).
 _PAGE_SQL = """
-    SELECT c.position, c.sequence,
-           CASE WHEN c.n = 1 OR c.used <= %s THEN {event_object} END,
-           {personal}
-      FROM (SELECT i.*,
+    SELECT c.position, c.sequence, CASE WHEN c.n = 1 OR c.used <= %s THEN c.object END, c.personal
+      FROM (SELECT b.*,
                    row_number() OVER w AS n,
-                   sum(octet_length(i.data::text) + octet_length(i.metadata::text)) OVER w AS used
-              FROM ({candidates}) i
+                   sum(octet_length(b.object) + 1) OVER w AS used
+              FROM (SELECT i.position, i.sequence, {event_object} AS object, {personal} AS personal
+                      FROM ({candidates}) i
+                    OFFSET 0) b
             WINDOW w AS (ORDER BY {order} ROWS UNBOUNDED PRECEDING)) c
      ORDER BY c.n
 """
@@ -114,7 +114,7 @@ def read_stream_json(
     candidates = selectors.stream_events(stream=stream, from_sequence=from_sequence, direction=direction)
     read = _read(
         candidates.values(*_COLUMNS, stream_name=Value(stream.name))[:limit],
-        order="i.sequence DESC" if direction == "backward" else "i.sequence",
+        order="b.sequence DESC" if direction == "backward" else "b.sequence",
         limit=limit,
         max_bytes=max_bytes,
     )
@@ -137,7 +137,7 @@ def read_all_json(
     candidates = selectors.log_events(after_position=after_position, log_filter=log_filter)
     read = _read(
         candidates.values(*_COLUMNS, stream_name=F("stream__name"))[:limit],
-        order="i.position",
+        order="b.position",
         limit=limit,
         max_bytes=max_bytes,
     )
@@ -148,7 +148,7 @@ def _read(candidates: QuerySet[Event], *, order: str, limit: int, max_bytes: int
     budget = max_bytes - ENVELOPE_BYTES
     inner, inner_params = candidates.query.sql_with_params()
     personal, personal_params = _personal()
-    sql = _PAGE_SQL.format(event_object=_EVENT_OBJECT, personal=personal, candidates=inner, order=order)
+    sql = _PAGE_SQL.format(event_object=EVENT_OBJECT_SQL, personal=personal, candidates=inner, order=order)
     with connection.cursor() as cursor:
         cursor.execute(sql, [budget, *personal_params, *inner_params])
         rows = cursor.fetchall()
@@ -160,12 +160,14 @@ def _read(candidates: QuerySet[Event], *, order: str, limit: int, max_bytes: int
         if text is None:
             cut = True
             break
+        if text.endswith(_WHOLE_SECOND):
+            text = text[: -len(_WHOLE_SECOND)] + 'Z"}'
         if holds_personal:
             text = _masked(text)
         elif not text.isascii():
             text = _NON_ASCII.sub(_escaped, text)
-        # Measured as sent: the budget in SQL counted data and metadata only, and non-ASCII text as
-        # UTF-8, so it never leaves out an event that fits here.
+        # Measured as sent: PostgreSQL counted non-ASCII text as UTF-8, fewer bytes than its escapes,
+        # so it never leaves out an event that fits here.
         size = len(text) + 1  # and its comma
         if texts and used + size > budget:
             cut = True
@@ -177,14 +179,16 @@ def _read(candidates: QuerySet[Event], *, order: str, limit: int, max_bytes: int
 
 
 def _personal() -> tuple[str, list]:
-    """SQL that is true for an event that may hold a value at a personal-data path: a JSON value other
-    than null there (masking.mask_document masks only those, and only under objects; an array on the
-    way makes this true where nothing is masked, which only costs the Python path)."""
-    paths = masking.pii_paths()
-    if not paths:
+    """SQL that is true for an event that may hold a value at a personal-data path: its data or metadata
+    has the path's first key (masking.mask_document masks only non-null values under objects; an event
+    this finds and that holds none only costs the Python path)."""
+    first_keys: dict[str, list[str]] = {}
+    for root, keys in masking.pii_paths():
+        first_keys.setdefault(root, []).append(keys[0])
+    if not first_keys:
         return "false", []
-    tests = [f"coalesce(jsonb_typeof(c.{root} #> %s::text[]) <> 'null', false)" for root, _ in paths]
-    return "(" + " OR ".join(tests) + ")", [list(keys) for _, keys in paths]
+    tests = [f"i.{root} ?| %s::text[]" for root in first_keys]
+    return "(" + " OR ".join(tests) + ")", list(first_keys.values())
 
 
 def _masked(text: str) -> str:
