@@ -164,3 +164,15 @@ def test_the_api_response_is_the_page_body_with_its_headers(tricky, api, setting
     assert response["Content-Type"] == "application/json"
     assert response["ETag"] == f'"{len(TRICKY)}"'
     assert response.json()["next"] == "4"
+
+
+def test_a_filtered_log_as_text_is_the_filtered_log_as_objects(tricky, settings):
+    append_events(stream="other-1", events=[{"type": "Noted", "data": {"email": "bo@example.com"}}])
+    max_bytes = settings.REPLAYDESK_READ_MAX_BYTES
+    log_filter = selectors.LogFilter(types=("Noted",), category="tricky")
+    events = selectors.read_all(log_filter=log_filter, limit=4, max_bytes=max_bytes)
+    expected, more = as_objects(events, limit=4)
+    results, following = parsed(event_json.read_all_json(log_filter=log_filter, limit=4, max_bytes=max_bytes))
+    assert_same_events(results, expected)
+    assert more and following == str(expected[-1]["position"])
+    assert {event["stream"] for event in results} == {"tricky-1"}
