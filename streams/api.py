@@ -225,14 +225,22 @@ EVENT_ID_PATH = OpenApiParameter("event_id", OpenApiTypes.UUID, OpenApiParameter
 
 
 def stream_or_404(name: str) -> Stream:
+    check_stream_name(name)
+    stream = selectors.get_stream(name=name)
+    if stream is None:
+        raise no_stream(name)
+    return stream
+
+
+def check_stream_name(name: str) -> None:
     if not STREAM_NAME_RE.fullmatch(name):
         raise invalid_input(
             {"stream": ["a stream name is 1–200 characters of letters, digits and _ . : @ -"]}
         )
-    stream = selectors.get_stream(name=name)
-    if stream is None:
-        raise not_found("stream", f"no stream is named {name!r}")
-    return stream
+
+
+def no_stream(name: str) -> Problem:
+    return not_found("stream", f"no stream is named {name!r}")
 
 
 @extend_schema(
@@ -321,22 +329,28 @@ def stream_detail(request: Request, stream: str) -> Response:
 def stream_events(request: Request, stream: str) -> HttpResponse:
     if request.method == "POST":
         return _append(request, stream)
-    found = stream_or_404(stream)
+    check_stream_name(stream)
     parser = parse_query(request, ("from_sequence", "direction", "cursor", "limit"))
     direction = parser.choice("direction", ("forward", "backward"), "forward")
     limit = parser.limit(100)
     # Both are checked; a page's cursor goes on from where the first page started.
     cursor, from_sequence = parser.integer("cursor", minimum=0), parser.integer("from_sequence", minimum=0)
     start = cursor if cursor is not None else from_sequence
-    finish_query(parser)
+    try:
+        finish_query(parser)
+    except Problem:
+        stream_or_404(stream)  # an unknown stream is a 404, whatever its query says
+        raise
     page = event_json.read_stream_json(
-        stream=found,
+        name=stream,
         from_sequence=start,
         direction=direction,
         limit=limit,
         max_bytes=settings.REPLAYDESK_READ_MAX_BYTES,
     )
-    return _served(page, headers={"ETag": f'"{found.version}"'})
+    if page is None:
+        raise no_stream(stream)
+    return _served(page, headers={"ETag": f'"{page.version}"'})
 
 
 def _served(page: event_json.EventPage, *, headers: dict[str, str] | None = None) -> HttpResponse:

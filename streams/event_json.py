@@ -23,7 +23,6 @@ from django.db.models import F
 from rest_framework.renderers import JSONRenderer
 
 from streams import masking, selectors
-from streams.models import Stream
 
 # `{"results": [], "next": "<cursor>"}` around the events, with room to spare.
 ENVELOPE_BYTES = 64
@@ -68,7 +67,7 @@ _WHOLE_SECOND = '.000000Z"}'
 # (always the first) are sent, the others come back as NULL: they tell that the budget cut the page.
 # OFFSET 0 keeps PostgreSQL from writing each object twice (once to measure it, once to send it).
 _PAGE_SQL = """
-    SELECT c.position, c.sequence, CASE WHEN c.n = 1 OR c.used <= %s THEN c.object END, c.personal
+    SELECT c.n, c.position, c.sequence, CASE WHEN c.n = 1 OR c.used <= %s THEN c.object END, c.personal
       FROM (SELECT b.*,
                    row_number() OVER w AS n,
                    sum(octet_length(b.object) + 1) OVER w AS used
@@ -76,8 +75,22 @@ _PAGE_SQL = """
                       FROM ({candidates}) i
                     OFFSET 0) b
             WINDOW w AS (ORDER BY {order} ROWS UNBOUNDED PRECEDING)) c
-     ORDER BY c.n
 """
+
+# A stream's page and the stream row in one statement: the row (its version is the page's ETag) even
+# when the page is empty, none when no stream has the name.
+_STREAM_PAGE_SQL = """
+    SELECT s.version, p.position, p.sequence, p.object, p.personal
+      FROM streams_stream s
+      LEFT JOIN LATERAL ({page}) p (n, position, sequence, object, personal) ON true
+     WHERE s.name = %s
+     ORDER BY p.n
+"""
+
+# The settled head, kept in the session for the page's statement that follows in the same round trip:
+# it must be known before that statement starts (selectors.settled_head says why).
+_SETTLED_HEAD_SQL = "SELECT set_config('replaydesk.settled_head', replaydesk_settled_head()::text, false)"
+_SETTLED_HEAD = "current_setting('replaydesk.settled_head')::bigint"
 
 _RENDERER = JSONRenderer()
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
@@ -85,10 +98,12 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 @dataclass(frozen=True)
 class EventPage:
-    """A page of events as JSON texts (ASCII), and the cursor of the next page (None at the end)."""
+    """A page of events as JSON texts (ASCII), and the cursor of the next page (None at the end); for
+    a stream's page, the stream's version (its ETag)."""
 
     results: list[str]
     next: str | None
+    version: int | None = None
 
     def body(self) -> bytes:
         """The response body, as DRF renders `{"results": [...], "next": ...}`."""
@@ -97,7 +112,7 @@ class EventPage:
 
 
 @dataclass(frozen=True)
-class _Read:
+class _Kept:
     texts: list[str]
     # (position, sequence) of the last event kept.
     last: tuple[int, int] | None
@@ -106,33 +121,42 @@ class _Read:
 
 def read_stream_json(
     *,
-    stream: Stream,
+    name: str,
     from_sequence: int | None = None,
     direction: str = "forward",
     limit: int = selectors.DEFAULT_LIMIT,
     max_bytes: int,
-) -> EventPage:
+) -> EventPage | None:
     """What GET /api/v1/streams/{stream}/events serves: the events of selectors.read_stream, masked,
-    as many as a body of `max_bytes` holds (always the first), and the sequence to go on from."""
+    as many as a body of `max_bytes` holds (always the first), the sequence to go on from and the
+    stream's version; None when no stream has the name. One statement, one round trip."""
     backward = direction == "backward"
-    where, params = "e.stream_id = %s", [stream.name, stream.id]
+    where, params = "e.stream_id = s.id", []
     if from_sequence is not None:
         where += " AND e.sequence <= %s" if backward else " AND e.sequence >= %s"
         params.append(from_sequence)
     order = "sequence DESC" if backward else "sequence"
-    read = _read(
-        f"SELECT {_COLUMNS_SQL}, %s AS stream_name FROM streams_event e"
+    page, page_params = _page_sql(
+        f"SELECT {_COLUMNS_SQL}, s.name AS stream_name FROM streams_event e"
         f" WHERE {where} ORDER BY e.{order} LIMIT %s",
         [*params, limit],
         order=f"b.{order}",
-        limit=limit,
         max_bytes=max_bytes,
     )
+    with connection.cursor() as cursor:
+        with connection.wrap_database_errors:
+            # Prepared, as the append is (console/settings.py): parsing and planning it cost about as
+            # much as running it. Four texts at most (direction, from_sequence or not).
+            cursor.cursor.execute(_STREAM_PAGE_SQL.format(page=page), [*page_params, name], prepare=True)
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    kept = _kept([row[1:] for row in rows if row[1] is not None], limit=limit, max_bytes=max_bytes)
     following = None
-    if read.more and read.last is not None:
-        sequence = read.last[1] + (1 if direction == "forward" else -1)
+    if kept.more and kept.last is not None:
+        sequence = kept.last[1] + (-1 if backward else 1)
         following = str(sequence) if sequence >= 1 else None
-    return EventPage(read.texts, following)
+    return EventPage(kept.texts, following, version=rows[0][0])
 
 
 def read_all_json(
@@ -145,31 +169,51 @@ def read_all_json(
     """What GET /api/v1/events serves: the events of selectors.read_all, masked, as many as a body of
     `max_bytes` holds (always the first), and the position to go on after."""
     if log_filter is None or log_filter.is_empty:
-        # selectors.log_events without a filter: after the position, never past the settled head.
-        candidates = (
-            f"SELECT {_COLUMNS_SQL}, s.name AS stream_name"
-            " FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id"
-            " WHERE e.position > %s AND e.position <= %s ORDER BY e.position LIMIT %s"
-        )
-        params = [after_position, selectors.settled_head(), limit]
+        rows = _unfiltered_log(after_position=after_position, limit=limit, max_bytes=max_bytes)
     else:
         filtered = selectors.log_events(after_position=after_position, log_filter=log_filter)
-        sql, found = filtered.values(*_COLUMNS, stream_name=F("stream__name"))[:limit].query.sql_with_params()
-        candidates, params = sql, list(found)
-    read = _read(candidates, params, order="b.position", limit=limit, max_bytes=max_bytes)
-    return EventPage(read.texts, str(read.last[0]) if read.more and read.last is not None else None)
+        candidates = filtered.values(*_COLUMNS, stream_name=F("stream__name"))[:limit]
+        sql, params = candidates.query.sql_with_params()
+        page, page_params = _page_sql(sql, list(params), order="b.position", max_bytes=max_bytes)
+        with connection.cursor() as cursor:
+            cursor.execute(page + " ORDER BY c.n", page_params)
+            rows = cursor.fetchall()
+    kept = _kept([row[1:] for row in rows], limit=limit, max_bytes=max_bytes)
+    return EventPage(kept.texts, str(kept.last[0]) if kept.more and kept.last is not None else None)
 
 
-def _read(candidates: str, params: list, *, order: str, limit: int, max_bytes: int) -> _Read:
-    """The page of the candidates (SQL selecting _COLUMNS and stream_name, ordered and limited)."""
-    budget = max_bytes - ENVELOPE_BYTES
+def _unfiltered_log(*, after_position: int, limit: int, max_bytes: int) -> list[tuple]:
+    """selectors.log_events without a filter (after the position, never past the settled head), written
+    by hand: building it with the ORM took longer than PostgreSQL took to answer it. The settled head
+    and the page are two statements sent in one round trip (a pipeline), both prepared."""
+    page, page_params = _page_sql(
+        f"SELECT {_COLUMNS_SQL}, s.name AS stream_name"
+        " FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id"
+        f" WHERE e.position > %s AND e.position <= {_SETTLED_HEAD} ORDER BY e.position LIMIT %s",
+        [after_position, limit],
+        order="b.position",
+        max_bytes=max_bytes,
+    )
+    with connection.cursor() as cursor:
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            cursor.cursor.execute(_SETTLED_HEAD_SQL, prepare=True)
+            cursor.cursor.execute(page + " ORDER BY c.n", page_params, prepare=True)
+        return cursor.fetchall()
+
+
+def _page_sql(candidates: str, params: list, *, order: str, max_bytes: int) -> tuple[str, list]:
+    """The page of the candidates (SQL selecting _COLUMNS and stream_name, ordered and limited), as
+    (n, position, sequence, object or NULL, may hold personal data), and its parameters."""
     personal, personal_params = _personal()
     sql = _PAGE_SQL.format(
         event_object=EVENT_OBJECT_SQL, personal=personal, candidates=candidates, order=order
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [budget, *personal_params, *params])
-        rows = cursor.fetchall()
+    return sql, [max_bytes - ENVELOPE_BYTES, *personal_params, *params]
+
+
+def _kept(rows: list[tuple], *, limit: int, max_bytes: int) -> _Kept:
+    """The events of the page's rows that the body holds, written as sent, and whether more follow."""
+    budget = max_bytes - ENVELOPE_BYTES
     texts: list[str] = []
     last = None
     used = 0
@@ -193,7 +237,7 @@ def _read(candidates: str, params: list, *, order: str, limit: int, max_bytes: i
         texts.append(text)
         used += size
         last = (position, sequence)
-    return _Read(texts, last, bool(texts) and (len(texts) == limit or cut))
+    return _Kept(texts, last, bool(texts) and (len(texts) == limit or cut))
 
 
 def _personal() -> tuple[str, list]:

@@ -71,7 +71,9 @@ def test_a_stream_as_text_is_the_stream_as_objects(tricky, settings):
     for direction in ("forward", "backward"):
         events = selectors.read_stream(stream=stream, direction=direction, limit=100, max_bytes=max_bytes)
         expected, more = as_objects(events, limit=100)
-        page = event_json.read_stream_json(stream=stream, direction=direction, limit=100, max_bytes=max_bytes)
+        page = event_json.read_stream_json(
+            name=stream.name, direction=direction, limit=100, max_bytes=max_bytes
+        )
         results, following = parsed(page)
         assert_same_events(results, expected)
         assert not more and following is None
@@ -91,7 +93,7 @@ def test_the_log_as_text_is_the_log_as_objects(tricky, settings):
 
 def test_the_text_is_ascii_with_non_ascii_escaped_as_the_renderer_escapes_it(tricky, settings):
     stream = selectors.get_stream(name="tricky-1")
-    body = event_json.read_stream_json(stream=stream, max_bytes=settings.REPLAYDESK_READ_MAX_BYTES).body()
+    body = event_json.read_stream_json(name=stream.name, max_bytes=settings.REPLAYDESK_READ_MAX_BYTES).body()
     assert body.isascii()
     assert b"\\u00e9" in body and b"\\ud83d\\ude00" in body and b"\\u2028" in body
 
@@ -159,7 +161,9 @@ def test_an_event_over_the_bound_is_a_page_of_its_own(db, api, settings):
 def test_the_api_response_is_the_page_body_with_its_headers(tricky, api, settings):
     response = api.get("/api/v1/streams/tricky-1/events", {"limit": 3})
     stream = selectors.get_stream(name="tricky-1")
-    page = event_json.read_stream_json(stream=stream, limit=3, max_bytes=settings.REPLAYDESK_READ_MAX_BYTES)
+    page = event_json.read_stream_json(
+        name=stream.name, limit=3, max_bytes=settings.REPLAYDESK_READ_MAX_BYTES
+    )
     assert response.content == page.body()
     assert response["Content-Type"] == "application/json"
     assert response["ETag"] == f'"{len(TRICKY)}"'
@@ -176,3 +180,10 @@ def test_a_filtered_log_as_text_is_the_filtered_log_as_objects(tricky, settings)
     assert_same_events(results, expected)
     assert more and following == str(expected[-1]["position"])
     assert {event["stream"] for event in results} == {"tricky-1"}
+
+
+def test_an_unknown_stream_is_a_404_whatever_its_query_and_a_known_one_with_a_bad_query_is_a_400(tricky, api):
+    unknown = api.get("/api/v1/streams/nobody-1/events", {"limit": 5000})
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "no stream is named 'nobody-1'"
+    known = api.get("/api/v1/streams/tricky-1/events", {"limit": 5000})
+    assert known.status_code == 400 and "limit" in known.json()["errors"]
