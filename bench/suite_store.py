@@ -139,6 +139,7 @@ def _http_read(ctx: Context, in_process) -> None:
                 "reads",
                 f"a stream of {data.LONG_STREAM_EVENTS:,} events over HTTP",
                 {"replaydesk": over_http, "in-process": in_process},
+                compared_to="in-process",
             )
     finally:
         servers.stop_web_server(server)
