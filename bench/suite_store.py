@@ -1,7 +1,8 @@
 """Sections 2, 4 and 5: reads (a long stream, global-log pages), consumer lag, and audit look-ups.
 
-Replaydesk is called through its selectors (what the API and pages call); raw is the same query written
-by hand with psycopg (no ORM, no model objects); eventsourcing answers what its recorder can answer.
+Replaydesk is called through what the API calls: for reads, the JSON text its API serves
+(streams/event_json.py), and elsewhere its selectors; raw is the same query written by hand with psycopg
+(no ORM, no model objects); eventsourcing answers what its recorder can answer.
 Latencies are p50 and p95 of `samples` calls per repetition; the medians over repetitions are reported.
 """
 
