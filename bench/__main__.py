@@ -139,6 +139,7 @@ def _load_code() -> None:
     for module in (
         "streams.services",
         "streams.selectors",
+        "streams.event_json",
         "streams.lag",
         "streams.audit_search",
         "streams.consumers",

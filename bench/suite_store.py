@@ -1,7 +1,8 @@
 """Sections 2, 4 and 5: reads (a long stream, global-log pages), consumer lag, and audit look-ups.
 
-Replaydesk is called through its selectors (what the API and pages call); raw is the same query written
-by hand with psycopg (no ORM, no model objects); eventsourcing answers what its recorder can answer.
+Replaydesk is called through what the API calls: for reads, the JSON text its API serves
+(streams/event_json.py), and elsewhere its selectors; raw is the same query written by hand with psycopg
+(no ORM, no model objects); eventsourcing answers what its recorder can answer.
 Latencies are p50 and p95 of `samples` calls per repetition; the medians over repetitions are reported.
 """
 
@@ -36,31 +37,40 @@ def _latency_rows(ctx: Context, section: str, name: str, calls: dict, *, times: 
 
 
 def reads(ctx: Context) -> None:
-    from streams import selectors
+    from django.conf import settings
+
+    from streams import event_json, selectors
 
     es_store = peers.es_datastore(ctx.conninfo)
     recorder = peers.es_recorder(es_store)
     raw = psycopg.connect(ctx.url, autocommit=True)
+    max_bytes = settings.REPLAYDESK_READ_MAX_BYTES
     try:
         head = selectors.head()
         found = raw.execute("SELECT id FROM streams_stream WHERE name = %s", [data.LONG_STREAM])
         long_id = found.fetchone()[0]
         long_uuid = data.stream_name_uuid(data.LONG_STREAM)
+
+        def stream_read() -> bytes:
+            # What GET /api/v1/streams/{stream}/events does below HTTP: the stream's page, its body.
+            page = event_json.read_stream_json(
+                name=data.LONG_STREAM, limit=data.LONG_STREAM_EVENTS, max_bytes=max_bytes
+            )
+            return page.body()
+
         _latency_rows(
             ctx,
             "reads",
             f"a stream of {data.LONG_STREAM_EVENTS:,} events",
             {
-                "replaydesk": lambda: selectors.read_stream(
-                    stream=selectors.get_stream(name=data.LONG_STREAM), limit=data.LONG_STREAM_EVENTS
-                ),
+                "replaydesk": stream_read,
                 "eventsourcing": lambda: recorder.select_events(long_uuid),
-                "raw": lambda: raw.execute(
-                    "SELECT position, sequence, id, type, data, metadata, actor, recorded_at "
-                    "FROM streams_event "
-                    "WHERE stream_id = %s ORDER BY sequence LIMIT %s",
+                "raw": lambda: _raw_body(
+                    raw,
+                    "FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id "
+                    "WHERE e.stream_id = %s ORDER BY e.sequence LIMIT %s",
                     [long_id, data.LONG_STREAM_EVENTS],
-                ).fetchall(),
+                ),
             },
         )
         for label, after in (("at the start", 0), (f"{head:,} events in", head - PAGE * 10)):
@@ -69,22 +79,71 @@ def reads(ctx: Context) -> None:
                 "reads",
                 f"a global-log page of {PAGE} {label}",
                 {
-                    "replaydesk": lambda after=after: selectors.read_all(after_position=after, limit=PAGE),
+                    "replaydesk": lambda after=after: event_json.read_all_json(
+                        after_position=after, limit=PAGE, max_bytes=max_bytes
+                    ).body(),
                     "eventsourcing": lambda after=after: recorder.select_notifications(
                         after, PAGE, inclusive_of_start=False
                     ),
-                    "raw": lambda after=after: raw.execute(
-                        "SELECT e.position, s.name, e.sequence, e.id, e.type, e.data, e.metadata, e.actor, "
-                        "e.recorded_at FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id "
+                    "raw": lambda after=after: _raw_body(
+                        raw,
+                        "FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id "
                         "WHERE e.position > %s ORDER BY e.position LIMIT %s",
                         [after, PAGE],
-                    ).fetchall(),
+                    ),
                 },
                 position=after,
             )
+        _http_read(ctx, stream_read)
     finally:
         raw.close()
         es_store.close()
+
+
+def _raw_body(raw, rest: str, params: list) -> bytes:
+    """The same JSON text per event as Replaydesk's read, by hand: no byte bound, no masking."""
+    from streams.event_json import EVENT_OBJECT_SQL
+
+    rows = raw.execute(
+        f"SELECT {EVENT_OBJECT_SQL} FROM (SELECT e.*, e.id AS event_id, s.name AS stream_name {rest}) i",
+        params,
+    ).fetchall()
+    return ("[" + ",".join(text for (text,) in rows) + "]").encode()
+
+
+def _http_read(ctx: Context, in_process) -> None:
+    """GET /api/v1/streams/{stream}/events?limit=1000 through gunicorn started as `replaydesk up` starts
+    it (httpx, keep-alive, an operator's bearer token), beside the same read in-process."""
+    import httpx
+
+    from bench import server as servers
+    from bench.suite_appends import operator_token
+
+    token = operator_token()
+    port = servers.free_port()
+    server = servers.web_server(servers.up_web_argv(port), ctx.env, port)
+    url = f"/api/v1/streams/{data.LONG_STREAM}/events"
+    query = {"limit": data.LONG_STREAM_EVENTS}
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
+
+            def over_http() -> bytes:
+                response = client.get(url, params=query)
+                response.raise_for_status()
+                return response.content
+
+            for _ in range(20):  # untimed: every worker and thread has read once
+                over_http()
+            _latency_rows(
+                ctx,
+                "reads",
+                f"a stream of {data.LONG_STREAM_EVENTS:,} events over HTTP",
+                {"replaydesk": over_http, "in-process": in_process},
+                compared_to="in-process",
+            )
+    finally:
+        servers.stop_web_server(server)
 
 
 # --- section 5: audit

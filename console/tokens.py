@@ -25,14 +25,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import Group
+from django.contrib.postgres.expressions import ArraySubquery
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework.throttling import BaseThrottle
 
 from console.models import ApiToken
-from core import limits
+from core import limits, roles
 from core.audit import AuditType, subject
 from streams import audit
 
@@ -151,9 +153,9 @@ def authenticate(token: str) -> ApiToken:
     hashed = digest(token)
     prefix = prefix_of(token)
     if prefix is not None:
-        found = ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+        found = _with_roles().filter(prefix=prefix).first()
     elif _LEGACY.fullmatch(token):
-        found = ApiToken.objects.select_related("user").filter(digest=hashed).first()
+        found = _with_roles().filter(digest=hashed).first()
     else:
         raise Rejected("unrecognised")
     if found is None:
@@ -167,7 +169,15 @@ def authenticate(token: str) -> ApiToken:
     if state != "active":
         raise Rejected(state, prefix=found.prefix, user=found.user.get_username())
     _touch(found, now)
+    roles.remember_roles(found.user, found.role_names)
     return found
+
+
+def _with_roles() -> QuerySet[ApiToken]:
+    """Tokens with their user and the user's roles, in one statement: one round trip fewer for every
+    API request."""
+    groups = roles.role_names(Group.objects.filter(user=OuterRef("user_id"))).values("name")
+    return ApiToken.objects.select_related("user").annotate(role_names=ArraySubquery(groups))
 
 
 def _touch(token: ApiToken, now: datetime) -> None:

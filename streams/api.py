@@ -6,6 +6,7 @@ import re
 import uuid
 
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
@@ -19,7 +20,7 @@ from core.api import SPACE, cursor_parameter, finish_query, limit_parameter, pag
 from core.json import JSON_VALUE, NO_NUL
 from core.problems import Problem, invalid_input, not_found, unprocessable
 from core.roles import Allows, Can
-from streams import lag, masking, selectors
+from streams import event_json, lag, masking, selectors
 from streams.models import Event, Stream
 from streams.queries import LOG_PARAMS, parse_log_filter
 from streams.services import append_events
@@ -86,8 +87,6 @@ class EventOut(serializers.Serializer):
 
 _TIMESTAMP = serializers.DateTimeField()
 _RENDERER = JSONRenderer()
-# `{"results": [], "next": "<cursor>"}` around the events, with room to spare.
-_ENVELOPE_BYTES = 64
 # How a list of events says it holds fewer than `limit` when they would not fit the byte bound.
 BYTE_BOUND = (
     "A page stops before its response passes REPLAYDESK_READ_MAX_BYTES (4 MiB by default; always at least "
@@ -100,7 +99,7 @@ def bounded_results(events: selectors.Events, *, limit: int, reserved: int = 0) 
     `reserved` bytes of the rest of the body (always the first), and whether more may follow (the page
     is full, or some were left out): then `next` goes on after the last one. Each is measured as the
     renderer writes it: the store's own measure (load_within) differs by the escapes of non-ASCII text."""
-    budget = settings.REPLAYDESK_READ_MAX_BYTES - reserved - _ENVELOPE_BYTES
+    budget = settings.REPLAYDESK_READ_MAX_BYTES - reserved - event_json.ENVELOPE_BYTES
     results: list[dict] = []
     used = 0
     out = EventOut()
@@ -226,14 +225,22 @@ EVENT_ID_PATH = OpenApiParameter("event_id", OpenApiTypes.UUID, OpenApiParameter
 
 
 def stream_or_404(name: str) -> Stream:
+    check_stream_name(name)
+    stream = selectors.get_stream(name=name)
+    if stream is None:
+        raise no_stream(name)
+    return stream
+
+
+def check_stream_name(name: str) -> None:
     if not STREAM_NAME_RE.fullmatch(name):
         raise invalid_input(
             {"stream": ["a stream name is 1–200 characters of letters, digits and _ . : @ -"]}
         )
-    stream = selectors.get_stream(name=name)
-    if stream is None:
-        raise not_found("stream", f"no stream is named {name!r}")
-    return stream
+
+
+def no_stream(name: str) -> Problem:
+    return not_found("stream", f"no stream is named {name!r}")
 
 
 @extend_schema(
@@ -319,30 +326,36 @@ def stream_detail(request: Request, stream: str) -> Response:
 )
 @api_view(["GET", "POST"])
 @permission_classes([Allows.to(Can.READ, write=Can.APPEND)])
-def stream_events(request: Request, stream: str) -> Response:
+def stream_events(request: Request, stream: str) -> HttpResponse:
     if request.method == "POST":
         return _append(request, stream)
-    found = stream_or_404(stream)
+    check_stream_name(stream)
     parser = parse_query(request, ("from_sequence", "direction", "cursor", "limit"))
     direction = parser.choice("direction", ("forward", "backward"), "forward")
     limit = parser.limit(100)
     # Both are checked; a page's cursor goes on from where the first page started.
     cursor, from_sequence = parser.integer("cursor", minimum=0), parser.integer("from_sequence", minimum=0)
     start = cursor if cursor is not None else from_sequence
-    finish_query(parser)
-    events = selectors.read_stream(
-        stream=found,
+    try:
+        finish_query(parser)
+    except Problem:
+        stream_or_404(stream)  # an unknown stream is a 404, whatever its query says
+        raise
+    page = event_json.read_stream_json(
+        name=stream,
         from_sequence=start,
         direction=direction,
         limit=limit,
         max_bytes=settings.REPLAYDESK_READ_MAX_BYTES,
     )
-    results, more = bounded_results(events, limit=limit)
-    next_cursor = None
-    if more:
-        following = events[len(results) - 1].sequence + (1 if direction == "forward" else -1)
-        next_cursor = str(following) if following >= 1 else None
-    return Response({"results": results, "next": next_cursor}, headers={"ETag": f'"{found.version}"'})
+    if page is None:
+        raise no_stream(stream)
+    return _served(page, headers={"ETag": f'"{page.version}"'})
+
+
+def _served(page: event_json.EventPage, *, headers: dict[str, str] | None = None) -> HttpResponse:
+    # The body as PostgreSQL wrote its events (streams/event_json.py), with the renderer's media type.
+    return HttpResponse(page.body(), content_type=_RENDERER.media_type, headers=headers)
 
 
 def _append(request: Request, stream: str) -> Response:
@@ -463,7 +476,7 @@ def _expected_version(request: Request, body: dict):
     responses={200: page_of("EventPage", EventOut), **problems(400, 401, 422)},
 )
 @api_view(["GET"])
-def event_list(request: Request) -> Response:
+def event_list(request: Request) -> HttpResponse:
     parser = parse_query(request, ("after_position", "cursor", "limit", *LOG_PARAMS), allow_data=True)
     # Both are checked; a page's cursor goes on from where the first page started.
     cursor, after_position = parser.integer("cursor", minimum=0), parser.integer("after_position", minimum=0)
@@ -471,11 +484,10 @@ def event_list(request: Request) -> Response:
     limit = parser.limit(100)
     log_filter = parse_log_filter(parser, masked=masking.sees_masked(request.user))
     finish_query(parser)
-    events = selectors.read_all(
+    page = event_json.read_all_json(
         after_position=after, log_filter=log_filter, limit=limit, max_bytes=settings.REPLAYDESK_READ_MAX_BYTES
     )
-    results, more = bounded_results(events, limit=limit)
-    return Response({"results": results, "next": str(events[len(results) - 1].position) if more else None})
+    return _served(page)
 
 
 @extend_schema(
