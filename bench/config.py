@@ -69,7 +69,7 @@ FULL = Sizes(
     page_events=10_000_000,
     page_streams=1_000_000,
     page_jobs=1000,
-    page_samples=60,
+    page_samples=20,
 )
 
 QUICK = Sizes(

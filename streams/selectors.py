@@ -119,10 +119,17 @@ def _sized(candidates: QuerySet[Event]) -> list[tuple[int, int]]:
 _UNREAD_STREAM_FIELDS = ("stream__version", "stream__created_at", "stream__updated_at")
 
 
-def _load(positions: list[int]) -> list[Event]:
-    events = Event.objects.select_related("stream").defer(*_UNREAD_STREAM_FIELDS)
-    found = events.filter(position__in=positions)
-    by_position = {event.position: event for event in found}
+def _load(positions: list[int], *, stream: Stream | None = None) -> list[Event]:
+    """The events at these positions, in this order, each with its stream; events of one stream known
+    to the caller are given that stream rather than an instance of it read again with each event."""
+    if stream is None:
+        found = Event.objects.select_related("stream").defer(*_UNREAD_STREAM_FIELDS)
+    else:
+        found = Event.objects.all()
+    by_position = {event.position: event for event in found.filter(position__in=positions)}
+    if stream is not None:
+        for event in by_position.values():
+            event.stream = stream
     return [by_position[position] for position in positions]
 
 
@@ -213,18 +220,21 @@ def load_within(candidates: QuerySet[Event], *, max_bytes: int | None, rows: boo
     return events
 
 
-def iter_within(candidates: QuerySet[Event], *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Event]:
+def iter_within(
+    candidates: QuerySet[Event], *, chunk_bytes: int = CHUNK_BYTES, stream: Stream | None = None
+) -> Iterator[Event]:
     """Every candidate (ordered and sliced), in order, loaded at most `chunk_bytes` at a time (or one
-    event): a caller that keeps only a little of each holds only one chunk."""
+    event): a caller that keeps only a little of each holds only one chunk. `stream`: the candidates are
+    all of that stream (a stream's page)."""
     chunk: list[int] = []
     used = 0
     for position, size in _sized(candidates):
         if chunk and used + size > chunk_bytes:
-            yield from _load(chunk)
+            yield from _load(chunk, stream=stream)
             chunk, used = [], 0
         chunk.append(position)
         used += size
-    yield from _load(chunk)
+    yield from _load(chunk, stream=stream)
 
 
 def get_stream(*, name: str) -> Stream | None:
