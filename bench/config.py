@@ -94,5 +94,5 @@ QUICK = Sizes(
     page_events=200_000,
     page_streams=20_000,
     page_jobs=1000,
-    page_samples=15,
+    page_samples=5,
 )
