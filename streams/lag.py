@@ -213,14 +213,19 @@ def _rate(
 # --- per stream
 
 
-def top_lagging_streams(*, consumer: Consumer, limit: int = 10) -> list[StreamLag]:
+def top_lagging_streams(*, consumer: Consumer, limit: int = 10, within: int | None = None) -> list[StreamLag]:
     """The streams with the most events the consumer has yet to apply (events after its checkpoint
-    grouped by stream: the cost grows with the lag), or as its kind measures them."""
+    grouped by stream: the cost grows with the lag), or as its kind measures them. `within`: only the
+    first so many positions after the checkpoint are read, the events the consumer meets next (the
+    consumer's page: far behind, the whole lag is millions of events to group)."""
     measured = consumer_kinds.of(consumer).lagging_streams(consumer, limit=limit)
     if measured is not None:
         return measured
     subscription = follows(consumer=consumer)
     checkpoint = checkpoint_of(consumer=consumer)
+    head = selectors.head()
+    if within is not None:
+        head = min(head, checkpoint + within)
     followed = "e.type = ANY(%(types)s)" if subscription.types else "true"
     in_categories = "AND s.category = ANY(%(categories)s)" if subscription.categories else ""
     with connection.cursor() as cursor:
@@ -236,7 +241,7 @@ def top_lagging_streams(*, consumer: Consumer, limit: int = 10) -> list[StreamLa
             """,
             {
                 "checkpoint": checkpoint,
-                "head": selectors.head(),
+                "head": head,
                 "types": list(subscription.types),
                 "categories": list(subscription.categories),
                 "limit": limit,
