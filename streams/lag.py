@@ -228,15 +228,22 @@ def top_lagging_streams(*, consumer: Consumer, limit: int = 10, within: int | No
         head = min(head, checkpoint + within)
     followed = "e.type = ANY(%(types)s)" if subscription.types else "true"
     in_categories = "AND s.category = ANY(%(categories)s)" if subscription.categories else ""
+    # Grouped by stream before the join: only the streams that have followed events are looked up by
+    # key, rather than every stream of the followed categories hashed first (most of a call's time when
+    # the range is short and those categories hold 100,000 streams).
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT s.name, s.version, min(e.sequence) - 1, count(*) FILTER (WHERE {followed}) AS lag
-              FROM streams_event e JOIN streams_stream s ON s.id = e.stream_id
-             WHERE e.position > %(checkpoint)s AND e.position <= %(head)s {in_categories}
-             GROUP BY s.id
-            HAVING count(*) FILTER (WHERE {followed}) > 0
-             ORDER BY lag DESC, s.name
+            WITH lagging AS (
+                SELECT e.stream_id, min(e.sequence) AS first, count(*) FILTER (WHERE {followed}) AS lag
+                  FROM streams_event e
+                 WHERE e.position > %(checkpoint)s AND e.position <= %(head)s
+                 GROUP BY e.stream_id
+            )
+            SELECT s.name, s.version, l.first - 1, l.lag
+              FROM lagging l JOIN streams_stream s ON s.id = l.stream_id
+             WHERE l.lag > 0 {in_categories}
+             ORDER BY l.lag DESC, s.name
              LIMIT %(limit)s
             """,
             {
