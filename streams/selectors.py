@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -277,6 +278,21 @@ class NaturalKey(Func):
 
 
 STREAM_ORDERS = ("natural", "name", "recent")
+# Above every character of a key: the keys that start with a text sort before text + this (the natural
+# key is compared byte by byte, the stream name's collation being C).
+NATURAL_KEY_END = "\U0010ffff"
+
+
+def natural_key_start(prefix: str) -> str:
+    """The start that every natural key of a name beginning with `prefix` shares: the prefix's runs as
+    replaydesk_natural_key encodes them (a run of digits as its length in three digits, then the digits
+    without leading zeros), less a final run of digits, which a longer name may continue."""
+    runs = re.findall(r"[0-9]+|[^0-9]+", prefix)
+    if runs and runs[-1][0] in "0123456789":
+        runs.pop()
+    return "".join(
+        f"{len(run.lstrip('0')):03d}{run.lstrip('0')}" if run[0] in "0123456789" else run for run in runs
+    )
 
 
 def list_streams(
@@ -296,6 +312,12 @@ def list_streams(
     if order == "natural":
         streams, key = streams.alias(natural=NaturalKey("name")), "natural"
         cursor = NaturalKey(Value(after, output_field=TextField()))
+        start = natural_key_start(prefix or "")
+        if start:
+            # The prefix's names are this range of the natural index: the walk starts at it and stops
+            # after it, rather than reading every name ordered before it (at a million streams, a
+            # prefix near the end of the order read 900,000 names to find 50).
+            streams = streams.filter(natural__gte=start, natural__lt=start + NATURAL_KEY_END)
     if after is not None:
         streams = streams.filter(**{f"{key}__gt": cursor})
     return list(streams.order_by(key)[:limit])
