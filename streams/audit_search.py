@@ -27,11 +27,12 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F, Func, JSONField, Max, Q, QuerySet, Subquery, TextField, Value
 from django.db.models.fields.json import DataContains
 from django.db.models.functions import Cast
@@ -312,6 +313,18 @@ def _matching_events(query: AuditQuery):
     for term in query.terms:
         events = events.filter(_term_q(term, known, masked=query.masked))
     return events
+
+
+@contextmanager
+def without_jit() -> Iterator[None]:
+    """A transaction in which the search's statements are not compiled. Picking the newest of many
+    matches (a value tens of thousands of old events hold) is costed above jit_above_cost, and compiling
+    it took 135 ms of a 900 ms search on a log of 10 million events (bench/README.md, section 9) to read
+    a page of rows."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+        yield
 
 
 def search_candidates(query: AuditQuery, *, before: int | None = None, limit: int = 50) -> QuerySet[Event]:
