@@ -14,7 +14,7 @@ from pathlib import Path
 from bench import report
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("appends", "sources", "audit", "lag", "replay", "restore", "subscriptions", "reads")
+SECTIONS = ("appends", "sources", "audit", "lag", "replay", "restore", "subscriptions", "reads", "pages")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +163,7 @@ def _sections(ctx, wanted: set[str]) -> None:
         data,
         peers,
         suite_appends,
+        suite_pages,
         suite_replay,
         suite_sources,
         suite_store,
@@ -195,6 +196,9 @@ def _sections(ctx, wanted: set[str]) -> None:
         ctx.notes["deep_log_growth"] = data.grow_log(ctx.url, to=ctx.sizes.deep_log)
         ctx.notes["deep_log_copy_to_eventsourcing"] = data.copy_to_peer(ctx.url)
         _section(ctx, "reads", suite_store.reads)
+    if "pages" in wanted:
+        # Last: it empties the store and loads its own, ten times the others' in a full run.
+        _section(ctx, "pages", suite_pages.run)
 
 
 def _section(ctx, name: str, fn) -> None:

@@ -36,6 +36,12 @@ class Sizes:
     # Events of each source's history a backfill copies, and seconds of the live writer (1,000 events/s).
     source_events: int
     source_live_seconds: float
+    # The pages section's store (the demo history grown with filler streams), its jobs, and the rounds
+    # of every page timed per repetition.
+    page_events: int
+    page_streams: int
+    page_jobs: int
+    page_samples: int
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +66,10 @@ FULL = Sizes(
     subscription_events=200_000,
     source_events=1_000_000,
     source_live_seconds=30.0,
+    page_events=10_000_000,
+    page_streams=1_000_000,
+    page_jobs=1000,
+    page_samples=20,
 )
 
 QUICK = Sizes(
@@ -81,4 +91,8 @@ QUICK = Sizes(
     subscription_events=20_000,
     source_events=50_000,
     source_live_seconds=5.0,
+    page_events=200_000,
+    page_streams=20_000,
+    page_jobs=1000,
+    page_samples=5,
 )

@@ -103,8 +103,9 @@ def load_demo(url: str, *, users: int, events: int, tag: str = "") -> dict:
     }
 
 
-def grow_log(url: str, *, to: int) -> dict:
-    """Append filler events (category `load`, followed by no projection) until the log holds `to`."""
+def grow_log(url: str, *, to: int, streams: int = FILLER_STREAMS) -> dict:
+    """Append filler events (category `load`, followed by no projection) until the log holds `to`, spread
+    evenly over `streams` filler streams."""
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
         have = conn.execute("SELECT count(*) FROM streams_event").fetchone()[0]
@@ -114,7 +115,7 @@ def grow_log(url: str, *, to: int) -> dict:
         conn.execute(
             "INSERT INTO streams_stream (name, category, version) "
             "SELECT 'load-' || g, 'load', 0 FROM generate_series(1, %s) g ON CONFLICT (name) DO NOTHING",
-            [FILLER_STREAMS],
+            [streams],
         )
         first = conn.execute("SELECT min(id) FROM streams_stream WHERE category = 'load'").fetchone()[0]
         done = conn.execute(
@@ -131,7 +132,7 @@ def grow_log(url: str, *, to: int) -> dict:
                        timestamptz '2026-03-01' + g * interval '10 ms'
                   FROM generate_series(%(start)s, %(stop)s - 1) g
                 """,
-                {"first": first, "streams": FILLER_STREAMS, "start": start, "stop": stop},
+                {"first": first, "streams": streams, "start": start, "stop": stop},
             )
         conn.execute(
             "UPDATE streams_stream s SET version = v.version FROM "

@@ -7,6 +7,7 @@ import platform
 import subprocess
 
 from bench.measure import ratio
+from bench.suite_pages import PAGE_TARGET_MS, PAGES
 
 # (what, row name, how, threshold): how is "vs_raw"/"vs_eventsourcing" (Replaydesk's speed as a multiple
 # of the reference's), "min"/"max" (Replaydesk's own value), or a field of the row ("max:<field>").
@@ -76,6 +77,10 @@ TARGETS = (
                 1.0,
             ),
         )
+    ),
+    *(
+        (f"page: {page} < {PAGE_TARGET_MS:.0f} ms p95", f"page: {page} (p95)", "max", PAGE_TARGET_MS)
+        for page in PAGES
     ),
 )
 
@@ -245,7 +250,7 @@ def _code_line(found: dict | None) -> str:
 
 
 # The sections that run on the demo history, which a run loads first.
-DEMO_SECTIONS = {"audit", "lag", "replay", "restore", "subscriptions", "reads"}
+DEMO_SECTIONS = {"audit", "lag", "replay", "restore", "subscriptions", "reads", "pages"}
 
 
 def _merged_lines(merged: list[dict]) -> list[str]:

@@ -222,34 +222,41 @@ LAG_TYPES = (
 )
 
 
-def _consumers(ctx: Context, head: int) -> list:
+def lag_projection(i: int):
+    """The lag benchmark's projection number i, registered in this process (it follows the demo's
+    categories and applies nothing)."""
+    from streams.projections import Projection, add
+
+    cls = type(
+        f"BenchLag{i}",
+        (Projection,),
+        {
+            "name": f"bench_lag_{i}",
+            "categories": ("user", "group"),
+            "types": LAG_TYPES,
+            "tables": ("CREATE TABLE seen (position bigint PRIMARY KEY)",),
+            "__module__": __name__,
+            "apply": lambda self, cursor, events: None,
+        },
+        register=False,
+    )
+    add(cls)
+    return cls()
+
+
+def make_consumers(ctx: Context, head: int) -> list:
     """`consumers` projections of the demo's shape, behind the head by 0 to 10% of the log, with their
     per-stream checkpoints filled in as a runner would have left them."""
     from django.db import connection
 
     from streams.consumers import ensure_projection
     from streams.models import Consumer
-    from streams.projections import Projection, add
 
     made = []
     count = ctx.sizes.consumers
     for i in range(count):
         name = f"bench_lag_{i}"
-        cls = type(
-            f"BenchLag{i}",
-            (Projection,),
-            {
-                "name": name,
-                "categories": ("user", "group"),
-                "types": LAG_TYPES,
-                "tables": ("CREATE TABLE seen (position bigint PRIMARY KEY)",),
-                "__module__": __name__,
-                "apply": lambda self, cursor, events: None,
-            },
-            register=False,
-        )
-        add(cls)
-        projection = cls()
+        projection = lag_projection(i)
         ensure_projection(projection)
         behind = 0 if i == 0 else int(head * 0.1 * (i / (count - 1)) ** 2)
         checkpoint = max(0, head - behind)
@@ -270,7 +277,7 @@ def lag(ctx: Context) -> None:
     from streams import selectors
 
     head = selectors.head()
-    consumers = _consumers(ctx, head)
+    consumers = make_consumers(ctx, head)
     raw = psycopg.connect(ctx.url, autocommit=True)
     es_store = peers.es_datastore(ctx.conninfo, schema=peers.ES_VIEW_SCHEMA)
     tracking = peers.es_tracking(es_store)

@@ -79,10 +79,11 @@ def search(request: Request) -> Response:
     if query.is_empty and not parser.errors:
         parser.refuse("q", "say what to look for: a stream, an id, actor:NAME, type:TYPE or field=value")
     finish_query(parser)
-    events = audit_search.search_events(
-        query, before=before, limit=limit, max_bytes=settings.REPLAYDESK_READ_MAX_BYTES
-    )
-    streams = StreamOut(audit_search.matching_streams(query) if before is None else [], many=True).data
+    with audit_search.without_jit():
+        events = audit_search.search_events(
+            query, before=before, limit=limit, max_bytes=settings.REPLAYDESK_READ_MAX_BYTES
+        )
+        streams = StreamOut(audit_search.matching_streams(query) if before is None else [], many=True).data
     reserved = len(_RENDERER.render(streams)) + len('"streams":,')
     results, more = bounded_results(events, limit=limit, reserved=reserved)
     next_cursor = str(events[len(results) - 1].position) if more else None

@@ -27,12 +27,13 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
-from django.db import connection
-from django.db.models import F, Func, JSONField, Q, QuerySet, Subquery, TextField, Value
+from django.db import connection, transaction
+from django.db.models import F, Func, JSONField, Max, Q, QuerySet, Subquery, TextField, Value
 from django.db.models.fields.json import DataContains
 from django.db.models.functions import Cast
 from django.utils.http import urlencode
@@ -314,21 +315,66 @@ def _matching_events(query: AuditQuery):
     return events
 
 
+@contextmanager
+def without_jit() -> Iterator[None]:
+    """A transaction in which the search's statements are not compiled. Picking the newest of many
+    matches (a value tens of thousands of old events hold) is costed above jit_above_cost, and compiling
+    it took 135 ms of a 900 ms search on a log of 10 million events (bench/README.md, section 9) to read
+    a page of rows."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+        yield
+
+
 def search_candidates(query: AuditQuery, *, before: int | None = None, limit: int = 50) -> QuerySet[Event]:
-    """Matching events newest first, before position `before` (the keyset cursor), unloaded."""
+    """Matching events newest first, before position `before` (the keyset cursor), unloaded.
+
+    Positions first, then only those rows: a look-up matching thousands of events reads just the page's
+    from the table. The positions are not found by walking the log back from its head: the planner
+    assumes matches are spread evenly over the log, and a value found only in old history (or a time
+    window far back) would read everything after it. With a time range, the time indexes find the
+    window's events and the newest are picked from them. Without one, the newest RECENT_SCAN positions
+    are walked back first (a term that many recent events match fills its page there, in a bounded
+    walk); what they leave unfilled is picked the same way from the indexes' matches below them."""
     events = _matching_events(query)
     if before is not None:
         events = events.filter(position__lt=before)
-    newest = "-position"
     if query.log_filter.recorded_after or query.log_filter.recorded_before:
-        # Not the primary key's order: walking the log back from its head to an old window reads
-        # everything after the window; the time indexes find the window's events, then the newest 50
-        # are picked from them.
-        events, newest = events.annotate(newest=F("position") + 0), "-newest"
-    # Positions first, then only those rows: a look-up matching thousands of events reads just the
-    # page's from the table.
-    page = events.order_by(newest).values("position")[:limit]
-    return Event.objects.select_related("stream").filter(position__in=Subquery(page)).order_by("-position")
+        return _by_position(_newest(events, limit))
+    top = before if before is not None else _last_position() + 1
+    recent = list(
+        events.filter(position__gte=top - RECENT_SCAN)
+        .order_by("-position")
+        .values_list("position", flat=True)[:limit]
+    )
+    if len(recent) >= limit:
+        return _by_position(recent)
+    older = _newest(events.filter(position__lt=top - RECENT_SCAN), limit - len(recent))
+    return (
+        Event.objects.select_related("stream")
+        .filter(Q(position__in=recent) | Q(position__in=older))
+        .order_by("-position")
+    )
+
+
+# The newest positions a search without a time range walks before it asks the indexes.
+RECENT_SCAN = 1000
+
+
+def _newest(events: QuerySet[Event], limit: int) -> QuerySet:
+    """The newest `limit` positions of the events, ordered by an expression, not the primary key: the
+    indexes of the conditions find the matches and the newest are picked from them."""
+    return events.annotate(newest=F("position") + 0).order_by("-newest").values("position")[:limit]
+
+
+def _by_position(positions) -> QuerySet[Event]:
+    found = positions if isinstance(positions, list) else Subquery(positions)
+    return Event.objects.select_related("stream").filter(position__in=found).order_by("-position")
+
+
+def _last_position() -> int:
+    return Event.objects.aggregate(last=Max("position"))["last"] or 0
 
 
 def search_events(

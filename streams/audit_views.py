@@ -49,11 +49,12 @@ def search(request: HttpRequest) -> HttpResponse:
     if not parser.errors and not query.is_empty:
         key = masking.view_key("search", query.key)
         masked = masking.must_mask(request, key)
-        candidates = audit_search.search_candidates(query, before=before, limit=limit + 1)
-        rows = event_rows(masking.mask_each(selectors.iter_within(candidates), masked=masked))
+        with audit_search.without_jit():
+            candidates = audit_search.search_candidates(query, before=before, limit=limit + 1)
+            rows = event_rows(masking.mask_each(selectors.iter_within(candidates), masked=masked))
+            context["streams"] = audit_search.matching_streams(query) if before is None else []
         context["rows"] = rows[:limit]
         context["older_before"] = rows[limit - 1].event.position if len(rows) > limit else None
-        context["streams"] = audit_search.matching_streams(query) if before is None else []
         context["unmask"] = unmask_form(request, "search", query.key, masked)
         context["export_query"] = urlencode(params)
     return render(request, "streams/audit.html", context, status=400 if parser.errors else 200)

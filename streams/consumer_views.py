@@ -31,6 +31,9 @@ from streams.subscription_status import SubscriptionStatus
 PARKED_SHOWN = 100
 RESOLVED_SHOWN = 20
 LAGGING_STREAMS_SHOWN = 10
+# The page's top lagging streams are those of the first so many events after the checkpoint: far
+# behind, grouping the whole lag by stream reads millions of events (the API's list reads it all).
+LAGGING_SCAN = 20_000
 
 
 def parked_counts() -> dict[int, int]:
@@ -88,7 +91,13 @@ def consumer_context(request: HttpRequest, consumer: Consumer) -> dict[str, Any]
         "may_operate": may_operate,
         "chart": lag_chart(consumer=consumer, range_key=range_key, now=now),
         "ranges": [(key, label) for key, (_, label) in RANGES.items()],
-        "lagging_streams": lag.top_lagging_streams(consumer=consumer, limit=LAGGING_STREAMS_SHOWN),
+        "lagging_streams": lag.top_lagging_streams(
+            consumer=consumer, limit=LAGGING_STREAMS_SHOWN, within=LAGGING_SCAN
+        ),
+        # A subscription's kind measures its partitions whole.
+        "lagging_scan": (
+            LAGGING_SCAN if subscription is None and status.head - status.checkpoint > LAGGING_SCAN else None
+        ),
         "parked": list(waiting[:PARKED_SHOWN]),
         "parked_total": waiting.count(),
         "queued_total": waiting.filter(state=ParkedEvent.State.QUEUED).count() if subscription else 0,

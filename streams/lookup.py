@@ -67,7 +67,8 @@ def in_audit_trail(value: str, *, masked: bool) -> bool:
         return True
     if audit_search.matching_streams(query, limit=1):
         return True
-    return audit_search.search_candidates(query, limit=1).exists()
+    with audit_search.without_jit():
+        return audit_search.search_candidates(query, limit=1).exists()
 
 
 def audit_url(value: str) -> str:

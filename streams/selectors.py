@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -119,10 +120,17 @@ def _sized(candidates: QuerySet[Event]) -> list[tuple[int, int]]:
 _UNREAD_STREAM_FIELDS = ("stream__version", "stream__created_at", "stream__updated_at")
 
 
-def _load(positions: list[int]) -> list[Event]:
-    events = Event.objects.select_related("stream").defer(*_UNREAD_STREAM_FIELDS)
-    found = events.filter(position__in=positions)
-    by_position = {event.position: event for event in found}
+def _load(positions: list[int], *, stream: Stream | None = None) -> list[Event]:
+    """The events at these positions, in this order, each with its stream; events of one stream known
+    to the caller are given that stream rather than an instance of it read again with each event."""
+    if stream is None:
+        found = Event.objects.select_related("stream").defer(*_UNREAD_STREAM_FIELDS)
+    else:
+        found = Event.objects.all()
+    by_position = {event.position: event for event in found.filter(position__in=positions)}
+    if stream is not None:
+        for event in by_position.values():
+            event.stream = stream
     return [by_position[position] for position in positions]
 
 
@@ -213,18 +221,21 @@ def load_within(candidates: QuerySet[Event], *, max_bytes: int | None, rows: boo
     return events
 
 
-def iter_within(candidates: QuerySet[Event], *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Event]:
+def iter_within(
+    candidates: QuerySet[Event], *, chunk_bytes: int = CHUNK_BYTES, stream: Stream | None = None
+) -> Iterator[Event]:
     """Every candidate (ordered and sliced), in order, loaded at most `chunk_bytes` at a time (or one
-    event): a caller that keeps only a little of each holds only one chunk."""
+    event): a caller that keeps only a little of each holds only one chunk. `stream`: the candidates are
+    all of that stream (a stream's page)."""
     chunk: list[int] = []
     used = 0
     for position, size in _sized(candidates):
         if chunk and used + size > chunk_bytes:
-            yield from _load(chunk)
+            yield from _load(chunk, stream=stream)
             chunk, used = [], 0
         chunk.append(position)
         used += size
-    yield from _load(chunk)
+    yield from _load(chunk, stream=stream)
 
 
 def get_stream(*, name: str) -> Stream | None:
@@ -267,6 +278,21 @@ class NaturalKey(Func):
 
 
 STREAM_ORDERS = ("natural", "name", "recent")
+# Above every character of a key: the keys that start with a text sort before text + this (the natural
+# key is compared byte by byte, the stream name's collation being C).
+NATURAL_KEY_END = "\U0010ffff"
+
+
+def natural_key_start(prefix: str) -> str:
+    """The start that every natural key of a name beginning with `prefix` shares: the prefix's runs as
+    replaydesk_natural_key encodes them (a run of digits as its length in three digits, then the digits
+    without leading zeros), less a final run of digits, which a longer name may continue."""
+    runs = re.findall(r"[0-9]+|[^0-9]+", prefix)
+    if runs and runs[-1][0] in "0123456789":
+        runs.pop()
+    return "".join(
+        f"{len(run.lstrip('0')):03d}{run.lstrip('0')}" if run[0] in "0123456789" else run for run in runs
+    )
 
 
 def list_streams(
@@ -286,6 +312,12 @@ def list_streams(
     if order == "natural":
         streams, key = streams.alias(natural=NaturalKey("name")), "natural"
         cursor = NaturalKey(Value(after, output_field=TextField()))
+        start = natural_key_start(prefix or "")
+        if start:
+            # The prefix's names are this range of the natural index: the walk starts at it and stops
+            # after it, rather than reading every name ordered before it (at a million streams, a
+            # prefix near the end of the order read 900,000 names to find 50).
+            streams = streams.filter(natural__gte=start, natural__lt=start + NATURAL_KEY_END)
     if after is not None:
         streams = streams.filter(**{f"{key}__gt": cursor})
     return list(streams.order_by(key)[:limit])

@@ -113,7 +113,7 @@ def _events(stream: Stream, upto: int | None = None) -> Iterator[Event]:
         if upto is not None:
             chunk = chunk.filter(sequence__lte=upto)
         seen = 0
-        for event in iter_within(chunk.order_by("sequence")[:CHUNK]):
+        for event in iter_within(chunk.order_by("sequence")[:CHUNK], stream=stream):
             seen += 1
             after = event.sequence
             yield event

@@ -290,6 +290,27 @@ def test_paging_walks_every_match_newest_first_once_by_position(support_api):
     assert pages == 3
 
 
+def test_matches_before_and_within_the_newest_positions_page_together_newest_first(support_api, monkeypatch):
+    from streams import audit_search
+
+    # The search walks the newest RECENT_SCAN positions first and asks the indexes for the rest: a page
+    # may take matches from both, and paging crosses the boundary without losing or repeating one.
+    monkeypatch.setattr(audit_search, "RECENT_SCAN", 12)
+    for n in range(30):
+        append_events(stream=f"ticket-{n}", events=[{"type": "Touched", "data": {"n": n, "odd": n % 2}}])
+        append_events(stream=f"other-{n}", events=[{"type": "Touched", "data": {"n": n}}])
+
+    seen, cursor = [], None
+    while True:
+        payload = search(support_api, "odd=1", limit=4, **({"cursor": cursor} if cursor else {}))
+        seen += [e["data"]["n"] for e in payload["results"]]
+        cursor = payload["next"]
+        if cursor is None:
+            break
+
+    assert seen == list(range(29, 0, -2))
+
+
 def test_the_page_pages_older_by_position_and_back_to_the_newest(support_api):
     append_events(stream="ticket-9", events=[{"type": "Touched", "data": {"n": n}} for n in range(5)])
     positions = list(

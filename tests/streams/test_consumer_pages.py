@@ -419,6 +419,33 @@ def test_consumer_page_lists_the_top_lagging_streams_with_links(browser_client, 
     assert rows == ["user-7", "user-1"]
 
 
+def test_far_behind_the_page_lists_the_lagging_streams_of_the_events_it_meets_next(
+    browser_client, directory, monkeypatch
+):
+    from streams import consumer_views
+
+    # The page groups only the next LAGGING_SCAN events after the checkpoint, and says so; the API's
+    # list still counts the whole lag.
+    monkeypatch.setattr(consumer_views, "LAGGING_SCAN", 4)
+    users(1, start=1)
+    users(1, start=2)
+    for _ in range(5):
+        append_events(
+            stream="user-7",
+            events=[{"type": "UserNameSet", "data": {"user_id": "u7", "name": "M"}}],
+        )
+
+    response = browser_client.get("/consumers/users_directory/")
+
+    rows = re.findall(
+        r'<tr><td class="wrap" data-label="Stream"><a href="/streams/([^/]+)/">', response.content.decode()
+    )
+    assert rows == ["user-7", "user-1", "user-2"]
+    assertContains(response, "most first, among the next 4 events of the log")
+    lags = re.findall(r'data-label="Lag \(events\)">(\d+)<', response.content.decode())
+    assert lags == ["2", "1", "1"]
+
+
 def test_consumer_page_lists_parked_events_with_retry_and_skip_and_resolved_ones_below(browser_client, picky):
     first, second = park_poison(2)
     consumers.skip_parked(parked_id=second.pk, actor="olivia")

@@ -182,6 +182,21 @@ def test_stream_list_sorts_names_with_numbers_as_numbers_and_says_how_many(brows
     assertContains(paged, "after=user-11")
 
 
+def test_a_prefix_finds_every_name_that_starts_with_it_in_the_natural_order(browser_client):
+    names = ("a-007-x", "a-7-y", "a-70", "a-0", "a-00", "a-1-b2", "a-1-b10", "a-", "a-b", "ab-1", "b-7")
+    for name in names:
+        append(name)
+
+    def listed(prefix: str) -> list[str]:
+        return stream_names(browser_client.get("/streams/", {"prefix": prefix}))
+
+    everything = listed("")
+    assert set(names) <= set(everything)
+    # Prefixes ending in a run of digits or of letters that longer names continue, or in a separator.
+    for prefix in ("a-", "a-7", "a-00", "a-0", "a-1-b", "a-1-b1", "a", "ab", "b-7", "a-1-"):
+        assert listed(prefix) == [name for name in everything if name.startswith(prefix)], prefix
+
+
 def test_stream_list_sorts_by_last_event_newest_first_and_pages_back(browser_client):
     for name in ("user-1", "user-2", "user-3", "user-1", "user-4", "user-2"):
         append(name)
