@@ -176,8 +176,10 @@ def _look_up(column: str, value: str) -> ApiToken | None:
     roles, in one statement: every API request with a token asks it, and the ORM's two queries (the
     token joined to its user, then the roles) cost the request more than its append."""
     statement, token_fields, user_fields = _look_up_statement(column)
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [list(roles.ROLES), value])
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        # Prepared, as the append is (streams/services.py): planning the join took three times as long as
+        # running it (0.18 ms against 0.05 ms).
+        cursor.cursor.execute(statement, [list(roles.ROLES), value], prepare=True)
         row = cursor.fetchone()
     if row is None:
         return None
