@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--json PATH] [--only SECTION …] [--merge] [--keep]`, and
+"""`python -m bench [--quick] [--json PATH] [--only SECTION …] [--appends PART …] [--merge] [--keep]`, and
 `python -m bench --write-results [--json PATH]` to write bench/RESULTS.md from a run's JSON."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from bench import report
+from bench.context import APPEND_PARTS
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("appends", "sources", "audit", "lag", "replay", "restore", "subscriptions", "reads", "pages")
@@ -22,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="scaled-down sizes (a few minutes)")
     parser.add_argument("--json", type=Path, default=HERE / "results.json", help="where to write results")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    parser.add_argument(
+        "--appends",
+        nargs="+",
+        choices=APPEND_PARTS,
+        help="with the appends section, run only these of its parts (throughput: 1/4/16 writers and "
+        "batches; gin: the GIN index's cost; http: the API through gunicorn); not with --merge",
+    )
     parser.add_argument("--database", default="rd_bench", help="the database to create (dropped first)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument(
@@ -43,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.merge and not args.only:
         parser.error("--merge goes with --only: a whole run replaces the file")
+    if args.merge and args.appends:
+        parser.error("--merge replaces a whole section: run the appends section with all its parts")
     results = run(args)
     if args.merge and args.json.exists():
         results = merge(json.loads(args.json.read_text()), results)
@@ -64,6 +74,9 @@ def run(args: argparse.Namespace) -> dict:
     servers.migrate()
     _load_code()
     ctx = Context(sizes=sizes, server=server, env=env)
+    if args.appends:
+        ctx.append_parts = tuple(part for part in APPEND_PARTS if part in args.appends)
+        ctx.notes["append_parts"] = list(ctx.append_parts)
     wanted = set(args.only or SECTIONS)
     started_at = dt.datetime.now(dt.UTC)
     machine = report.machine(server.url)

@@ -10,6 +10,8 @@ from bench.config import Sizes
 from bench.server import Server
 
 SYSTEMS = ("replaydesk", "eventsourcing", "raw")
+# The appends section's parts, in the order they run (bench/suite_appends.py); `--appends` picks some.
+APPEND_PARTS = ("throughput", "gin", "http")
 
 
 @dataclass
@@ -19,6 +21,7 @@ class Context:
     env: dict[str, str]
     rows: list[dict] = field(default_factory=list)
     notes: dict[str, object] = field(default_factory=dict)
+    append_parts: tuple[str, ...] = APPEND_PARTS
     started: float = field(default_factory=time.monotonic)
 
     @property

@@ -21,6 +21,18 @@ TARGETS = (
         1.5,
     ),
     ("1,000-event batches ≥ 0.5× raw COPY", "batches of 1,000, 1 writer", "vs_raw", 0.5),
+    (
+        "HTTP API, 1 event/request ≥ 0.4× the same 4 writers in-process",
+        "HTTP API, 1 event/request, 4 clients",
+        "vs_in-process",
+        0.4,
+    ),
+    (
+        "HTTP API, batches of 100/request ≥ 0.7× the same 4 writers in-process",
+        "HTTP API, batches of 100/request, 4 clients",
+        "vs_in-process",
+        0.7,
+    ),
     ("replay ≥ 50,000 events/s on one worker", "replay: the demo projections from scratch", "min", 50_000),
     (
         "replay ≥ 5× eventsourcing's catch-up",

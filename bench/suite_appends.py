@@ -3,10 +3,6 @@ the HTTP API through gunicorn."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import psycopg
 
 from bench import server as servers
@@ -15,16 +11,22 @@ from bench.context import SYSTEMS, Context, interleaved
 from bench.measure import row
 
 GIN_CREATE = "CREATE INDEX streams_event_data ON streams_event USING gin (data jsonb_path_ops)"
-HTTP_WORKERS = 4
+# Events a request in the API's batched row, and the name of the in-process figure beside the API's.
+HTTP_BATCH = 100
+IN_PROCESS = "in-process"
 
 
 def run(ctx: Context) -> None:
     sizes = ctx.sizes
-    pool = WriterPool(size=max(max(sizes.writers), sizes.http_clients), env=ctx.env)
+    parts = ctx.append_parts
+    writers = max(
+        max(sizes.writers) if "throughput" in parts else 1, sizes.http_clients if "http" in parts else 1
+    )
+    pool = WriterPool(size=writers, env=ctx.env)
     try:
-        _throughput(ctx, pool)
-        _gin_cost(ctx, pool)
-        _http(ctx, pool)
+        for part, measure in (("throughput", _throughput), ("gin", _gin_cost), ("http", _http)):
+            if part in parts:
+                measure(ctx, pool)
     finally:
         pool.close()
 
@@ -92,31 +94,41 @@ def _set_gin(url: str, *, present: bool) -> None:
 
 
 def _http(ctx: Context, pool: WriterPool) -> None:
+    """The API's appends through gunicorn as a deployment runs it (`replaydesk up`'s arguments), 1 event
+    and HTTP_BATCH events a request, each beside the same writers appending in-process."""
     clients = ctx.sizes.http_clients
+    configs = [
+        (f"HTTP API, 1 event/request, {clients} clients", 1, "requests/s"),
+        (f"HTTP API, batches of {HTTP_BATCH}/request, {clients} clients", HTTP_BATCH, "events/s"),
+    ]
     token = operator_token()
     port = servers.free_port()
-    server = _gunicorn(ctx, port)
+    argv = servers.up_web_argv(port)
+    server = servers.web_server(argv, ctx.env, port)
+    samples = {name: {"http": [], "replaydesk": []} for name, _, _ in configs}
     try:
         http = {"base_url": f"http://127.0.0.1:{port}", "token": token}
-        samples = {"http": [], "replaydesk": []}
-        _measure(ctx, pool, "http", clients, 1, http=http)  # untimed: every gunicorn worker warms up
+        for _, batch, _ in configs:
+            _measure(ctx, pool, "http", clients, batch, http=http)  # untimed: every gunicorn worker warms up
         for repetition in range(ctx.sizes.repetitions):
-            for system in interleaved(("http", "replaydesk"), repetition):
-                samples[system].append(_measure(ctx, pool, system, clients, 1, http=http))
-            ctx.log(f"HTTP rep {repetition + 1}: {samples}")
+            for name, batch, _ in configs:
+                for system in interleaved(("http", "replaydesk"), repetition):
+                    samples[name][system].append(_measure(ctx, pool, system, clients, batch, http=http))
+                ctx.log(
+                    f"{name} rep {repetition + 1}: "
+                    + ", ".join(f"{s} {v[-1]:,.0f}/s" for s, v in samples[name].items())
+                )
     finally:
         servers.stop_web_server(server)
-    figure = row(
-        "appends",
-        f"HTTP API, 1 event/request, {clients} clients",
-        "requests/s",
-        "higher",
+    served = argv[argv.index("console.wsgi") :]
+    bind = served.index("--bind")
+    ctx.notes["appends_web_server"] = " ".join(served[:bind] + served[bind + 2 :])
+    for name, batch, unit in configs:
         # The API's figure is Replaydesk's; beside it, the same writers appending in-process.
-        {"replaydesk": samples["http"], "in-process": samples["replaydesk"]},
-        gunicorn_workers=HTTP_WORKERS,
-        clients=clients,
-    )
-    ctx.rows.append(figure)
+        values = {"replaydesk": samples[name]["http"], IN_PROCESS: samples[name]["replaydesk"]}
+        ctx.rows.append(
+            row("appends", name, unit, "higher", values, clients=clients, batch=batch, compared_to=IN_PROCESS)
+        )
 
 
 def operator_token() -> str:
@@ -131,9 +143,3 @@ def operator_token() -> str:
     user, _ = get_user_model().objects.get_or_create(username="bench.writer")
     user.groups.add(Group.objects.get(name=OPERATOR))
     return issue_token(user=user, actor="bench", name="benchmark", days=1).token
-
-
-def _gunicorn(ctx: Context, port: int) -> subprocess.Popen:
-    binary = Path(sys.executable).with_name("gunicorn")
-    argv = [str(binary), "console.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(HTTP_WORKERS)]
-    return servers.web_server([*argv, "--log-level", "warning"], ctx.env, port)
