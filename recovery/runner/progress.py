@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -34,7 +34,13 @@ def report(job: Job, *, force: bool = False) -> bool:
     now, written_at = time.monotonic(), _written_at.get(job.pk)
     if not force and written_at is not None and now - written_at < PROGRESS_EVERY_SECONDS:
         return False
-    with connection.cursor() as cursor:
+    own_transaction = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        if own_transaction:
+            # Progress and heartbeat alone: a write lost to a crash of the server is written again by
+            # the next report, so it need not wait for the disk. Inside a caller's transaction (a job's
+            # finish) the caller's durability holds.
+            cursor.execute("SET LOCAL synchronous_commit TO off")
         cursor.execute(
             """
             UPDATE recovery_job j
