@@ -2,7 +2,8 @@
 
 A rebuild schema (`proj_<name>__rebuild_<job>`) has the projection's tables and checkpoints. Its events
 are applied by lanes: lane k of n takes the streams whose id is k modulo n, each stream in sequence order,
-and moves its own position (in recovery_joblane) in the same transaction as the effects. The tail lane
+and moves its own position (in recovery_joblane) in the same transaction as the effects; the per-stream
+checkpoints of what the lanes applied are recorded once, when they are all done. The tail lane
 then follows the log in position order up to the head, and the swap renames schemas in one transaction
 under the projection's lock: live reads never see a half-built projection, and the schema it replaced
 is kept as `proj_<name>__previous` for an instant rollback.
