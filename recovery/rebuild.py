@@ -2,7 +2,8 @@
 
 A rebuild schema (`proj_<name>__rebuild_<job>`) has the projection's tables and checkpoints. Its events
 are applied by lanes: lane k of n takes the streams whose id is k modulo n, each stream in sequence order,
-and moves its own position (in recovery_joblane) in the same transaction as the effects. The tail lane
+and moves its own position (in recovery_joblane) in the same transaction as the effects; the per-stream
+checkpoints of what the lanes applied are recorded once, when they are all done. The tail lane
 then follows the log in position order up to the head, and the swap renames schemas in one transaction
 under the projection's lock: live reads never see a half-built projection, and the schema it replaced
 is kept as `proj_<name>__previous` for an instant rollback.
@@ -80,7 +81,13 @@ def lane_batch(
     shard = lane.lane if lane.lane < lanes else None  # the tail lane follows every stream
     size = projection.replay_batch
     width = size * WINDOW_FACTOR * (lanes if shard is not None else 1)
+    own_transaction = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
+        if own_transaction:
+            # The batch and the lane's position commit together or not at all, in a schema nobody reads
+            # yet: a commit lost to a crash of the server is a batch applied again, so it need not wait
+            # for the disk. The swap's transaction (and a batch applied inside it) stays durable.
+            cursor.execute("SET LOCAL synchronous_commit TO off")
         position = JobLane.objects.select_for_update().values_list("position", flat=True).get(pk=lane.pk)
         window_end = min(up_to, selectors.next_position(after=position) - 1 + width)
         events = matching(projection, after=position, up_to=window_end, lanes=lanes, lane=shard)
@@ -89,7 +96,9 @@ def lane_batch(
             events = events.exclude(rule)
         batch = batches.read(cursor, projection, events, limit=size)
         if batch.count:
-            apply_events(cursor, projection, schema, batch, events)
+            # A lane's per-stream checkpoints are recorded once, when every lane is done (record_streams):
+            # each stream's last sequence written once rather than again by every batch that touches it.
+            apply_events(cursor, projection, schema, batch, events, record=shard is None)
         reached = batch.last if batch.count == size else window_end
         JobLane.objects.filter(pk=lane.pk).update(
             position=reached, done=F("done") + batch.count, finished=reached >= up_to, moved_at=Now()
@@ -99,17 +108,57 @@ def lane_batch(
 
 
 def apply_events(
-    cursor: CursorWrapper, projection: Projection, schema: str, batch: batches.Batch, events: QuerySet[Event]
+    cursor: CursorWrapper,
+    projection: Projection,
+    schema: str,
+    batch: batches.Batch,
+    events: QuerySet[Event],
+    *,
+    record: bool = True,
 ) -> None:
-    """Apply a batch (the first of `events`) into `schema` and move its per-stream checkpoints; a failure
-    names its event."""
+    """Apply a batch (the first of `events`) into `schema` and, unless `record` is false, move its
+    per-stream checkpoints; a failure names its event."""
     try:
         with transaction.atomic():
             batches.fold(cursor, projection, batch, schema=schema)
     except Exception as exc:
         chosen = batches.events_of(batch, events)
         raise RebuildError(_culprit(cursor, projection, schema, chosen, exc)) from exc
-    batches.record(cursor, schema, batch)
+    if record:
+        batches.record(cursor, schema, batch)
+
+
+def record_streams(
+    cursor: CursorWrapper,
+    projection: Projection,
+    schema: str,
+    *,
+    after: int,
+    up_to: int,
+    exclude: dict[str, Any],
+) -> None:
+    """Move the per-stream checkpoints of `schema` past every event the lanes applied between two
+    positions: the same rows their batches would have recorded one by one."""
+    expected = _last_sequences(projection, after=after, up_to=up_to, exclude=exclude)
+    sql, params = expected.query.sql_with_params()
+    cursor.execute(
+        f"""
+        INSERT INTO {quote(schema)}.stream_checkpoint (stream_id, sequence)
+        SELECT stream_id, top FROM ({sql}) e
+        ON CONFLICT (stream_id) DO UPDATE
+           SET sequence = GREATEST({quote(schema)}.stream_checkpoint.sequence, EXCLUDED.sequence)
+        """,
+        params,
+    )
+
+
+def _last_sequences(projection: Projection, *, after: int, up_to: int, exclude: dict[str, Any]) -> QuerySet:
+    """Each stream's last sequence among the events applied between two positions (`stream_id`, `top`)."""
+    events = matching(projection, after=after, up_to=up_to)
+    rule = excluded(exclude)
+    if rule is not None:
+        events = events.exclude(rule)
+    return events.values("stream_id").annotate(top=Max("sequence")).order_by()
 
 
 def _culprit(cursor, projection: Projection, schema: str, events: list[Event], exc: Exception) -> str:
@@ -174,11 +223,7 @@ def stream_gaps(
 ) -> int:
     """Streams with events between two positions that the rebuilt schema has not applied: 0 when the
     replay covered everything it had to."""
-    events = matching(projection, after=after, up_to=up_to)
-    rule = excluded(exclude)
-    if rule is not None:
-        events = events.exclude(rule)
-    expected = events.values("stream_id").annotate(top=Max("sequence")).order_by()
+    expected = _last_sequences(projection, after=after, up_to=up_to, exclude=exclude)
     sql, params = expected.query.sql_with_params()
     cursor.execute(
         f"""

@@ -22,7 +22,14 @@ from django.utils import timezone
 
 from recovery import snapshot_store
 from recovery.snapshot_store import S3Snapshot, SnapshotStoreError, Store
-from streams.projections import Projection, create_schema, get_projection, quote, read_checkpoint
+from streams.projections import (
+    Projection,
+    create_indexes,
+    create_schema,
+    get_projection,
+    quote,
+    read_checkpoint,
+)
 
 # Where a snapshot is: a directory (a Path) or an object in a bucket.
 Location = Path | S3Snapshot
@@ -167,12 +174,13 @@ def load_snapshot(*, path: Location, schema: str) -> Manifest:
         )
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            create_schema(projection, schema)
+            create_schema(projection, schema, indexes=False)
             for table in manifest.tables:
                 cursor.execute(f"TRUNCATE {quote(schema)}.{quote(table.table)}")
                 with cursor.cursor.copy(f"COPY {quote(schema)}.{quote(table.table)} FROM STDIN") as copy:
                     for chunk in _chunks(path, table):
                         copy.write(chunk)
+            create_indexes(projection, schema)
     except SnapshotStoreError as exc:
         raise SnapshotError(str(exc)) from exc
     return manifest

@@ -198,8 +198,9 @@ def quote(identifier: str) -> str:
     return connection.ops.quote_name(identifier)
 
 
-def create_schema(projection: Projection, schema: str | None = None) -> None:
-    """Create the projection's schema with its tables and an empty checkpoint, unless it exists."""
+def create_schema(projection: Projection, schema: str | None = None, *, indexes: bool = True) -> None:
+    """Create the projection's schema with its tables and an empty checkpoint, unless it exists. Without
+    `indexes`, its CREATE INDEX statements are left for create_indexes (after a bulk load)."""
     schema = schema or projection.schema
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
@@ -216,7 +217,19 @@ def create_schema(projection: Projection, schema: str | None = None) -> None:
             "CREATE TABLE stream_checkpoint (stream_id bigint PRIMARY KEY, sequence bigint NOT NULL)"
         )
         for statement in projection.tables:
-            cursor.execute(statement)
+            if indexes or not _CREATE_INDEX.fullmatch(statement):
+                cursor.execute(statement)
+        cursor.execute("SET LOCAL search_path TO DEFAULT")
+
+
+def create_indexes(projection: Projection, schema: str) -> None:
+    """Run the projection's CREATE INDEX statements in `schema` (made by create_schema without them):
+    an index built once over loaded rows costs less than one kept up by every row of the load."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL search_path TO {quote(schema)}, public")
+        for statement in projection.tables:
+            if _CREATE_INDEX.fullmatch(statement):
+                cursor.execute(statement)
         cursor.execute("SET LOCAL search_path TO DEFAULT")
 
 

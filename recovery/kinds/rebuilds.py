@@ -126,7 +126,15 @@ class Rebuild(JobKind):
 
     def _to_tail(self, job: Job) -> Step:
         projection, work = projection_of(job), job.work
-        with transaction.atomic():
+        with transaction.atomic(), connection.cursor() as cursor:
+            rebuild.record_streams(
+                cursor,
+                projection,
+                work["schema"],
+                after=work["base"],
+                up_to=work["target"],
+                exclude=job.params.get("exclude") or {},
+            )
             tail = work["lanes"]
             JobLane.objects.get_or_create(job=job, lane=tail, defaults={"position": work["target"]})
             more, _ = rebuild.count(
