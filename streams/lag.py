@@ -66,65 +66,82 @@ class ConsumerStreamLag:
     lag_events: int
 
 
-@dataclass(frozen=True)
-class _Measure:
-    checkpoint: int
-    head: int
-    lag_events: int
-    exact: bool
-    oldest_unapplied_at: dt.datetime | None
-
-
 # --- counting
 
 
-def _measure(consumer: Consumer, subscription: selectors.LogFilter, head: int) -> _Measure:
-    checkpoint = checkpoint_of(consumer=consumer)
-    # Bounded by a head read before, so that lag_events never counts more than the head shows.
-    count, exact, oldest = count_followed(subscription, after=checkpoint, up_to=head)
-    return _Measure(checkpoint, head, count, exact, oldest)
+@dataclass(frozen=True)
+class _Range:
+    """The events a consumer follows after `after` up to `up_to`; up to the head when `up_to` is None."""
+
+    subscription: selectors.LogFilter
+    after: int
+    up_to: int | None
 
 
-def count_followed(
-    subscription: selectors.LogFilter, *, after: int, up_to: int
-) -> tuple[int, bool, dt.datetime | None]:
-    """(events it follows between two positions, whether that is exact, the oldest one's time), reading
-    at most LAG_WINDOW positions: beyond them the count is the window's, scaled to the whole range. The
-    oldest is the window's oldest, which is the range's unless times run backwards across it.
+@dataclass(frozen=True)
+class _Count:
+    count: int
+    exact: bool
+    oldest: dt.datetime | None
 
-    One statement: the window starts at the next event there is (a run of holes left by rolled-back
-    appends costs nothing), and a category is probed by the stream's key, one probe per event in the
-    window (a join would hash every stream, whatever the window)."""
-    conditions = ""
-    if subscription.types:
-        conditions += " AND e.type = ANY(%(types)s)"
-    if subscription.categories:
-        conditions += (
-            " AND (SELECT category FROM streams_stream s WHERE s.id = e.stream_id) = ANY(%(categories)s)"
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(
+
+def _count(ranges: list[_Range]) -> tuple[list[_Count], int | None]:
+    """For each range: (events it follows in the range, whether that is exact, the oldest one's time),
+    reading at most LAG_WINDOW positions: beyond them the count is the window's, scaled to the whole
+    range. The oldest is the window's oldest, which is the range's unless times run backwards across it.
+    Every range in one statement, with the head that the ranges without an end of their own went up to
+    (None when none of them needed it): read in that statement, so no count goes past the head it shows.
+
+    Each range's window starts at the next event there is (a run of holes left by rolled-back appends
+    costs nothing), and a category is probed by the stream's key, one probe per event in the window (a
+    join would hash every stream, whatever the window)."""
+    params: dict[str, object] = {"window": LAG_WINDOW}
+    counts = []
+    for i, each in enumerate(ranges):
+        up_to = "(SELECT head FROM h)" if each.up_to is None else f"%(up_to_{i})s"
+        params |= {f"after_{i}": each.after, f"up_to_{i}": each.up_to}
+        conditions = ""
+        if each.subscription.types:
+            conditions += f" AND e.type = ANY(%(types_{i})s)"
+            params[f"types_{i}"] = list(each.subscription.types)
+        if each.subscription.categories:
+            conditions += (
+                " AND (SELECT category FROM streams_stream s WHERE s.id = e.stream_id)"
+                f" = ANY(%(categories_{i})s)"
+            )
+            params[f"categories_{i}"] = list(each.subscription.categories)
+        counts.append(
             f"""
-            SELECT w.after, count(e.position), min(e.recorded_at)
-              FROM (SELECT least(%(up_to)s, coalesce(
-                       (SELECT min(position) FROM streams_event WHERE position > %(after)s), %(after)s + 1
-                    ) - 1) AS after) w
+            SELECT {i}, w.after, w.up_to, count(e.position), min(e.recorded_at)
+              FROM (SELECT least(u.up_to, coalesce(
+                       (SELECT min(position) FROM streams_event WHERE position > %(after_{i})s),
+                       %(after_{i})s + 1
+                    ) - 1) AS after, u.up_to
+                      FROM (SELECT {up_to}::bigint AS up_to) u) w
               LEFT JOIN streams_event e
-                ON e.position > w.after AND e.position <= least(%(up_to)s, w.after + %(window)s){conditions}
-             GROUP BY w.after
-            """,
-            {
-                "after": after,
-                "up_to": up_to,
-                "window": LAG_WINDOW,
-                "types": list(subscription.types),
-                "categories": list(subscription.categories),
-            },
+                ON e.position > w.after AND e.position <= least(w.up_to, w.after + %(window)s){conditions}
+             GROUP BY w.after, w.up_to"""
         )
-        start, count, oldest = cursor.fetchone()
-    if start + LAG_WINDOW >= up_to:
-        return count, True, oldest
-    return round(count * (up_to - start) / LAG_WINDOW), False, oldest
+    needs_head = any(each.up_to is None for each in ranges)
+    head = (
+        "WITH h AS (SELECT COALESCE(max(position), 0) AS head FROM streams_event"
+        " WHERE position <= (SELECT replaydesk_settled_head()))"
+        if needs_head
+        else ""
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(head + " UNION ALL ".join(counts), params)
+        rows = sorted(cursor.fetchall())
+    found = []
+    read_head = None
+    for (_, start, up_to, count, oldest), each in zip(rows, ranges, strict=True):
+        if each.up_to is None:
+            read_head = up_to
+        if start + LAG_WINDOW >= up_to:
+            found.append(_Count(count, True, oldest))
+        else:
+            found.append(_Count(round(count * (up_to - start) / LAG_WINDOW), False, oldest))
+    return found, read_head
 
 
 # --- per consumer
@@ -140,31 +157,106 @@ def consumer_status(
 ) -> ConsumerStatus:
     """Checkpoint, lag, rate and health of one consumer (a handful of queries; the lag count grows with
     the lag only). A caller that lists consumers asks once for all of them whether they are rebuilding
-    and passes `is_rebuilding`."""
-    now = now or timezone.now()
+    and passes `is_rebuilding`, or lets consumer_statuses measure them all together."""
     if is_rebuilding is None:
         is_rebuilding = consumer.name in health.rebuilding(names=[consumer.name])
-    subscription = follows(consumer=consumer)
-    measure = _measure(consumer, subscription, selectors.head() if head is None else head)
+    (found,) = _statuses(
+        [consumer],
+        head=head,
+        now=now or timezone.now(),
+        with_rate=with_rate,
+        rebuilt={consumer.name} if is_rebuilding else set(),
+    )
+    return found
+
+
+def consumer_statuses(*, with_rate: bool = True, now: dt.datetime | None = None) -> list[ConsumerStatus]:
+    """Every consumer, by name, against one head."""
+    consumers = Consumer.objects.select_related("sink", "subscription").order_by("name")
+    return statuses_of(consumers=list(consumers), with_rate=with_rate, now=now)
+
+
+def statuses_of(
+    *, consumers: list[Consumer], with_rate: bool = True, now: dt.datetime | None = None
+) -> list[ConsumerStatus]:
+    """consumer_status of each of `consumers`, in their order, against one head, measured together: a
+    number of statements that does not grow with the consumers (whether any is being rebuilt, their
+    checkpoints by kind, their rates' samples, then every lag and rate count with the head in one)."""
+    return _statuses(
+        consumers,
+        head=None,
+        now=now or timezone.now(),
+        with_rate=with_rate,
+        rebuilt=health.rebuilding(names=[consumer.name for consumer in consumers]),
+    )
+
+
+def _statuses(
+    consumers: list[Consumer], *, head: int | None, now: dt.datetime, with_rate: bool, rebuilt: set[str]
+) -> list[ConsumerStatus]:
+    if not consumers:
+        return []
+    checkpoints = consumer_kinds.checkpoints_of(consumers=consumers)
+    subscriptions = [follows(consumer=consumer) for consumer in consumers]
+    baselines = _baselines(consumers, now) if with_rate else {}
+    ranges = [
+        _Range(subscription, checkpoints[consumer.pk], head)
+        for consumer, subscription in zip(consumers, subscriptions, strict=True)
+    ]
+    # The rate: events it follows between the checkpoint of the oldest sample of the last minute and
+    # the checkpoint now, counted as the lag is (not positions, which count holes and skipped events).
+    rated = [
+        (i, _Range(subscriptions[i], baselines[consumer.pk][1], checkpoints[consumer.pk]))
+        for i, consumer in enumerate(consumers)
+        if consumer.pk in baselines
+    ]
+    counted, read_head = _count(ranges + [each for _, each in rated])
+    lags, applied = counted[: len(consumers)], counted[len(consumers) :]
+    rates: dict[int, float] = {}
+    for (i, _), found in zip(rated, applied, strict=True):
+        sampled_at = baselines[consumers[i].pk][0]
+        rates[i] = round(found.count / (now - sampled_at).total_seconds(), 3)
+    head = read_head if head is None else head
+    return [
+        _status(
+            consumer,
+            checkpoints[consumer.pk],
+            head,
+            measure,
+            rates.get(i) if with_rate else None,
+            now,
+            consumer.name in rebuilt,
+        )
+        for i, (consumer, measure) in enumerate(zip(consumers, lags, strict=True))
+    ]
+
+
+def _status(
+    consumer: Consumer,
+    checkpoint: int,
+    head: int,
+    measure: _Count,
+    rate: float | None,
+    now: dt.datetime,
+    is_rebuilding: bool,
+) -> ConsumerStatus:
     lag_seconds = (
-        max(0.0, (now - measure.oldest_unapplied_at).total_seconds())
-        if measure.lag_events and measure.oldest_unapplied_at
-        else 0.0
+        max(0.0, (now - measure.oldest).total_seconds()) if measure.count and measure.oldest else 0.0
     )
     return ConsumerStatus(
         name=consumer.name,
         kind=consumer.kind,
         state=consumer.state,
-        checkpoint=measure.checkpoint,
-        head=measure.head,
-        lag_events=measure.lag_events,
+        checkpoint=checkpoint,
+        head=head,
+        lag_events=measure.count,
         lag_exact=measure.exact,
         lag_seconds=round(lag_seconds, 3),
-        rate=_rate(consumer, subscription, measure.checkpoint, now) if with_rate else None,
+        rate=rate,
         health=health.health_of(
             consumer=consumer,
-            lag_events=measure.lag_events,
-            oldest_unapplied_at=measure.oldest_unapplied_at,
+            lag_events=measure.count,
+            oldest_unapplied_at=measure.oldest,
             now=now,
             is_rebuilding=is_rebuilding,
         ),
@@ -176,38 +268,18 @@ def consumer_status(
     )
 
 
-def consumer_statuses(*, with_rate: bool = True, now: dt.datetime | None = None) -> list[ConsumerStatus]:
-    """Every consumer, by name, against one head."""
-    head = selectors.head()
-    now = now or timezone.now()
-    consumers = list(Consumer.objects.order_by("name"))
-    rebuilt = health.rebuilding(names=[consumer.name for consumer in consumers])
-    return [
-        consumer_status(
-            consumer=consumer, head=head, now=now, with_rate=with_rate, is_rebuilding=consumer.name in rebuilt
+def _baselines(consumers: list[Consumer], now: dt.datetime) -> dict[int, tuple[dt.datetime, int]]:
+    """(when, checkpoint) of each consumer's oldest sample of the last minute that is at least
+    RATE_MIN_SPAN old, by consumer; a consumer without one has no rate (unknown, not zero)."""
+    return {
+        consumer_id: (sampled_at, checkpoint)
+        for consumer_id, sampled_at, checkpoint in LagSample.objects.filter(
+            consumer__in=consumers, sampled_at__gte=now - RATE_WINDOW, sampled_at__lte=now - RATE_MIN_SPAN
         )
-        for consumer in consumers
-    ]
-
-
-def _rate(
-    consumer: Consumer, subscription: selectors.LogFilter, checkpoint: int, now: dt.datetime
-) -> float | None:
-    """Events it follows between the checkpoint of the oldest sample of the last minute and now,
-    counted exactly (not positions, which count holes and the events it skips), per second."""
-    baseline = (
-        LagSample.objects.filter(
-            consumer=consumer, sampled_at__gte=now - RATE_WINDOW, sampled_at__lte=now - RATE_MIN_SPAN
-        )
-        .order_by("sampled_at")
-        .values_list("sampled_at", "checkpoint")
-        .first()
-    )
-    if baseline is None:
-        return None
-    sampled_at, then = baseline
-    applied, _, _ = count_followed(subscription, after=then, up_to=checkpoint)
-    return round(applied / (now - sampled_at).total_seconds(), 3)
+        .order_by("consumer_id", "sampled_at")
+        .distinct("consumer_id")
+        .values_list("consumer_id", "sampled_at", "checkpoint")
+    }
 
 
 # --- per stream
