@@ -18,7 +18,7 @@ from django.utils import timezone
 from streams import consumer_kinds, health, selectors
 from streams.consumer_kinds import checkpoint_of, follows
 from streams.health import HEALTHS as HEALTHS  # the API's and the metrics' list of them
-from streams.models import Consumer, Event, LagSample, Stream
+from streams.models import Consumer, Event, Stream
 
 # The rate is measured against the oldest sample of the last minute, if it is at least this old.
 RATE_WINDOW = dt.timedelta(seconds=60)
@@ -71,11 +71,14 @@ class ConsumerStreamLag:
 
 @dataclass(frozen=True)
 class _Range:
-    """The events a consumer follows after `after` up to `up_to`; up to the head when `up_to` is None."""
+    """The events a consumer follows after `after`, up to `up_to` (the head when None). With `rated`
+    (a consumer's primary key) instead of `after`, after the checkpoint of that consumer's oldest lag
+    sample of the rate window, if it has one."""
 
     subscription: selectors.LogFilter
-    after: int
+    after: int | None
     up_to: int | None
+    rated: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,64 +86,103 @@ class _Count:
     count: int
     exact: bool
     oldest: dt.datetime | None
+    # The rate window's sample a rated range started from; None for the others, and for a rated range
+    # whose consumer has no sample there (then nothing was counted).
+    sampled_at: dt.datetime | None = None
 
 
-def _count(ranges: list[_Range]) -> tuple[list[_Count], int | None]:
+def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int | None]:
     """For each range: (events it follows in the range, whether that is exact, the oldest one's time),
     reading at most LAG_WINDOW positions: beyond them the count is the window's, scaled to the whole
     range. The oldest is the window's oldest, which is the range's unless times run backwards across it.
     Every range in one statement, with the head that the ranges without an end of their own went up to
     (None when none of them needed it): read in that statement, so no count goes past the head it shows.
 
-    Each range's window starts at the next event there is (a run of holes left by rolled-back appends
-    costs nothing), and a category is probed by the stream's key, one probe per event in the window (a
-    join would hash every stream, whatever the window)."""
-    params: dict[str, object] = {"window": LAG_WINDOW}
-    counts = []
+    Each window starts at the next event there is (a run of holes left by rolled-back appends costs
+    nothing). The ranges that follow the same types and categories read their windows together, and a
+    stream found there is looked up once, by key, in one index scan of the streams: a join would hash
+    every stream whatever the windows, and a probe per event reads a stream once for each of its
+    events. The LIMIT is never reached (a window holds at most LAG_WINDOW positions) but tells the
+    planner so: without it the planner costs each window as a third of the log, and past
+    jit_above_cost PostgreSQL compiles the statement on every call."""
+    params: dict[str, object] = {
+        "window": LAG_WINDOW,
+        "since": now - RATE_WINDOW,
+        "until": now - RATE_MIN_SPAN,
+    }
+    groups: dict[selectors.LogFilter, int] = {}
+    rows = []
     for i, each in enumerate(ranges):
-        up_to = "(SELECT head FROM h)" if each.up_to is None else f"%(up_to_{i})s"
-        params |= {f"after_{i}": each.after, f"up_to_{i}": each.up_to}
-        conditions = ""
-        if each.subscription.types:
-            conditions += f" AND e.type = ANY(%(types_{i})s)"
-            params[f"types_{i}"] = list(each.subscription.types)
-        if each.subscription.categories:
-            conditions += (
-                " AND (SELECT category FROM streams_stream s WHERE s.id = e.stream_id)"
-                f" = ANY(%(categories_{i})s)"
-            )
-            params[f"categories_{i}"] = list(each.subscription.categories)
-        counts.append(
+        group = groups.setdefault(each.subscription, len(groups))
+        params |= {f"after_{i}": each.after, f"up_to_{i}": each.up_to, f"rated_{i}": each.rated}
+        rows.append(f"({i}, {group}, %(after_{i})s::bigint, %(up_to_{i})s::bigint, %(rated_{i})s::bigint)")
+    windows, counts = [], []
+    for subscription, group in groups.items():
+        followed = ""
+        if subscription.types:
+            followed = f" AND e.type = ANY(%(types_{group})s)"
+            params[f"types_{group}"] = list(subscription.types)
+        windows.append(
             f"""
-            SELECT {i}, w.after, w.up_to, count(e.position), min(e.recorded_at)
-              FROM (SELECT least(u.up_to, coalesce(
-                       (SELECT min(position) FROM streams_event WHERE position > %(after_{i})s),
-                       %(after_{i})s + 1
-                    ) - 1) AS after, u.up_to
-                      FROM (SELECT {up_to}::bigint AS up_to) u) w
-              LEFT JOIN streams_event e
-                ON e.position > w.after AND e.position <= least(w.up_to, w.after + %(window)s){conditions}
-             GROUP BY w.after, w.up_to"""
+            e{group} AS MATERIALIZED (
+                SELECT w.i, e.position, e.stream_id, e.recorded_at
+                  FROM w CROSS JOIN LATERAL (
+                       SELECT e.position, e.stream_id, e.recorded_at FROM streams_event e
+                        WHERE e.position > w.start AND e.position <= least(w.up_to, w.start + %(window)s)
+                              {followed}
+                        LIMIT %(window)s) e
+                 WHERE w.grp = {group})"""
         )
-    needs_head = any(each.up_to is None for each in ranges)
-    head = (
-        "WITH h AS (SELECT COALESCE(max(position), 0) AS head FROM streams_event"
-        " WHERE position <= (SELECT replaydesk_settled_head()))"
-        if needs_head
-        else ""
-    )
+        in_categories = ""
+        if subscription.categories:
+            params[f"categories_{group}"] = list(subscription.categories)
+            in_categories = f"""
+                 WHERE e.stream_id IN (
+                       SELECT id FROM streams_stream
+                        WHERE id = ANY(ARRAY(SELECT DISTINCT stream_id FROM e{group}))
+                          AND category = ANY(%(categories_{group})s))"""
+        counts.append(
+            f"SELECT e.i, count(*) AS n, min(e.recorded_at) AS oldest"
+            f" FROM e{group} e{in_categories} GROUP BY e.i"
+        )
     with connection.cursor() as cursor:
-        cursor.execute(head + " UNION ALL ".join(counts), params)
-        rows = sorted(cursor.fetchall())
+        cursor.execute(
+            f"""
+            WITH h AS (SELECT COALESCE(max(position), 0) AS head FROM streams_event
+                        WHERE position <= (SELECT replaydesk_settled_head())),
+            r (i, grp, after, up_to, rated) AS (VALUES {", ".join(rows)}),
+            b AS (
+                SELECT r.i, coalesce(r.after, l.checkpoint) AS after, l.sampled_at,
+                       coalesce(r.up_to, (SELECT head FROM h)) AS up_to, r.grp
+                  FROM r LEFT JOIN LATERAL (
+                       SELECT sampled_at, checkpoint FROM streams_lagsample
+                        WHERE consumer_id = r.rated AND sampled_at >= %(since)s AND sampled_at <= %(until)s
+                        ORDER BY sampled_at LIMIT 1) l ON true),
+            w AS MATERIALIZED (
+                SELECT b.i, b.grp, b.up_to, b.sampled_at,
+                       least(b.up_to, coalesce(
+                           (SELECT min(position) FROM streams_event WHERE position > b.after), b.after + 1
+                       ) - 1) AS start
+                  FROM b WHERE b.after IS NOT NULL),{",".join(windows)}
+            SELECT r.i, w.start, w.up_to, coalesce(c.n, 0), c.oldest, w.sampled_at
+              FROM r LEFT JOIN w USING (i)
+              LEFT JOIN ({" UNION ALL ".join(counts)}) c USING (i)
+             ORDER BY r.i
+            """,
+            params,
+        )
+        found_rows = cursor.fetchall()
     found = []
     read_head = None
-    for (_, start, up_to, count, oldest), each in zip(rows, ranges, strict=True):
+    for (_, start, up_to, count, oldest, sampled_at), each in zip(found_rows, ranges, strict=True):
         if each.up_to is None:
             read_head = up_to
-        if start + LAG_WINDOW >= up_to:
-            found.append(_Count(count, True, oldest))
+        if start is None:  # a rated range without a sample to start from
+            found.append(_Count(0, True, None))
+        elif start + LAG_WINDOW >= up_to:
+            found.append(_Count(count, True, oldest, sampled_at))
         else:
-            found.append(_Count(round(count * (up_to - start) / LAG_WINDOW), False, oldest))
+            found.append(_Count(round(count * (up_to - start) / LAG_WINDOW), False, oldest, sampled_at))
     return found, read_head
 
 
@@ -198,37 +240,39 @@ def _statuses(
         return []
     checkpoints = consumer_kinds.checkpoints_of(consumers=consumers)
     subscriptions = [follows(consumer=consumer) for consumer in consumers]
-    baselines = _baselines(consumers, now) if with_rate else {}
     ranges = [
         _Range(subscription, checkpoints[consumer.pk], head)
         for consumer, subscription in zip(consumers, subscriptions, strict=True)
     ]
-    # The rate: events it follows between the checkpoint of the oldest sample of the last minute and
-    # the checkpoint now, counted as the lag is (not positions, which count holes and skipped events).
+    # The rate: events it follows between the checkpoint of its oldest sample of the last minute and its
+    # checkpoint now, counted as the lag is (not positions, which count holes and skipped events).
     rated = [
-        (i, _Range(subscriptions[i], baselines[consumer.pk][1], checkpoints[consumer.pk]))
-        for i, consumer in enumerate(consumers)
-        if consumer.pk in baselines
+        _Range(subscription, None, checkpoints[consumer.pk], rated=consumer.pk)
+        for consumer, subscription in zip(consumers, subscriptions, strict=True)
+        if with_rate
     ]
-    counted, read_head = _count(ranges + [each for _, each in rated])
-    lags, applied = counted[: len(consumers)], counted[len(consumers) :]
-    rates: dict[int, float] = {}
-    for (i, _), found in zip(rated, applied, strict=True):
-        sampled_at = baselines[consumers[i].pk][0]
-        rates[i] = round(found.count / (now - sampled_at).total_seconds(), 3)
-    head = read_head if head is None else head
+    counted, read_head = _count(ranges + rated, now=now)
+    lags = counted[: len(consumers)]
+    rates = [_rate(found, now) for found in counted[len(consumers) :]] or [None] * len(consumers)
     return [
         _status(
             consumer,
             checkpoints[consumer.pk],
-            head,
+            read_head if head is None else head,
             measure,
-            rates.get(i) if with_rate else None,
+            rate,
             now,
             consumer.name in rebuilt,
         )
-        for i, (consumer, measure) in enumerate(zip(consumers, lags, strict=True))
+        for consumer, measure, rate in zip(consumers, lags, rates, strict=True)
     ]
+
+
+def _rate(applied: _Count, now: dt.datetime) -> float | None:
+    """Per second since the sample it was counted from; None without one (unknown, not zero)."""
+    if applied.sampled_at is None:
+        return None
+    return round(applied.count / (now - applied.sampled_at).total_seconds(), 3)
 
 
 def _status(
@@ -266,20 +310,6 @@ def _status(
         lag_threshold=consumer.lag_threshold,
         stall_seconds=consumer.stall_seconds,
     )
-
-
-def _baselines(consumers: list[Consumer], now: dt.datetime) -> dict[int, tuple[dt.datetime, int]]:
-    """(when, checkpoint) of each consumer's oldest sample of the last minute that is at least
-    RATE_MIN_SPAN old, by consumer; a consumer without one has no rate (unknown, not zero)."""
-    return {
-        consumer_id: (sampled_at, checkpoint)
-        for consumer_id, sampled_at, checkpoint in LagSample.objects.filter(
-            consumer__in=consumers, sampled_at__gte=now - RATE_WINDOW, sampled_at__lte=now - RATE_MIN_SPAN
-        )
-        .order_by("consumer_id", "sampled_at")
-        .distinct("consumer_id")
-        .values_list("consumer_id", "sampled_at", "checkpoint")
-    }
 
 
 # --- per stream
