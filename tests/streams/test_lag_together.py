@@ -6,7 +6,8 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from streams import lag, lag_samples, subscriptions
+from console import dashboard
+from streams import lag, lag_samples, subscription_status, subscriptions
 from streams.consumers import ensure_projection, pause_consumer, run_projection
 from streams.models import Consumer, Event, LagSample, Sink, SubscriptionPartition
 from streams.projections import Projection, add, remove
@@ -173,3 +174,26 @@ def test_the_statements_for_a_list_do_not_grow_with_its_consumers(consumers, dja
     with django_assert_max_num_queries(9):
         statuses = lag.consumer_statuses(now=now)
     assert len(statuses) == 6
+
+
+def test_the_dashboard_lists_each_consumers_own_status_and_its_trend(consumers):
+    now = timezone.now()
+    a_minute_of_samples(now)
+    listed = dashboard.consumer_list(now=now)
+    assert listed.statuses == one_at_a_time(now)
+    assert set(listed.trends) == {status.name for status in listed.statuses}
+
+
+def test_the_dashboards_subscriptions_reuse_the_statuses_it_measured(consumers):
+    measured = lag.consumer_statuses()
+    (reused,) = subscription_status.subscription_statuses(measured=measured)
+    (alone,) = subscription_status.subscription_statuses()
+    assert reused.consumer == next(s for s in measured if s.name == "test_together_subscription")
+    assert (reused.consumer.lag_events, reused.consumer.checkpoint) == (
+        alone.consumer.lag_events,
+        alone.consumer.checkpoint,
+    )
+    assert [(p.partition, p.checkpoint, p.lag_events) for p in reused.partitions] == [
+        (p.partition, p.checkpoint, p.lag_events) for p in alone.partitions
+    ]
+    assert reused.lag_events == alone.lag_events > 0
