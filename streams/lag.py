@@ -223,7 +223,7 @@ def statuses_of(
 ) -> list[ConsumerStatus]:
     """consumer_status of each of `consumers`, in their order, against one head, measured together: a
     number of statements that does not grow with the consumers (whether any is being rebuilt, their
-    checkpoints by kind, their rates' samples, then every lag and rate count with the head in one)."""
+    checkpoints by kind, then every lag and rate count in one, with the head and the rates' samples)."""
     return _statuses(
         consumers,
         head=None,
