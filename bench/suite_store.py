@@ -207,8 +207,6 @@ def _consumers(ctx: Context, head: int) -> list:
 
 
 def lag(ctx: Context) -> None:
-    from django.utils import timezone
-
     from console import dashboard
     from streams import lag as lags
     from streams import selectors
@@ -274,19 +272,21 @@ def lag(ctx: Context) -> None:
         )
         # From here each consumer has the lag samples the scheduler takes every 10 s, so that its rate
         # is counted as it is on a live store, and the dashboard's lag trends have something to draw.
-        _sample(consumers, head)
+        # The calls are made as of when the samples were taken: however long the rows take, the rate's
+        # minute holds the same samples.
+        sampled_at = _sample(consumers, head)
         _latency_rows(
             ctx,
             "lag",
             "lag of one consumer, its rate counted",
-            {"replaydesk": lambda: lags.consumer_status(consumer=next_consumer()[0])},
+            {"replaydesk": lambda: lags.consumer_status(consumer=next_consumer()[0], now=sampled_at)},
             **extra,
         )
         _latency_rows(
             ctx,
             "lag",
             f"all {len(consumers)} consumers (the dashboard)",
-            {"replaydesk": lambda: dashboard.consumer_list(now=timezone.now())},
+            {"replaydesk": lambda: dashboard.consumer_list(now=sampled_at)},
             times=max(10, ctx.sizes.samples // 10),
             **extra,
         )
@@ -304,7 +304,8 @@ SAMPLED_MINUTES = 30
 SAMPLE_STEP = 1_000
 
 
-def _sample(consumers, head: int) -> None:
+def _sample(consumers, head: int) -> dt.datetime:
+    """Takes the samples as of now, and returns now."""
     from streams.models import LagSample
 
     now = dt.datetime.now(dt.UTC)
@@ -320,6 +321,7 @@ def _sample(consumers, head: int) -> None:
         for consumer, checkpoint, behind in consumers
         for back in range(1, SAMPLED_MINUTES * 6 + 1)
     )
+    return now
 
 
 def _per_consumer(ctx: Context, consumers, lags) -> None:
