@@ -273,6 +273,7 @@ def make_consumers(ctx: Context, head: int) -> list:
 
 
 def lag(ctx: Context) -> None:
+    from console import dashboard
     from streams import lag as lags
     from streams import selectors
 
@@ -335,13 +336,23 @@ def lag(ctx: Context) -> None:
             },
             **extra,
         )
+        # From here each consumer has the lag samples the scheduler takes every 10 s, so that its rate
+        # is counted as it is on a live store, and the dashboard's lag trends have something to draw.
+        # The calls are made as of when the samples were taken: however long the rows take, the rate's
+        # minute holds the same samples.
+        sampled_at = _sample(consumers, head)
+        _latency_rows(
+            ctx,
+            "lag",
+            "lag of one consumer, its rate counted",
+            {"replaydesk": lambda: lags.consumer_status(consumer=next_consumer()[0], now=sampled_at)},
+            **extra,
+        )
         _latency_rows(
             ctx,
             "lag",
             f"all {len(consumers)} consumers (the dashboard)",
-            {
-                "replaydesk": lambda: lags.consumer_statuses(),
-            },
+            {"replaydesk": lambda: dashboard.consumer_list(now=sampled_at)},
             times=max(10, ctx.sizes.samples // 10),
             **extra,
         )
@@ -350,6 +361,33 @@ def lag(ctx: Context) -> None:
         es_store.close()
         es_events.datastore.close()
         _drop_consumers(consumers)
+
+
+# Each consumer's samples: every 10 s over the dashboard's lag trend (30 minutes), its checkpoint this
+# many positions further at each, so that the rate's minute spans more than a lag window (the most a
+# count reads).
+SAMPLED_MINUTES = 30
+SAMPLE_STEP = 1_000
+
+
+def _sample(consumers, head: int) -> dt.datetime:
+    """Takes the samples as of now, and returns now."""
+    from streams.models import LagSample
+
+    now = dt.datetime.now(dt.UTC)
+    LagSample.objects.bulk_create(
+        LagSample(
+            consumer=consumer,
+            sampled_at=now - dt.timedelta(seconds=10 * back),
+            head=head,
+            checkpoint=max(0, checkpoint - SAMPLE_STEP * back),
+            lag_events=behind,
+            lag_seconds=0,
+        )
+        for consumer, checkpoint, behind in consumers
+        for back in range(1, SAMPLED_MINUTES * 6 + 1)
+    )
+    return now
 
 
 def _per_consumer(ctx: Context, consumers, lags) -> None:

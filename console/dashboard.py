@@ -118,6 +118,20 @@ def lag_trends(*, now: dt.datetime) -> dict[str, LagTrend]:
 
 
 @dataclass(frozen=True)
+class ConsumerList:
+    """The dashboard's consumers: each one's status (checkpoint, lag, rate, health) and lag trend."""
+
+    statuses: list[lag.ConsumerStatus]
+    trends: dict[str, LagTrend]
+
+
+def consumer_list(*, now: dt.datetime) -> ConsumerList:
+    """What the dashboard computes for its consumers, measured together against one head (the
+    benchmark times this: bench/README.md, section 4)."""
+    return ConsumerList(lag.consumer_statuses(now=now), lag_trends(now=now))
+
+
+@dataclass(frozen=True)
 class Attention:
     """What an operator should look at: each list or count empty when all is well."""
 
@@ -152,9 +166,9 @@ def attention(*, statuses: list[lag.ConsumerStatus], now: dt.datetime) -> Attent
 def dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     open_appends = selectors.open_appends()
-    statuses = lag.consumer_statuses(now=now)
+    consumers = consumer_list(now=now)
     history = append_history(now=now)
-    subscriptions = subscription_status.subscription_statuses()
+    subscriptions = subscription_status.subscription_statuses(measured=consumers.statuses)
     context = {
         "section": "dashboard",
         "head": selectors.head(),
@@ -163,9 +177,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "rate": append_rate(now=now),
         "history": sparklines.sparkline(history, width=240, height=36),
         "history_total": sum(history),
-        "statuses": statuses,
-        "trends": lag_trends(now=now),
-        "attention": attention(statuses=statuses, now=now),
+        "statuses": consumers.statuses,
+        "trends": consumers.trends,
+        "attention": attention(statuses=consumers.statuses, now=now),
         "source_healths": source_status.health_counts(source_status.source_statuses()),
         "subscriptions": subscriptions,
         "now": now,

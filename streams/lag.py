@@ -18,7 +18,7 @@ from django.utils import timezone
 from streams import consumer_kinds, health, selectors
 from streams.consumer_kinds import checkpoint_of, follows
 from streams.health import HEALTHS as HEALTHS  # the API's and the metrics' list of them
-from streams.models import Consumer, Event, LagSample, Stream
+from streams.models import Consumer, Event, Stream
 
 # The rate is measured against the oldest sample of the last minute, if it is at least this old.
 RATE_WINDOW = dt.timedelta(seconds=60)
@@ -66,65 +66,124 @@ class ConsumerStreamLag:
     lag_events: int
 
 
-@dataclass(frozen=True)
-class _Measure:
-    checkpoint: int
-    head: int
-    lag_events: int
-    exact: bool
-    oldest_unapplied_at: dt.datetime | None
-
-
 # --- counting
 
 
-def _measure(consumer: Consumer, subscription: selectors.LogFilter, head: int) -> _Measure:
-    checkpoint = checkpoint_of(consumer=consumer)
-    # Bounded by a head read before, so that lag_events never counts more than the head shows.
-    count, exact, oldest = count_followed(subscription, after=checkpoint, up_to=head)
-    return _Measure(checkpoint, head, count, exact, oldest)
+@dataclass(frozen=True)
+class _Range:
+    """The events a consumer follows after `after`, up to `up_to` (the head when None). With `rated`
+    (a consumer's primary key) instead of `after`, after the checkpoint of that consumer's oldest lag
+    sample of the rate window, if it has one."""
+
+    subscription: selectors.LogFilter
+    after: int | None
+    up_to: int | None
+    rated: int | None = None
 
 
-def count_followed(
-    subscription: selectors.LogFilter, *, after: int, up_to: int
-) -> tuple[int, bool, dt.datetime | None]:
-    """(events it follows between two positions, whether that is exact, the oldest one's time), reading
-    at most LAG_WINDOW positions: beyond them the count is the window's, scaled to the whole range. The
-    oldest is the window's oldest, which is the range's unless times run backwards across it.
+@dataclass(frozen=True)
+class _Count:
+    count: int
+    exact: bool
+    oldest: dt.datetime | None
+    # The rate window's sample a rated range started from; None for the others, and for a rated range
+    # whose consumer has no sample there (then nothing was counted).
+    sampled_at: dt.datetime | None = None
 
-    One statement: the window starts at the next event there is (a run of holes left by rolled-back
-    appends costs nothing), and a category is probed by the stream's key, one probe per event in the
-    window (a join would hash every stream, whatever the window)."""
-    conditions = ""
-    if subscription.types:
-        conditions += " AND e.type = ANY(%(types)s)"
-    if subscription.categories:
-        conditions += (
-            " AND (SELECT category FROM streams_stream s WHERE s.id = e.stream_id) = ANY(%(categories)s)"
+
+def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int | None]:
+    """For each range: (events it follows in the range, whether that is exact, the oldest one's time),
+    reading at most LAG_WINDOW positions: beyond them the count is the window's, scaled to the whole
+    range. The oldest is the window's oldest, which is the range's unless times run backwards across it.
+    Every range in one statement, with the head that the ranges without an end of their own went up to
+    (None when none of them needed it): read in that statement, so no count goes past the head it shows.
+
+    Each window starts at the next event there is (a run of holes left by rolled-back appends costs
+    nothing). The ranges that follow the same types and categories read their windows together, and a
+    stream found there is looked up once, by key, in one index scan of the streams: a join would hash
+    every stream whatever the windows, and a probe per event reads a stream once for each of its
+    events. The LIMIT is never reached (a window holds at most LAG_WINDOW positions) but tells the
+    planner so: without it the planner costs each window as a third of the log, and past
+    jit_above_cost PostgreSQL compiles the statement on every call."""
+    params: dict[str, object] = {
+        "window": LAG_WINDOW,
+        "since": now - RATE_WINDOW,
+        "until": now - RATE_MIN_SPAN,
+    }
+    groups: dict[selectors.LogFilter, int] = {}
+    rows = []
+    for i, each in enumerate(ranges):
+        group = groups.setdefault(each.subscription, len(groups))
+        params |= {f"after_{i}": each.after, f"up_to_{i}": each.up_to, f"rated_{i}": each.rated}
+        rows.append(f"({i}, {group}, %(after_{i})s::bigint, %(up_to_{i})s::bigint, %(rated_{i})s::bigint)")
+    windows, counts = [], []
+    for subscription, group in groups.items():
+        followed = ""
+        if subscription.types:
+            followed = f" AND e.type = ANY(%(types_{group})s)"
+            params[f"types_{group}"] = list(subscription.types)
+        windows.append(
+            f"""
+            e{group} AS MATERIALIZED (
+                SELECT w.i, e.position, e.stream_id, e.recorded_at
+                  FROM w CROSS JOIN LATERAL (
+                       SELECT e.position, e.stream_id, e.recorded_at FROM streams_event e
+                        WHERE e.position > w.start AND e.position <= least(w.up_to, w.start + %(window)s)
+                              {followed}
+                        LIMIT %(window)s) e
+                 WHERE w.grp = {group})"""
+        )
+        in_categories = ""
+        if subscription.categories:
+            params[f"categories_{group}"] = list(subscription.categories)
+            in_categories = f"""
+                 WHERE e.stream_id IN (
+                       SELECT id FROM streams_stream
+                        WHERE id = ANY(ARRAY(SELECT DISTINCT stream_id FROM e{group}))
+                          AND category = ANY(%(categories_{group})s))"""
+        counts.append(
+            f"SELECT e.i, count(*) AS n, min(e.recorded_at) AS oldest"
+            f" FROM e{group} e{in_categories} GROUP BY e.i"
         )
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT w.after, count(e.position), min(e.recorded_at)
-              FROM (SELECT least(%(up_to)s, coalesce(
-                       (SELECT min(position) FROM streams_event WHERE position > %(after)s), %(after)s + 1
-                    ) - 1) AS after) w
-              LEFT JOIN streams_event e
-                ON e.position > w.after AND e.position <= least(%(up_to)s, w.after + %(window)s){conditions}
-             GROUP BY w.after
+            WITH h AS (SELECT COALESCE(max(position), 0) AS head FROM streams_event
+                        WHERE position <= (SELECT replaydesk_settled_head())),
+            r (i, grp, after, up_to, rated) AS (VALUES {", ".join(rows)}),
+            b AS (
+                SELECT r.i, coalesce(r.after, l.checkpoint) AS after, l.sampled_at,
+                       coalesce(r.up_to, (SELECT head FROM h)) AS up_to, r.grp
+                  FROM r LEFT JOIN LATERAL (
+                       SELECT sampled_at, checkpoint FROM streams_lagsample
+                        WHERE consumer_id = r.rated AND sampled_at >= %(since)s AND sampled_at <= %(until)s
+                        ORDER BY sampled_at LIMIT 1) l ON true),
+            w AS MATERIALIZED (
+                SELECT b.i, b.grp, b.up_to, b.sampled_at,
+                       least(b.up_to, coalesce(
+                           (SELECT min(position) FROM streams_event WHERE position > b.after), b.after + 1
+                       ) - 1) AS start
+                  FROM b WHERE b.after IS NOT NULL),{",".join(windows)}
+            SELECT r.i, w.start, w.up_to, coalesce(c.n, 0), c.oldest, w.sampled_at
+              FROM r LEFT JOIN w USING (i)
+              LEFT JOIN ({" UNION ALL ".join(counts)}) c USING (i)
+             ORDER BY r.i
             """,
-            {
-                "after": after,
-                "up_to": up_to,
-                "window": LAG_WINDOW,
-                "types": list(subscription.types),
-                "categories": list(subscription.categories),
-            },
+            params,
         )
-        start, count, oldest = cursor.fetchone()
-    if start + LAG_WINDOW >= up_to:
-        return count, True, oldest
-    return round(count * (up_to - start) / LAG_WINDOW), False, oldest
+        found_rows = cursor.fetchall()
+    found = []
+    read_head = None
+    for (_, start, up_to, count, oldest, sampled_at), each in zip(found_rows, ranges, strict=True):
+        if each.up_to is None:
+            read_head = up_to
+        if start is None:  # a rated range without a sample to start from
+            found.append(_Count(0, True, None))
+        elif start + LAG_WINDOW >= up_to:
+            found.append(_Count(count, True, oldest, sampled_at))
+        else:
+            found.append(_Count(round(count * (up_to - start) / LAG_WINDOW), False, oldest, sampled_at))
+    return found, read_head
 
 
 # --- per consumer
@@ -140,31 +199,108 @@ def consumer_status(
 ) -> ConsumerStatus:
     """Checkpoint, lag, rate and health of one consumer (a handful of queries; the lag count grows with
     the lag only). A caller that lists consumers asks once for all of them whether they are rebuilding
-    and passes `is_rebuilding`."""
-    now = now or timezone.now()
+    and passes `is_rebuilding`, or lets consumer_statuses measure them all together."""
     if is_rebuilding is None:
         is_rebuilding = consumer.name in health.rebuilding(names=[consumer.name])
-    subscription = follows(consumer=consumer)
-    measure = _measure(consumer, subscription, selectors.head() if head is None else head)
+    (found,) = _statuses(
+        [consumer],
+        head=head,
+        now=now or timezone.now(),
+        with_rate=with_rate,
+        rebuilt={consumer.name} if is_rebuilding else set(),
+    )
+    return found
+
+
+def consumer_statuses(*, with_rate: bool = True, now: dt.datetime | None = None) -> list[ConsumerStatus]:
+    """Every consumer, by name, against one head."""
+    consumers = Consumer.objects.select_related("sink", "subscription").order_by("name")
+    return statuses_of(consumers=list(consumers), with_rate=with_rate, now=now)
+
+
+def statuses_of(
+    *, consumers: list[Consumer], with_rate: bool = True, now: dt.datetime | None = None
+) -> list[ConsumerStatus]:
+    """consumer_status of each of `consumers`, in their order, against one head, measured together: a
+    number of statements that does not grow with the consumers (whether any is being rebuilt, their
+    checkpoints by kind, then every lag and rate count in one, with the head and the rates' samples)."""
+    return _statuses(
+        consumers,
+        head=None,
+        now=now or timezone.now(),
+        with_rate=with_rate,
+        rebuilt=health.rebuilding(names=[consumer.name for consumer in consumers]),
+    )
+
+
+def _statuses(
+    consumers: list[Consumer], *, head: int | None, now: dt.datetime, with_rate: bool, rebuilt: set[str]
+) -> list[ConsumerStatus]:
+    if not consumers:
+        return []
+    checkpoints = consumer_kinds.checkpoints_of(consumers=consumers)
+    subscriptions = [follows(consumer=consumer) for consumer in consumers]
+    ranges = [
+        _Range(subscription, checkpoints[consumer.pk], head)
+        for consumer, subscription in zip(consumers, subscriptions, strict=True)
+    ]
+    # The rate: events it follows between the checkpoint of its oldest sample of the last minute and its
+    # checkpoint now, counted as the lag is (not positions, which count holes and skipped events).
+    rated = [
+        _Range(subscription, None, checkpoints[consumer.pk], rated=consumer.pk)
+        for consumer, subscription in zip(consumers, subscriptions, strict=True)
+        if with_rate
+    ]
+    counted, read_head = _count(ranges + rated, now=now)
+    lags = counted[: len(consumers)]
+    rates = [_rate(found, now) for found in counted[len(consumers) :]] or [None] * len(consumers)
+    return [
+        _status(
+            consumer,
+            checkpoints[consumer.pk],
+            read_head if head is None else head,
+            measure,
+            rate,
+            now,
+            consumer.name in rebuilt,
+        )
+        for consumer, measure, rate in zip(consumers, lags, rates, strict=True)
+    ]
+
+
+def _rate(applied: _Count, now: dt.datetime) -> float | None:
+    """Per second since the sample it was counted from; None without one (unknown, not zero)."""
+    if applied.sampled_at is None:
+        return None
+    return round(applied.count / (now - applied.sampled_at).total_seconds(), 3)
+
+
+def _status(
+    consumer: Consumer,
+    checkpoint: int,
+    head: int,
+    measure: _Count,
+    rate: float | None,
+    now: dt.datetime,
+    is_rebuilding: bool,
+) -> ConsumerStatus:
     lag_seconds = (
-        max(0.0, (now - measure.oldest_unapplied_at).total_seconds())
-        if measure.lag_events and measure.oldest_unapplied_at
-        else 0.0
+        max(0.0, (now - measure.oldest).total_seconds()) if measure.count and measure.oldest else 0.0
     )
     return ConsumerStatus(
         name=consumer.name,
         kind=consumer.kind,
         state=consumer.state,
-        checkpoint=measure.checkpoint,
-        head=measure.head,
-        lag_events=measure.lag_events,
+        checkpoint=checkpoint,
+        head=head,
+        lag_events=measure.count,
         lag_exact=measure.exact,
         lag_seconds=round(lag_seconds, 3),
-        rate=_rate(consumer, subscription, measure.checkpoint, now) if with_rate else None,
+        rate=rate,
         health=health.health_of(
             consumer=consumer,
-            lag_events=measure.lag_events,
-            oldest_unapplied_at=measure.oldest_unapplied_at,
+            lag_events=measure.count,
+            oldest_unapplied_at=measure.oldest,
             now=now,
             is_rebuilding=is_rebuilding,
         ),
@@ -174,40 +310,6 @@ def consumer_status(
         lag_threshold=consumer.lag_threshold,
         stall_seconds=consumer.stall_seconds,
     )
-
-
-def consumer_statuses(*, with_rate: bool = True, now: dt.datetime | None = None) -> list[ConsumerStatus]:
-    """Every consumer, by name, against one head."""
-    head = selectors.head()
-    now = now or timezone.now()
-    consumers = list(Consumer.objects.order_by("name"))
-    rebuilt = health.rebuilding(names=[consumer.name for consumer in consumers])
-    return [
-        consumer_status(
-            consumer=consumer, head=head, now=now, with_rate=with_rate, is_rebuilding=consumer.name in rebuilt
-        )
-        for consumer in consumers
-    ]
-
-
-def _rate(
-    consumer: Consumer, subscription: selectors.LogFilter, checkpoint: int, now: dt.datetime
-) -> float | None:
-    """Events it follows between the checkpoint of the oldest sample of the last minute and now,
-    counted exactly (not positions, which count holes and the events it skips), per second."""
-    baseline = (
-        LagSample.objects.filter(
-            consumer=consumer, sampled_at__gte=now - RATE_WINDOW, sampled_at__lte=now - RATE_MIN_SPAN
-        )
-        .order_by("sampled_at")
-        .values_list("sampled_at", "checkpoint")
-        .first()
-    )
-    if baseline is None:
-        return None
-    sampled_at, then = baseline
-    applied, _, _ = count_followed(subscription, after=then, up_to=checkpoint)
-    return round(applied / (now - sampled_at).total_seconds(), 3)
 
 
 # --- per stream

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
-from streams import health, selectors
-from streams.lag import consumer_status
+from streams.lag import statuses_of
 from streams.models import Consumer, LagSample
 
 SAMPLE_RETENTION = dt.timedelta(days=7)
@@ -18,24 +17,20 @@ SAMPLE_RETENTION = dt.timedelta(days=7)
 def sample_all(*, now: dt.datetime | None = None) -> int:
     """One lag sample per consumer, and samples older than 7 days dropped. Returns how many it took."""
     now = now or timezone.now()
-    head = selectors.head()
-    consumers = list(Consumer.objects.all())
-    rebuilt = health.rebuilding(names=[consumer.name for consumer in consumers])
-    samples = []
-    for consumer in consumers:
-        status = consumer_status(
-            consumer=consumer, head=head, now=now, with_rate=False, is_rebuilding=consumer.name in rebuilt
+    consumers = list(Consumer.objects.select_related("sink", "subscription"))
+    samples = [
+        LagSample(
+            consumer=consumer,
+            sampled_at=now,
+            head=status.head,
+            checkpoint=status.checkpoint,
+            lag_events=status.lag_events,
+            lag_seconds=status.lag_seconds,
         )
-        samples.append(
-            LagSample(
-                consumer=consumer,
-                sampled_at=now,
-                head=head,
-                checkpoint=status.checkpoint,
-                lag_events=status.lag_events,
-                lag_seconds=status.lag_seconds,
-            )
+        for consumer, status in zip(
+            consumers, statuses_of(consumers=consumers, now=now, with_rate=False), strict=True
         )
+    ]
     LagSample.objects.bulk_create(samples)
     LagSample.objects.filter(sampled_at__lt=now - SAMPLE_RETENTION).delete()
     return len(samples)

@@ -236,12 +236,30 @@ def create_indexes(projection: Projection, schema: str) -> None:
 def read_checkpoint(projection: Projection, schema: str | None = None) -> tuple[int, int] | None:
     """(position, version) of the projection's schema, or None when it has none yet."""
     schema = schema or projection.schema
+    return read_checkpoints([schema]).get(schema)
+
+
+def read_checkpoints(schemas: list[str]) -> dict[str, tuple[int, int]]:
+    """(position, version) of each of these projection schemas that has a checkpoint: two statements
+    however many they are (which of them have one, then all of those checkpoints)."""
+    if not schemas:
+        return {}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT to_regclass(%s)", [f"{schema}.checkpoint"])
-        if cursor.fetchone()[0] is None:
-            return None
-        cursor.execute(f"SELECT position, version FROM {quote(schema)}.checkpoint")
-        return cursor.fetchone()
+        cursor.execute(
+            "SELECT schema FROM unnest(%s::text[]) AS schema"
+            " WHERE to_regclass(schema || '.checkpoint') IS NOT NULL",
+            [schemas],
+        )
+        present = [row[0] for row in cursor.fetchall()]
+        if not present:
+            return {}
+        cursor.execute(
+            " UNION ALL ".join(
+                f"SELECT {i}, position, version FROM {quote(schema)}.checkpoint"
+                for i, schema in enumerate(present)
+            )
+        )
+        return {present[i]: (position, version) for i, position, version in cursor.fetchall()}
 
 
 def add(cls: type[Projection]) -> None:

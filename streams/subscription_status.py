@@ -53,10 +53,14 @@ class SubscriptionStatus:
     partitions: list[PartitionStatus]
 
 
-def subscription_status(*, subscription: Subscription, now: dt.datetime | None = None) -> SubscriptionStatus:
+def subscription_status(
+    *, subscription: Subscription, now: dt.datetime | None = None, measured: lag.ConsumerStatus | None = None
+) -> SubscriptionStatus:
+    """`measured`: the subscription's consumer status when the caller has it already (the dashboard
+    measures every consumer together); its partitions are counted up to the same head."""
     now = now or timezone.now()
     consumer = subscription.consumer
-    head = selectors.head()
+    head = selectors.head() if measured is None else measured.head
     counts = _lag_by_partition(subscription, head)
     queued = subscription_redelivery.queued_by_partition(subscription)
     partitions = []
@@ -81,7 +85,7 @@ def subscription_status(*, subscription: Subscription, now: dt.datetime | None =
             )
         )
     return SubscriptionStatus(
-        consumer=lag.consumer_status(consumer=consumer, head=head, now=now),
+        consumer=measured or lag.consumer_status(consumer=consumer, head=head, now=now),
         subscription=subscription,
         lag_events=sum(p.lag_events for p in partitions),
         rate=_total([p.rate for p in partitions]),
@@ -89,10 +93,15 @@ def subscription_status(*, subscription: Subscription, now: dt.datetime | None =
     )
 
 
-def subscription_statuses() -> list[SubscriptionStatus]:
+def subscription_statuses(*, measured: list[lag.ConsumerStatus] | None = None) -> list[SubscriptionStatus]:
+    """Every subscription; `measured`: the consumers' statuses when the caller has them already."""
     subscriptions = Subscription.objects.select_related("consumer").order_by("consumer__name")
     now = timezone.now()
-    return [subscription_status(subscription=each, now=now) for each in subscriptions]
+    by_name = {status.name: status for status in measured or []}
+    return [
+        subscription_status(subscription=each, now=now, measured=by_name.get(each.consumer.name))
+        for each in subscriptions
+    ]
 
 
 def _rate(row: SubscriptionPartition, now: dt.datetime) -> float | None:

@@ -104,6 +104,11 @@ class ConsumerKind:
         """The position up to which the consumer has processed the log."""
         return consumer.position or 0
 
+    def checkpoints(self, consumers: list[Consumer]) -> dict[int, int]:
+        """The checkpoint of each of `consumers` (all of this kind), by primary key: a list of consumers
+        asks once per kind, and a kind that can read them together says so here."""
+        return {consumer.pk: self.checkpoint(consumer) for consumer in consumers}
+
     def follows(self, consumer: Consumer) -> selectors.LogFilter:
         """The categories and types the consumer follows (empty: all). A consumer whose code or
         configuration is gone follows everything, so that its lag is never understated."""
@@ -182,6 +187,17 @@ def kinds() -> list[ConsumerKind]:
 
 def checkpoint_of(*, consumer: Consumer) -> int:
     return of(consumer).checkpoint(consumer)
+
+
+def checkpoints_of(*, consumers: list[Consumer]) -> dict[int, int]:
+    """The checkpoints of consumers of any kinds, by primary key: one ask of each kind for all of its own."""
+    by_kind: dict[str, list[Consumer]] = {}
+    for consumer in consumers:
+        by_kind.setdefault(consumer.kind, []).append(consumer)
+    found: dict[int, int] = {}
+    for kind, some in by_kind.items():
+        found |= get(kind).checkpoints(some)
+    return found
 
 
 def follows(*, consumer: Consumer) -> selectors.LogFilter:

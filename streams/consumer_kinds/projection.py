@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from streams import consumers, selectors
 from streams.consumer_kinds import ConsumerKind, RunResult
 from streams.models import Consumer, ParkedEvent
-from streams.projections import SCHEMA_PREFIX, get_projection, projections, read_checkpoint
+from streams.projections import SCHEMA_PREFIX, get_projection, projections, read_checkpoint, read_checkpoints
 
 
 class ProjectionKind(ConsumerKind):
@@ -28,6 +28,10 @@ class ProjectionKind(ConsumerKind):
         # Read from the schema by name: a projection whose code is gone still has its checkpoint.
         found = read_checkpoint(get_projection(consumer.name), schema=SCHEMA_PREFIX + consumer.name)
         return found[0] if found else 0
+
+    def checkpoints(self, consumers: list[Consumer]) -> dict[int, int]:
+        found = read_checkpoints([SCHEMA_PREFIX + consumer.name for consumer in consumers])
+        return {consumer.pk: found.get(SCHEMA_PREFIX + consumer.name, (0, 0))[0] for consumer in consumers}
 
     def follows(self, consumer: Consumer) -> selectors.LogFilter:
         projection = get_projection(consumer.name)

@@ -28,8 +28,20 @@ class SubscriptionKind(ConsumerKind):
         )["slowest"]
         return super().checkpoint(consumer) if found is None else found
 
+    def checkpoints(self, consumers: list[Consumer]) -> dict[int, int]:
+        slowest = dict(
+            SubscriptionPartition.objects.filter(subscription_id__in=[consumer.pk for consumer in consumers])
+            .values("subscription_id")
+            .annotate(slowest=Min("checkpoint"))
+            .values_list("subscription_id", "slowest")
+        )
+        return {
+            consumer.pk: slowest[consumer.pk] if consumer.pk in slowest else super().checkpoint(consumer)
+            for consumer in consumers
+        }
+
     def follows(self, consumer: Consumer) -> selectors.LogFilter:
-        subscription = Subscription.objects.filter(pk=consumer.pk).first()
+        subscription = _subscription(consumer)
         if subscription is None:
             return super().follows(consumer)
         return selectors.LogFilter(types=tuple(subscription.types), categories=tuple(subscription.categories))
@@ -45,3 +57,12 @@ class SubscriptionKind(ConsumerKind):
         # Its readers are elsewhere: the event is queued for the next fetch of its partition, and retried
         # once a reader acknowledges it (streams/subscription_redelivery.py).
         return subscription_redelivery.queue(parked_id=parked_id, actor=actor, request=request)
+
+
+def _subscription(consumer: Consumer) -> Subscription | None:
+    """The consumer's Subscription row (cached on the consumer once read, or when a list of consumers
+    selected it with them); None when it has none."""
+    try:
+        return consumer.subscription
+    except Subscription.DoesNotExist:
+        return None
