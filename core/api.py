@@ -150,8 +150,12 @@ class UUIDTextField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
+# The API's only parameter that may be repeated (`type=A&type=B`, as its schema says).
+REPEATABLE = ("type",)
+
+
 def parse_query(request: Request, allowed: tuple[str, ...], *, allow_data: bool = False) -> QueryParser:
-    return QueryParser(request.query_params, allowed, allow_data=allow_data)
+    return QueryParser(request.query_params, allowed, allow_data=allow_data, repeatable=REPEATABLE)
 
 
 def finish_query(parser: QueryParser) -> None:

@@ -26,7 +26,16 @@ class QueryErrors(Exception):
 class QueryParser:
     """Reads typed values out of a QueryDict, collecting every problem before raising."""
 
-    def __init__(self, params: Mapping, allowed: Iterable[str], *, allow_data: bool = False):
+    def __init__(
+        self,
+        params: Mapping,
+        allowed: Iterable[str],
+        *,
+        allow_data: bool = False,
+        repeatable: Iterable[str] | None = None,
+    ):
+        """`repeatable`: when given, the only parameters that may come more than once (the API's
+        contract: its schema states each of the others as one value); a page's form may repeat any."""
         self.params = params
         self.errors: dict[str, list[str]] = {}
         self.refused: set[str] = set()
@@ -37,6 +46,8 @@ class QueryParser:
             self.errors[key] = [f"unknown parameter; this list takes {', '.join(sorted(allowed))}"]
         for key in params:
             values = params.getlist(key) if hasattr(params, "getlist") else [params[key]]
+            if repeatable is not None and len(values) > 1 and key not in repeatable:
+                self.error(key, "give it once: this parameter takes one value")
             if any("\x00" in value for value in values):
                 # PostgreSQL cannot take it in a parameter, so it could never match anything.
                 self.error(key, "must not contain the NUL character (%00)")

@@ -11,7 +11,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api import problems
+from core.api import REPEATABLE, problems
 from core.problems import Problem, invalid_input, not_found, unprocessable
 from core.queries import QueryErrors, QueryParser
 from streams.projections import Projection, get_projection, read_checkpoint
@@ -48,7 +48,7 @@ class GrantPage(serializers.Serializer):
 
 def _read(request: Request, projection_name: str, allowed: tuple[str, ...]) -> tuple[QueryParser, int]:
     """Parse the query, wait for min_position; return the parser and the checkpoint the read sees."""
-    parser = QueryParser(request.query_params, ("min_position", *allowed))
+    parser = QueryParser(request.query_params, ("min_position", *allowed), repeatable=REPEATABLE)
     min_position = parser.integer("min_position", minimum=0, default=0)
     try:
         parser.done()

@@ -35,6 +35,31 @@ def test_a_nul_character_in_a_query_is_a_400_that_names_the_parameter(api, url):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("/api/v1/streams?prefix=user-1&prefix=user-2", "prefix"),
+        ("/api/v1/events?after_position=0&after_position=5", "after_position"),
+        ("/api/v1/events?data.name=a&data.name=b", "data.name"),
+    ],
+)
+def test_a_parameter_that_takes_one_value_given_twice_is_a_400_that_names_it(api, url, name):
+    problem = assert_problem(api.get(url), 400)
+
+    assert list(problem["errors"]) == [name]
+
+
+@pytest.mark.django_db
+def test_types_may_be_repeated(api):
+    append_events(stream="user-1", events=[{"type": "A", "data": {}}, {"type": "B", "data": {}}])
+
+    response = api.get("/api/v1/events?type=A&type=B")
+
+    assert response.status_code == 200
+    assert [e["type"] for e in response.json()["results"]] == ["A", "B"]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("url", ["/api/v1/demo/users/1", "/api/v1/demo/access?resource=issueABC"])
 def test_a_projection_read_before_the_projection_ever_ran_is_503_not_500(api, url):
     response = api.get(url)
