@@ -91,8 +91,8 @@ def _gin_indexes(url: str) -> dict[str, str]:
     """The log's GIN indexes, by name, as the migrations made them."""
     with psycopg.connect(url, autocommit=True) as conn:
         found = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes"
-            " WHERE tablename = 'streams_event' AND indexdef LIKE '%USING gin%'"
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND tablename = 'streams_event' AND indexdef LIKE '%USING gin%'"
         ).fetchall()
     return dict(found)
 
