@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import F
-from rest_framework.renderers import JSONRenderer
 
 from streams import masking, selectors
 
@@ -92,7 +91,9 @@ _STREAM_PAGE_SQL = """
 _SETTLED_HEAD_SQL = "SELECT set_config('replaydesk.settled_head', replaydesk_settled_head()::text, false)"
 _SETTLED_HEAD = "current_setting('replaydesk.settled_head')::bigint"
 
-_RENDERER = JSONRenderer()
+# What DRF's JSONRenderer writes under the API's settings (ASCII, compact, no NaN) for values that
+# json.loads made, built once: the renderer builds an encoder for every call.
+_render = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
@@ -255,9 +256,9 @@ def _personal() -> tuple[str, list]:
 
 def _masked(text: str) -> str:
     item = json.loads(text)
-    item["data"] = masking.mask_document(item["data"], "data")
-    item["metadata"] = masking.mask_document(item["metadata"], "metadata")
-    return _RENDERER.render(item).decode("ascii")
+    masking.mask_document(item["data"], "data", in_place=True)
+    masking.mask_document(item["metadata"], "metadata", in_place=True)
+    return _render(item)
 
 
 def _escaped(found: re.Match) -> str:

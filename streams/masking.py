@@ -70,26 +70,38 @@ def sees_masked(user: Any) -> bool:
 MASKED_FILTER = "is personal data, masked for your role: it cannot be searched or filtered on"
 
 
+# The value as the hint hashes it: keys sorted, no spaces, text as is.
+_canonical = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+
+
 def mask_value(value: Any) -> str:
-    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    digest = hmac.new(settings.SECRET_KEY.encode(), canonical.encode(), hashlib.sha256).hexdigest()
-    return MASK + digest[:HINT_HEX_DIGITS]
+    keyed = _keyed(settings.SECRET_KEY).copy()
+    keyed.update(_canonical(value).encode())
+    return MASK + keyed.hexdigest()[:HINT_HEX_DIGITS]
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed(secret_key: str) -> hmac.HMAC:
+    # HMAC keyed once per key and copied for each value: keying it costs as much as hashing a value,
+    # and a page of the log masks hundreds of them.
+    return hmac.new(secret_key.encode(), digestmod=hashlib.sha256)
 
 
 def is_masked(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(MASK)
 
 
-def mask_document(document: Any, root: str) -> Any:
+def mask_document(document: Any, root: str, *, in_place: bool = False) -> Any:
     """A copy of `document` (an event's data or metadata) with the values at the root's PII paths
-    masked; the document itself when nothing in it is personal."""
+    masked; the document itself when nothing in it is personal. `in_place`: mask the document itself,
+    which the caller has just decoded and shares with nobody."""
     if not isinstance(document, dict):
         return document
     masked = document
     for path_root, keys in pii_paths():
         if path_root != root or not _holds(document, keys):
             continue
-        if masked is document:
+        if masked is document and not in_place:
             masked = copy.deepcopy(document)
         parent = masked
         for key in keys[:-1]:

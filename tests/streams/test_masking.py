@@ -58,6 +58,28 @@ def test_a_masked_value_is_dots_and_a_stable_hint_that_does_not_reveal_it():
     assert re.fullmatch(MASK + r"[0-9a-f]{6}", mask_value(EMAIL))
 
 
+def test_the_hint_is_keyed_with_the_secret_key_in_force(settings):
+    import hashlib
+    import hmac
+
+    def hint(key: str) -> str:
+        return hmac.new(key.encode(), f'"{EMAIL}"'.encode(), hashlib.sha256).hexdigest()[:6]
+
+    settings.SECRET_KEY = "one key " * 8
+    first = mask_value(EMAIL)
+    settings.SECRET_KEY = "another key " * 8
+
+    assert first == MASK + hint("one key " * 8)
+    assert mask_value(EMAIL) == MASK + hint("another key " * 8)
+    assert (
+        mask_value({"b": 1, "a": [2, "é"]})
+        == MASK
+        + hmac.new(settings.SECRET_KEY.encode(), '{"a":[2,"é"],"b":1}'.encode(), hashlib.sha256).hexdigest()[
+            :6
+        ]
+    )
+
+
 @pytest.mark.parametrize(
     "url",
     [
