@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 from django.utils import timezone
+from psycopg import sql
 
 from streams import consumer_kinds, health, selectors
 from streams.consumer_kinds import checkpoint_of, follows
@@ -105,11 +106,7 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
     events. The LIMIT is never reached (a window holds at most LAG_WINDOW positions) but tells the
     planner so: without it the planner costs each window as a third of the log, and past
     jit_above_cost PostgreSQL compiles the statement on every call."""
-    params: dict[str, object] = {
-        "window": LAG_WINDOW,
-        "since": now - RATE_WINDOW,
-        "until": now - RATE_MIN_SPAN,
-    }
+    params: dict[str, object] = {"since": now - RATE_WINDOW, "until": now - RATE_MIN_SPAN}
     groups: dict[selectors.LogFilter, int] = {}
     rows = []
     for i, each in enumerate(ranges):
@@ -120,33 +117,31 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
     for subscription, group in groups.items():
         followed = ""
         if subscription.types:
-            followed = f" AND e.type = ANY(%(types_{group})s)"
-            params[f"types_{group}"] = list(subscription.types)
+            followed = f" AND e.type = ANY({_literal(list(subscription.types))}::text[])"
         windows.append(
             f"""
             e{group} AS MATERIALIZED (
                 SELECT w.i, e.position, e.stream_id, e.recorded_at
                   FROM w CROSS JOIN LATERAL (
                        SELECT e.position, e.stream_id, e.recorded_at FROM streams_event e
-                        WHERE e.position > w.start AND e.position <= least(w.up_to, w.start + %(window)s)
+                        WHERE e.position > w.start AND e.position <= least(w.up_to, w.start + {LAG_WINDOW})
                               {followed}
-                        LIMIT %(window)s) e
+                        LIMIT {LAG_WINDOW}) e
                  WHERE w.grp = {group})"""
         )
         in_categories = ""
         if subscription.categories:
-            params[f"categories_{group}"] = list(subscription.categories)
             in_categories = f"""
                  WHERE e.stream_id IN (
                        SELECT id FROM streams_stream
                         WHERE id = ANY(ARRAY(SELECT DISTINCT stream_id FROM e{group}))
-                          AND category = ANY(%(categories_{group})s))"""
+                          AND category = ANY({_literal(list(subscription.categories))}::text[]))"""
         counts.append(
             f"SELECT e.i, count(*) AS n, min(e.recorded_at) AS oldest"
             f" FROM e{group} e{in_categories} GROUP BY e.i"
         )
-    with connection.cursor() as cursor:
-        cursor.execute(
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        cursor.cursor.execute(
             f"""
             WITH h AS (SELECT COALESCE(max(position), 0) AS head FROM streams_event
                         WHERE position <= (SELECT replaydesk_settled_head())),
@@ -170,6 +165,7 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
              ORDER BY r.i
             """,
             params,
+            prepare=True,
         )
         found_rows = cursor.fetchall()
     found = []
@@ -184,6 +180,10 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
         else:
             found.append(_Count(round(count * (up_to - start) / LAG_WINDOW), False, oldest, sampled_at))
     return found, read_head
+
+
+def _literal(values: list[str]) -> str:
+    return sql.Literal(values).as_string(connection.connection)
 
 
 # --- per consumer
