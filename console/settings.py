@@ -102,7 +102,8 @@ DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = (
 )
 # Parameters travel apart from the SQL (no client-side quoting): bulk statements pass large arrays.
 DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
-# Statements are prepared only where the code asks (`prepare=True`: the append, an API token's look-up);
+# Statements are prepared only where the code asks (`prepare=True`: the append, an API token's look-up,
+# the API's pages of events, the lag count);
 # psycopg's automatic preparation is off in effect (a threshold no query reaches), as Django has it.
 DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**62
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
