@@ -107,10 +107,12 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
     planner so: without it the planner costs each window as a third of the log, and past
     jit_above_cost PostgreSQL compiles the statement on every call.
 
-    The statement is prepared (planning it cost 1-3 ms, as much as a short count). What shapes its plan
-    is in its text, not in parameters: the window's width, the types and the categories (quoted by
-    psycopg), so the plan PostgreSQL keeps for it after a few calls is the one it would make for each.
-    A connection keeps one such text per set of consumers' filters it has measured."""
+    One consumer's statement is prepared (planning it cost 1-3 ms, as much as a short count). What
+    shapes its plan is in its text, not in parameters: the window's width, the types and the categories
+    (quoted by psycopg), so the plan PostgreSQL keeps for it after a few calls is the one it would make
+    for each. A connection keeps one such text per set of filters it has measured. The statement for
+    many consumers together (the dashboard's) is planned at each call: kept, its plan measured no
+    faster at the dashboard's size (bench/README.md, section 4)."""
     params: dict[str, object] = {"since": now - RATE_WINDOW, "until": now - RATE_MIN_SPAN}
     groups: dict[selectors.LogFilter, int] = {}
     rows = []
@@ -170,7 +172,7 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
              ORDER BY r.i
             """,
             params,
-            prepare=True,
+            prepare=len(ranges) <= 2,  # one consumer: its lag and its rate
         )
         found_rows = cursor.fetchall()
     found = []
