@@ -190,6 +190,8 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
 
 
 def _literal(values: list[str]) -> str:
+    """Text values as an SQL literal, quoted by psycopg as this connection's server reads them."""
+    connection.ensure_connection()
     return sql.Literal(values).as_string(connection.connection)
 
 
