@@ -403,6 +403,13 @@ def test_a_week_of_samples_is_thinned_in_the_database_and_keeps_its_peak(directo
     assert (chart.samples, chart.min_lag, chart.max_lag, chart.latest_lag) == (60_480, 0, 5_000, 60_479 % 7)
 
 
+def lagging_stream_names(response) -> list[str]:
+    """The streams of the page's top lagging streams table, in its order."""
+    return re.findall(
+        r'<tr><td class="wrap" data-label="Stream"><a href="/streams/([^/]+)/">', response.content.decode()
+    )
+
+
 def test_consumer_page_lists_the_top_lagging_streams_with_links(browser_client, directory):
     users(1, start=1)
     for _ in range(3):
@@ -413,9 +420,7 @@ def test_consumer_page_lists_the_top_lagging_streams_with_links(browser_client, 
 
     response = browser_client.get("/consumers/users_directory/")
 
-    rows = re.findall(
-        r'<tr><td class="wrap" data-label="Stream"><a href="/streams/([^/]+)/">', response.content.decode()
-    )
+    rows = lagging_stream_names(response)
     assert rows == ["user-7", "user-1"]
 
 
@@ -437,9 +442,7 @@ def test_far_behind_the_page_lists_the_lagging_streams_of_the_events_it_meets_ne
 
     response = browser_client.get("/consumers/users_directory/")
 
-    rows = re.findall(
-        r'<tr><td class="wrap" data-label="Stream"><a href="/streams/([^/]+)/">', response.content.decode()
-    )
+    rows = lagging_stream_names(response)
     assert rows == ["user-7", "user-1", "user-2"]
     assertContains(response, "most first, among the next 4 events of the log")
     lags = re.findall(r'data-label="Lag \(events\)">(\d+)<', response.content.decode())
