@@ -150,13 +150,14 @@ class RawWriter(_Writer):
 
     def append(self, n: int, version: int, count: int) -> None:
         table = f"{peers.RAW_SCHEMA}.streams_event"
-        columns = "(stream_id, sequence, id, type, data, metadata, actor, recorded_at)"
+        columns = "(stream_id, category, sequence, id, type, data, metadata, actor, recorded_at)"
         rows = []
         for i in range(count):
             data, metadata = payload(n, version + i)
             rows.append(
                 (
                     n,
+                    CATEGORY,
                     version + i + 1,
                     uuid.uuid4(),
                     "PermissionGranted",
@@ -168,7 +169,8 @@ class RawWriter(_Writer):
         with self.conn.cursor() as cur:
             if count == 1:
                 cur.execute(
-                    f"INSERT INTO {table} {columns} VALUES (%s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
+                    f"INSERT INTO {table} {columns}"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, clock_timestamp())",
                     rows[0],
                 )
             else:

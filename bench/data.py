@@ -75,8 +75,8 @@ def load_demo(url: str, *, users: int, events: int, tag: str = "") -> dict:
         cur.execute("SELECT name, id FROM streams_stream WHERE name = ANY(%s)", [list(versions)])
         ids = dict(cur.fetchall())
         copy_sql = (
-            "COPY streams_event (stream_id, sequence, id, type, data, metadata, actor, recorded_at) "
-            "FROM STDIN"
+            "COPY streams_event (stream_id, category, sequence, id, type, data, metadata, actor,"
+            " recorded_at) FROM STDIN"
         )
         with cur.copy(copy_sql) as copy:
             for (stream, event), sequence in zip(rows, sequences, strict=True):
@@ -84,6 +84,7 @@ def load_demo(url: str, *, users: int, events: int, tag: str = "") -> dict:
                 copy.write_row(
                     (
                         ids[stream],
+                        stream.partition("-")[0],
                         sequence,
                         event["id"],
                         event["type"],
@@ -125,8 +126,10 @@ def grow_log(url: str, *, to: int, streams: int = FILLER_STREAMS) -> dict:
             stop = min(start + FILLER_CHUNK, done + missing)
             conn.execute(
                 """
-                INSERT INTO streams_event (stream_id, sequence, id, type, data, metadata, actor, recorded_at)
-                SELECT %(first)s + g %% %(streams)s, g / %(streams)s + 1, gen_random_uuid(), 'ReadingTaken',
+                INSERT INTO streams_event (stream_id, category, sequence, id, type, data, metadata, actor,
+                                           recorded_at)
+                SELECT %(first)s + g %% %(streams)s, 'load', g / %(streams)s + 1, gen_random_uuid(),
+                       'ReadingTaken',
                        jsonb_build_object('meter', 'm' || (g %% %(streams)s), 'value', g %% 1000),
                        '{"actor": "bench.loader"}'::jsonb, 'bench.loader',
                        timestamptz '2026-03-01' + g * interval '10 ms'

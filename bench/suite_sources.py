@@ -139,8 +139,8 @@ def _raw_copy(ctx: Context, found: sources.SourceDB) -> float:
     """The source's rows, a page at a time, COPYed as they are into raw.streams_event, a commit a page."""
     batch, after, copied, stream_ids = _batch(), 0, 0, {}
     copy_sql = (
-        f"COPY {peers.RAW_SCHEMA}.streams_event (stream_id, sequence, id, type, data, metadata, actor,"
-        " appended_by, appended_via, recorded_at) FROM STDIN"
+        f"COPY {peers.RAW_SCHEMA}.streams_event (stream_id, category, sequence, id, type, data, metadata,"
+        " actor, appended_by, appended_via, recorded_at) FROM STDIN"
     )
     started = time.perf_counter()
     with psycopg.connect(found.reader_url) as source, psycopg.connect(ctx.url) as log:
@@ -155,6 +155,7 @@ def _raw_copy(ctx: Context, found: sources.SourceDB) -> float:
                     copy.write_row(
                         (
                             stream_id,
+                            stream.partition("-")[0],
                             sequence,
                             event_id or _uuid(),
                             type_,

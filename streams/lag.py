@@ -100,12 +100,11 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
     (None when none of them needed it): read in that statement, so no count goes past the head it shows.
 
     Each window starts at the next event there is (a run of holes left by rolled-back appends costs
-    nothing). The ranges that follow the same types and categories read their windows together, and a
-    stream found there is looked up once, by key, in one index scan of the streams: a join would hash
-    every stream whatever the windows, and a probe per event reads a stream once for each of its
-    events. The LIMIT is never reached (a window holds at most LAG_WINDOW positions) but tells the
-    planner so: without it the planner costs each window as a third of the log, and past
-    jit_above_cost PostgreSQL compiles the statement on every call.
+    nothing), and is one range of the log's primary key filtered by type and by category, which each
+    event carries (streams/migrations/0017): no stream is looked up. The LIMIT is never reached (a
+    window holds at most LAG_WINDOW positions) but tells the planner so: without it the planner costs
+    each window as a third of the log, and past jit_above_cost PostgreSQL compiles the statement on
+    every call.
 
     One consumer's statement is prepared (planning it cost 1-3 ms, as much as a short count). What
     shapes its plan is in its text, not in parameters: the window's width, the types and the categories
@@ -124,29 +123,22 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
     for subscription, group in groups.items():
         followed = ""
         if subscription.types:
-            followed = f" AND e.type = ANY({_literal(list(subscription.types))}::text[])"
+            followed += f" AND e.type = ANY({_literal(list(subscription.types))}::text[])"
+        if subscription.categories:
+            followed += f" AND e.category = ANY({_literal(list(subscription.categories))}::text[])"
         windows.append(
             f"""
-            e{group} AS MATERIALIZED (
-                SELECT w.i, e.position, e.stream_id, e.recorded_at
+            e{group} AS (
+                SELECT w.i, count(*) AS n, min(e.recorded_at) AS oldest
                   FROM w CROSS JOIN LATERAL (
-                       SELECT e.position, e.stream_id, e.recorded_at FROM streams_event e
+                       SELECT e.recorded_at FROM streams_event e
                         WHERE e.position > w.start AND e.position <= least(w.up_to, w.start + {LAG_WINDOW})
                               {followed}
                         LIMIT {LAG_WINDOW}) e
-                 WHERE w.grp = {group})"""
+                 WHERE w.grp = {group}
+                 GROUP BY w.i)"""
         )
-        in_categories = ""
-        if subscription.categories:
-            in_categories = f"""
-                 WHERE e.stream_id IN (
-                       SELECT id FROM streams_stream
-                        WHERE id = ANY(ARRAY(SELECT DISTINCT stream_id FROM e{group}))
-                          AND category = ANY({_literal(list(subscription.categories))}::text[]))"""
-        counts.append(
-            f"SELECT e.i, count(*) AS n, min(e.recorded_at) AS oldest"
-            f" FROM e{group} e{in_categories} GROUP BY e.i"
-        )
+        counts.append(f"SELECT i, n, oldest FROM e{group}")
     with connection.cursor() as cursor, connection.wrap_database_errors:
         cursor.cursor.execute(
             f"""
@@ -338,7 +330,7 @@ def top_lagging_streams(*, consumer: Consumer, limit: int = 10, within: int | No
     if within is not None:
         head = min(head, checkpoint + within)
     followed = "e.type = ANY(%(types)s)" if subscription.types else "true"
-    in_categories = "AND s.category = ANY(%(categories)s)" if subscription.categories else ""
+    in_categories = "AND e.category = ANY(%(categories)s)" if subscription.categories else ""
     # Grouped by stream before the join: only the streams that have followed events are looked up by
     # key, rather than every stream of the followed categories hashed first (most of a call's time when
     # the range is short and those categories hold 100,000 streams).
@@ -348,12 +340,12 @@ def top_lagging_streams(*, consumer: Consumer, limit: int = 10, within: int | No
             WITH lagging AS (
                 SELECT e.stream_id, min(e.sequence) AS first, count(*) FILTER (WHERE {followed}) AS lag
                   FROM streams_event e
-                 WHERE e.position > %(checkpoint)s AND e.position <= %(head)s
+                 WHERE e.position > %(checkpoint)s AND e.position <= %(head)s {in_categories}
                  GROUP BY e.stream_id
             )
             SELECT s.name, s.version, l.first - 1, l.lag
               FROM lagging l JOIN streams_stream s ON s.id = l.stream_id
-             WHERE l.lag > 0 {in_categories}
+             WHERE l.lag > 0
              ORDER BY l.lag DESC, s.name
              LIMIT %(limit)s
             """,

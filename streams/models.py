@@ -38,6 +38,10 @@ class Event(models.Model):
         Stream, on_delete=models.PROTECT, related_name="events", db_constraint=False, db_index=False
     )
     sequence = models.BigIntegerField()
+    # The stream's category (a function of its name, never changed), kept with each event so that what
+    # follows categories (lag counts, subscriptions' reads) filters the log without a look-up of the
+    # stream per event (streams/migrations/0017).
+    category = models.CharField(max_length=200, db_collation="C")
     # Django reserves the attribute `id` for primary keys; the column and the API call it `id`.
     event_id = models.UUIDField(db_column="id", unique=True)
     type = models.CharField(max_length=200)

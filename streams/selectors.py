@@ -500,9 +500,9 @@ def filter_events(events: QuerySet[Event], log_filter: LogFilter) -> QuerySet[Ev
     if log_filter.appended_by:
         events = events.filter(appended_by=log_filter.appended_by)
     if log_filter.category:
-        events = events.filter(stream__category=log_filter.category)
+        events = events.filter(category=log_filter.category)
     if log_filter.categories:
-        events = events.filter(stream__category__in=log_filter.categories)
+        events = events.filter(category__in=log_filter.categories)
     if log_filter.stream:
         events = events.filter(stream__name=log_filter.stream)
     if log_filter.correlation_id:

@@ -127,11 +127,11 @@ _APPEND = """
         {claim}
         RETURNING id, version, replaydesk_append_slot() AS slot
     ), appended AS (
-        INSERT INTO streams_event (stream_id, sequence, id, type, data, metadata, actor, appended_by,
-                                   appended_via, recorded_at)
-        SELECT c.id, c.version - %(count)s + e.ord, COALESCE((e.doc->>'i')::uuid, gen_random_uuid()),
-               e.doc->>'t', e.doc->'d', e.doc->'m', e.doc->>'a', %(appended_by)s, %(appended_via)s,
-               clock_timestamp()
+        INSERT INTO streams_event (stream_id, category, sequence, id, type, data, metadata, actor,
+                                   appended_by, appended_via, recorded_at)
+        SELECT c.id, %(category)s::text, c.version - %(count)s + e.ord,
+               COALESCE((e.doc->>'i')::uuid, gen_random_uuid()), e.doc->>'t', e.doc->'d', e.doc->'m',
+               e.doc->>'a', %(appended_by)s, %(appended_via)s, clock_timestamp()
           FROM claimed c, jsonb_array_elements(%(batch)s::jsonb) WITH ORDINALITY AS e(doc, ord)
          ORDER BY e.ord
         RETURNING position, sequence
@@ -369,11 +369,13 @@ def _import(cursor, parsed, actor: str, appender: principals.Principal) -> Impor
     def rows():
         for (stream, events, _, times), first in zip(parsed, first_sequences, strict=True):
             stream_id = existing[stream][0]
+            category = category_of(stream)
             for offset, (event, recorded_at) in enumerate(zip(events, times, strict=True)):
                 who = str(event.metadata.get("actor") or actor or "")
                 metadata = {**event.metadata, "actor": who} if who else event.metadata
                 yield (
                     stream_id,
+                    category,
                     first + offset,
                     event.id or uuid.uuid4(),
                     event.type,
@@ -394,14 +396,14 @@ def _import(cursor, parsed, actor: str, appender: principals.Principal) -> Impor
 
 
 _COPY_EVENTS = (
-    "COPY streams_event (stream_id, sequence, id, type, data, metadata, actor, appended_by, appended_via,"
-    " recorded_at) FROM STDIN"
+    "COPY streams_event (stream_id, category, sequence, id, type, data, metadata, actor, appended_by,"
+    " appended_via, recorded_at) FROM STDIN"
 )
 
 
 def copy_events(cursor, rows: Iterable[tuple]) -> tuple[int, int]:
     """Write events with COPY, after taking an append slot (see the module's docstring): rows of
-    (stream_id, sequence, id, type, data JSON, metadata JSON, actor, appended_by, appended_via,
+    (stream_id, category, sequence, id, type, data JSON, metadata JSON, actor, appended_by, appended_via,
     recorded_at). The caller has locked their streams' rows and set their versions, in the same
     transaction; the log's followers are woken when it commits. The number written, and the log's last
     position."""

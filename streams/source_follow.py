@@ -400,6 +400,7 @@ def _write(
             data, metadata = encoded[event.position]
             yield (
                 streams[event.stream]["id"],
+                category_of(event.stream),
                 event.sequence,
                 event.id,
                 event.type,

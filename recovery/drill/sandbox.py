@@ -267,7 +267,7 @@ def _fold_without(actor: str, data_set: DataSet) -> tuple[dict[str, dict], set[s
     documents: dict[str, dict] = {}
     good: set[str] = set()
     bad: set[str] = set()
-    events = Event.objects.filter(stream__category__in=data_set.categories, type__in=data_set.types).order_by(
+    events = Event.objects.filter(category__in=data_set.categories, type__in=data_set.types).order_by(
         "position"
     )
     for event_id, kind, data, by in events.values_list("event_id", "type", "data", "actor").iterator(5000):

@@ -58,6 +58,10 @@ def test_a_table_is_copied_exactly_once_keeping_ids_streams_sequences_types_data
     assert {(e.appended_by, e.appended_via) for e in Event.objects.filter(stream__category="order")} == {
         ("system:source.orders_store", "source")
     }
+    # Each copy carries its stream's category, which what follows categories filters on.
+    assert set(
+        Event.objects.filter(stream__name__in=["order-1", "order-2"]).values_list("category", flat=True)
+    ) == {"order"}
     assert set(Stream.objects.filter(category="order").values_list("source__name", flat=True)) == {
         "orders_store"
     }
