@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Max, Q
-from django.db.models.functions import TruncMinute
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
@@ -24,7 +23,7 @@ from recovery import selectors as recovery_selectors
 from recovery.models import Job
 from streams import lag, selectors, source_status, subscription_status
 from streams.consumer_views import parked_counts
-from streams.models import Consumer, Event, LagSample
+from streams.models import Consumer, Event
 
 # An append open this long is named on the dashboard: every consumer waits below its position.
 OPEN_APPEND_NOTICE_SECONDS = 5.0
@@ -98,19 +97,26 @@ class LagTrend:
 def lag_trends(*, now: dt.datetime) -> dict[str, LagTrend]:
     """Each consumer's highest sampled lag in each of the last LAG_TREND_MINUTES minutes (samples are
     taken every 10 s), and whether it rises or falls over the last TREND_MINUTES: one statement for
-    every consumer, read from the (consumer, sampled_at) index."""
+    every consumer, read from the (consumer, sampled_at) index. Each sample's minute is numbered in
+    the statement: a time per row turned into a Python datetime cost more than the statement (300 rows
+    for 10 consumers)."""
     since = now.replace(second=0, microsecond=0) - dt.timedelta(minutes=LAG_TREND_MINUTES - 1)
-    rows = (
-        LagSample.objects.filter(sampled_at__gte=since)
-        .annotate(minute=TruncMinute("sampled_at"))
-        .values("consumer__name", "minute")
-        .annotate(lag=Max("lag_events"))
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.name, floor(extract(epoch FROM s.sampled_at - %(since)s) / 60)::int AS slot,
+                   max(s.lag_events)
+              FROM streams_lagsample s JOIN streams_consumer c ON c.id = s.consumer_id
+             WHERE s.sampled_at >= %(since)s
+             GROUP BY 1, 2
+            """,
+            {"since": since},
+        )
+        rows = cursor.fetchall()
     series: dict[str, list[int | None]] = {}
-    for row in rows:
-        slot = int((row["minute"] - since).total_seconds() // 60)
+    for name, slot, lag_events in rows:
         if 0 <= slot < LAG_TREND_MINUTES:
-            series.setdefault(row["consumer__name"], [None] * LAG_TREND_MINUTES)[slot] = row["lag"]
+            series.setdefault(name, [None] * LAG_TREND_MINUTES)[slot] = lag_events
     return {
         name: LagTrend(sparklines.sparkline(values), sparklines.trend(values, over=TREND_MINUTES))
         for name, values in series.items()

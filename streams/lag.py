@@ -26,6 +26,11 @@ RATE_WINDOW = dt.timedelta(seconds=60)
 RATE_MIN_SPAN = dt.timedelta(seconds=5)
 # Positions after a checkpoint that a lag count reads: exact within them, an estimate beyond.
 LAG_WINDOW = 2_000
+# Positions a rate's count reads from where its sample's checkpoint was: a rate is a mean over about a
+# minute, and beyond these positions it is the density they show, scaled to the whole range. Smaller
+# than the lag's window: the dashboard counts a rate for each consumer beside its lag, and the events
+# read are what its count costs (bench/README.md, section 4).
+RATE_WINDOW_POSITIONS = 500
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,11 @@ class _Range:
     up_to: int | None
     rated: int | None = None
 
+    @property
+    def width(self) -> int:
+        """The positions its count reads: exact within them, scaled beyond."""
+        return min(LAG_WINDOW, RATE_WINDOW_POSITIONS) if self.rated is not None else LAG_WINDOW
+
 
 @dataclass(frozen=True)
 class _Count:
@@ -94,10 +104,11 @@ class _Count:
 
 def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int | None]:
     """For each range: (events it follows in the range, whether that is exact, the oldest one's time),
-    reading at most LAG_WINDOW positions: beyond them the count is the window's, scaled to the whole
-    range. The oldest is the window's oldest, which is the range's unless times run backwards across it.
-    Every range in one statement, with the head that the ranges without an end of their own went up to
-    (None when none of them needed it): read in that statement, so no count goes past the head it shows.
+    reading at most its width of positions (LAG_WINDOW, or a rate's RATE_WINDOW_POSITIONS): beyond them
+    the count is the window's, scaled to the whole range. The oldest is the window's oldest, which is
+    the range's unless times run backwards across it. Every range in one statement, with the head that
+    the ranges without an end of their own went up to (None when none of them needed it): read in that
+    statement, so no count goes past the head it shows.
 
     Each window starts at the next event there is (a run of holes left by rolled-back appends costs
     nothing), and is one range of the log's primary key filtered by type and by category, which each
@@ -118,7 +129,8 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
     for i, each in enumerate(ranges):
         group = groups.setdefault(each.subscription, len(groups))
         params |= {f"after_{i}": each.after, f"up_to_{i}": each.up_to, f"rated_{i}": each.rated}
-        rows.append(f"({i}, {group}, %(after_{i})s::bigint, %(up_to_{i})s::bigint, %(rated_{i})s::bigint)")
+        bounds = f"%(after_{i})s::bigint, %(up_to_{i})s::bigint, %(rated_{i})s::bigint"
+        rows.append(f"({i}, {group}, {bounds}, {each.width})")
     windows, counts = [], []
     for subscription, group in groups.items():
         followed = ""
@@ -132,7 +144,7 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
                 SELECT w.i, count(*) AS n, min(e.recorded_at) AS oldest
                   FROM w CROSS JOIN LATERAL (
                        SELECT e.recorded_at FROM streams_event e
-                        WHERE e.position > w.start AND e.position <= least(w.up_to, w.start + {LAG_WINDOW})
+                        WHERE e.position > w.start AND e.position <= least(w.up_to, w.start + w.width)
                               {followed}
                         LIMIT {LAG_WINDOW}) e
                  WHERE w.grp = {group}
@@ -144,16 +156,16 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
             f"""
             WITH h AS (SELECT COALESCE(max(position), 0) AS head FROM streams_event
                         WHERE position <= (SELECT replaydesk_settled_head())),
-            r (i, grp, after, up_to, rated) AS (VALUES {", ".join(rows)}),
+            r (i, grp, after, up_to, rated, width) AS (VALUES {", ".join(rows)}),
             b AS (
                 SELECT r.i, coalesce(r.after, l.checkpoint) AS after, l.sampled_at,
-                       coalesce(r.up_to, (SELECT head FROM h)) AS up_to, r.grp
+                       coalesce(r.up_to, (SELECT head FROM h)) AS up_to, r.grp, r.width
                   FROM r LEFT JOIN LATERAL (
                        SELECT sampled_at, checkpoint FROM streams_lagsample
                         WHERE consumer_id = r.rated AND sampled_at >= %(since)s AND sampled_at <= %(until)s
                         ORDER BY sampled_at LIMIT 1) l ON true),
             w AS MATERIALIZED (
-                SELECT b.i, b.grp, b.up_to, b.sampled_at,
+                SELECT b.i, b.grp, b.up_to, b.sampled_at, b.width,
                        least(b.up_to, coalesce(
                            (SELECT min(position) FROM streams_event WHERE position > b.after), b.after + 1
                        ) - 1) AS start
@@ -174,10 +186,10 @@ def _count(ranges: list[_Range], *, now: dt.datetime) -> tuple[list[_Count], int
             read_head = up_to
         if start is None:  # a rated range without a sample to start from
             found.append(_Count(0, True, None))
-        elif start + LAG_WINDOW >= up_to:
+        elif start + each.width >= up_to:
             found.append(_Count(count, True, oldest, sampled_at))
         else:
-            found.append(_Count(round(count * (up_to - start) / LAG_WINDOW), False, oldest, sampled_at))
+            found.append(_Count(round(count * (up_to - start) / each.width), False, oldest, sampled_at))
     return found, read_head
 
 

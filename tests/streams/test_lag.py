@@ -339,6 +339,35 @@ def test_rate_counts_followed_events_applied_since_the_sample_of_a_minute_ago(or
     assert status(now=now).rate == pytest.approx(10 / 50)
 
 
+def test_a_rate_over_more_positions_than_its_window_is_their_density_scaled(orders, monkeypatch):
+    monkeypatch.setattr(lag, "RATE_WINDOW_POSITIONS", 8)
+    consumer = Consumer.objects.get(name="test_lag_orders")
+    append("order-1")
+    run_projection("test_lag_orders")
+    now = timezone.now()
+    before = lag.checkpoint_of(consumer=consumer)
+    LagSample.objects.create(
+        consumer=consumer,
+        sampled_at=now - dt.timedelta(seconds=50),
+        head=before,
+        checkpoint=before,
+        lag_events=0,
+        lag_seconds=0,
+    )
+    for n in range(10):  # a followed event in every third position
+        append(f"order-{n}")
+        hole()
+        append("user-1")
+    run_projection("test_lag_orders")
+    applied = lag.checkpoint_of(consumer=consumer) - before
+    assert applied == 30  # the checkpoint passes the events it does not follow, up to the head
+
+    found = status(now=now)
+    # 3 followed events in the window's 8 positions, over the 30 since the sample: 11 (of 10) in 50 s.
+    assert found.rate == pytest.approx(round(3 * 30 / 8) / 50)
+    assert (found.lag_events, found.lag_exact) == (0, True)  # the lag keeps its own, wider window
+
+
 def test_sample_all_takes_one_sample_per_consumer_and_keeps_seven_days(orders):
     ensure_projection(Users())
     consumer = Consumer.objects.get(name="test_lag_orders")
