@@ -11,7 +11,9 @@ appends go on meanwhile; what was appended since is filled under a lock that hol
 Only then is it made NOT NULL: a CHECK added NOT VALID (in that same brief lock) and validated (appends
 go on), which SET NOT NULL then takes as proof instead of scanning the table under an exclusive lock.
 Writers of the code before this migration may run until that CHECK is in place; after it, their
-appends are refused until they run this code."""
+appends are refused until they run this code. Every event is written once more: on a store of a million
+events here it took 35 s and the table grew from 775 to 1,285 MB, the old versions' space reused by later
+appends once vacuumed (README, Upgrading)."""
 
 from django.db import migrations, models, transaction
 
