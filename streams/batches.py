@@ -2,8 +2,16 @@
 PostgreSQL, so that a set-based projection folds them without a round trip through Python.
 
 A runner fills the table with one `INSERT … SELECT` from the log (the same filter, window and order it
-would have read), and the projection's `apply_rows` reads it like any table. The table belongs to the
-session (`pg_temp`) and is emptied at each commit, so concurrent runners never see each other's rows.
+would have read), and the projection's `apply_rows` reads the relation like any table. The table belongs
+to the session (`pg_temp`) and is emptied at each commit, so concurrent runners never see each other's
+rows.
+
+The relation a projection reads (TABLE) is a view: the events' table (EVENTS_TABLE) with each event's
+stream name joined in. The join is a LEFT JOIN on the streams' primary key, so PostgreSQL leaves it out
+of a statement that does not read `stream` (join removal), and a statement that does reads the names of
+its own rows only. Loading the names with every batch was a third of the load; the table's primary key
+on position was another fifth, and nothing looks a batch's rows up by position (bench/README.md,
+section 3).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ if TYPE_CHECKING:
     from streams.projections import Projection
 
 TABLE = "replaydesk_batch"
+EVENTS_TABLE = "replaydesk_batch_events"
 COLUMNS = (
     "position",
     "stream_id",
@@ -33,21 +42,32 @@ COLUMNS = (
     "actor",
     "recorded_at",
 )
-# The model fields that fill COLUMNS, in order (the stream's name through its foreign key).
-_FIELDS = tuple("stream__name" if column == "stream" else column for column in COLUMNS)
+# What the events' table holds (all but the stream's name), and the model fields that fill it, in order.
+_LOADED = tuple(column for column in COLUMNS if column != "stream")
+# Both made once per session, in the statement that finds them missing: a rolled-back transaction takes
+# what it created with it, so the statement runs before every load.
 _CREATE = f"""
-    CREATE TEMP TABLE IF NOT EXISTS {TABLE} (
-        position bigint PRIMARY KEY,
-        stream_id bigint NOT NULL,
-        stream text NOT NULL,
-        sequence bigint NOT NULL,
-        event_id uuid NOT NULL,
-        type text NOT NULL,
-        data jsonb NOT NULL,
-        metadata jsonb NOT NULL,
-        actor text NOT NULL,
-        recorded_at timestamptz NOT NULL
-    ) ON COMMIT DELETE ROWS
+    DO $$
+    BEGIN
+        IF to_regclass('pg_temp.{TABLE}') IS NULL THEN
+            CREATE TEMP TABLE IF NOT EXISTS {EVENTS_TABLE} (
+                position bigint NOT NULL,
+                stream_id bigint NOT NULL,
+                sequence bigint NOT NULL,
+                event_id uuid NOT NULL,
+                type text NOT NULL,
+                data jsonb NOT NULL,
+                metadata jsonb NOT NULL,
+                actor text NOT NULL,
+                recorded_at timestamptz NOT NULL
+            ) ON COMMIT DELETE ROWS;
+            CREATE TEMP VIEW {TABLE} AS
+                SELECT b.position, b.stream_id, s.name::text AS stream, b.sequence, b.event_id, b.type,
+                       b.data, b.metadata, b.actor, b.recorded_at
+                  FROM {EVENTS_TABLE} b LEFT JOIN public.streams_stream s ON s.id = b.stream_id;
+        END IF;
+    END
+    $$
 """
 
 
@@ -108,10 +128,10 @@ def load(cursor: CursorWrapper, events: QuerySet[Event], *, limit: int) -> tuple
     """Fill the batch with the first `limit` of `events` in position order; return how many and the
     last position (None for none)."""
     _empty(cursor)
-    chosen = events.order_by("position").values_list(*_FIELDS)[:limit]
+    chosen = events.order_by("position").values_list(*_LOADED)[:limit]
     sql, params = chosen.query.sql_with_params()
     cursor.execute(
-        f"WITH loaded AS (INSERT INTO {TABLE} ({', '.join(COLUMNS)}) {sql} RETURNING position) "
+        f"WITH loaded AS (INSERT INTO {EVENTS_TABLE} ({', '.join(_LOADED)}) {sql} RETURNING position) "
         "SELECT count(*), max(position) FROM loaded",
         params,
     )
@@ -128,7 +148,7 @@ def _record_table(cursor: CursorWrapper, schema: str) -> None:
     cursor.execute(
         f"""
         INSERT INTO {schema}.stream_checkpoint (stream_id, sequence)
-        SELECT stream_id, max(sequence) FROM {TABLE} GROUP BY stream_id
+        SELECT stream_id, max(sequence) FROM {EVENTS_TABLE} GROUP BY stream_id
         ON CONFLICT (stream_id) DO UPDATE
            SET sequence = GREATEST({schema}.stream_checkpoint.sequence, EXCLUDED.sequence)
         """
@@ -136,9 +156,8 @@ def _record_table(cursor: CursorWrapper, schema: str) -> None:
 
 
 def _empty(cursor: CursorWrapper) -> None:
-    # Every time: a rolled-back transaction takes a table it created with it.
     cursor.execute(_CREATE)
-    cursor.execute(f"DELETE FROM {TABLE}")
+    cursor.execute(f"DELETE FROM {EVENTS_TABLE}")
 
 
 def _quote(identifier: str) -> str:

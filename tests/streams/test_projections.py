@@ -1,5 +1,6 @@
 """The projection runner: batches, checkpoints, failures (retry, stop, park), pause and resume."""
 
+import json
 import threading
 
 import pytest
@@ -107,6 +108,66 @@ def test_small_batches_and_a_second_run_apply_each_event_once(flaky, monkeypatch
     assert run_projection(name).applied == 5
     assert run_projection(name).applied == 0
     assert applied(f"proj_{name}") == positions
+
+
+class BatchColumns(Projection, register=False):
+    """Keeps every column of the batch relation as it reads it, and the plan of a read without `stream`."""
+
+    name = "test_batch_columns"
+    categories = ("order",)
+    tables = (
+        """CREATE TABLE seen (position bigint PRIMARY KEY, stream_id bigint, stream text, sequence bigint,
+                              event_id uuid, type text, data jsonb, metadata jsonb, actor text,
+                              recorded_at timestamptz)""",
+    )
+    apply = Projection.apply
+    plans: list[str] = []
+
+    def apply_rows(self, cursor, rows):
+        cursor.execute(
+            f"INSERT INTO seen SELECT position, stream_id, stream, sequence, event_id, type, data, metadata,"
+            f" actor, recorded_at FROM {rows}"
+        )
+        cursor.execute(f"EXPLAIN SELECT position, type, data FROM {rows}")
+        BatchColumns.plans.append("\n".join(row[0] for row in cursor.fetchall()))
+
+
+@pytest.mark.django_db
+def test_the_batch_relation_holds_each_event_as_the_log_does_and_names_streams_only_when_read():
+    add(BatchColumns)
+    try:
+        append_events(stream="order-1", events=[{"type": "Placed", "data": {"n": 1}}] * 2)
+        append_events(stream="user-1", events=[{"type": "Ignored", "data": {}}])
+        append_events(
+            stream="order-22",
+            events=[{"type": "Paid", "data": {"n": 2}, "metadata": {"actor": "shop"}}],
+        )
+        assert run_projection("test_batch_columns").applied == 3
+    finally:
+        remove("test_batch_columns")
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM proj_test_batch_columns.seen ORDER BY position")
+        # Django's cursor leaves jsonb as its text.
+        seen = [(*row[:6], json.loads(row[6]), json.loads(row[7]), *row[8:]) for row in cursor.fetchall()]
+    expected = [
+        (
+            e.position,
+            e.stream_id,
+            e.stream.name,
+            e.sequence,
+            e.event_id,
+            e.type,
+            e.data,
+            e.metadata,
+            e.actor,
+            e.recorded_at,
+        )
+        for e in Event.objects.filter(category="order").select_related("stream").order_by("position")
+    ]
+    assert seen == expected
+    # A statement that does not read `stream` does not look the streams up at all.
+    assert BatchColumns.plans and all("streams_stream" not in plan for plan in BatchColumns.plans)
 
 
 @pytest.mark.django_db
