@@ -90,13 +90,19 @@ def sign_in(page, account: str) -> None:
     provider_login(page, account)
 
 
+# A click that ends the provider's part waits for the navigations it starts: the provider's redirect, then
+# the console's callback (which asks the provider for the tokens and the user, maps and audits the roles)
+# and the page it leads to. Three processes in turn, longer than the pages' 10 s on a loaded machine.
+HANDOVER_MS = 30_000
+
+
 def provider_login(page, account: str) -> None:
     page.locator('input[name="login"]').fill(account)
     page.locator('input[name="password"]').fill("any password: the provider's development login")
-    page.locator('button[type="submit"]').click()
+    page.locator('button[type="submit"]').click(timeout=HANDOVER_MS)
     consent = page.locator('form button[type="submit"]', has_text="Continue")
     if page.url.startswith("http://127.0.0.1") and consent.count():
-        consent.click()
+        consent.click(timeout=HANDOVER_MS)
 
 
 def test_a_user_signs_in_gets_the_mapped_role_and_is_refused_what_it_does_not_allow(page, provider):
