@@ -168,3 +168,15 @@ def test_between_a_tablet_and_a_desktop_the_menu_has_a_row_below_the_brand(opera
     assert first_link["y"] >= look_up["y"] + look_up["height"] - 2
     assert page.locator(".topbar").bounding_box()["height"] < 100
     assert not scrolls_sideways(page)
+
+
+def test_on_a_tablet_the_jobs_list_shows_every_column_within_the_page(operator_page, console_with_data):
+    page = operator_page
+    page.set_viewport_size({"width": 700, "height": 900})
+    page.goto("/jobs/")
+
+    headers = page.locator("table.jobs thead th")
+    expect(headers).to_have_count(7)
+    widths = {header.inner_text(): header.bounding_box()["width"] for header in headers.all()}
+    assert min(widths.values()) > 30, widths  # the target and who asked were squeezed to nothing
+    assert not scrolls_sideways(page)
