@@ -170,9 +170,12 @@ def test_between_a_tablet_and_a_desktop_the_menu_has_a_row_below_the_brand(opera
     assert not scrolls_sideways(page)
 
 
-def test_on_a_tablet_the_jobs_list_shows_every_column_within_the_page(operator_page, console_with_data):
+@pytest.mark.parametrize("tablet", [641, 700])  # 641: the narrowest width with a table, not cards
+def test_on_a_tablet_the_jobs_list_shows_every_column_within_the_page(
+    operator_page, console_with_data, tablet
+):
     page = operator_page
-    page.set_viewport_size({"width": 700, "height": 900})
+    page.set_viewport_size({"width": tablet, "height": 900})
     page.goto("/jobs/")
 
     headers = page.locator("table.jobs thead th")
