@@ -307,6 +307,27 @@ def test_a_sink_with_its_breaker_open_is_failing():
 # --- rate and samples
 
 
+def caught_up_sample(consumer, sampled_at, checkpoint):
+    """A lag sample of a consumer that was at the head, `checkpoint`, when it was taken."""
+    LagSample.objects.create(
+        consumer=consumer,
+        sampled_at=sampled_at,
+        head=checkpoint,
+        checkpoint=checkpoint,
+        lag_events=0,
+        lag_seconds=0,
+    )
+
+
+def ten_orders_among_others():
+    """Ten followed events, each followed by a hole and an event of another category: one in every
+    third position."""
+    for n in range(10):
+        append(f"order-{n}")
+        hole()
+        append("user-1")
+
+
 def test_rate_counts_followed_events_applied_since_the_sample_of_a_minute_ago(orders):
     consumer = Consumer.objects.get(name="test_lag_orders")
     append("order-1")
@@ -315,26 +336,9 @@ def test_rate_counts_followed_events_applied_since_the_sample_of_a_minute_ago(or
 
     now = timezone.now()
     before = lag.checkpoint_of(consumer=consumer)
-    LagSample.objects.create(
-        consumer=consumer,
-        sampled_at=now - dt.timedelta(seconds=50),
-        head=before,
-        checkpoint=before,
-        lag_events=0,
-        lag_seconds=0,
-    )
-    LagSample.objects.create(  # too old to be the baseline
-        consumer=consumer,
-        sampled_at=now - dt.timedelta(seconds=300),
-        head=0,
-        checkpoint=0,
-        lag_events=0,
-        lag_seconds=0,
-    )
-    for n in range(10):
-        append(f"order-{n}")
-        hole()
-        append("user-1")
+    caught_up_sample(consumer, now - dt.timedelta(seconds=50), before)
+    caught_up_sample(consumer, now - dt.timedelta(seconds=300), 0)  # too old to be the baseline
+    ten_orders_among_others()
     run_projection("test_lag_orders")
     assert status(now=now).rate == pytest.approx(10 / 50)
 
@@ -346,18 +350,8 @@ def test_a_rate_over_more_positions_than_its_window_is_their_density_scaled(orde
     run_projection("test_lag_orders")
     now = timezone.now()
     before = lag.checkpoint_of(consumer=consumer)
-    LagSample.objects.create(
-        consumer=consumer,
-        sampled_at=now - dt.timedelta(seconds=50),
-        head=before,
-        checkpoint=before,
-        lag_events=0,
-        lag_seconds=0,
-    )
-    for n in range(10):  # a followed event in every third position
-        append(f"order-{n}")
-        hole()
-        append("user-1")
+    caught_up_sample(consumer, now - dt.timedelta(seconds=50), before)
+    ten_orders_among_others()
     run_projection("test_lag_orders")
     applied = lag.checkpoint_of(consumer=consumer) - before
     assert applied == 30  # the checkpoint passes the events it does not follow, up to the head
