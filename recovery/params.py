@@ -49,7 +49,12 @@ def params_sha256(params: dict[str, Any]) -> str:
 
 
 def default_shards() -> int:
-    return settings.REPLAYDESK_REPLAY_SHARDS
+    """Lanes split a rebuild's streams so that several workers apply them at once. A job requested to run
+    in this process (--inline, a drill) runs its lanes one after another, and each lane reads every event
+    of its windows to keep its share of the streams: there, one lane reads the log once."""
+    from recovery.runner.slices import runs_here
+
+    return 1 if runs_here() else settings.REPLAYDESK_REPLAY_SHARDS
 
 
 def target_of(kind: str, params: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@
 A rebuild schema (`proj_<name>__rebuild_<job>`) has the projection's tables and checkpoints. Its events
 are applied by lanes: lane k of n takes the streams whose id is k modulo n, each stream in sequence order,
 and moves its own position (in recovery_joblane) in the same transaction as the effects; the per-stream
-checkpoints of what the lanes applied are recorded once, when they are all done. The tail lane
+checkpoints of what the lanes apply are recorded once, when the rebuild is prepared. The tail lane
 then follows the log in position order up to the head, and the swap renames schemas in one transaction
 under the projection's lock: live reads never see a half-built projection, and the schema it replaced
 is kept as `proj_<name>__previous` for an instant rollback.
@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
-from django.db.models import F, Max, Q, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet, Value
 from django.db.models.functions import Now
 
 from core.locks import lock_key
@@ -96,7 +96,7 @@ def lane_batch(
             events = events.exclude(rule)
         batch = batches.read(cursor, projection, events, limit=size)
         if batch.count:
-            # A lane's per-stream checkpoints are recorded once, when every lane is done (record_streams):
+            # A lane's per-stream checkpoints were recorded when the rebuild was prepared (record_streams):
             # each stream's last sequence written once rather than again by every batch that touches it.
             apply_events(cursor, projection, schema, batch, events, record=shard is None)
         reached = batch.last if batch.count == size else window_end
@@ -136,19 +136,45 @@ def record_streams(
     after: int,
     up_to: int,
     exclude: dict[str, Any],
-) -> None:
-    """Move the per-stream checkpoints of `schema` past every event the lanes applied between two
-    positions: the same rows their batches would have recorded one by one."""
-    expected = _last_sequences(projection, after=after, up_to=up_to, exclude=exclude)
-    sql, params = expected.query.sql_with_params()
+) -> tuple[int, int]:
+    """Move the per-stream checkpoints of `schema` past every event its lanes are to apply between two
+    positions, and count those events: (events to apply, events excluded).
+
+    Run once, when the rebuild is prepared: the lanes' events are fixed by then (after the base, up to the
+    target, less the exclusions), so each stream's last sequence is written once, not again by every
+    batch that touches the stream, and the log is read once for both the checkpoints and the count.
+    Nothing reads a rebuild's checkpoints before it is swapped in, which waits for every lane."""
+    per_stream = _per_stream(projection, after=after, up_to=up_to, exclude=exclude)
+    sql, params = per_stream.query.sql_with_params()
+    # One row per stream, hashed: at the default work_mem a hundred thousand streams spill to disk.
+    cursor.execute("SET LOCAL work_mem TO '64MB'")
     cursor.execute(
         f"""
-        INSERT INTO {quote(schema)}.stream_checkpoint (stream_id, sequence)
-        SELECT stream_id, top FROM ({sql}) e
-        ON CONFLICT (stream_id) DO UPDATE
-           SET sequence = GREATEST({quote(schema)}.stream_checkpoint.sequence, EXCLUDED.sequence)
+        WITH per_stream AS MATERIALIZED ({sql}), recorded AS (
+            INSERT INTO {quote(schema)}.stream_checkpoint (stream_id, sequence)
+            SELECT stream_id, top FROM per_stream WHERE top IS NOT NULL
+            ON CONFLICT (stream_id) DO UPDATE
+               SET sequence = GREATEST({quote(schema)}.stream_checkpoint.sequence, EXCLUDED.sequence)
+        )
+        SELECT COALESCE(sum(applied), 0), COALESCE(sum(dropped), 0) FROM per_stream
         """,
         params,
+    )
+    applied, dropped = cursor.fetchone()
+    return int(applied), int(dropped)
+
+
+def _per_stream(projection: Projection, *, after: int, up_to: int, exclude: dict[str, Any]) -> QuerySet:
+    """For each stream with events between two positions: the last sequence of those applied (`top`,
+    NULL when all are excluded) and how many are applied and excluded."""
+    events = matching(projection, after=after, up_to=up_to).values("stream_id").order_by()
+    rule = excluded(exclude)
+    if rule is None:
+        return events.annotate(top=Max("sequence"), applied=Count("position"), dropped=Value(0))
+    return events.annotate(
+        top=Max("sequence", filter=~rule),
+        applied=Count("position", filter=~rule),
+        dropped=Count("position", filter=rule),
     )
 
 

@@ -90,7 +90,9 @@ class Rebuild(JobKind):
             else:
                 create_schema(projection, schema)
             target = self._target_position(cursor, projection, base)
-            total, dropped = rebuild.count(projection, after=base, up_to=target, exclude=exclude)
+            total, dropped = rebuild.record_streams(
+                cursor, projection, schema, after=base, up_to=target, exclude=exclude
+            )
             lanes = job.params.get("shards") or 1
             JobLane.objects.filter(job=job).delete()
             JobLane.objects.bulk_create(
@@ -126,15 +128,7 @@ class Rebuild(JobKind):
 
     def _to_tail(self, job: Job) -> Step:
         projection, work = projection_of(job), job.work
-        with transaction.atomic(), connection.cursor() as cursor:
-            rebuild.record_streams(
-                cursor,
-                projection,
-                work["schema"],
-                after=work["base"],
-                up_to=work["target"],
-                exclude=job.params.get("exclude") or {},
-            )
+        with transaction.atomic():
             tail = work["lanes"]
             JobLane.objects.get_or_create(job=job, lane=tail, defaults={"position": work["target"]})
             more, _ = rebuild.count(

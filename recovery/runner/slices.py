@@ -171,6 +171,11 @@ def inline() -> Iterator[None]:
         _inline.reset(token)
 
 
+def runs_here() -> bool:
+    """Whether a job requested now is to run in this process (within inline(), or run_inline)."""
+    return _inline.get()
+
+
 def run_inline(job_id: int, *, max_steps: int = 100_000) -> Job:
     """Run a job to its end in this process, reading what to do next from its row as the reconciler
     does (the command line's --inline, and tests). Returns the finished job."""

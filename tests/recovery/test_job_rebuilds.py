@@ -4,6 +4,7 @@ repairs of one stream, comparisons, and the rollback of a swap."""
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from recovery import runner, services
@@ -43,6 +44,40 @@ def test_a_replay_can_exclude_the_events_a_bad_deploy_wrote():
     assert names["0"] == "User 0" and names["2"] == "User 2" and names["4"] == "Fine Name"
     assert job.result["events_excluded"] == len(bad) and good > bad[-1]
     assert job.params["exclude"]["actor"] == "svc-bad-deploy"  # recorded on the job
+
+
+def stream_checkpoints(schema="proj_users_directory"):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT s.name, c.sequence FROM {schema}.stream_checkpoint c"
+            " JOIN streams_stream s ON s.id = c.stream_id"
+        )
+        return dict(cursor.fetchall())
+
+
+def test_a_replay_records_each_streams_last_applied_event_and_not_an_excluded_one():
+    users(3)
+    rename(0, "hacked")  # excluded: user-0's last applied event stays its creation
+    rename(1, "Fine Name", actor="support")
+    job = services.request_job(
+        kind="replay",
+        params={"projection": "users_directory", "exclude": {"actor": "svc-bad-deploy"}, "shards": 2},
+        requested_by="olivia",
+        reason="r",
+    )
+    with runner.inline():
+        runner.run_slice(job.pk, 0)  # prepared: the lanes' events are fixed
+        rename(2, "Later", actor="support")  # after the target: the tail applies and records it
+    job = runner.run_inline(job.pk)
+
+    assert job.state == "succeeded", job.error
+    assert (job.total, job.result["events_replayed"], job.result["events_excluded"]) == (5, 5, 1)
+    assert stream_checkpoints() == {"user-0": 1, "user-1": 2, "user-2": 2}
+    assert {uid: row[1] for uid, row in projected_users().items()} == {
+        "0": "User 0",
+        "1": "Fine Name",
+        "2": "Later",
+    }
 
 
 def test_a_replay_can_exclude_events_by_id():

@@ -70,6 +70,26 @@ def test_canonical_params_fill_defaults_and_hash_the_same_whatever_the_key_order
     assert one.params_sha256 == two.params_sha256 == params_sha256(two.params)
 
 
+def test_a_job_run_in_this_process_rebuilds_in_one_lane_unless_asked_for_more():
+    # Lanes run one after another here, and each reads every event of its windows for its share.
+    users(6)
+    with runner.inline():
+        here = services.request_job(
+            kind="replay", params={"projection": "users_directory"}, requested_by="o", reason="r"
+        )
+    assert here.params["shards"] == 1
+    job = runner.run_inline(here.pk)
+    assert job.state == "succeeded", job.error
+    lanes = JobLane.objects.filter(job=job).order_by("lane").values_list("lane", "done")
+    assert list(lanes) == [(0, 6), (1, 0)]  # the one lane, then the tail's
+
+    with runner.inline():
+        asked = services.request_job(
+            kind="replay", params={"projection": "users_directory", "shards": 3}, requested_by="o", reason="r"
+        )
+    assert asked.params["shards"] == 3
+
+
 @pytest.mark.parametrize(
     ("kind", "params", "field"),
     [
