@@ -1,8 +1,10 @@
 """Sections 3 and 6: replaying the demo projections, restoring a snapshot plus a tail, the
 eventsourcing peer's catch-up over the same log, and what progress tracking costs a replay.
 
-Replaydesk's jobs run through their public entry points (recovery.services.request_job, then
-recovery.runner.run_inline: one process, the lanes one after another, i.e. one worker).
+Replaydesk's jobs run through their public entry points as `replaydesk <kind> --inline` runs them
+(recovery.services.request_job within recovery.runner.inline, then recovery.runner.run_inline): one
+process, i.e. one worker, and so one lane by default. The replay is also timed in the default lanes of a
+deployment with several workers (REPLAYDESK_REPLAY_SHARDS, 4), run one after another by the one process.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from bench.measure import median, row
 
 PROJECTIONS = ("users_directory", "access")
 PAGE = 500
+# REPLAYDESK_REPLAY_SHARDS's default: the lanes of a job that workers run in parallel.
+DEPLOYMENT_LANES = 4
+LANES_ONE_AFTER_ANOTHER = f"{DEPLOYMENT_LANES} lanes, one after another"
 
 
 def _job(kind: str, **params):
     from recovery import runner, services
 
-    job = services.request_job(kind=kind, params=params, requested_by="bench", reason="benchmark")
+    with runner.inline():
+        job = services.request_job(kind=kind, params=params, requested_by="bench", reason="benchmark")
     finished = runner.run_inline(job.pk)
     if finished.state != "succeeded":
         raise RuntimeError(f"{kind} job {job.pk} {finished.state}: {finished.error}")
@@ -66,12 +72,12 @@ def _no_progress():
         runner.report = original
 
 
-def _replay_all() -> tuple[dict[str, float], dict]:
+def _replay_all(**params) -> tuple[dict[str, float], dict]:
     seconds = {}
     with _timed_progress() as spent:
         for name in PROJECTIONS:
             started = time.perf_counter()
-            _job("replay", projection=name)
+            _job("replay", projection=name, **params)
             seconds[name] = time.perf_counter() - started
     return seconds, spent
 
@@ -87,7 +93,7 @@ def replay(ctx: Context) -> None:
     events = _log_size(ctx.url)
     runner_cap = min(events, ctx.sizes.es_runner_events)
     pages_cap = min(events, ctx.sizes.es_catch_up_events)
-    systems = ("replaydesk", "eventsourcing", "eventsourcing, pages by hand")
+    systems = ("replaydesk", LANES_ONE_AFTER_ANOTHER, "eventsourcing", "eventsourcing, pages by hand")
     samples = {system: [] for system in systems}
     per_projection = {name: [] for name in PROJECTIONS}
     progress_share = []
@@ -100,6 +106,9 @@ def replay(ctx: Context) -> None:
                 for name in PROJECTIONS:
                     per_projection[name].append(events / seconds[name])
                 progress_share.append(spent["seconds"] / total)
+            elif system == LANES_ONE_AFTER_ANOTHER:
+                seconds, _ = _replay_all(shards=DEPLOYMENT_LANES)
+                samples[system].append(events / sum(seconds.values()))
             elif system == "eventsourcing":
                 peers.reset_view(ctx.url, ctx.conninfo)
                 samples[system].append(
