@@ -51,9 +51,11 @@ def destination(value: str, *, masked: bool) -> str | None:
     if as_uuid is not None:
         if Event.objects.filter(event_id=as_uuid).exists():
             return reverse("streams:event", args=[as_uuid])
-        # As the log filters it (streams.selectors), which its index on metadata.correlation_id answers.
+        # As the log filters it (streams.selectors), which its index on metadata.correlation_id answers;
+        # not for a reader who sees it masked, whom the log's filter refuses too.
         correlated = Event.objects.annotate(correlation=KT("metadata__correlation_id"))
-        if correlated.filter(correlation=str(as_uuid)).exists():
+        personal = masked and masking.personal("metadata", "correlation_id")
+        if not personal and correlated.filter(correlation=str(as_uuid)).exists():
             return f"{reverse('streams:log')}?{urlencode({'correlation_id': str(as_uuid)})}"
     return audit_url(value) if in_audit_trail(value, masked=masked) else None
 

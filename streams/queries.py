@@ -67,10 +67,13 @@ def parse_log_filter(parser: QueryParser, *, masked: bool = False) -> LogFilter:
         parser.error("category", "a category is the part of a stream name before the first -")
     correlation_id = None
     if (raw_correlation := parser.raw("correlation_id")) is not None:
-        try:
-            correlation_id = uuid.UUID(raw_correlation)
-        except ValueError:
-            parser.error("correlation_id", "must be a UUID (metadata.correlation_id of an event)")
+        if masked and masking.personal("metadata", "correlation_id"):
+            parser.error("correlation_id", masking.MASKED_FILTER)
+        else:
+            try:
+                correlation_id = uuid.UUID(raw_correlation)
+            except ValueError:
+                parser.error("correlation_id", "must be a UUID (metadata.correlation_id of an event)")
     after, before = parser.time("recorded_after"), parser.time("recorded_before")
     if after and before and after >= before:
         parser.refuse("recorded_before", "must be later than recorded_after")

@@ -336,3 +336,26 @@ def test_a_bare_search_term_is_not_looked_for_in_masked_fields_for_support(suppo
 
     assert hidden.status_code == 200 and hidden.json()["results"] == []
     assert [event["stream"] for event in shown.json()["results"]] == ["order-1"]
+
+
+def test_a_correlation_id_kept_as_personal_data_is_not_a_filter_nor_a_look_up_for_support(
+    support_agent, operator, settings
+):
+    settings.REPLAYDESK_PII_PATHS = ["metadata.correlation_id"]
+    correlation = "5b0c7a1e-3f2d-4c8e-9a6b-1d2e3f4a5b6c"
+    append_events(
+        stream="order-1",
+        events=[{"type": "OrderPlaced", "data": {"id": "1"}, "metadata": {"correlation_id": correlation}}],
+    )
+
+    refused = token_client(support_agent).get("/api/v1/events", {"correlation_id": correlation})
+    looked_up = logged_in(support_agent).get(reverse("streams:lookup"), {"q": correlation})
+
+    assert refused.status_code == 400
+    assert refused.json()["errors"]["correlation_id"] == [
+        "is personal data, masked for your role: it cannot be searched or filtered on"
+    ]
+    assert looked_up.status_code == 404  # as for a value nothing holds: whether one does is not said
+    found = token_client(operator).get("/api/v1/events", {"correlation_id": correlation})
+    assert [event["stream"] for event in found.json()["results"]] == ["order-1"]
+    assert logged_in(operator).get(reverse("streams:lookup"), {"q": correlation}).status_code == 302
