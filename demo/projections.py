@@ -18,6 +18,7 @@ class UsersDirectory(Projection):
     version = 1
     categories = ("user",)
     types = ("UserCreated", "UserNameSet", "UserEmailSet")
+    fold_reads_indexes = False  # its fold finds users by their primary key
     tables = (
         """CREATE TABLE users (
                user_id text PRIMARY KEY,
@@ -83,6 +84,7 @@ class AccessTable(Projection):
     version = 1
     categories = ("user", "group")
     types = ("PermissionGranted", "PermissionRevoked", "MemberAdded", "MemberRemoved")
+    fold_reads_indexes = False  # its fold finds grants and memberships by their primary keys
     tables = (
         """CREATE TABLE grants (
                user_id text NOT NULL,

@@ -160,9 +160,10 @@ def verify_snapshot(path: Location) -> Manifest:
     return manifest
 
 
-def load_snapshot(*, path: Location, schema: str) -> Manifest:
+def load_snapshot(*, path: Location, schema: str, plain_indexes: bool = True) -> Manifest:
     """Create `schema` with the projection's tables and fill it from the snapshot, each file's checksum
-    checked as it loads: a file that does not match undoes the whole load."""
+    checked as it loads: a file that does not match undoes the whole load. Without `plain_indexes`, only
+    its unique indexes are built (the caller builds the others, create_indexes(which="plain"))."""
     manifest = read_manifest(path)
     projection = _projection(manifest.projection)
     if not schema.startswith(projection.schema):
@@ -174,13 +175,13 @@ def load_snapshot(*, path: Location, schema: str) -> Manifest:
         )
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            create_schema(projection, schema, indexes=False)
+            create_schema(projection, schema, indexes="none")
             for table in manifest.tables:
                 cursor.execute(f"TRUNCATE {quote(schema)}.{quote(table.table)}")
                 with cursor.cursor.copy(f"COPY {quote(schema)}.{quote(table.table)} FROM STDIN") as copy:
                     for chunk in _chunks(path, table):
                         copy.write(chunk)
-            create_indexes(projection, schema)
+            create_indexes(projection, schema, which="all" if plain_indexes else "unique")
     except SnapshotStoreError as exc:
         raise SnapshotError(str(exc)) from exc
     return manifest

@@ -36,7 +36,7 @@ _CREATE_TABLE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _CREATE_INDEX = re.compile(
-    rf"\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:{_IDENTIFIER}\s+)?ON\s+(?:ONLY\s+)?"
+    rf"\s*CREATE\s+(?P<unique>UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:{_IDENTIFIER}\s+)?ON\s+(?:ONLY\s+)?"
     rf"(?P<name>{_IDENTIFIER})(?P<rest>.*)",
     re.IGNORECASE | re.DOTALL,
 )
@@ -58,6 +58,11 @@ class Projection:
     # Events per batch of a replay, restore or verify (a rebuild schema no reader sees): bigger batches,
     # fewer commits. None: ten live batches.
     replay_batch_size: ClassVar[int | None] = None
+    # Whether the fold (apply or apply_rows) finds rows through the plain, not unique, indexes of
+    # `tables`. When False, a replay, restore or verify builds them once its lanes are done, instead of
+    # keeping them up row by row while the lanes apply the log; primary keys and unique indexes are there
+    # from the start (ON CONFLICT and look-ups by key need them).
+    fold_reads_indexes: ClassVar[bool] = True
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -135,6 +140,8 @@ def contract_errors(cls: type[Projection]) -> list[str]:
     for setting in ("max_attempts", "batch_size"):
         if not _count(getattr(cls, setting)):
             errors.append(f"{setting} is a whole number from 1, not {getattr(cls, setting)!r}")
+    if not isinstance(cls.fold_reads_indexes, bool):
+        errors.append(f"fold_reads_indexes is True or False, not {cls.fold_reads_indexes!r}")
     if cls.replay_batch_size is not None and not _count(cls.replay_batch_size):
         errors.append(f"replay_batch_size is None or a whole number from 1, not {cls.replay_batch_size!r}")
     for method in ("forget", "fold_stream"):
@@ -198,9 +205,14 @@ def quote(identifier: str) -> str:
     return connection.ops.quote_name(identifier)
 
 
-def create_schema(projection: Projection, schema: str | None = None, *, indexes: bool = True) -> None:
-    """Create the projection's schema with its tables and an empty checkpoint, unless it exists. Without
-    `indexes`, its CREATE INDEX statements are left for create_indexes (after a bulk load)."""
+# Which of a projection's CREATE INDEX statements create_schema runs: all, only the unique ones (the plain
+# ones built later by create_indexes), or none (all built after a bulk load).
+INDEXES = ("all", "unique", "none")
+
+
+def create_schema(projection: Projection, schema: str | None = None, *, indexes: str = "all") -> None:
+    """Create the projection's schema with its tables and an empty checkpoint, unless it exists, with the
+    CREATE INDEX statements that `indexes` names (INDEXES); create_indexes runs the others later."""
     schema = schema or projection.schema
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
@@ -217,18 +229,21 @@ def create_schema(projection: Projection, schema: str | None = None, *, indexes:
             "CREATE TABLE stream_checkpoint (stream_id bigint PRIMARY KEY, sequence bigint NOT NULL)"
         )
         for statement in projection.tables:
-            if indexes or not _CREATE_INDEX.fullmatch(statement):
+            index = _CREATE_INDEX.fullmatch(statement)
+            if index is None or indexes == "all" or (indexes == "unique" and index["unique"]):
                 cursor.execute(statement)
         cursor.execute("SET LOCAL search_path TO DEFAULT")
 
 
-def create_indexes(projection: Projection, schema: str) -> None:
-    """Run the projection's CREATE INDEX statements in `schema` (made by create_schema without them):
-    an index built once over loaded rows costs less than one kept up by every row of the load."""
+def create_indexes(projection: Projection, schema: str, *, which: str = "all") -> None:
+    """Run the projection's CREATE INDEX statements in `schema` that create_schema left out: `which` is
+    "all", "unique" or "plain". An index built once over loaded rows costs less than one kept up by every
+    row of the load."""
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL search_path TO {quote(schema)}, public")
         for statement in projection.tables:
-            if _CREATE_INDEX.fullmatch(statement):
+            index = _CREATE_INDEX.fullmatch(statement)
+            if index is not None and (which == "all" or (which == "unique") == bool(index["unique"])):
                 cursor.execute(statement)
         cursor.execute("SET LOCAL search_path TO DEFAULT")
 

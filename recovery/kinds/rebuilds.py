@@ -15,7 +15,7 @@ from recovery.kinds.common import FinalError, projection_of
 from recovery.models import Job, JobLane, Snapshot
 from streams import selectors
 from streams.models import Event
-from streams.projections import Projection, create_schema, get_projection, quote
+from streams.projections import Projection, create_indexes, create_schema, get_projection, quote
 
 
 class Rebuild(JobKind):
@@ -82,13 +82,15 @@ class Rebuild(JobKind):
         projection = projection_of(job)
         schema = rebuild.schema_for(projection, job)
         exclude = job.params.get("exclude") or {}
+        # A fold that finds rows by key only leaves the plain indexes to be built once the lanes are done.
+        indexes_after_lanes = not projection.fold_reads_indexes
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"DROP SCHEMA IF EXISTS {quote(schema)} CASCADE")
             base, snapshot_name = 0, None
             if job.params.get("snapshot") is not None:
-                base, snapshot_name = self._load(job, schema)
+                base, snapshot_name = self._load(job, schema, plain_indexes=not indexes_after_lanes)
             else:
-                create_schema(projection, schema)
+                create_schema(projection, schema, indexes="unique" if indexes_after_lanes else "all")
             target = self._target_position(cursor, projection, base)
             total, dropped = rebuild.record_streams(
                 cursor, projection, schema, after=base, up_to=target, exclude=exclude
@@ -105,18 +107,21 @@ class Rebuild(JobKind):
                 "lanes": lanes,
                 "excluded": dropped,
                 "snapshot": snapshot_name,
+                "indexes_after_lanes": indexes_after_lanes,
             }
             runner.set_stage(job, "replaying", total=total, work=work)
             job.work = work
         return Step.LANES
 
-    def _load(self, job: Job, schema: str) -> tuple[int, str]:
+    def _load(self, job: Job, schema: str, *, plain_indexes: bool) -> tuple[int, str]:
         snapshot = Snapshot.objects.filter(pk=job.params["snapshot"]).first()
         if snapshot is None:
             raise FinalError(f"snapshot {job.params['snapshot']} is no longer in the catalogue")
         try:
             manifest = snapshots.load_snapshot(
-                path=snapshots.stored(snapshot.projection, snapshot.name), schema=schema
+                path=snapshots.stored(snapshot.projection, snapshot.name),
+                schema=schema,
+                plain_indexes=plain_indexes,
             )
         except snapshots.SnapshotError as exc:
             raise FinalError(str(exc)) from exc
@@ -129,6 +134,8 @@ class Rebuild(JobKind):
     def _to_tail(self, job: Job) -> Step:
         projection, work = projection_of(job), job.work
         with transaction.atomic():
+            if work.get("indexes_after_lanes"):
+                create_indexes(projection, work["schema"], which="plain")
             tail = work["lanes"]
             JobLane.objects.get_or_create(job=job, lane=tail, defaults={"position": work["target"]})
             more, _ = rebuild.count(

@@ -132,6 +132,95 @@ def test_a_restore_takes_the_latest_snapshot_before_a_time():
     assert projected_users() == fold_users()
 
 
+class IndexesSeen(Projection, register=False):
+    """Notes, for each event it folds, whether its plain and its unique index were there."""
+
+    name = "test_indexes_seen"
+    categories = ("user",)
+    fold_reads_indexes = False
+    tables = (
+        "CREATE TABLE seen (position bigint PRIMARY KEY, stream text, plain boolean, is_unique boolean)",
+        "CREATE INDEX seen_stream ON seen (stream)",
+        "CREATE UNIQUE INDEX seen_stream_position ON seen (stream, position)",
+    )
+
+    def apply_rows(self, cursor, rows):
+        cursor.execute(
+            f"""
+            INSERT INTO seen SELECT position, stream, to_regclass('seen_stream') IS NOT NULL,
+                                    to_regclass('seen_stream_position') IS NOT NULL FROM {rows}
+            """
+        )
+
+
+class IndexesRead(IndexesSeen, register=False):
+    name = "test_indexes_read"
+    fold_reads_indexes = True
+
+
+@pytest.fixture
+def indexes_seen():
+    add(IndexesSeen)
+    add(IndexesRead)
+    yield
+    remove("test_indexes_seen")
+    remove("test_indexes_read")
+
+
+def seen(projection) -> dict[int, tuple[bool, bool]]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT position, plain, is_unique FROM proj_{projection}.seen ORDER BY position")
+        return {position: (plain, unique) for position, plain, unique in cursor.fetchall()}
+
+
+def indexes_of(projection) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", [f"proj_{projection}"])
+        return {name for (name,) in cursor.fetchall()}
+
+
+@pytest.mark.usefixtures("indexes_seen")
+@pytest.mark.parametrize(("projection", "while_lanes_run"), [("indexes_seen", False), ("indexes_read", True)])
+def test_a_fold_that_reads_no_plain_index_is_replayed_without_it_until_the_tail(projection, while_lanes_run):
+    users(3)
+    lanes = set(Event.objects.filter(stream__name__startswith="user-").values_list("position", flat=True))
+    job = services.request_job(
+        kind="replay", params={"projection": f"test_{projection}", "shards": 2}, requested_by="o", reason="r"
+    )
+    with runner.inline():
+        runner.run_slice(job.pk, 0)  # prepared: the lanes apply what the log holds now
+        tail = rename(0, "Later")
+    job = runner.run_inline(job.pk)
+
+    assert job.state == "succeeded", job.error
+    assert seen(f"test_{projection}") == {
+        **{position: (while_lanes_run, True) for position in lanes},
+        tail: (True, True),
+    }
+    assert {"seen_stream", "seen_stream_position"} <= indexes_of(f"test_{projection}")
+
+
+@pytest.mark.usefixtures("indexes_seen")
+def test_a_restore_builds_the_plain_indexes_a_fold_does_not_read_after_its_lanes():
+    users(2)
+    run_projection("test_indexes_seen")
+    snapshot = run("snapshot", projection="test_indexes_seen")
+    assert snapshot.state == "succeeded", snapshot.error
+    users(2, start=2)
+    after = set(
+        Event.objects.filter(type="UserCreated", position__gt=snapshot.result["position"]).values_list(
+            "position", flat=True
+        )
+    )
+
+    job = run("restore", projection="test_indexes_seen", snapshot=snapshot.result["snapshot"])
+    assert job.state == "succeeded", job.error
+    assert {
+        position: found for position, found in seen("test_indexes_seen").items() if position in after
+    } == {position: (False, True) for position in after}
+    assert {"seen_stream", "seen_stream_position"} <= indexes_of("test_indexes_seen")
+
+
 def test_a_single_stream_replay_repairs_one_entity_in_place():
     users(3)
     rename(1, "Right")

@@ -58,6 +58,7 @@ def test_the_demo_projections_keep_the_contract():
         ({"batch_size": 0}, "batch_size is a whole number from 1, not 0"),
         ({"max_attempts": True}, "max_attempts is a whole number from 1, not True"),
         ({"replay_batch_size": -5}, "replay_batch_size is None or a whole number from 1, not -5"),
+        ({"fold_reads_indexes": "no"}, "fold_reads_indexes is True or False, not 'no'"),
         ({"forget": "users"}, "forget is a method"),
     ],
 )
