@@ -43,6 +43,12 @@ _CREATE_INDEX = re.compile(
 
 _registry: dict[str, Projection] = {}
 
+# Live batches in one batch of a replay, restore or verify, unless the projection says (replay_batch_size):
+# a fold of Event objects holds its batch in Python; a set-based fold's stays in PostgreSQL, where bigger
+# batches cost fewer statements and commits per event (bench/README.md, *Replay and restore*).
+REPLAY_LIVE_BATCHES = 10
+REPLAY_LIVE_BATCHES_SET_BASED = 40
+
 
 class Projection:
     name: ClassVar[str]
@@ -56,7 +62,7 @@ class Projection:
     max_attempts: ClassVar[int] = 5
     batch_size: ClassVar[int] = 500
     # Events per batch of a replay, restore or verify (a rebuild schema no reader sees): bigger batches,
-    # fewer commits. None: ten live batches.
+    # fewer commits. None: REPLAY_LIVE_BATCHES live batches (REPLAY_LIVE_BATCHES_SET_BASED for apply_rows).
     replay_batch_size: ClassVar[int | None] = None
     # Whether the fold (apply or apply_rows) finds rows through the plain, not unique, indexes of
     # `tables`. When False, a replay, restore or verify builds them once its lanes are done, instead of
@@ -106,7 +112,9 @@ class Projection:
 
     @property
     def replay_batch(self) -> int:
-        own = self.replay_batch_size or self.batch_size * 10
+        own = self.replay_batch_size or self.batch_size * (
+            REPLAY_LIVE_BATCHES_SET_BASED if self.set_based else REPLAY_LIVE_BATCHES
+        )
         cap = settings.REPLAYDESK_REPLAY_BATCH_MAX
         return min(own, cap) if cap else own
 

@@ -221,6 +221,47 @@ def test_a_restore_builds_the_plain_indexes_a_fold_does_not_read_after_its_lanes
     assert {"seen_stream", "seen_stream_position"} <= indexes_of("test_indexes_seen")
 
 
+class BatchesSeen(Projection, register=False):
+    """Notes the size of each batch it folds, set-based."""
+
+    name = "test_batches_rows"
+    categories = ("user",)
+    batch_size = 1
+    tables = ("CREATE TABLE batches (n serial PRIMARY KEY, events int NOT NULL)",)
+
+    def apply_rows(self, cursor, rows):
+        cursor.execute(f"INSERT INTO batches (events) SELECT count(*) FROM {rows}")
+
+
+class BatchesSeenAsObjects(BatchesSeen, register=False):
+    name = "test_batches_objects"
+
+    def apply(self, cursor, events):
+        cursor.execute("INSERT INTO batches (events) VALUES (%s)", [len(events)])
+
+
+@pytest.mark.parametrize(
+    ("projection", "cap", "sizes"),
+    [
+        (BatchesSeen, 0, [40, 40, 20]),  # forty live batches: the batch stays in PostgreSQL
+        (BatchesSeenAsObjects, 0, [10] * 10),  # ten: the batch is held in Python
+        (BatchesSeen, 25, [25] * 4),  # REPLAYDESK_REPLAY_BATCH_MAX
+    ],
+)
+def test_a_replay_folds_bigger_batches_of_a_set_based_projection(projection, cap, sizes, settings):
+    settings.REPLAYDESK_REPLAY_BATCH_MAX = cap
+    users(100)
+    add(projection)
+    try:
+        job = run("replay", projection=projection.name, shards=1)
+        assert job.state == "succeeded", job.error
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT events FROM proj_{projection.name}.batches ORDER BY n")
+            assert [events for (events,) in cursor.fetchall()] == sizes
+    finally:
+        remove(projection.name)
+
+
 def test_a_single_stream_replay_repairs_one_entity_in_place():
     users(3)
     rename(1, "Right")
