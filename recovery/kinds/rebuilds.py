@@ -108,6 +108,7 @@ class Rebuild(JobKind):
                 "excluded": dropped,
                 "snapshot": snapshot_name,
                 "indexes_after_lanes": indexes_after_lanes,
+                "streams_recorded": True,
             }
             runner.set_stage(job, "replaying", total=total, work=work)
             job.work = work
@@ -133,7 +134,16 @@ class Rebuild(JobKind):
 
     def _to_tail(self, job: Job) -> Step:
         projection, work = projection_of(job), job.work
-        with transaction.atomic():
+        with transaction.atomic(), connection.cursor() as cursor:
+            if not work.get("streams_recorded"):  # prepared by a version that recorded them only here
+                rebuild.record_streams(
+                    cursor,
+                    projection,
+                    work["schema"],
+                    after=work["base"],
+                    up_to=work["target"],
+                    exclude=job.params.get("exclude") or {},
+                )
             if work.get("indexes_after_lanes"):
                 create_indexes(projection, work["schema"], which="plain")
             tail = work["lanes"]

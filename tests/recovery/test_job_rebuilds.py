@@ -8,6 +8,7 @@ from django.db import connection
 from django.utils import timezone
 
 from recovery import runner, services
+from recovery.models import Job
 from recovery.params import JobParamsError
 from streams.consumers import run_projection
 from streams.models import Event
@@ -130,6 +131,25 @@ def test_a_restore_takes_the_latest_snapshot_before_a_time():
     job = runner.run_inline(early.pk)
     assert job.state == "succeeded" and job.result["rpo_events"] == 0 and job.result["rto_seconds"] >= 0
     assert projected_users() == fold_users()
+
+
+def test_a_replay_prepared_before_checkpoints_were_recorded_up_front_records_them_after_its_lanes():
+    # An upgrade in the middle of a replay: the job was prepared by a version that recorded its
+    # per-stream checkpoints only once the lanes were done.
+    users(3)
+    rename(1, "Fine Name", actor="support")
+    job = services.request_job(
+        kind="replay", params={"projection": "users_directory"}, requested_by="olivia", reason="r"
+    )
+    with runner.inline():
+        runner.run_slice(job.pk, 0)
+    job.refresh_from_db()
+    sql(f"DELETE FROM {job.work['schema']}.stream_checkpoint")
+    Job.objects.filter(pk=job.pk).update(work={k: v for k, v in job.work.items() if k != "streams_recorded"})
+
+    job = runner.run_inline(job.pk)
+    assert job.state == "succeeded", job.error
+    assert stream_checkpoints() == {"user-0": 1, "user-1": 2, "user-2": 1}
 
 
 class IndexesSeen(Projection, register=False):
