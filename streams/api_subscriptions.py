@@ -341,8 +341,9 @@ def ack(request: Request, name: str) -> Response:
     description="The event at `position` was not handled (with why); the partition's events before it "
     "were. It is delivered again with what followed it, and parked at its max_nacks-th nack in a row "
     "(then listed under /api/v1/consumers/{name}/parked). A parked event the lease redelivered is parked "
-    "again at once. 409 as for an ack; 422 when `position` is not an event of the partition that the "
-    "lease delivered and that is not acknowledged.",
+    "again at once. The same nack sent again before the next fetch (its answer was lost) gets the same "
+    "answer and is not counted twice. 409 as for an ack; 422 when `position` is not an event of the "
+    "partition that the lease delivered and that is not acknowledged.",
 )
 @api_view(["POST"])
 def nack(request: Request, name: str) -> Response:

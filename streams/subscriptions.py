@@ -456,6 +456,10 @@ def nack(
         redelivered = redelivery.delivered(subscription, lease)
         if position in {p.event_id for p in redelivered}:
             return _nack_redelivered(subscription, partition, redelivered, position, reason, request)
+        if _repeats_last_nack(subscription, partition, position):
+            # The reader did not get the answer to its nack and asks again: the same answer, and the
+            # nack is not counted twice.
+            return Nacked(partition=partition, parked=partition.failing_position != position)
         redelivery.resolve([p for p in redelivered if p.event_id < position], request=request)
         if not partition.checkpoint < position <= partition.delivered_up_to:
             raise NotDelivered(
@@ -505,6 +509,22 @@ def nack(
             ],
         )
     return Nacked(partition=partition, parked=parked)
+
+
+def _repeats_last_nack(subscription: Subscription, partition: SubscriptionPartition, position: int) -> bool:
+    """Whether a nack of `position` repeats the lease's last nack: nothing was delivered since (a nack
+    sends its event, and what followed it, to the next fetch), and that nack left its event failing at
+    the checkpoint, or parked and passed by it."""
+    if partition.delivered_up_to != partition.checkpoint:
+        return False
+    if partition.failing_position == position:
+        return partition.checkpoint == position - 1
+    return (
+        partition.checkpoint == position
+        and ParkedEvent.objects.filter(
+            consumer=subscription.consumer, event_id=position, state=ParkedEvent.State.PARKED
+        ).exists()
+    )
 
 
 def _nack_redelivered(

@@ -193,6 +193,28 @@ def test_a_nacked_event_comes_again_and_is_parked_at_the_last_nack_then_the_part
     assert skipped.status_code == 200 and skipped.json()["state"] == "skipped"
 
 
+def test_a_nack_asked_again_after_a_lost_answer_gets_the_same_answer_and_counts_once(api):
+    create(api, max_nacks=2)
+    positions = append("invoice-1", 2)
+    lease = fetch(api).json()["lease"]
+    body = {"lease": lease, "position": positions[0], "reason": "tax service down"}
+
+    first = api.post(f"{URL}/billing/nack", body, format="json")
+    again = api.post(f"{URL}/billing/nack", body, format="json")
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and first.json()["nacks"] == 1 and not first.json()["parked"]
+
+    lease = fetch(api).json()["lease"]  # delivered again: a nack now is the second
+    body = {**body, "lease": lease}
+    parked = api.post(f"{URL}/billing/nack", body, format="json")
+    repeated = api.post(f"{URL}/billing/nack", body, format="json")
+    assert parked.status_code == repeated.status_code == 200
+    assert repeated.json() == parked.json() and parked.json()["parked"]
+    [listed] = ParkedEvent.objects.all()
+    assert (listed.event_id, listed.attempts) == (positions[0], 2)
+    assert [e["position"] for e in fetch(api).json()["events"]] == positions[1:]
+
+
 def test_a_paused_subscription_delivers_nothing_until_resumed(api):
     create(api)
     append("invoice-1", 1)
