@@ -80,6 +80,7 @@ def environment(server: Server) -> dict[str, str]:
         # The API's per-user rate limits would measure the limit, not the API.
         "REPLAYDESK_RATE_APPEND": "off",
         "REPLAYDESK_RATE_WRITE": "off",
+        "REPLAYDESK_RATE_SUBSCRIBE": "off",
         "REPLAYDESK_RATE_READ": "off",
         "REPLAYDESK_SNAPSHOT_DIR": snapshot_dir(server),
         # The sources section's scratch databases are on the run's own server.

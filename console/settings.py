@@ -185,6 +185,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("REPLAYDESK_MAX_BODY_BYTES", 16
 REPLAYDESK_RATES = {
     "append": os.environ.get("REPLAYDESK_RATE_APPEND", "6000/min"),
     "write": os.environ.get("REPLAYDESK_RATE_WRITE", "600/min"),
+    "subscribe": os.environ.get("REPLAYDESK_RATE_SUBSCRIBE", "6000/min"),
     "read": os.environ.get("REPLAYDESK_RATE_READ", "6000/min"),
     "login_user_ip": os.environ.get("REPLAYDESK_RATE_LOGIN_USER_IP", "10/15min"),
     "login_user": os.environ.get("REPLAYDESK_RATE_LOGIN_USER", "100/15min"),

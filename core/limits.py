@@ -110,7 +110,7 @@ def digest(text: str) -> str:
 
 
 class ApiRateThrottle(BaseThrottle):
-    """DRF's throttle for every API view: one budget per user and scope (append, write, read).
+    """DRF's throttle for every API view: one budget per user and scope (append, subscribe, write, read).
     Applied after authentication and permissions, so refused requests spend nothing."""
 
     def allow_request(self, request, view) -> bool:
@@ -141,12 +141,19 @@ class ApiRateThrottle(BaseThrottle):
         return True
 
 
+# A subscription's readers fetch, acknowledge and nack batch after batch: a budget of their own, not the
+# one of operators' writes (pausing a consumer, requesting a job).
+SUBSCRIBE_URLS = frozenset({"api-subscription-fetch", "api-subscription-ack", "api-subscription-nack"})
+
+
 def api_scope(request) -> str:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return "read"
     match = getattr(request, "resolver_match", None)
     if match is not None and match.url_name == "api-stream-events":
         return "append"
+    if match is not None and match.url_name in SUBSCRIBE_URLS:
+        return "subscribe"
     return "write"
 
 

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from core import limits
 from streams.models import Event, Stream
+from streams.services import append_events
 from tests.conftest import PASSWORD, bearer_token, person
 from tests.streams.test_api_append import URL, assert_problem, body, post, post_raw
 
@@ -152,6 +153,24 @@ def test_other_writes_have_their_own_budget(api, rates):
 
     assert "write requests" in assert_problem(response, 429)["detail"]
     assert post(api, "user-1", body("Noted")).status_code == 201  # appends are not "other writes"
+
+
+def test_a_subscriptions_readers_have_a_budget_of_their_own(api, rates):
+    rates(write="1/min", subscribe="3/min")
+    created = api.post("/api/v1/subscriptions", {"name": "billing", "categories": ["invoice"]}, format="json")
+    assert created.status_code == 201  # the one write of the minute
+    [position] = append_events(stream="invoice-1", events=[{"type": "Issued", "data": {}}]).positions
+    url = "/api/v1/subscriptions/billing"
+
+    fetched = api.post(f"{url}/fetch", {"reader": "r1"}, format="json")
+    lease = fetched.json()["lease"]
+    acked = api.post(f"{url}/ack", {"lease": lease, "position": position}, format="json")
+    again = api.post(f"{url}/fetch", {"reader": "r1", "lease": lease, "wait": 0}, format="json")
+    assert [fetched.status_code, acked.status_code, again.status_code] == [200, 200, 200]
+
+    refused = api.post(f"{url}/fetch", {"reader": "r1", "lease": lease, "wait": 0}, format="json")
+    assert "at most 3 per minute subscribe requests" in assert_problem(refused, 429)["detail"]
+    assert "write requests" in assert_problem(api.post("/api/v1/consumers/billing/pause"), 429)["detail"]
 
 
 def test_a_browser_session_is_limited_like_a_token(browser_client, rates):
