@@ -15,7 +15,7 @@ breaks the contract, or takes another one's name, stops the start with Improperl
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -213,14 +213,12 @@ def quote(identifier: str) -> str:
     return connection.ops.quote_name(identifier)
 
 
-# Which of a projection's CREATE INDEX statements create_schema runs: all, only the unique ones (the plain
-# ones built later by create_indexes), or none (all built after a bulk load).
-INDEXES = ("all", "unique", "none")
-
-
-def create_schema(projection: Projection, schema: str | None = None, *, indexes: str = "all") -> None:
+def create_schema(
+    projection: Projection, schema: str | None = None, *, indexes: Literal["all", "unique", "none"] = "all"
+) -> None:
     """Create the projection's schema with its tables and an empty checkpoint, unless it exists, with the
-    CREATE INDEX statements that `indexes` names (INDEXES); create_indexes runs the others later."""
+    CREATE INDEX statements that `indexes` names: all, only the unique ones (the plain ones built later by
+    create_indexes), or none (all built after a bulk load)."""
     schema = schema or projection.schema
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
@@ -243,7 +241,9 @@ def create_schema(projection: Projection, schema: str | None = None, *, indexes:
         cursor.execute("SET LOCAL search_path TO DEFAULT")
 
 
-def create_indexes(projection: Projection, schema: str, *, which: str = "all") -> None:
+def create_indexes(
+    projection: Projection, schema: str, *, which: Literal["all", "unique", "plain"] = "all"
+) -> None:
     """Run the projection's CREATE INDEX statements in `schema` that create_schema left out: `which` is
     "all", "unique" or "plain". An index built once over loaded rows costs less than one kept up by every
     row of the load."""

@@ -2,6 +2,7 @@
 repairs of one stream, comparisons, and the rollback of a swap."""
 
 import datetime as dt
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection
@@ -47,6 +48,16 @@ def test_a_replay_can_exclude_the_events_a_bad_deploy_wrote():
     assert job.params["exclude"]["actor"] == "svc-bad-deploy"  # recorded on the job
 
 
+@contextmanager
+def prepared(**params):
+    """A replay requested and prepared in this process: its lanes' events are fixed at the head as it was
+    then, so what the body appends is the tail's."""
+    job = services.request_job(kind="replay", params=params, requested_by="olivia", reason="r")
+    with runner.inline():
+        runner.run_slice(job.pk, 0)
+        yield job
+
+
 def stream_checkpoints(schema="proj_users_directory"):
     with connection.cursor() as cursor:
         cursor.execute(
@@ -60,14 +71,7 @@ def test_a_replay_records_each_streams_last_applied_event_and_not_an_excluded_on
     users(3)
     rename(0, "hacked")  # excluded: user-0's last applied event stays its creation
     rename(1, "Fine Name", actor="support")
-    job = services.request_job(
-        kind="replay",
-        params={"projection": "users_directory", "exclude": {"actor": "svc-bad-deploy"}, "shards": 2},
-        requested_by="olivia",
-        reason="r",
-    )
-    with runner.inline():
-        runner.run_slice(job.pk, 0)  # prepared: the lanes' events are fixed
+    with prepared(projection="users_directory", exclude={"actor": "svc-bad-deploy"}, shards=2) as job:
         rename(2, "Later", actor="support")  # after the target: the tail applies and records it
     job = runner.run_inline(job.pk)
 
@@ -138,12 +142,8 @@ def test_a_replay_prepared_before_checkpoints_were_recorded_up_front_records_the
     # per-stream checkpoints only once the lanes were done.
     users(3)
     rename(1, "Fine Name", actor="support")
-    job = services.request_job(
-        kind="replay", params={"projection": "users_directory"}, requested_by="olivia", reason="r"
-    )
-    with runner.inline():
-        runner.run_slice(job.pk, 0)
-    job.refresh_from_db()
+    with prepared(projection="users_directory") as job:
+        job.refresh_from_db()
     sql(f"DELETE FROM {job.work['schema']}.stream_checkpoint")
     Job.objects.filter(pk=job.pk).update(work={k: v for k, v in job.work.items() if k != "streams_recorded"})
 
@@ -204,11 +204,7 @@ def indexes_of(projection) -> set[str]:
 def test_a_fold_that_reads_no_plain_index_is_replayed_without_it_until_the_tail(projection, while_lanes_run):
     users(3)
     lanes = set(Event.objects.filter(stream__name__startswith="user-").values_list("position", flat=True))
-    job = services.request_job(
-        kind="replay", params={"projection": f"test_{projection}", "shards": 2}, requested_by="o", reason="r"
-    )
-    with runner.inline():
-        runner.run_slice(job.pk, 0)  # prepared: the lanes apply what the log holds now
+    with prepared(projection=f"test_{projection}", shards=2) as job:
         tail = rename(0, "Later")
     job = runner.run_inline(job.pk)
 
