@@ -70,7 +70,7 @@ MIDDLEWARE = [
     "core.principals.PrincipalMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "core.csp.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
