@@ -133,7 +133,8 @@ def machine(url: str) -> dict:
         version = conn.execute("SHOW server_version").fetchone()[0]
         settings = dict(
             conn.execute(
-                "SELECT name, setting || COALESCE(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+                # As SHOW writes them ("128MB"): `setting` is in the unit's multiples (16384 of 8kB).
+                "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)",
                 [["shared_buffers", "synchronous_commit", "max_wal_size", "work_mem", "fsync"]],
             ).fetchall()
         )
