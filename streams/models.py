@@ -65,6 +65,9 @@ class Event(models.Model):
             models.Index(
                 fields=["actor", "recorded_at"], include=["position"], name="streams_event_actor_time"
             ),
+            # One actor's events newest first, with no time range: the page is read from the index's end
+            # (streams.audit_search.search_candidates), not picked from all of that actor's events.
+            models.Index(fields=["actor", "position"], name="streams_event_actor_position"),
             models.Index(
                 fields=["appended_by", "recorded_at"],
                 include=["position"],

@@ -311,6 +311,44 @@ def test_matches_before_and_within_the_newest_positions_page_together_newest_fir
     assert seen == list(range(29, 0, -2))
 
 
+def test_one_actors_events_page_newest_first_from_the_end_of_the_actor_and_position_index(support_api):
+    from django.db import connection
+
+    from streams import audit_search
+    from streams.selectors import LogFilter
+
+    # Carol acted early and rarely; thousands of others' events came after hers.
+    for n in range(40):
+        append_events(
+            stream=f"ticket-{n}",
+            events=[{"type": "Touched", "data": {"n": n}, "metadata": {"actor": "carol"}}],
+        )
+    for batch in range(5):
+        append_events(
+            stream=f"bulk-{batch}",
+            events=[
+                {"type": "Touched", "data": {"n": i}, "metadata": {"actor": "dave"}} for i in range(1000)
+            ],
+        )
+
+    seen, cursor = [], None
+    while True:
+        payload = search(support_api, "actor:carol", limit=15, **({"cursor": cursor} if cursor else {}))
+        seen += [e["data"]["n"] for e in payload["results"]]
+        cursor = payload["next"]
+        if cursor is None:
+            break
+    assert seen == list(range(39, -1, -1))
+
+    # Her page is read from the end of her entries in (actor, position), not picked by sorting all of them.
+    with connection.cursor() as db:
+        db.execute("ANALYZE streams_event")
+    query = audit_search.AuditQuery(text="actor:carol", log_filter=LogFilter(actor="carol"))
+    plan = audit_search.search_candidates(query, limit=16).explain()
+    assert "Index Only Scan Backward using streams_event_actor_position" in plan, plan
+    assert 'Sort Key: ((streams_event."position" + 0))' not in plan, plan
+
+
 def test_the_page_pages_older_by_position_and_back_to_the_newest(support_api):
     append_events(stream="ticket-9", events=[{"type": "Touched", "data": {"n": n}} for n in range(5)])
     positions = list(
