@@ -31,8 +31,13 @@ _DEBUG_PAGES = (http.client.INTERNAL_SERVER_ERROR, http.client.NOT_FOUND)
 
 
 @functools.cache
-def _settings_policies() -> tuple[str, str]:
-    return build_policy(), build_policy(report_only=True)
+def _settings_policies() -> tuple[str, str, bool]:
+    """The settings' header and report-only header, and whether either excludes URL prefixes."""
+    excludes = any(
+        (getattr(settings, name, None) or {}).get("EXCLUDE_URL_PREFIXES")
+        for name in ("CONTENT_SECURITY_POLICY", "CONTENT_SECURITY_POLICY_REPORT_ONLY")
+    )
+    return build_policy(), build_policy(report_only=True), excludes
 
 
 @receiver(setting_changed)
@@ -41,23 +46,16 @@ def _forget(*, setting: str, **kwargs) -> None:
         _settings_policies.cache_clear()
 
 
-def _excludes_prefixes() -> bool:
-    return any(
-        (getattr(settings, name, None) or {}).get("EXCLUDE_URL_PREFIXES")
-        for name in ("CONTENT_SECURITY_POLICY", "CONTENT_SECURITY_POLICY_REPORT_ONLY")
-    )
-
-
 class CSPMiddleware(middleware.CSPMiddleware):
     def process_response(self, request, response):
+        policy, report_only, excludes = _settings_policies()
         if (
             getattr(request, "_csp_nonce", None) is not None
             or any(hasattr(response, name) for name in _PER_RESPONSE)
-            or _excludes_prefixes()
+            or excludes
             or (settings.DEBUG and response.status_code in _DEBUG_PAGES)
         ):
             return super().process_response(request, response)
-        policy, report_only = _settings_policies()
         for header, value, exempt in (
             (HEADER, policy, "_csp_exempt"),
             (HEADER_REPORT_ONLY, report_only, "_csp_exempt_ro"),

@@ -94,6 +94,18 @@ def search(client, q: str, **params) -> dict:
     return response.json()
 
 
+def every_page(client, q: str, *, limit: int) -> tuple[list, int]:
+    """Each result's `data.n` over every page of the search, following its cursor; and how many pages."""
+    seen, cursor, pages = [], None, 0
+    while True:
+        payload = search(client, q, limit=limit, **({"cursor": cursor} if cursor else {}))
+        seen += [e["data"]["n"] for e in payload["results"]]
+        pages += 1
+        cursor = payload["next"]
+        if cursor is None:
+            return seen, pages
+
+
 def test_stream_prefix_finds_those_streams_first_and_their_events_newest_first(support_api):
     permissions_history()
 
@@ -276,15 +288,7 @@ def test_paging_walks_every_match_newest_first_once_by_position(support_api):
     append_events(stream="ticket-9", events=[{"type": "Touched", "data": {"n": n}} for n in range(130)])
     append_events(stream="ticket-10", events=[{"type": "Touched", "data": {"n": 0}}])
 
-    seen, cursor, pages = [], None, 0
-    while True:
-        params = {"limit": 50, **({"cursor": cursor} if cursor else {})}
-        payload = search(support_api, "stream:ticket-9", **params)
-        seen += [e["data"]["n"] for e in payload["results"]]
-        pages += 1
-        cursor = payload["next"]
-        if cursor is None:
-            break
+    seen, pages = every_page(support_api, "stream:ticket-9", limit=50)
 
     assert seen == list(range(129, -1, -1))
     assert pages == 3
@@ -300,13 +304,7 @@ def test_matches_before_and_within_the_newest_positions_page_together_newest_fir
         append_events(stream=f"ticket-{n}", events=[{"type": "Touched", "data": {"n": n, "odd": n % 2}}])
         append_events(stream=f"other-{n}", events=[{"type": "Touched", "data": {"n": n}}])
 
-    seen, cursor = [], None
-    while True:
-        payload = search(support_api, "odd=1", limit=4, **({"cursor": cursor} if cursor else {}))
-        seen += [e["data"]["n"] for e in payload["results"]]
-        cursor = payload["next"]
-        if cursor is None:
-            break
+    seen, _ = every_page(support_api, "odd=1", limit=4)
 
     assert seen == list(range(29, 0, -2))
 
@@ -331,13 +329,7 @@ def test_one_actors_events_page_newest_first_from_the_end_of_the_actor_and_posit
             ],
         )
 
-    seen, cursor = [], None
-    while True:
-        payload = search(support_api, "actor:carol", limit=15, **({"cursor": cursor} if cursor else {}))
-        seen += [e["data"]["n"] for e in payload["results"]]
-        cursor = payload["next"]
-        if cursor is None:
-            break
+    seen, _ = every_page(support_api, "actor:carol", limit=15)
     assert seen == list(range(39, -1, -1))
 
     # Her page is read from the end of her entries in (actor, position), not picked by sorting all of them.
