@@ -19,11 +19,13 @@ A query is terms separated by spaces (quote a term that holds spaces); events mu
 The time range (recorded after / before) and the paging (keyset by position, newest first) are the log's
 parameters (streams.queries), and the structured terms become the log's own filter (streams.selectors):
 each condition is served by an index (stream name in C collation, (actor, recorded_at),
-(appended_by, recorded_at), type, recorded_at, GIN jsonb_path_ops on data).
+(appended_by, recorded_at), type, recorded_at, GIN jsonb_path_ops on data, GIN of the data's values,
+and of the values keyed by span of the log for a bare value's newest events).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Iterator, Mapping
@@ -33,7 +35,8 @@ from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import connection, transaction
-from django.db.models import F, Func, JSONField, Max, Q, QuerySet, Subquery, TextField, Value
+from django.db.models import BooleanField, F, Func, JSONField, Max, Q, QuerySet, Subquery, TextField, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import DataContains
 from django.db.models.functions import Cast
 from django.utils.http import urlencode
@@ -237,7 +240,9 @@ def _stream_q(prefix: str) -> Q:
     return Q(stream__name__startswith=prefix)
 
 
-def _term_q(term: str, known: list[str], *, masked: bool = False) -> Q:
+def _named_q(term: str, known: list[str], *, masked: bool = False) -> Q:
+    """Events that a bare term names: its stream (or the streams it begins the names of), its entity's
+    streams, its actor, its appender, or data that names it as `id` or `<category>_id`."""
     # A term that names a stream means that stream: `user-123` is not also user-1234's events.
     exact = Stream.objects.filter(name=term).values_list("id", flat=True).first()
     either = (Q(stream_id=exact) if exact is not None else _stream_q(term)) | Q(actor=term)
@@ -256,7 +261,7 @@ def _term_q(term: str, known: list[str], *, masked: bool = False) -> Q:
             continue
         for document in data_containment(key, value):
             either |= Q(data__contains=document)
-    return either | data_values(term, masked=masked)
+    return either
 
 
 # Every string and number in an event's data, at any key and depth. The GIN index on data
@@ -265,6 +270,15 @@ def _term_q(term: str, known: list[str], *, masked: bool = False) -> Q:
 # (streams_event_data_values, migration 0013), so a bare value is one index probe: a bitmap of the
 # matching rows, of which the search reads the newest page (search_candidates), never the whole log.
 DATA_VALUES_PATH = 'strict $.** ? (@.type() == "string" || @.type() == "number")'
+# A span of the spans index (streams_event_data_values_span): 2**16 positions. At 10 million events that
+# is 153 spans; a value that no event under the newest positions holds is an empty probe of each.
+SPAN_BITS = 16
+# The same values keyed by their event's span, `{"152": [...]}`: kept equal to the index's expression
+# (streams/migrations/0019), which PostgreSQL uses only for that expression.
+SPAN_VALUES = (
+    f'jsonb_set(\'{{}}\'::jsonb, ARRAY[("streams_event"."position" >> {SPAN_BITS})::text], '
+    f'jsonb_path_query_array("streams_event"."data", \'{DATA_VALUES_PATH}\'::jsonpath))'
+)
 
 
 class _DataValues(Func):
@@ -285,34 +299,53 @@ def data_values(term: str, *, masked: bool = False) -> Q:
     """Events whose data holds `term` as a value anywhere (and as a number, when it is one). For a
     searcher who sees personal data masked, the events found by the index are checked again with their
     personal fields taken out: a match only there would answer what the mask hides."""
-    wanted = [document["v"] for document in data_containment("v", term)]
     found = Q()
-    for leaf in wanted:
+    for leaf in _leaves(term):
         found |= Q(DataContains(_DataValues(F("data")), Value([leaf], JSONField())))
-    if not masked:
-        return found
+    return found & _public_values(term) if masked else found
+
+
+def _public_values(term: str) -> Q:
+    """Events whose data holds `term` as a value outside the personal fields (all of them: Q(), when no
+    personal field is in data)."""
     document: Any = F("data")
     for root, keys in masking.pii_paths():
         if root == "data":
             literal = ",".join('"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"' for key in keys)
             path = Cast(Value("{" + literal + "}"), ArrayField(TextField()))
             document = _Without(document, path)
-    if isinstance(document, F):
-        return found
     public = Q()
-    for leaf in wanted:
+    if isinstance(document, F):
+        return public
+    for leaf in _leaves(term):
         public |= Q(DataContains(_DataValues(document), Value([leaf], JSONField())))
-    return found & public
+    return public
 
 
-def _matching_events(query: AuditQuery):
+def _leaves(term: str) -> list[Any]:
+    """The JSON values a bare term is: the string, and the number (or true, false, null) it also reads as."""
+    return [document["v"] for document in data_containment("v", term)]
+
+
+def _filtered(query: AuditQuery) -> QuerySet[Event]:
+    """The events that the query's filters and stream prefixes let through, whatever its terms."""
     events = filter_events(Event.objects.select_related("stream"), query.log_filter)
     for prefix in query.stream_prefixes:
         events = events.filter(_stream_q(prefix))
-    known = categories() if query.terms else []
-    for term in query.terms:
-        events = events.filter(_term_q(term, known, masked=query.masked))
     return events
+
+
+def _with_terms(events: QuerySet[Event], query: AuditQuery, named: Mapping[str, Q]) -> QuerySet[Event]:
+    """Those of the events that match every term: named by it (`named`, each term's _named_q) or holding
+    it as a value."""
+    for term in query.terms:
+        events = events.filter(named[term] | data_values(term, masked=query.masked))
+    return events
+
+
+def _names(query: AuditQuery) -> dict[str, Q]:
+    known = categories() if query.terms else []
+    return {term: _named_q(term, known, masked=query.masked) for term in query.terms}
 
 
 @contextmanager
@@ -336,16 +369,19 @@ def search_candidates(query: AuditQuery, *, before: int | None = None, limit: in
     window far back) would read everything after it. With a time range, the time indexes find the
     window's events and the newest are picked from them. Without one, the newest RECENT_SCAN positions
     are walked back first (a term that many recent events match fills its page there, in a bounded
-    walk); what they leave unfilled is picked the same way from the indexes' matches below them."""
-    events = _matching_events(query)
+    walk); what they leave unfilled is picked the same way from the indexes' matches below them, but
+    for a query of one term, whose bare value is found span by span (_one_term_older)."""
+    others, named = _filtered(query), _names(query)
     if before is not None:
-        events = events.filter(position__lt=before)
+        others = others.filter(position__lt=before)
+    events = _with_terms(others, query, named)
     if _one_actor(query):
         # Read from the end of the (actor, position) index: newest first, however many events the actor has.
         return _by_position(events.order_by("-position").values("position")[:limit])
     if query.log_filter.recorded_after or query.log_filter.recorded_before:
         return _by_position(_newest(events, limit))
-    top = before if before is not None else _last_position() + 1
+    # Not above the log's head, whatever cursor was given: the spans are walked down from here.
+    top = min(before, _last_position() + 1) if before is not None else _last_position() + 1
     recent = list(
         events.filter(position__gte=top - RECENT_SCAN)
         .order_by("-position")
@@ -353,12 +389,61 @@ def search_candidates(query: AuditQuery, *, before: int | None = None, limit: in
     )
     if len(recent) >= limit:
         return _by_position(recent)
-    older = _newest(events.filter(position__lt=top - RECENT_SCAN), limit - len(recent))
+    below, need = top - RECENT_SCAN, limit - len(recent)
+    if len(query.terms) == 1:
+        older = _one_term_older(query, others, named[query.terms[0]], below=below, need=need)
+        return _by_position(recent + older)
+    older = _newest(events.filter(position__lt=below), need)
     return (
         Event.objects.select_related("stream")
         .filter(Q(position__in=recent) | Q(position__in=older))
         .order_by("-position")
     )
+
+
+def _one_term_older(
+    query: AuditQuery, others: QuerySet[Event], named: Q, *, below: int, need: int
+) -> list[int]:
+    """The newest `need` positions under `below` that match a query of one term, among `others` (what the
+    filters let through): the newest of what the term names (`named`: by stream, actor, appender and
+    id, with their own indexes, few rows as a rule), merged with the newest of what holds it as a bare
+    value, found span by span (_newest_values)."""
+    (term,) = query.terms
+    found = {row["position"] for row in _newest(others.filter(named, position__lt=below), need)}
+    found.update(_newest_values(others, term, masked=query.masked, below=below, need=need))
+    return sorted(found, reverse=True)[:need]
+
+
+def _newest_values(events: QuerySet[Event], term: str, *, masked: bool, below: int, need: int) -> list[int]:
+    """The newest `need` of the events under `below` whose data holds the bare value: asked of the spans
+    index (streams_event_data_values_span) one span of 65,536 positions at a time, newest first, until
+    `need` are found. Each span reads only the rows that hold the value in it, so a value that tens of
+    thousands of old events hold costs the spans walked (an index probe each, a few hundredths of a
+    millisecond) and the rows of the newest spans that hold it, not all of its rows (bench/README.md,
+    section 9).
+
+    One statement: the spans are a generate_series, newest first, and each is a LATERAL query; the nested
+    loop asks them in that order and stops at the LIMIT."""
+    probe = Q()
+    for leaf in _leaves(term):
+        probe |= Q(
+            RawSQL(
+                f"{SPAN_VALUES} @> jsonb_set('{{}}'::jsonb, ARRAY[span.n::text], %s::jsonb)",
+                [json.dumps([leaf])],
+                output_field=BooleanField(),
+            )
+        )
+    if masked:
+        probe &= _public_values(term)
+    inner = _newest(events.filter(probe, position__lt=below), need)
+    sql, params = inner.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT found.position FROM generate_series(%s, 0, -1) AS span(n),"
+            f" LATERAL ({sql}) found LIMIT %s",
+            [(below - 1) >> SPAN_BITS, *params, need],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 # The newest positions a search without a time range walks before it asks the indexes. A term that one

@@ -483,3 +483,134 @@ def test_csv_cells_that_look_like_formulas_are_kept_as_text(support_api):
     body = b"".join(support_api.get("/audit/export.csv", {"q": "ticket-1"}).streaming_content).decode()
 
     assert list(csv.DictReader(io.StringIO(body)))[0]["actor"] == "'=HYPERLINK(1)"
+
+
+def rows_read() -> int:
+    """The rows of streams_event this transaction has read so far."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables"
+            " WHERE relname = 'streams_event'"
+        )
+        return cursor.fetchone()[0]
+
+
+def skip_spans(spans: int) -> None:
+    """The log's next position is the first of a span `spans` after the present one (2**16 positions
+    each): events appended next are in another span of the bare values' spans index."""
+    from django.db import connection
+
+    from streams.audit_search import SPAN_BITS
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(max(position), 0) FROM streams_event")
+        last = cursor.fetchone()[0]
+        start = ((last >> SPAN_BITS) + spans) << SPAN_BITS
+        cursor.execute("SELECT setval(pg_get_serial_sequence('streams_event', 'position'), %s)", [start])
+
+
+def spans_of(positions) -> set[int]:
+    from streams.audit_search import SPAN_BITS
+
+    return {position >> SPAN_BITS for position in positions}
+
+
+def old_matches_in_two_spans_under_newer_events(monkeypatch, *, value: dict, count: int = 500) -> None:
+    """`count` events that hold the value in one span and as many in the next (data.n 0 to 2*count-1),
+    then, spans later, 1,000 newer events that do not; the search's walk of the newest positions
+    (RECENT_SCAN) reaches none of them."""
+    from streams import audit_search
+
+    monkeypatch.setattr(audit_search, "RECENT_SCAN", 100)
+    for half in range(2):
+        skip_spans(1)
+        append_events(
+            stream=f"ticket-{half}",
+            events=[{"type": "Touched", "data": {"n": half * count + n, **value}} for n in range(count)],
+        )
+    skip_spans(3)
+    append_events(stream="ticket-9", events=[{"type": "Touched", "data": {"n": n}} for n in range(1000)])
+
+
+def test_a_value_many_old_events_hold_pages_from_its_newest_span_not_from_all_of_them(
+    support_api, monkeypatch
+):
+    from django.db import connection
+
+    from streams import audit_search
+
+    old_matches_in_two_spans_under_newer_events(monkeypatch, value={"resource": "issueABC"})
+    holding = spans_of(Event.objects.filter(data__resource="issueABC").values_list("position", flat=True))
+    assert len(holding) == 2
+    assert min(
+        spans_of(Event.objects.filter(stream__name="ticket-9").values_list("position", flat=True))
+    ) > max(holding)
+
+    seen, _ = every_page(support_api, "issueABC", limit=50)
+    assert seen == list(range(999, -1, -1))
+
+    # Its newest 50 are read from the newest span that holds it (500 rows), not picked from all 1,000.
+    holders = Event.objects.filter(data__resource="issueABC").order_by("-position")
+    expected = list(holders.values_list("position", flat=True)[:50])
+    with connection.cursor() as db:
+        db.execute("ANALYZE streams_event")
+        # As on a log of millions: a table of 3,000 rows is read whole where its indexes would serve.
+        db.execute("SET LOCAL enable_seqscan = off")
+    before = rows_read()
+    below = Event.objects.order_by("-position").values_list("position", flat=True)[0]
+    newest = audit_search._newest_values(Event.objects.all(), "issueABC", masked=False, below=below, need=50)
+    assert newest == expected
+    assert rows_read() - before < 600
+
+
+def test_one_term_pages_its_stream_and_the_events_that_hold_it_as_a_value_together(support_api, monkeypatch):
+    from streams import audit_search
+
+    monkeypatch.setattr(audit_search, "RECENT_SCAN", 10)
+    # ticket-7's own events and others' that name it (linked to it, commented on), in three spans; a number
+    # in a fourth.
+    for n in range(0, 90, 3):
+        if n % 30 == 0:
+            skip_spans(1)
+        append_events(stream="ticket-7", events=[{"type": "Touched", "data": {"n": n}}])
+        append_events(stream="note-1", events=[{"type": "Linked", "data": {"n": n + 1, "to": "ticket-7"}}])
+        append_events(stream="note-2", events=[{"type": "Commented", "data": {"n": n + 2, "on": "ticket-7"}}])
+        append_events(stream="note-3", events=[{"type": "Linked", "data": {"m": n, "to": "ticket-8"}}])
+    append_events(stream="count-1", events=[{"type": "Counted", "data": {"n": 90, "seen": 410}}])
+    skip_spans(1)
+    append_events(stream="filler", events=[{"type": "Touched", "data": {"m": n}} for n in range(20)])
+
+    named, _ = every_page(support_api, "ticket-7", limit=7)
+    linked, _ = every_page(support_api, "ticket-7 type:Linked", limit=7)
+    by_number, _ = every_page(support_api, "410", limit=7)
+
+    assert named == list(range(89, -1, -1))
+    assert linked == [n for n in range(89, -1, -1) if n % 3 == 1]
+    assert by_number == [90]
+
+
+def test_a_masked_searcher_pages_past_the_newest_events_that_hold_the_value_only_as_personal_data(
+    support_api, client, operator, monkeypatch
+):
+    from streams import audit_search
+
+    monkeypatch.setattr(audit_search, "RECENT_SCAN", 100)
+    # Old notes name the address in the open; newer accounts hold it as their email, personal data.
+    append_events(
+        stream="ticket-1",
+        events=[{"type": "Noted", "data": {"n": n, "note": "ann@example.com"}} for n in range(60)],
+    )
+    append_events(
+        stream="user-1",
+        events=[{"type": "EmailSet", "data": {"n": 100 + n, "email": "ann@example.com"}} for n in range(900)],
+    )
+    append_events(stream="ticket-2", events=[{"type": "Touched", "data": {"n": n}} for n in range(300)])
+
+    masked, _ = every_page(support_api, "ann@example.com", limit=50)
+    client.force_login(operator)
+    unmasked, _ = every_page(client, "ann@example.com", limit=50)
+
+    assert masked == list(range(59, -1, -1))
+    assert unmasked == list(range(999, 99, -1)) + list(range(59, -1, -1))
