@@ -369,8 +369,8 @@ def search_candidates(query: AuditQuery, *, before: int | None = None, limit: in
     window far back) would read everything after it. With a time range, the time indexes find the
     window's events and the newest are picked from them. Without one, the newest RECENT_SCAN positions
     are walked back first (a term that many recent events match fills its page there, in a bounded
-    walk); what they leave unfilled is picked the same way from the indexes' matches below them, but
-    for a query of one term, whose bare value is found span by span (_one_term_older)."""
+    walk); what they leave unfilled is picked the same way from the indexes' matches below them. A
+    query of one term finds its bare value span by span instead (_one_term)."""
     others, named = _filtered(query), _names(query)
     if before is not None:
         others = others.filter(position__lt=before)
@@ -382,6 +382,8 @@ def search_candidates(query: AuditQuery, *, before: int | None = None, limit: in
         return _by_position(_newest(events, limit))
     # Not above the log's head, whatever cursor was given: the spans are walked down from here.
     top = min(before, _last_position() + 1) if before is not None else _last_position() + 1
+    if len(query.terms) == 1:
+        return _by_position(_one_term(query, others, named[query.terms[0]], top=top, limit=limit))
     recent = list(
         events.filter(position__gte=top - RECENT_SCAN)
         .order_by("-position")
@@ -389,11 +391,7 @@ def search_candidates(query: AuditQuery, *, before: int | None = None, limit: in
     )
     if len(recent) >= limit:
         return _by_position(recent)
-    below, need = top - RECENT_SCAN, limit - len(recent)
-    if len(query.terms) == 1:
-        older = _one_term_older(query, others, named[query.terms[0]], below=below, need=need)
-        return _by_position(recent + older)
-    older = _newest(events.filter(position__lt=below), need)
+    older = _newest(events.filter(position__lt=top - RECENT_SCAN), limit - len(recent))
     return (
         Event.objects.select_related("stream")
         .filter(Q(position__in=recent) | Q(position__in=older))
@@ -401,17 +399,41 @@ def search_candidates(query: AuditQuery, *, before: int | None = None, limit: in
     )
 
 
-def _one_term_older(
-    query: AuditQuery, others: QuerySet[Event], named: Q, *, below: int, need: int
-) -> list[int]:
-    """The newest `need` positions under `below` that match a query of one term, among `others` (what the
-    filters let through): the newest of what the term names (`named`: by stream, actor, appender and
-    id, with their own indexes, few rows as a rule), merged with the newest of what holds it as a bare
-    value, found span by span (_newest_values)."""
+def _one_term(query: AuditQuery, others: QuerySet[Event], named: Q, *, top: int, limit: int) -> list[int]:
+    """The newest `limit` positions under `top` that match a query of one term, among `others` (what the
+    filters let through), with the term's bare value looked up in the spans index, not among all the
+    events that hold it.
+
+    The newest RECENT_SCAN positions first, with the value asked of the one or two spans they are in.
+    Below them, the newest of what the term names (`named`: by stream, actor, appender and id, with
+    their own indexes, few rows as a rule) merged with the newest of what holds it as a bare value,
+    found span by span (_newest_values)."""
     (term,) = query.terms
+    below = max(top - RECENT_SCAN, 0)
+    spans = range(below >> SPAN_BITS, ((top - 1) >> SPAN_BITS) + 1)
+    recent = list(
+        others.filter(
+            named | _in_spans(term, spans, masked=query.masked), position__gte=below, position__lt=top
+        )
+        .order_by("-position")
+        .values_list("position", flat=True)[:limit]
+    )
+    need = limit - len(recent)
+    if need <= 0 or below == 0:
+        return recent
     found = {row["position"] for row in _newest(others.filter(named, position__lt=below), need)}
     found.update(_newest_values(others, term, masked=query.masked, below=below, need=need))
-    return sorted(found, reverse=True)[:need]
+    return recent + sorted(found, reverse=True)[:need]
+
+
+def _in_spans(term: str, spans: range, *, masked: bool) -> Q:
+    """Events of these spans whose data holds the bare value: the spans index's condition."""
+    found = Q()
+    for span in spans:
+        for leaf in _leaves(term):
+            document = json.dumps({str(span): [leaf]})
+            found |= Q(RawSQL(f"{SPAN_VALUES} @> %s::jsonb", [document], output_field=BooleanField()))
+    return found & _public_values(term) if masked else found
 
 
 def _newest_values(events: QuerySet[Event], term: str, *, masked: bool, below: int, need: int) -> list[int]:

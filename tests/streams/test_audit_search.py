@@ -591,6 +591,35 @@ def test_one_term_pages_its_stream_and_the_events_that_hold_it_as_a_value_togeth
     assert by_number == [90]
 
 
+def test_the_newest_positions_walked_first_take_the_value_from_each_span_they_reach_into(
+    support_api, monkeypatch
+):
+    from django.db import connection
+
+    from streams import audit_search
+
+    monkeypatch.setattr(audit_search, "RECENT_SCAN", 50)
+    # Ten events that hold it end a span; twenty newer ones that do not begin the next.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(max(position), 0) FROM streams_event")
+        boundary = ((cursor.fetchone()[0] >> audit_search.SPAN_BITS) + 2) << audit_search.SPAN_BITS
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('streams_event', 'position'), %s)", [boundary - 16]
+        )
+    append_events(
+        stream="ticket-1", events=[{"type": "Touched", "data": {"n": n, "r": "edge"}} for n in range(10)]
+    )
+    append_events(stream="ticket-2", events=[{"type": "Touched", "data": {"n": n}} for n in range(20)])
+    assert (
+        len(spans_of(Event.objects.filter(position__gte=boundary - 16).values_list("position", flat=True)))
+        == 2
+    )
+
+    seen, _ = every_page(support_api, "edge", limit=4)
+
+    assert seen == list(range(9, -1, -1))
+
+
 def test_a_masked_searcher_pages_past_the_newest_events_that_hold_the_value_only_as_personal_data(
     support_api, client, operator, monkeypatch
 ):
@@ -607,10 +636,14 @@ def test_a_masked_searcher_pages_past_the_newest_events_that_hold_the_value_only
         events=[{"type": "EmailSet", "data": {"n": 100 + n, "email": "ann@example.com"}} for n in range(900)],
     )
     append_events(stream="ticket-2", events=[{"type": "Touched", "data": {"n": n}} for n in range(300)])
+    append_events(
+        stream="user-2",
+        events=[{"type": "EmailSet", "data": {"n": 1000 + n, "email": "ann@example.com"}} for n in range(5)],
+    )
 
     masked, _ = every_page(support_api, "ann@example.com", limit=50)
     client.force_login(operator)
     unmasked, _ = every_page(client, "ann@example.com", limit=50)
 
     assert masked == list(range(59, -1, -1))
-    assert unmasked == list(range(999, 99, -1)) + list(range(59, -1, -1))
+    assert unmasked == list(range(1004, 99, -1)) + list(range(59, -1, -1))
