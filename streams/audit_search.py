@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -426,13 +426,20 @@ def _one_term(query: AuditQuery, others: QuerySet[Event], named: Q, *, top: int,
     return recent + sorted(found, reverse=True)[:need]
 
 
-def _in_spans(term: str, spans: range, *, masked: bool) -> Q:
-    """Events of these spans whose data holds the bare value: the spans index's condition."""
+def _in_spans(term: str, spans: Iterable[int] | None, *, masked: bool) -> Q:
+    """Events of these spans whose data holds the bare value: the spans index's condition. `spans` None:
+    the span `span.n` of the LATERAL walk that the condition is written into (_newest_values)."""
+    keys = [("span.n::text", [])] if spans is None else [("%s::text", [span]) for span in spans]
     found = Q()
-    for span in spans:
+    for key, params in keys:
         for leaf in _leaves(term):
-            document = json.dumps({str(span): [leaf]})
-            found |= Q(RawSQL(f"{SPAN_VALUES} @> %s::jsonb", [document], output_field=BooleanField()))
+            found |= Q(
+                RawSQL(
+                    f"{SPAN_VALUES} @> jsonb_set('{{}}'::jsonb, ARRAY[{key}], %s::jsonb)",
+                    [*params, json.dumps([leaf])],
+                    output_field=BooleanField(),
+                )
+            )
     return found & _public_values(term) if masked else found
 
 
@@ -446,18 +453,7 @@ def _newest_values(events: QuerySet[Event], term: str, *, masked: bool, below: i
 
     One statement: the spans are a generate_series, newest first, and each is a LATERAL query; the nested
     loop asks them in that order and stops at the LIMIT."""
-    probe = Q()
-    for leaf in _leaves(term):
-        probe |= Q(
-            RawSQL(
-                f"{SPAN_VALUES} @> jsonb_set('{{}}'::jsonb, ARRAY[span.n::text], %s::jsonb)",
-                [json.dumps([leaf])],
-                output_field=BooleanField(),
-            )
-        )
-    if masked:
-        probe &= _public_values(term)
-    inner = _newest(events.filter(probe, position__lt=below), need)
+    inner = _newest(events.filter(_in_spans(term, None, masked=masked), position__lt=below), need)
     sql, params = inner.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(

@@ -497,9 +497,10 @@ def rows_read() -> int:
         return cursor.fetchone()[0]
 
 
-def skip_spans(spans: int) -> None:
+def skip_spans(spans: int, *, short_of: int = 0) -> int:
     """The log's next position is the first of a span `spans` after the present one (2**16 positions
-    each): events appended next are in another span of the bare values' spans index."""
+    each), or `short_of` positions before it: events appended next are in another span of the bare
+    values' spans index. Returns that span's start."""
     from django.db import connection
 
     from streams.audit_search import SPAN_BITS
@@ -508,7 +509,10 @@ def skip_spans(spans: int) -> None:
         cursor.execute("SELECT COALESCE(max(position), 0) FROM streams_event")
         last = cursor.fetchone()[0]
         start = ((last >> SPAN_BITS) + spans) << SPAN_BITS
-        cursor.execute("SELECT setval(pg_get_serial_sequence('streams_event', 'position'), %s)", [start])
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('streams_event', 'position'), %s)", [start - short_of]
+        )
+    return start
 
 
 def spans_of(positions) -> set[int]:
@@ -594,18 +598,11 @@ def test_one_term_pages_its_stream_and_the_events_that_hold_it_as_a_value_togeth
 def test_the_newest_positions_walked_first_take_the_value_from_each_span_they_reach_into(
     support_api, monkeypatch
 ):
-    from django.db import connection
-
     from streams import audit_search
 
     monkeypatch.setattr(audit_search, "RECENT_SCAN", 50)
     # Ten events that hold it end a span; twenty newer ones that do not begin the next.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COALESCE(max(position), 0) FROM streams_event")
-        boundary = ((cursor.fetchone()[0] >> audit_search.SPAN_BITS) + 2) << audit_search.SPAN_BITS
-        cursor.execute(
-            "SELECT setval(pg_get_serial_sequence('streams_event', 'position'), %s)", [boundary - 16]
-        )
+    boundary = skip_spans(2, short_of=16)
     append_events(
         stream="ticket-1", events=[{"type": "Touched", "data": {"n": n, "r": "edge"}} for n in range(10)]
     )
