@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from streams import consumer_kinds, health, selectors
 from streams.consumer_kinds import checkpoint_of, follows
 from streams.health import HEALTHS as HEALTHS  # the API's and the metrics' list of them
-from streams.models import Consumer, Event, Stream
+from streams.models import Consumer, Stream
 
 # The rate is measured against the oldest sample of the last minute, if it is at least this old.
 RATE_WINDOW = dt.timedelta(seconds=60)
@@ -378,23 +379,39 @@ def follows_stream(*, subscription: selectors.LogFilter, stream: Stream) -> bool
 
 def stream_consumers(*, stream: Stream) -> list[ConsumerStreamLag]:
     """For one stream, each consumer that follows its category: the stream's last sequence at or
-    before the consumer's checkpoint, and how many events of the stream it has yet to apply."""
-    found = []
+    before the consumer's checkpoint, and how many events of the stream it has yet to apply. The
+    checkpoints are asked once per kind, and the stream is measured for every consumer in one statement."""
+    followers = []
     for consumer in Consumer.objects.order_by("name"):
         subscription = follows(consumer=consumer)
-        if not follows_stream(subscription=subscription, stream=stream):
-            continue
-        checkpoint = checkpoint_of(consumer=consumer)
-        # Within a stream, sequence order is position order: walking the (stream, sequence) index
-        # backwards stops at the first applied event, after the unapplied ones only.
-        applied = (
-            Event.objects.filter(stream=stream, position__lte=checkpoint)
-            .order_by("-sequence")
-            .values_list("sequence", flat=True)
-            .first()
-        ) or 0
-        unapplied = Event.objects.filter(stream=stream, sequence__gt=applied)
-        if subscription.types:
-            unapplied = unapplied.filter(type__in=subscription.types)
-        found.append(ConsumerStreamLag(consumer.name, consumer.kind, checkpoint, applied, unapplied.count()))
-    return found
+        if follows_stream(subscription=subscription, stream=stream):
+            followers.append((consumer, subscription))
+    if not followers:
+        return []
+    checkpoints = consumer_kinds.checkpoints_of(consumers=[consumer for consumer, _ in followers])
+    asked = [
+        {"i": i, "checkpoint": checkpoints[consumer.pk], "types": list(subscription.types) or None}
+        for i, (consumer, subscription) in enumerate(followers)
+    ]
+    # Within a stream, sequence order is position order: walking the (stream, sequence) index backwards
+    # stops at the first applied event, and the count reads the unapplied events only.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.i, applied.sequence,
+                   (SELECT count(*) FROM streams_event e
+                     WHERE e.stream_id = %(stream)s AND e.sequence > applied.sequence
+                       AND (c.types IS NULL OR e.type = ANY(c.types)))
+              FROM jsonb_to_recordset(%(asked)s) AS c(i int, checkpoint bigint, types text[]),
+                   LATERAL (SELECT coalesce((SELECT e.sequence FROM streams_event e
+                                              WHERE e.stream_id = %(stream)s AND e.position <= c.checkpoint
+                                              ORDER BY e.sequence DESC LIMIT 1), 0) AS sequence) applied
+             ORDER BY c.i
+            """,
+            {"stream": stream.pk, "asked": Jsonb(asked)},
+        )
+        measured = cursor.fetchall()
+    return [
+        ConsumerStreamLag(consumer.name, consumer.kind, checkpoints[consumer.pk], applied, unapplied)
+        for (consumer, _), (_, applied, unapplied) in zip(followers, measured, strict=True)
+    ]
