@@ -227,15 +227,22 @@ def iter_within(
     """Every candidate (ordered and sliced), in order, loaded at most `chunk_bytes` at a time (or one
     event): a caller that keeps only a little of each holds only one chunk. `stream`: the candidates are
     all of that stream (a stream's page)."""
+    for chunk in _chunks(candidates, chunk_bytes):
+        yield from _load(chunk, stream=stream)
+
+
+def _chunks(candidates: QuerySet[Event], chunk_bytes: int) -> Iterator[list[int]]:
+    """The candidates' positions, in order, in runs whose events weigh at most `chunk_bytes` together
+    (or are one event)."""
     chunk: list[int] = []
     used = 0
     for position, size in _sized(candidates):
         if chunk and used + size > chunk_bytes:
-            yield from _load(chunk, stream=stream)
+            yield chunk
             chunk, used = [], 0
         chunk.append(position)
         used += size
-    yield from _load(chunk, stream=stream)
+    yield chunk
 
 
 def get_stream(*, name: str) -> Stream | None:
