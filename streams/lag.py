@@ -389,29 +389,35 @@ def stream_consumers(*, stream: Stream) -> list[ConsumerStreamLag]:
     if not followers:
         return []
     checkpoints = consumer_kinds.checkpoints_of(consumers=[consumer for consumer, _ in followers])
-    asked = [
-        {"i": i, "checkpoint": checkpoints[consumer.pk], "types": list(subscription.types) or None}
-        for i, (consumer, subscription) in enumerate(followers)
-    ]
     # Within a stream, sequence order is position order: walking the (stream, sequence) index backwards
-    # stops at the first applied event, and the count reads the unapplied events only.
+    # stops at the first applied event, and the count reads the unapplied events only. The followers come
+    # as arrays, which the planner counts (a set-returning function of JSON would be guessed at 100 rows,
+    # and a cost that high has the statement compiled by the JIT first: 15 ms).
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT c.i, applied.sequence,
+            SELECT applied.sequence,
                    (SELECT count(*) FROM streams_event e
                      WHERE e.stream_id = %(stream)s AND e.sequence > applied.sequence
-                       AND (c.types IS NULL OR e.type = ANY(c.types)))
-              FROM jsonb_to_recordset(%(asked)s) AS c(i int, checkpoint bigint, types text[]),
+                       AND (c.types IS NULL OR c.types ? e.type))
+              FROM unnest(%(checkpoints)s::bigint[], %(types)s::jsonb[]) WITH ORDINALITY
+                   AS c(checkpoint, types, i),
                    LATERAL (SELECT coalesce((SELECT e.sequence FROM streams_event e
                                               WHERE e.stream_id = %(stream)s AND e.position <= c.checkpoint
                                               ORDER BY e.sequence DESC LIMIT 1), 0) AS sequence) applied
              ORDER BY c.i
             """,
-            {"stream": stream.pk, "asked": Jsonb(asked)},
+            {
+                "stream": stream.pk,
+                "checkpoints": [checkpoints[consumer.pk] for consumer, _ in followers],
+                "types": [
+                    Jsonb(list(subscription.types)) if subscription.types else None
+                    for _, subscription in followers
+                ],
+            },
         )
         measured = cursor.fetchall()
     return [
         ConsumerStreamLag(consumer.name, consumer.kind, checkpoints[consumer.pk], applied, unapplied)
-        for (consumer, _), (_, applied, unapplied) in zip(followers, measured, strict=True)
+        for (consumer, _), (applied, unapplied) in zip(followers, measured, strict=True)
     ]
