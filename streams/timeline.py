@@ -24,7 +24,7 @@ from django.db.models import Max
 from streams import masking
 from streams.models import Event, Stream
 from streams.projections import projections
-from streams.selectors import iter_within
+from streams.selectors import iter_data_within, iter_within
 
 Fold = Callable[[dict[str, Any], Event], dict[str, Any]]
 MISSING = object()
@@ -103,11 +103,10 @@ class Step:
     state: dict[str, Any]
 
 
-def _events(stream: Stream, upto: int | None = None) -> Iterator[Event]:
-    """The stream's events in sequence order, read in keyset chunks of at most CHUNK events and
-    selectors.CHUNK_BYTES of them loaded at a time: a long stream, or one of big events, is never one
-    query or one load."""
-    after = 0
+def _events(stream: Stream, *, after: int = 0, upto: int | None = None) -> Iterator[Event]:
+    """The stream's events after sequence `after`, in sequence order, read in keyset chunks of at most
+    CHUNK events and selectors.CHUNK_BYTES of them loaded at a time: a long stream, or one of big events,
+    is never one query or one load."""
     while True:
         chunk = Event.objects.filter(stream=stream, sequence__gt=after)
         if upto is not None:
@@ -121,11 +120,42 @@ def _events(stream: Stream, upto: int | None = None) -> Iterator[Event]:
             return
 
 
-def steps(*, stream: Stream, masked: bool, upto: int | None = None) -> Iterator[Step]:
-    """Each event up to sequence `upto`, with the state after it and what it changed."""
-    fold, _ = fold_for(stream.category)
+def _data(stream: Stream, *, before: int) -> Iterator[Any]:
+    """The data of the stream's events before sequence `before`, in sequence order, in the same chunks."""
+    after = 0
+    while True:
+        chunk = Event.objects.filter(stream=stream, sequence__gt=after, sequence__lt=before)
+        seen = 0
+        for after, data in iter_data_within(chunk.order_by("sequence")[:CHUNK]):  # noqa: B007 (the keyset)
+            seen += 1
+            yield data
+        if seen < CHUNK:
+            return
+
+
+def _state_before(stream: Stream, since: int, *, fold: Fold, masked: bool) -> dict[str, Any]:
+    """The state after the events before sequence `since`. The default fold reads only their data, and
+    merges it into one dict that nobody else holds; a projection's fold is given each event."""
     state: dict[str, Any] = {}
-    for raw in _events(stream, upto):
+    if since <= 1:
+        return state
+    if fold is merge_data:
+        for data in _data(stream, before=since):
+            data = masking.mask_document(data, "data", in_place=True) if masked else data
+            if isinstance(data, dict):
+                state.update(data)  # merge_data, in place
+        return state
+    for raw in _events(stream, upto=since - 1):
+        state = fold(state, masking.mask_event(raw) if masked else raw)
+    return state
+
+
+def steps(*, stream: Stream, masked: bool, upto: int | None = None, since: int = 1) -> Iterator[Step]:
+    """Each event from sequence `since` up to sequence `upto`, with the state after it and what it
+    changed. The events before `since` are folded into the state first, and are not shown."""
+    fold, _ = fold_for(stream.category)
+    state = _state_before(stream, since, fold=fold, masked=masked)
+    for raw in _events(stream, after=max(since, 1) - 1, upto=upto):
         event = masking.mask_event(raw) if masked else raw
         after = fold(state, event)
         yield Step(event=event, changes=diff(state, after), state=after)
@@ -140,7 +170,7 @@ def stream_timeline(*, stream: Stream, events: list[Event], masked: bool) -> dic
     wanted = {event.sequence for event in events}
     return {
         step.event.sequence: step
-        for step in steps(stream=stream, masked=masked, upto=max(wanted))
+        for step in steps(stream=stream, masked=masked, upto=max(wanted), since=min(wanted))
         if step.event.sequence in wanted
     }
 
@@ -164,7 +194,9 @@ def state_as_of(
         sequence = recorded.aggregate(last=Max("sequence"))["last"] or 0
     last: Step | None = None
     if sequence != 0:
-        for last in steps(stream=stream, masked=masked, upto=sequence):  # noqa: B007
+        # The last step only: the events before it are folded without their changes.
+        since = stream.version if sequence is None else min(sequence, stream.version)
+        for last in steps(stream=stream, masked=masked, upto=sequence, since=since):  # noqa: B007
             pass
     _, provider = fold_for(stream.category)
     return StateAsOf(

@@ -229,15 +229,14 @@ def stream_window(*, stream: Stream, before: int | None, after: int | None, limi
 
 
 def timeline_rows(*, stream: Stream, window: range, masked: bool) -> list[EventRow]:
-    """Rows of the page's events, newest first, each with what it changed. The fold runs from the first
-    event to the newest on the page, since what an event changed depends on everything before it; each
-    event is dropped once its row is made."""
+    """Rows of the page's events, newest first, each with what it changed. What an event changed depends
+    on everything before it: the events before the page are folded first (streams.timeline.steps), and
+    each event of the page is dropped once its row is made."""
     if not window:
         return []
     rows = [
         event_row(step.event, step.changes)
-        for step in timeline.steps(stream=stream, masked=masked, upto=window[0])
-        if step.event.sequence in window
+        for step in timeline.steps(stream=stream, masked=masked, upto=window[0], since=window[-1])
     ]
     return rows[::-1]
 

@@ -119,6 +119,31 @@ def test_the_timeline_shows_that_a_masked_field_changed(support_agent, ann):
     assert mask_value(EMAIL) in row and mask_value("ann@new.example") in row and "→" in row
 
 
+def test_a_later_page_of_the_timeline_folds_the_events_before_it_masked_unless_unmasked(
+    support_agent, operator
+):
+    # A category that no projection folds: the default fold reads the data of the events before the page.
+    append_events(
+        stream="contact-5",
+        events=[
+            {"type": "ContactAdded", "data": {"email": EMAIL, "name": NAME}},
+            {"type": "ContactMoved", "data": {"city": "Lyon"}},
+            {"type": "ContactEmailSet", "data": {"email": "ann@new.example"}},
+        ],
+    )
+    operator_client = logged_in(operator)
+    operator_client.post("/audit/unmask", {"view": "stream", "target": "contact-5"})
+
+    masked = logged_in(support_agent).get("/streams/contact-5/", {"limit": 1}).content.decode()
+    unmasked = operator_client.get("/streams/contact-5/", {"limit": 1}).content.decode()
+
+    masked_row = re.search(r'data-sequence="3">(.*?)</tr>', masked, re.S).group(1)
+    unmasked_row = re.search(r'data-sequence="3">(.*?)</tr>', unmasked, re.S).group(1)
+    assert 'data-sequence="2"' not in masked  # the page holds the last event only
+    assert mask_value(EMAIL) in masked_row and shows_nothing_personal(masked)
+    assert EMAIL in unmasked_row and "ann@new.example" in unmasked_row
+
+
 @pytest.mark.parametrize(
     "url",
     [

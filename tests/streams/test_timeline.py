@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from pytest_django.asserts import assertContains
 
-from streams import projections
+from streams import projections, selectors, timeline
 from streams.models import Event
 from streams.projections import Projection
 from streams.services import ImportBatch, import_events
@@ -77,6 +77,31 @@ def test_a_later_page_of_the_timeline_still_diffs_against_everything_before_it(r
     html = reader.get("/streams/account-7/", {"limit": 1, "before": 3}).content.decode()
 
     assert changes_of(html, 2) == [("plan", "changed: free → pro"), ("address.city", "set: set to Lyon")]
+
+
+def test_a_page_deep_in_a_long_stream_diffs_against_the_events_before_it_read_in_chunks(reader, monkeypatch):
+    # The events before the page are read in queries of 2 events, each loaded one event at a time (a budget
+    # of 1 byte, which always takes one event): the fold carries the state across both kinds of boundary.
+    monkeypatch.setattr(timeline, "CHUNK", 2)
+    monkeypatch.setattr(selectors, "CHUNK_BYTES", 1)
+    import_events(
+        batches=[
+            ImportBatch(
+                stream="account-9",
+                events=[
+                    {"type": "Noted", "data": {f"note{n}": n}, "recorded_at": T0 + dt.timedelta(minutes=n)}
+                    for n in range(1, 8)
+                ]
+                + [{"type": "Noted", "data": {"note1": "again"}, "recorded_at": T0 + dt.timedelta(hours=1)}],
+            )
+        ]
+    )
+
+    html = reader.get("/streams/account-9/", {"limit": 1}).content.decode()
+    state = reader.get(reverse("api:api-stream-state", args=["account-9"]), {"sequence": 7}).json()
+
+    assert changes_of(html, 8) == [("note1", "changed: 1 → again")]
+    assert state["state"] == {f"note{n}": n for n in range(1, 8)}
 
 
 def test_the_event_page_shows_what_that_event_changed(reader):
@@ -200,3 +225,24 @@ def test_a_projection_fold_decides_the_state_and_a_removed_field_shows_as_remove
     assert changes_of(html, 2) == [("owner", "removed: removed, was acme"), ("open", "changed: true → false")]
     assert state["fold"] == "ledger_fold_test" and state["state"] == {"open": False}
     assert "folded by the ledger_fold_test projection" in html
+
+
+def test_a_projection_fold_also_folds_the_events_before_the_page(reader, ledger_projection):
+    import_events(
+        batches=[
+            ImportBatch(
+                stream="ledger-2",
+                events=[
+                    {"type": "Opened", "data": {"owner": "acme"}, "recorded_at": T0},
+                    {"type": "Noted", "data": {"note": "late"}, "recorded_at": T0 + dt.timedelta(hours=1)},
+                    {"type": "Closed", "data": {}, "recorded_at": T0 + dt.timedelta(hours=2)},
+                ],
+            )
+        ]
+    )
+
+    html = reader.get("/streams/ledger-2/", {"limit": 1}).content.decode()
+    event = reader.get(f"/events/{Event.objects.get(stream__name='ledger-2', sequence=3).event_id}/")
+
+    assert changes_of(html, 3) == [("owner", "removed: removed, was acme"), ("open", "changed: true → false")]
+    assertContains(event, 'data-field="open"')
