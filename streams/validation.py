@@ -25,6 +25,7 @@ MAX_ACTOR = 200
 
 STREAM_NAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
 TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$")
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 EXPECTED_VERSION_WORDS = ("any", "no_stream", "exists")
 EVENT_FIELDS = {"id", "type", "data", "metadata"}
 
@@ -203,7 +204,12 @@ def _encoded(event_type: str, data: Any, metadata: Any) -> tuple[str, str]:
         _check_depths(data, metadata)
         raise _Refused("numbers must be finite") from exc
     # Objects and arrays cannot nest deeper than the brackets in their text.
-    brackets = sum(text.count("{") + text.count("[") for text in (encoded_data, encoded_metadata))
+    brackets = (
+        encoded_data.count("{")
+        + encoded_data.count("[")
+        + encoded_metadata.count("{")
+        + encoded_metadata.count("[")
+    )
     if brackets > strict_json.MAX_DEPTH:
         _check_depths(data, metadata)
     if ("\\u0000" in encoded_data and _NUL.search(encoded_data)) or (
@@ -252,8 +258,11 @@ def _check_metadata(metadata: dict, where: str, errors: _Errors) -> None:
     if actor is not None and (not isinstance(actor, str) or not 0 < len(actor) <= MAX_ACTOR):
         errors.add(f"{where}.actor", f"must be a non-empty string of at most {MAX_ACTOR} characters")
     for key in ("correlation_id", "causation_id"):
-        if key in metadata and metadata[key] is not None:
-            _parse_id(metadata[key], f"{where}.{key}", errors)
+        value = metadata.get(key)
+        # A UUID as it is usually written is settled by a pattern (a fifth of the UUID parse, which a
+        # batch of 1,000 events pays 1,000 times); anything else is parsed, as _parse_id accepts it.
+        if value is not None and not (isinstance(value, str) and _UUID_TEXT.fullmatch(value)):
+            _parse_id(value, f"{where}.{key}", errors)
     occurred_at = metadata.get("occurred_at")
     if occurred_at is not None:
         parsed = None

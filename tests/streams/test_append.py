@@ -212,6 +212,37 @@ def test_bad_metadata_is_refused_with_the_field_named(metadata, field):
     assert field in refused.value.errors
 
 
+CORRELATION = "3f2b8c1e-0d4a-4b6e-9a51-2f7c9d0e1a23"
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        (CORRELATION, True),
+        (CORRELATION.upper(), True),
+        ("{" + CORRELATION + "}", True),
+        (CORRELATION.replace("-", ""), True),
+        ("urn:uuid:" + CORRELATION, True),
+        (CORRELATION[:-1], False),
+        (CORRELATION[:-1] + "g", False),
+        (CORRELATION + "0", False),
+        (" " + CORRELATION, False),
+    ],
+)
+def test_a_correlation_id_is_any_form_of_a_uuid_and_nothing_else(value, accepted):
+    batch = [{"type": "E", "data": {}, "metadata": {"correlation_id": value, "causation_id": value}}]
+    if accepted:
+        append_events(stream="user-1", events=batch)
+        assert Event.objects.get().metadata["correlation_id"] == value
+    else:
+        with pytest.raises(InvalidAppend) as refused:
+            append_events(stream="user-1", events=batch)
+        assert set(refused.value.errors) == {
+            "events[0].metadata.correlation_id",
+            "events[0].metadata.causation_id",
+        }
+
+
 def test_every_problem_is_reported_at_once():
     with pytest.raises(InvalidAppend) as refused:
         append_events(stream="bad name", events=[{"type": "1", "data": []}], expected_version=-3)
