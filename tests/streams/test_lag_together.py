@@ -9,7 +9,7 @@ from django.utils import timezone
 from console import dashboard
 from streams import lag, lag_samples, subscription_status, subscriptions
 from streams.consumers import ensure_projection, pause_consumer, run_projection
-from streams.models import Consumer, Event, LagSample, Sink, SubscriptionPartition
+from streams.models import Consumer, Event, LagSample, Sink, Stream, SubscriptionPartition
 from streams.projections import Projection, add, remove
 from streams.selectors import head
 from streams.services import append_events
@@ -174,6 +174,40 @@ def test_the_statements_for_a_list_do_not_grow_with_its_consumers(consumers, dja
     with django_assert_max_num_queries(9):
         statuses = lag.consumer_statuses(now=now)
     assert len(statuses) == 6
+
+
+def test_a_streams_consumers_are_each_measured_as_alone_in_statements_that_do_not_grow(
+    consumers, django_assert_max_num_queries
+):
+    stream = Stream.objects.get(name="order-3")
+    events = list(Event.objects.filter(stream=stream).values_list("position", "sequence", "type"))
+
+    with django_assert_max_num_queries(5):
+        found = lag.stream_consumers(stream=stream)
+
+    expected = []
+    for consumer in Consumer.objects.order_by("name"):
+        followed = lag.follows(consumer=consumer)
+        if not lag.follows_stream(subscription=followed, stream=stream):
+            continue
+        checkpoint = lag.checkpoint_of(consumer=consumer)
+        applied = max((sequence for position, sequence, _ in events if position <= checkpoint), default=0)
+        unapplied = sum(
+            1
+            for _, sequence, type_ in events
+            if sequence > applied and (not followed.types or type_ in followed.types)
+        )
+        expected.append(lag.ConsumerStreamLag(consumer.name, consumer.kind, checkpoint, applied, unapplied))
+    assert found == expected
+    # The sink and the consumer of a kind not installed here follow it; the subscription follows users.
+    assert [status.name for status in found] == [
+        "test_together_elsewhere",
+        "test_together_everything",
+        "test_together_orders",
+        "test_together_shipments",
+        "test_together_sink",
+    ]
+    assert len({(status.applied_sequence, status.lag_events) for status in found}) >= 3
 
 
 def test_the_dashboard_lists_each_consumers_own_status_and_its_trend(consumers):
