@@ -104,31 +104,32 @@ class Step:
 
 
 def _events(stream: Stream, *, after: int = 0, upto: int | None = None) -> Iterator[Event]:
-    """The stream's events after sequence `after`, in sequence order, read in keyset chunks of at most
-    CHUNK events and selectors.CHUNK_BYTES of them loaded at a time: a long stream, or one of big events,
-    is never one query or one load."""
+    """The stream's events after sequence `after` (up to `upto`), in sequence order, loaded at most
+    selectors.CHUNK_BYTES at a time."""
+    return _keyset(
+        stream, after, upto, lambda chunk: ((e.sequence, e) for e in iter_within(chunk, stream=stream))
+    )
+
+
+def _data(stream: Stream, *, before: int) -> Iterator[Any]:
+    """The data of the stream's events before sequence `before`, in sequence order, in the same chunks."""
+    return _keyset(stream, 0, before - 1, iter_data_within)
+
+
+def _keyset(
+    stream: Stream, after: int, upto: int | None, read: Callable[[Any], Iterator[tuple[int, Any]]]
+) -> Iterator[Any]:
+    """What `read` makes of the stream's events after sequence `after` (up to `upto`), in sequence order,
+    asked in keyset chunks of at most CHUNK events: a long stream, or one of big events, is never one
+    query or one load. `read` gives (sequence, item) for each event of a chunk."""
     while True:
         chunk = Event.objects.filter(stream=stream, sequence__gt=after)
         if upto is not None:
             chunk = chunk.filter(sequence__lte=upto)
         seen = 0
-        for event in iter_within(chunk.order_by("sequence")[:CHUNK], stream=stream):
+        for after, item in read(chunk.order_by("sequence")[:CHUNK]):  # noqa: B007 (the keyset)
             seen += 1
-            after = event.sequence
-            yield event
-        if seen < CHUNK:
-            return
-
-
-def _data(stream: Stream, *, before: int) -> Iterator[Any]:
-    """The data of the stream's events before sequence `before`, in sequence order, in the same chunks."""
-    after = 0
-    while True:
-        chunk = Event.objects.filter(stream=stream, sequence__gt=after, sequence__lt=before)
-        seen = 0
-        for after, data in iter_data_within(chunk.order_by("sequence")[:CHUNK]):  # noqa: B007 (the keyset)
-            seen += 1
-            yield data
+            yield item
         if seen < CHUNK:
             return
 
