@@ -227,6 +227,11 @@ def _as_stored(value: Any) -> Any:
     return value
 
 
+def _sent(event: NewEvent) -> Any:
+    """The event's data as it was written: a UUID or an enum's member in it is its JSON text or value."""
+    return json.loads(event.data_json) if event.data_json is not None else event.data
+
+
 def _recorded_result(stream: str, batch: list[NewEvent], ids: list[uuid.UUID]) -> AppendResult | None:
     """The original result when this batch was recorded before; None when none of it was.
 
@@ -255,7 +260,7 @@ def _recorded_result(stream: str, batch: list[NewEvent], ids: list[uuid.UUID]) -
             ]
         elif row[1] != stream:
             problems[where] = [f"was already recorded in stream {row[1]!r}"]
-        elif row[4] != event.type or _as_stored(selectors.jsonb_value(row[5])) != _as_stored(event.data):
+        elif row[4] != event.type or _as_stored(selectors.jsonb_value(row[5])) != _as_stored(_sent(event)):
             problems[where] = ["was already recorded with a different type or data"]
     rows = [found[event_id] for event_id in ids if event_id in found]
     sequences = [row[2] for row in rows]

@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from core import json as strict_json
 from core.audit import CATEGORY as AUDIT_CATEGORY
 
@@ -203,6 +205,8 @@ def _encoded(event_type: str, data: Any, metadata: Any) -> tuple[str, str]:
     except (ValueError, RecursionError) as exc:  # Infinity or NaN, or nested past what the encoder can
         _check_depths(data, metadata)
         raise _Refused("numbers must be finite") from exc
+    except TypeError as exc:  # a datetime, a Decimal, a set: no JSON value
+        raise _Refused(f"data and metadata hold JSON values only: {exc}") from None
     # Objects and arrays cannot nest deeper than the brackets in their text.
     brackets = (
         encoded_data.count("{")
@@ -281,11 +285,26 @@ _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 # allow_nan=False: jsonb has no Infinity or NaN, so the encoder refuses them (ValueError) before PostgreSQL.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# What orjson writes its own way is left to the standard encoder, whose rules hold: str, int, dict and list
+# subclasses, dataclasses and datetimes (TypeError for what JSON has no value for).
+_ORJSON = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def json_text(value: Any) -> str:
-    """Compact JSON, non-ASCII kept as it is (its UTF-8 length is what the size limit counts)."""
-    return _ENCODER.encode(value)
+    """Compact JSON, non-ASCII kept as it is (its UTF-8 length is what the size limit counts).
+
+    Written by orjson, a tenth of the standard encoder's time (an append of 1,000 events encodes 2,000
+    documents). What orjson refuses (integers past 64 bits, keys that are not strings, lone surrogates,
+    nesting past 254) or writes as null (NaN and the infinities, which jsonb has no value for) is encoded
+    again by the standard encoder, which says what is wrong or writes it as before. A UUID or an enum's
+    member is written as its text or value."""
+    try:
+        encoded = orjson.dumps(value, option=_ORJSON)
+    except orjson.JSONEncodeError:
+        return _ENCODER.encode(value)
+    if b"null" in encoded:
+        return _ENCODER.encode(value)
+    return encoded.decode()
 
 
 def plainly_valid(

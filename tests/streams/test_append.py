@@ -247,3 +247,70 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(InvalidAppend) as refused:
         append_events(stream="bad name", events=[{"type": "1", "data": []}], expected_version=-3)
     assert set(refused.value.errors) == {"stream", "expected_version", "events[0].type", "events[0].data"}
+
+
+def stored_data(stream: str) -> list:
+    return [e.data for e in read_stream(stream=Stream.objects.get(name=stream))]
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_that_is_not_finite_is_refused_wherever_it_is_and_nothing_is_written(number):
+    events = [
+        {"type": "E", "data": {"ok": 1}},
+        {"type": "E", "data": {"total": {"lines": [1, number]}}},
+        {"type": "E", "data": {}, "metadata": {"score": number}},
+    ]
+    with pytest.raises(InvalidAppend) as refused:
+        append_events(stream="order-1", events=events)
+    assert refused.value.errors == {
+        "events[1]": ["numbers must be finite"],
+        "events[2]": ["numbers must be finite"],
+    }
+    assert not Event.objects.exists()
+
+
+def test_nulls_big_integers_and_any_unicode_are_stored_as_sent():
+    data = [
+        {"middle_name": None, "note": "null", "tags": [None, "nullable"]},
+        {"id": 2**70, "negative": -(2**80), "ratio": 1e16, "tiny": 5e-324},
+        {"name": "Zoë 😀", "keys": {"1": "one"}},
+        {"nested": [[[{"deep": None}]]]},
+    ]
+    append_events(stream="order-1", events=[{"type": "E", "data": item} for item in data])
+    assert stored_data("order-1") == data
+
+
+def test_a_uuid_or_an_enum_member_is_stored_as_its_json_and_a_retry_of_it_is_a_retry():
+    import enum
+
+    class Color(enum.Enum):
+        RED = "red"
+
+    order_id = uuid.uuid4()
+    batch = [{"id": str(uuid.uuid4()), "type": "E", "data": {"order_id": order_id, "color": Color.RED}}]
+    first = append_events(stream="order-1", events=batch)
+    assert stored_data("order-1") == [{"order_id": str(order_id), "color": "red"}]
+    again = append_events(stream="order-1", events=batch)
+    assert (again.duplicate, again.positions) == (True, first.positions)
+
+
+def test_a_value_json_has_no_form_for_is_refused_with_its_type_named_and_nothing_is_written():
+    import datetime as dt
+    from decimal import Decimal
+
+    events = [
+        {"type": "E", "data": {"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}},
+        {"type": "E", "data": {"amount": Decimal("1.10")}},
+        {"type": "E", "data": {}, "metadata": {"seen": {1, 2}}},
+    ]
+    with pytest.raises(InvalidAppend) as refused:
+        append_events(stream="order-1", events=events)
+    errors = refused.value.errors
+    assert [(where, "JSON values only" in messages[0]) for where, messages in errors.items()] == [
+        ("events[0]", True),
+        ("events[1]", True),
+        ("events[2]", True),
+    ]
+    assert "datetime" in errors["events[0]"][0]
+    assert "Decimal" in errors["events[1]"][0]
+    assert not Event.objects.exists()
