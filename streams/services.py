@@ -203,16 +203,23 @@ def _batch_document(batch: list[NewEvent], actor: str) -> str:
     event without an id is given one by PostgreSQL."""
     parts = []
     for event in batch:
-        who = str(event.metadata.get("actor") or actor or "")
-        metadata = event.metadata_json if event.metadata_json is not None else json_text(event.metadata)
-        if who and not event.metadata.get("actor"):
-            # The actor the event is appended for, added last: of repeated keys, jsonb keeps the last.
-            metadata = ("{" if metadata == "{}" else metadata[:-1] + ",") + f'"actor":{json_text(who)}}}'
-        data = event.data_json if event.data_json is not None else json_text(event.data)
+        who, data, metadata = _encoded_event(event, actor)
         # A type is letters, digits and _ . : - (validation): it needs no escaping.
         part = f'{{"t":"{event.type}","a":{json_text(who)},"m":{metadata},"d":{data}'
         parts.append(part + (f',"i":"{event.id}"}}' if event.id is not None else "}"))
     return "[" + ",".join(parts) + "]"
+
+
+def _encoded_event(event: NewEvent, actor: str) -> tuple[str, str, str]:
+    """Who the event says did it, and its data and metadata as JSON text: as validation encoded them, the
+    metadata with the caller's actor when it names none."""
+    who = str(event.metadata.get("actor") or actor or "")
+    metadata = event.metadata_json if event.metadata_json is not None else json_text(event.metadata)
+    if who and not event.metadata.get("actor"):
+        # The actor the event is appended for, added last: of repeated keys, jsonb keeps the last.
+        metadata = ("{" if metadata == "{}" else metadata[:-1] + ",") + f'"actor":{json_text(who)}}}'
+    data = event.data_json if event.data_json is not None else json_text(event.data)
+    return who, data, metadata
 
 
 def _as_stored(value: Any) -> Any:
@@ -376,16 +383,15 @@ def _import(cursor, parsed, actor: str, appender: principals.Principal) -> Impor
             stream_id = existing[stream][0]
             category = category_of(stream)
             for offset, (event, recorded_at) in enumerate(zip(events, times, strict=True)):
-                who = str(event.metadata.get("actor") or actor or "")
-                metadata = {**event.metadata, "actor": who} if who else event.metadata
+                who, data, metadata = _encoded_event(event, actor)
                 yield (
                     stream_id,
                     category,
                     first + offset,
                     event.id or uuid.uuid4(),
                     event.type,
-                    json.dumps(event.data),
-                    json.dumps(metadata),
+                    data,
+                    metadata,
                     who,
                     appender.name,
                     appender.via,

@@ -8,6 +8,7 @@ can fix everything in one go.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import re
 import uuid
@@ -283,8 +284,20 @@ def _check_metadata(metadata: dict, where: str, errors: _Errors) -> None:
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+def _as_orjson_writes(value: Any) -> Any:
+    """A UUID as its text and an enum's member as its value, as orjson writes them, whichever encoder
+    writes the event; anything else JSON has no form for is a TypeError."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 # allow_nan=False: jsonb has no Infinity or NaN, so the encoder refuses them (ValueError) before PostgreSQL.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_as_orjson_writes
+)
 # What orjson writes its own way is left to the standard encoder, whose rules hold: str, int, dict and list
 # subclasses, dataclasses and datetimes (TypeError for what JSON has no value for).
 _ORJSON = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME

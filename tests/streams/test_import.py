@@ -80,3 +80,26 @@ def test_an_import_into_the_consoles_audit_category_is_refused_and_writes_nothin
     reason = "the console category is the console's own audit trail"
     assert refused.value.errors["batches[1].stream"] == [reason]
     assert not Event.objects.exists()
+
+
+def test_an_import_stores_each_event_as_the_same_append_would():
+    order_id = uuid.uuid4()
+    sent = [
+        {"type": "OrderPlaced", "data": {"order_id": order_id, "note": "Zoë", "n": 2**70}, "metadata": {}},
+        {"type": "OrderPaid", "data": {"total": 1.5}, "metadata": {"actor": None, "channel": "web"}},
+        {"type": "OrderShipped", "data": {}, "metadata": {"actor": "carrier"}},
+    ]
+    import_events(batches=[ImportBatch(stream="order-1", events=sent)], actor="migration")
+    append_events(stream="order-2", events=sent, actor="migration")
+    imported, appended = (
+        list(Event.objects.filter(stream__name=name).order_by("sequence").values("data", "metadata", "actor"))
+        for name in ("order-1", "order-2")
+    )
+    assert imported == appended
+    assert imported[0]["data"] == {"order_id": str(order_id), "note": "Zoë", "n": 2**70}
+    assert [e["metadata"] for e in imported] == [
+        {"actor": "migration"},
+        {"actor": "migration", "channel": "web"},
+        {"actor": "carrier"},
+    ]
+    assert [e["actor"] for e in imported] == ["migration", "migration", "carrier"]
