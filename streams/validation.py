@@ -310,7 +310,7 @@ def json_text(value: Any) -> str:
     documents). What orjson refuses (integers past 64 bits, keys that are not strings, lone surrogates,
     nesting past 254) or writes as null (NaN and the infinities, which jsonb has no value for) is encoded
     again by the standard encoder, which says what is wrong or writes it as before. A UUID or an enum's
-    member is written as its text or value."""
+    member is written as its text or value by either encoder."""
     try:
         encoded = orjson.dumps(value, option=_ORJSON)
     except orjson.JSONEncodeError:
