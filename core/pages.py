@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
@@ -62,4 +63,12 @@ def stop_polling(response: HttpResponse) -> HttpResponse:
 
 
 def pretty_json(value: Any, *, sort_keys: bool = False) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=sort_keys)
+    """JSON indented by two spaces, non-ASCII kept, as a page shows data: written by orjson (a stream's
+    page writes 100 documents; the standard encoder's indenting is in Python), and by the standard
+    encoder, to the same text, where orjson refuses (an integer past 64 bits, a key that is not a
+    string)."""
+    try:
+        option = orjson.OPT_INDENT_2 | (orjson.OPT_SORT_KEYS if sort_keys else 0)
+        return orjson.dumps(value, option=option).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=sort_keys)
