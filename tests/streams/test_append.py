@@ -1,6 +1,9 @@
 """append_events: expected versions, atomic batches, idempotent retries, limits."""
 
+import datetime as dt
+import enum
 import uuid
+from decimal import Decimal
 
 import pytest
 
@@ -281,8 +284,6 @@ def test_nulls_big_integers_and_any_unicode_are_stored_as_sent():
 
 
 def test_a_uuid_or_an_enum_member_is_stored_as_its_json_and_a_retry_of_it_is_a_retry():
-    import enum
-
     class Color(enum.Enum):
         RED = "red"
 
@@ -295,9 +296,6 @@ def test_a_uuid_or_an_enum_member_is_stored_as_its_json_and_a_retry_of_it_is_a_r
 
 
 def test_a_value_json_has_no_form_for_is_refused_with_its_type_named_and_nothing_is_written():
-    import datetime as dt
-    from decimal import Decimal
-
     events = [
         {"type": "E", "data": {"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}},
         {"type": "E", "data": {"amount": Decimal("1.10")}},
